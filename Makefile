@@ -1,0 +1,37 @@
+# bcdv: the README's commands. Everything installs into a project-local virtualenv (.venv)
+# from requirements.lock, so nothing depends on what happens to be installed on the machine.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_WORKERS ?= 2
+
+.PHONY: venv demo test test-fast bench up clean help
+
+help:
+	@echo "make demo   - start the emulators, sync customers through Airflow twice, print summaries"
+	@echo "make test   - run the whole test suite"
+	@echo "make bench  - run the benchmarks"
+	@echo "make clean  - remove the virtualenv and local state"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+demo: venv
+	$(BIN)/python -m bcdv.demo
+
+test: venv
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
+
+bench: venv
+	$(BIN)/python -m bcdv.bench
+
+clean:
+	rm -rf $(VENV) .airflow .data .artifacts

@@ -1,0 +1,1 @@
+"""bcdv.airflow."""

@@ -1,0 +1,125 @@
+"""Business Central API v2.0 client (company-scoped entity sets, etags, paging)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from bcdv.clients.auth import TokenProvider
+from bcdv.clients.http import ApiSession, RetryPolicy
+from bcdv.clients.odata import chunks, id_filter
+from bcdv.errors import NotFoundError
+from bcdv.settings import BusinessCentralSettings
+
+MAX_PAGE_SIZE = 20000
+IDS_PER_FILTER = 40  # keeps the URL well under gateway limits
+
+
+class BusinessCentralClient:
+    """Reads and writes one Business Central company through API v2.0.
+
+    Args:
+        settings: base URL, company and identity.
+        token: bearer-token callable; defaults to msal client credentials.
+        retry: retry policy for the HTTP layer.
+    """
+
+    def __init__(
+        self,
+        settings: BusinessCentralSettings,
+        *,
+        token: Callable[[], str] | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.settings = settings
+        self.http = ApiSession(
+            token or TokenProvider(settings.identity, settings.scope),
+            ca_bundle=settings.identity.ca_bundle,
+            timeout=settings.timeout,
+            retry=retry,
+            default_headers={"Accept": "application/json", "Accept-Language": "en-US"},
+        )
+
+    @property
+    def company_url(self) -> str:
+        """``{base}/companies({company_id})``."""
+        return f"{self.settings.base_url}/companies({self.settings.company_id})"
+
+    def url(self, entity_set: str, record_id: str | None = None) -> str:
+        """URL of an entity set, or of one record in it."""
+        base = f"{self.company_url}/{entity_set}"
+        return f"{base}({record_id})" if record_id else base
+
+    def server_time(self) -> datetime | None:
+        """The service's clock as of its last response (from the Date header)."""
+        return self.http.last_server_time
+
+    def iter_pages(
+        self,
+        entity_set: str,
+        *,
+        filter: str | None = None,
+        select: Sequence[str] | None = None,
+        orderby: str | None = None,
+        page_size: int = 1000,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yield pages of records, using server-driven paging (``odata.maxpagesize``)."""
+        params: dict[str, str] = {}
+        if filter:
+            params["$filter"] = filter
+        if select:
+            params["$select"] = ",".join(select)
+        if orderby:
+            params["$orderby"] = orderby
+        size = max(1, min(page_size, MAX_PAGE_SIZE))
+        yield from self.http.iter_pages(
+            self.url(entity_set), params=params or None,
+            headers={"Prefer": f"odata.maxpagesize={size}"},
+        )
+
+    def list(self, entity_set: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """All records of an entity set matching the filter."""
+        return [row for page in self.iter_pages(entity_set, **kwargs) for row in page]
+
+    def get_many(
+        self, entity_set: str, ids: Sequence[str], *, select: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Records by id (missing ids are simply absent from the result)."""
+        rows: list[dict[str, Any]] = []
+        for group in chunks(ids, IDS_PER_FILTER):
+            rows.extend(self.list(entity_set, filter=id_filter("id", group), select=select))
+        return rows
+
+    def get(self, entity_set: str, record_id: str) -> dict[str, Any] | None:
+        """One record, or None if it does not exist."""
+        try:
+            return self.http.get_json(self.url(entity_set, record_id))
+        except NotFoundError:
+            return None
+
+    def create(self, entity_set: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a new record; returns the created entity (with id, etag, timestamps)."""
+        resp = self.http.request(
+            "POST", self.url(entity_set), json=body,
+            headers={"Content-Type": "application/json"}, idempotent=False,
+        )
+        return resp.json()
+
+    def update(
+        self, entity_set: str, record_id: str, body: dict[str, Any], etag: str = "*"
+    ) -> dict[str, Any]:
+        """PATCH a record with If-Match (the etag read last, or ``*``)."""
+        resp = self.http.request(
+            "PATCH", self.url(entity_set, record_id), json=body,
+            headers={"Content-Type": "application/json", "If-Match": etag},
+        )
+        return resp.json()
+
+    def delete(self, entity_set: str, record_id: str, etag: str = "*") -> None:
+        """DELETE a record (If-Match sent as the docs require)."""
+        self.http.request("DELETE", self.url(entity_set, record_id), headers={"If-Match": etag})
+
+    def close(self) -> None:
+        """Release connections."""
+        self.http.close()

@@ -1,0 +1,252 @@
+"""The one HTTP layer under both API clients: auth header, TLS, timeouts, retries, errors.
+
+Retries live here and nowhere else. Throttling (429) and gateway failures (502/503/504) are
+retried with capped exponential backoff under a total time budget; a ``Retry-After`` header
+(seconds or an HTTP date) wins over the computed wait. A request that is not idempotent (a
+POST that creates) is retried only when the service says it did not process it (429, 503) or
+the connection was never made, so a retry can never create a second record.
+
+TLS: ``verify`` is passed on every request. requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE
+override ``Session.verify`` but never an explicit per-request value, so this is the only
+setting that works with and without those variables (see docs: verified-here).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.cookiejar
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import requests
+
+from bcdv.errors import (
+    ApiError,
+    ConcurrencyError,
+    FatalApiError,
+    NotFoundError,
+    RetriableApiError,
+)
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Statuses after which the service has certainly not applied the request.
+NOT_PROCESSED_STATUSES = frozenset({429, 503})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long and how often to retry; the budget bounds the total time spent waiting."""
+
+    max_attempts: int = 8
+    budget_seconds: float = 300.0
+    base_delay: float = 0.5
+    max_delay: float = 60.0
+
+
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """Refuse every cookie: Dataverse advises dropping ARRAffinity to spread load."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:  # noqa: ARG002
+        return False
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _error_from_response(resp: requests.Response, method: str, url: str) -> ApiError:
+    code, message = "", resp.reason or ""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            code = str(err.get("code") or "")
+            message = str(err.get("message") or message)
+        elif isinstance(err, str):  # Entra ID style
+            code, message = err, str(body.get("error_description") or message)
+    elif resp.text.lstrip().startswith("<"):
+        # Business Central answers an unknown environment with an XML error body.
+        import re
+
+        m_code = re.search(r"<code>(.*?)</code>", resp.text)
+        m_msg = re.search(r"<message>(.*?)</message>", resp.text)
+        code = m_code.group(1) if m_code else ""
+        message = m_msg.group(1) if m_msg else message
+    request_id = (
+        resp.headers.get("request-id")
+        or resp.headers.get("x-ms-service-request-id")
+        or resp.headers.get("REQ_ID")
+    )
+    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+    cls: type[ApiError]
+    if resp.status_code in RETRY_STATUSES:
+        cls = RetriableApiError
+    elif resp.status_code == 404:
+        cls = NotFoundError
+    elif resp.status_code == 412 or (resp.status_code == 409 and code == "Request_EntityChanged"):
+        cls = ConcurrencyError
+    else:
+        cls = FatalApiError
+    return cls(resp.status_code, code, message, method=method, url=url,
+               request_id=request_id, retry_after=retry_after)
+
+
+class ApiSession:
+    """An authenticated, retrying HTTP session for one service.
+
+    Args:
+        token: callable returning a bearer token (cached and refreshed by msal).
+        ca_bundle: CA file for TLS verification, or None for the system store.
+        timeout: seconds for connect and read of each request.
+        retry: the retry policy.
+        default_headers: headers sent on every request.
+    """
+
+    def __init__(
+        self,
+        token: Callable[[], str],
+        *,
+        ca_bundle: str | None = None,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._token = token
+        self.verify: str | bool = ca_bundle or True
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self.session = requests.Session()
+        self.session.cookies.set_policy(_NoCookies())
+        self.session.headers.update(default_headers or {})
+        self.last_server_time: datetime | None = None
+        self.request_count = 0
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.session.close()
+
+    def _note_server_time(self, resp: requests.Response) -> None:
+        date = resp.headers.get("Date")
+        if date:
+            try:
+                self.last_server_time = email.utils.parsedate_to_datetime(date).astimezone(
+                    timezone.utc
+                )
+            except (TypeError, ValueError):
+                pass
+
+    def _wait(self, attempt: int, hint: float | None, deadline: float) -> bool:
+        """Sleep before the next attempt; False when the budget does not allow it."""
+        delay = hint if hint is not None else min(
+            self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1)
+        ) * random.uniform(0.8, 1.2)
+        if time.monotonic() + delay > deadline:
+            return False
+        self._sleep(delay)
+        return True
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: bytes | str | None = None,
+        expected: tuple[int, ...] = (),
+        idempotent: bool | None = None,
+    ) -> requests.Response:
+        """Send one request with retries; raise an ApiError subclass on failure.
+
+        ``expected`` lists extra statuses (besides 2xx) returned to the caller instead of raised.
+        """
+        method = method.upper()
+        safe_to_repeat = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        deadline = time.monotonic() + self.retry.budget_seconds
+        attempt = 0
+        while True:
+            attempt += 1
+            hdrs = {"Authorization": f"Bearer {self._token()}", **(headers or {})}
+            try:
+                self.request_count += 1
+                resp = self.session.request(
+                    method, url, headers=hdrs, params=params, json=json, data=data,
+                    timeout=self.timeout, verify=self.verify,
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                never_sent = isinstance(exc, requests.exceptions.ConnectTimeout) or (
+                    "NewConnectionError" in repr(exc)
+                )
+                if (safe_to_repeat or never_sent) and attempt < self.retry.max_attempts and (
+                    self._wait(attempt, None, deadline)
+                ):
+                    log.warning("%s %s: %s; retrying (attempt %d)", method, url,
+                                type(exc).__name__, attempt + 1)
+                    continue
+                raise RetriableApiError(0, type(exc).__name__, str(exc), method=method,
+                                        url=url) from exc
+            self._note_server_time(resp)
+            if resp.status_code < 400 or resp.status_code in expected:
+                return resp
+            err = _error_from_response(resp, method, url)
+            may_retry = resp.status_code in RETRY_STATUSES and (
+                safe_to_repeat or resp.status_code in NOT_PROCESSED_STATUSES
+            )
+            if may_retry and attempt < self.retry.max_attempts and self._wait(
+                attempt, err.retry_after, deadline
+            ):
+                log.warning("%s %s: %s; retrying (attempt %d)", method, url, err, attempt + 1)
+                continue
+            raise err
+
+    def get_json(self, url: str, **kwargs: Any) -> Any:
+        """GET and decode JSON."""
+        return self.request("GET", url, **kwargs).json()
+
+    def iter_pages(
+        self, url: str, *, params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yield the ``value`` list of each page, following ``@odata.nextLink`` verbatim.
+
+        Raises FatalApiError if the service hands back a link it already gave (a paging loop).
+        """
+        seen: set[str] = set()
+        next_url: str | None = url
+        next_params = params
+        while next_url:
+            body = self.request("GET", next_url, params=next_params, headers=headers).json()
+            yield list(body.get("value", []))
+            link = body.get("@odata.nextLink")
+            if link and link in seen:
+                raise FatalApiError(0, "PagingLoop",
+                                    f"the service returned the same nextLink twice: {link}")
+            if link:
+                seen.add(link)
+            next_url, next_params = link, None

@@ -1,0 +1,119 @@
+"""One adapter per system, so a pass reads and writes either side through the same calls."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from bcdv.clients.business_central import BusinessCentralClient
+from bcdv.clients.dataverse import DataverseClient
+from bcdv.clients.odata import and_filters, datetime_literal, parse_datetime
+from bcdv.mapping.model import Side
+
+# Date headers have whole seconds and several web servers serve one service: stay a little
+# behind the clock we were told, so nothing modified after the signpost can be older than it.
+SIGNPOST_SLACK = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a write returned: the record's id, its new modified-on and etag."""
+
+    record_id: str
+    modified: datetime | None
+    etag: str | None
+    created: bool
+
+
+class BusinessCentralAdapter:
+    """Business Central side of a mapping."""
+
+    system = "business_central"
+    chooses_ids = False  # BC assigns SystemId on POST
+
+    def __init__(self, client: BusinessCentralClient, page_size: int = 1000) -> None:
+        self.client = client
+        self.page_size = page_size
+
+    def signpost(self) -> datetime:
+        """The service's 'now' (minus slack), read with a cheap request before extracting."""
+        self.client.http.request("GET", self.client.company_url, params={"$select": "id"})
+        now = self.client.server_time()
+        assert now is not None, "Business Central sent no Date header"
+        return now - SIGNPOST_SLACK
+
+    def iter_records(self, side: Side, since: datetime | None,
+                     columns: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
+        """Pages of records matching the side's filter, modified at or after ``since``."""
+        wm = (f"{side.modified_on} ge {datetime_literal(since, milliseconds=True)}"
+              if since else None)
+        yield from self.client.iter_pages(side.entity_set, filter=and_filters(side.filter, wm),
+                                          select=columns, page_size=self.page_size)
+
+    def fetch(self, side: Side, ids: Sequence[str], columns: Sequence[str]) -> list[dict[str, Any]]:
+        """Records by id, ignoring the side filter."""
+        return self.client.get_many(side.entity_set, ids, select=columns)
+
+    def create(self, side: Side, payload: dict[str, Any], record_id: str | None) -> Written:
+        """Create a record (BC chooses the id)."""
+        row = self.client.create(side.entity_set, payload)
+        return Written(row["id"], parse_datetime(row.get(side.modified_on)),
+                       row.get("@odata.etag"), True)
+
+    def update(self, side: Side, record_id: str, payload: dict[str, Any],
+               etag: str | None) -> Written:
+        """Update changed fields with If-Match."""
+        row = self.client.update(side.entity_set, record_id, payload, etag=etag or "*")
+        return Written(record_id, parse_datetime(row.get(side.modified_on)),
+                       row.get("@odata.etag"), False)
+
+
+class DataverseAdapter:
+    """Dataverse side of a mapping."""
+
+    system = "dataverse"
+    chooses_ids = True  # we pick the GUID of a new row, which makes creates idempotent
+
+    def __init__(self, client: DataverseClient, page_size: int = 5000) -> None:
+        self.client = client
+        self.page_size = page_size
+
+    def signpost(self) -> datetime:
+        """The service's 'now' (minus slack), from WhoAmI's Date header."""
+        self.client.whoami()
+        now = self.client.server_time()
+        assert now is not None, "Dataverse sent no Date header"
+        return now - SIGNPOST_SLACK
+
+    def iter_records(self, side: Side, since: datetime | None,
+                     columns: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
+        """Pages of rows matching the side's filter, modified at or after ``since``."""
+        wm = (f"{side.modified_on} ge {datetime_literal(since, milliseconds=False)}"
+              if since else None)
+        yield from self.client.iter_pages(side.entity_set, filter=and_filters(side.filter, wm),
+                                          select=columns, page_size=self.page_size)
+
+    def fetch(self, side: Side, ids: Sequence[str], columns: Sequence[str]) -> list[dict[str, Any]]:
+        """Rows by id, ignoring the side filter."""
+        return self.client.get_many(side.entity_set, side.key, ids, select=columns)
+
+    def create(self, side: Side, payload: dict[str, Any], record_id: str | None) -> Written:
+        """Create the row with our chosen id (an upsert: a retry cannot duplicate it)."""
+        assert record_id, "Dataverse creates need the id chosen before the write"
+        select = [side.key, side.modified_on]
+        created, row = self.client.upsert(side.entity_set, record_id, payload, select=select)
+        return Written(record_id, parse_datetime(row.get(side.modified_on)),
+                       row.get("@odata.etag"), created)
+
+    def update(self, side: Side, record_id: str, payload: dict[str, Any],
+               etag: str | None) -> Written:
+        """Update changed fields with If-Match."""
+        row = self.client.update(side.entity_set, record_id, payload, etag=etag or "*",
+                                 select=[side.key, side.modified_on])
+        return Written(record_id, parse_datetime(row.get(side.modified_on)),
+                       row.get("@odata.etag"), False)
+
+
+Adapter = BusinessCentralAdapter | DataverseAdapter

@@ -1,0 +1,154 @@
+"""Load and commit: execute a pass's plan, then close its job and advance its watermark.
+
+Load is safe to rerun: an action whose outcome is already staged is not executed again, and a
+Dataverse create reuses the id recorded before the write, so a retry never duplicates a row.
+Every record failure becomes an error row with the API's message; the other records go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from bcdv.clients.odata import parse_datetime
+from bcdv.engine.adapters import Written
+from bcdv.engine.context import PassSides, SyncContext
+from bcdv.engine.report import PassReport, RecordOutcome
+from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
+from bcdv.engine.transform import side_fields
+from bcdv.engine.values import hash_frame
+from bcdv.errors import FatalApiError
+from bcdv.mapping.model import Direction, TableMapping
+from bcdv.state.store import Stamp
+
+RESULT_COUNTER = {"insert": "inserted", "update": "modified", "unchanged": "unchanged",
+                  "skip": "skipped", "fail": "failed", "ignore": None}
+
+# Test hook: called after a write and before its coupling is committed (crash injection).
+after_write_hook: Callable[[dict[str, Any]], None] | None = None
+
+
+def load(ctx: SyncContext, mapping: TableMapping, state: PassState) -> PassState:
+    """Execute the plan (nothing is written in a dry run)."""
+    if state.dry_run:
+        return state
+    done = {o["source_id"] for o in read_jsonl(state.outcomes_file)}
+    sides = PassSides.of(mapping, Direction(state.direction))
+    prior = ctx.state.last_errors(mapping.name, state.direction,
+                                  [a["source_id"] for a in read_jsonl(state.plan_file)])
+    for action in read_jsonl(state.plan_file):
+        if action["source_id"] in done:
+            continue
+        outcome = _apply_one(ctx, mapping, state, sides, action, prior.get(action["source_id"]))
+        write_jsonl(state.outcomes_file, [outcome], append=True)
+    return state
+
+
+def _stamp(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
+           action: dict[str, Any], target_id: str, target_modified: datetime | None,
+           target_hash: str | None) -> None:
+    src_mod = parse_datetime(action["source_modified"])
+    bc_first = sides.source_system == "business_central"
+    ctx.state.stamp_success(mapping.name, state.direction, state.job_id, Stamp(
+        bc_id=action["source_id"] if bc_first else target_id,
+        dv_id=target_id if bc_first else action["source_id"],
+        bc_modified=src_mod if bc_first else target_modified,
+        dv_modified=target_modified if bc_first else src_mod,
+        bc_hash=action["source_hash"] if bc_first else target_hash,
+        dv_hash=target_hash if bc_first else action["source_hash"],
+    ))
+
+
+def _write(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
+           action: dict[str, Any]) -> Written:
+    target = ctx.adapter(sides.target_system)
+    if action["action"] == "insert":
+        bc_first = sides.source_system == "business_central"
+        ctx.state.record_intent(
+            mapping.name,
+            bc_id=action["source_id"] if bc_first else None,
+            dv_id=action["target_id"] if bc_first else action["source_id"])
+        return target.create(sides.target, action["payload"], action["target_id"])
+    return target.update(sides.target, action["target_id"], action["payload"], action["etag"])
+
+
+def _insert_hash(mapping: TableMapping, sides: PassSides, payload: dict[str, Any]) -> str:
+    fields = side_fields(mapping, sides.target_system)
+    return str(hash_frame(pd.DataFrame([payload]).reindex(columns=fields), fields).iat[0])
+
+
+def _apply_one(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
+               action: dict[str, Any], prior_error: str | None) -> dict[str, Any]:
+    kind = action["action"]
+    outcome = {"source_id": action["source_id"], "target_id": action.get("target_id"),
+               "name": action.get("name", ""), "action": kind, "result": RESULT_COUNTER[kind],
+               "message": action.get("reason", ""), "conflict": bool(action.get("conflict"))}
+    if kind == "unchanged":
+        if action.get("restamp") and action.get("target_id"):
+            _stamp(ctx, mapping, state, sides, action, action["target_id"],
+                   parse_datetime(action.get("target_modified")), action.get("target_hash"))
+        return outcome
+    if kind in ("skip", "ignore"):
+        return outcome
+    if kind == "fail":
+        return _fail(ctx, mapping, state, sides, action, outcome, action["reason"], prior_error)
+    try:
+        written = _write(ctx, mapping, state, sides, action)
+    except FatalApiError as exc:
+        return _fail(ctx, mapping, state, sides, action, outcome, exc.message or str(exc),
+                     prior_error)
+    if after_write_hook is not None:
+        after_write_hook(action)
+    target_hash = (_insert_hash(mapping, sides, action["payload"]) if kind == "insert"
+                   else action.get("target_hash"))
+    _stamp(ctx, mapping, state, sides, action, written.record_id, written.modified, target_hash)
+    if kind == "insert" and not written.created:
+        outcome["message"] = "create resumed after an interruption (no duplicate made)"
+    outcome["target_id"] = written.record_id
+    return outcome
+
+
+def _fail(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
+          action: dict[str, Any], outcome: dict[str, Any], message: str,
+          prior_error: str | None) -> dict[str, Any]:
+    bc_first = sides.source_system == "business_central"
+    bc_id = action["source_id"] if bc_first else action.get("target_id")
+    dv_id = action.get("target_id") if bc_first else action["source_id"]
+    ctx.state.record_error(mapping.name, state.direction, state.job_id,
+                           source_id=action["source_id"], bc_id=bc_id, dv_id=dv_id,
+                           message=message)
+    now_skipped = False
+    if action["action"] != "insert":
+        now_skipped = ctx.state.stamp_failure(
+            mapping.name, state.direction, state.job_id, bc_id=bc_id, dv_id=dv_id,
+            message=message, prior_message=prior_error)
+    outcome.update(result="skipped" if now_skipped else "failed", message=message)
+    if now_skipped:
+        outcome["message"] = f"{message} (the same error twice: the record is now Skipped)"
+    return outcome
+
+
+def commit(ctx: SyncContext, mapping: TableMapping, state: PassState) -> PassReport:
+    """Close the job with its counters, resolve fixed errors and advance the watermark.
+
+    The watermark moves only now, after every write it covers is committed, to the latest
+    modified-on seen but never past the signpost taken before the first read.
+    """
+    outcomes = (list(read_jsonl(state.plan_file)) if state.dry_run
+                else list(read_jsonl(state.outcomes_file)))
+    records = [RecordOutcome.from_row(o, dry_run=state.dry_run) for o in outcomes]
+    report = PassReport.build(state, records)
+    if not state.dry_run:
+        ok = [r.source_id for r in records if r.result in ("inserted", "modified", "unchanged")]
+        ctx.state.resolve_errors(mapping.name, state.direction, ok)
+        if state.extracted and state.latest_modified and state.signpost:
+            latest = parse_datetime(state.latest_modified)
+            cap = parse_datetime(state.signpost)
+            assert latest is not None and cap is not None
+            ctx.state.advance_watermark(mapping.name, state.direction, min(latest, cap))
+    ctx.state.update_job(state.job_id, **report.counters())
+    ctx.state.finish_job(state.job_id, status=report.status, message=report.message)
+    return report

@@ -1,0 +1,95 @@
+"""What a pass needs: both systems, the state store and a directory for staged files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bcdv.clients.business_central import BusinessCentralClient
+from bcdv.clients.dataverse import DataverseClient
+from bcdv.engine.adapters import Adapter, BusinessCentralAdapter, DataverseAdapter
+from bcdv.mapping.model import Direction, Side, TableMapping
+from bcdv.settings import Endpoints
+from bcdv.state.store import StateStore
+
+
+@dataclass
+class SyncContext:
+    """Both adapters, the state store and the staging root."""
+
+    business_central: BusinessCentralAdapter
+    dataverse: DataverseAdapter
+    state: StateStore
+    staging: Path
+
+    @classmethod
+    def create(cls, endpoints: Endpoints, state_url: str, staging: str | Path) -> SyncContext:
+        """Build clients from settings."""
+        return cls(
+            BusinessCentralAdapter(BusinessCentralClient(endpoints.business_central)),
+            DataverseAdapter(DataverseClient(endpoints.dataverse)),
+            StateStore(state_url),
+            Path(staging),
+        )
+
+    def adapter(self, system: str) -> Adapter:
+        """The adapter of ``business_central`` or ``dataverse``."""
+        return self.business_central if system == "business_central" else self.dataverse
+
+    def close(self) -> None:
+        """Release HTTP connections."""
+        self.business_central.client.close()
+        self.dataverse.client.close()
+
+
+@dataclass(frozen=True)
+class PassSides:
+    """Source and target of a pass, resolved from the mapping."""
+
+    source_system: str
+    target_system: str
+    source: Side
+    target: Side
+
+    @classmethod
+    def of(cls, mapping: TableMapping, direction: Direction) -> PassSides:
+        """Sides for a pass direction."""
+        if direction is Direction.TO_DATAVERSE:
+            return cls("business_central", "dataverse", mapping.business_central,
+                       mapping.dataverse)
+        return cls("dataverse", "business_central", mapping.dataverse, mapping.business_central)
+
+    @property
+    def source_id_col(self) -> str:
+        """Coupling column holding the source id."""
+        return "bc_id" if self.source_system == "business_central" else "dv_id"
+
+    @property
+    def target_id_col(self) -> str:
+        """Coupling column holding the target id."""
+        return "dv_id" if self.target_system == "dataverse" else "bc_id"
+
+    @property
+    def source_mod_col(self) -> str:
+        """Coupling column with the source's baseline."""
+        return "bc_modified" if self.source_system == "business_central" else "dv_modified"
+
+    @property
+    def target_mod_col(self) -> str:
+        """Coupling column with the target's baseline."""
+        return "dv_modified" if self.target_system == "dataverse" else "bc_modified"
+
+    @property
+    def source_hash_col(self) -> str:
+        """Coupling column with the hash of the source side's mapped values."""
+        return "bc_hash" if self.source_system == "business_central" else "dv_hash"
+
+    @property
+    def target_hash_col(self) -> str:
+        """Coupling column with the hash of the target side's mapped values."""
+        return "dv_hash" if self.target_system == "dataverse" else "bc_hash"
+
+    @property
+    def result_col(self) -> str:
+        """Coupling column with the last result of this pass direction."""
+        return "to_dv_result" if self.target_system == "dataverse" else "to_bc_result"

@@ -1,0 +1,198 @@
+"""Plan: decide, per candidate record, what a pass will do, without writing anything.
+
+Actions: ``insert``, ``update`` (only the fields that differ, with the etag read), ``unchanged``
+(nothing to write; the coupling is re-stamped when the source moved), ``skip`` (a Skipped
+coupling), ``ignore`` (uncoupled while the mapping syncs only coupled records), ``fail`` (a
+deletion or update conflict the mapping does not resolve). The plan is data: a dry run stops
+here, and the load stage executes exactly this file.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pandas as pd
+
+from bcdv.engine.context import PassSides, SyncContext
+from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
+from bcdv.engine.transform import side_fields, to_payload
+from bcdv.engine.values import changed_columns, hash_frame
+from bcdv.mapping.model import Direction, TableMapping
+
+# BC's Type Helper treats timestamps less than 10 ms apart as equal.
+TOLERANCE = pd.Timedelta(milliseconds=10)
+DELETED_MESSAGE = ("The {target} record cannot be updated because it is coupled to a deleted "
+                   "record ({target_id}).")
+CONFLICT_MESSAGE = ("Cannot update the {target} record because the mapping is bi-directional "
+                    "and both sides changed since the last synchronization: {fields}.")
+
+
+def _utc(series: pd.Series) -> pd.Series:
+    return pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
+
+
+def _source_frame(state: PassState, key: str) -> pd.DataFrame:
+    frame = pd.DataFrame(list(read_jsonl(state.source_file)))
+    if frame.empty:
+        return frame
+    frame = frame.drop_duplicates(subset=[key], keep="last")
+    frame.index = frame[key].astype(str)
+    return frame
+
+
+def _couplings(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
+               ids: list[str]) -> pd.DataFrame:
+    by = {"bc_ids" if sides.source_id_col == "bc_id" else "dv_ids": ids}
+    frame = ctx.state.couplings(mapping.name, **by)
+    frame = frame[frame[sides.source_id_col].notna()]
+    return frame.set_index(frame[sides.source_id_col].astype(str))
+
+
+def plan(ctx: SyncContext, mapping: TableMapping, state: PassState) -> PassState:
+    """Write the pass's plan file from its staged source records."""
+    direction = Direction(state.direction)
+    sides = PassSides.of(mapping, direction)
+    src = _source_frame(state, sides.source.key)
+    actions: list[dict[str, Any]] = []
+    if not src.empty:
+        actions = _plan_frame(ctx, mapping, state, sides, src)
+    write_jsonl(state.plan_file, actions)
+    counts: dict[str, int] = {}
+    for a in actions:
+        counts[a["action"]] = counts.get(a["action"], 0) + 1
+    state.planned = counts
+    state.save()
+    return state
+
+
+def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
+                src: pd.DataFrame) -> list[dict[str, Any]]:
+    direction = Direction(state.direction)
+    force = state.mode == "full"
+    coup = _couplings(ctx, mapping, sides, list(src.index)).reindex(src.index)
+    payload = to_payload(src, mapping, direction)
+    src_hash = hash_frame(src, side_fields(mapping, sides.source_system))
+    src_mod = _utc(src[sides.source.modified_on])
+    baseline = _utc(coup[sides.source_mod_col])
+    is_coupled = coup["id"].notna() & ~coup["pending"].fillna(False).astype(bool)
+    skipped = is_coupled & coup["skipped"].fillna(False).astype(bool)
+    failed_before = coup[sides.result_col].eq("failure")
+    moved = baseline.isna() | ((src_mod - baseline) > TOLERANCE)
+    same_values = src_hash.eq(coup[sides.source_hash_col])
+    changed = force | failed_before | (moved & ~same_values)
+    restamp_only = is_coupled & ~skipped & ~changed & moved
+    compare = is_coupled & ~skipped & changed
+
+    target = _target_rows(ctx, mapping, sides, coup.loc[compare, sides.target_id_col])
+    target_fields = side_fields(mapping, sides.target_system)
+    name_col = sides.source.name_field
+    out: list[dict[str, Any]] = []
+    for sid in src.index:
+        row: dict[str, Any] = {
+            "source_id": sid,
+            "name": str(src.at[sid, name_col]) if name_col and name_col in src else "",
+            "source_modified": src_mod.at[sid].isoformat() if pd.notna(src_mod.at[sid]) else None,
+            "source_hash": src_hash.at[sid],
+            "target_id": coup.at[sid, sides.target_id_col] if pd.notna(
+                coup.at[sid, sides.target_id_col]) else None,
+            "target_modified": None, "target_hash": None, "etag": None,
+            "payload": {}, "reason": "",
+        }
+        if skipped.at[sid]:
+            row.update(action="skip", reason="the coupling is marked Skipped; restore it to retry")
+        elif compare.at[sid]:
+            _plan_coupled(row, sid, mapping, sides, payload, target, target_fields, coup, force)
+        elif is_coupled.at[sid]:
+            row.update(action="unchanged", restamp=bool(restamp_only.at[sid]),
+                       target_modified=_iso(coup.at[sid, sides.target_mod_col]),
+                       target_hash=coup.at[sid, sides.target_hash_col],
+                       reason="no mapped field changed since the last synchronization")
+        else:
+            _plan_uncoupled(row, sid, mapping, state, sides, payload, coup, force)
+        out.append(row)
+    return out
+
+
+def _iso(value: Any) -> str | None:
+    if value is None or pd.isna(value):
+        return None
+    ts = pd.Timestamp(value)
+    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts).isoformat()
+
+
+def _target_rows(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
+                 ids: pd.Series) -> pd.DataFrame:
+    wanted = sorted(set(ids.dropna().astype(str)))
+    cols = list(dict.fromkeys([sides.target.key, sides.target.modified_on,
+                               *side_fields(mapping, sides.target_system)]))
+    if not wanted:
+        return pd.DataFrame(columns=[*cols, "@odata.etag"])
+    rows = ctx.adapter(sides.target_system).fetch(sides.target, wanted, cols)
+    frame = pd.DataFrame(rows, columns=list(dict.fromkeys([*cols, "@odata.etag"])))
+    frame.index = frame[sides.target.key].astype(str)
+    return frame
+
+
+def _plan_coupled(row: dict[str, Any], sid: str, mapping: TableMapping, sides: PassSides,
+                  payload: pd.DataFrame, target: pd.DataFrame, target_fields: list[str],
+                  coup: pd.DataFrame, force: bool) -> None:
+    tid = str(coup.at[sid, sides.target_id_col])
+    if tid not in target.index:
+        row.update(action="fail", reason=DELETED_MESSAGE.format(
+            target=sides.target_system.replace("_", " ").title(), target_id=tid))
+        return
+    current = target.loc[[tid]]
+    wanted = payload.loc[[sid]]
+    wanted.index = [tid]
+    diff = changed_columns(wanted, current).iat[0]
+    after = current.reindex(columns=target_fields).copy()
+    for col in wanted.columns:
+        if col in after.columns:
+            after.at[tid, col] = wanted.at[tid, col]
+    row["target_hash"] = hash_frame(after, target_fields).iat[0]
+    row["etag"] = current.at[tid, "@odata.etag"]
+    row["target_modified"] = _iso(pd.Timestamp(current.at[tid, sides.target.modified_on]))
+    if not diff:
+        row.update(action="unchanged", restamp=True,
+                   reason="the mapped values already match")
+        return
+    target_moved = _target_moved(current.at[tid, sides.target.modified_on],
+                                 coup.at[sid, sides.target_mod_col])
+    bidirectional = {f.target(Direction(_pass(sides))) for f in mapping.fields
+                     if f.enabled and f.constant is None
+                     and f.direction is Direction.BIDIRECTIONAL}
+    clash = [c for c in diff if c in bidirectional]
+    if (not force and mapping.direction is Direction.BIDIRECTIONAL and target_moved and clash):
+        row.update(action="fail", conflict=True, reason=CONFLICT_MESSAGE.format(
+            target=sides.target_system.replace("_", " ").title(), fields=", ".join(clash)))
+        return
+    row.update(action="update", payload={c: wanted.at[tid, c] for c in diff},
+               reason="changed: " + ", ".join(diff))
+
+
+def _pass(sides: PassSides) -> str:
+    return "to_dataverse" if sides.target_system == "dataverse" else "to_business_central"
+
+
+def _target_moved(current: Any, baseline: Any) -> bool:
+    cur = pd.to_datetime(current, utc=True, errors="coerce")
+    base = pd.to_datetime(baseline, utc=True, errors="coerce")
+    if pd.isna(base):
+        return True
+    return bool(pd.notna(cur) and (cur - base) > TOLERANCE)
+
+
+def _plan_uncoupled(row: dict[str, Any], sid: str, mapping: TableMapping, state: PassState,
+                    sides: PassSides, payload: pd.DataFrame, coup: pd.DataFrame,
+                    force: bool) -> None:
+    pending_target = row["target_id"]
+    if mapping.sync_only_coupled and not force and pending_target is None:
+        row.update(action="ignore", target_id=None,
+                   reason="not coupled, and the mapping synchronises only coupled records")
+        return
+    values = {k: v for k, v in payload.loc[sid].items() if v is not None and v == v}
+    chooses = sides.target_system == "dataverse"
+    target_id = pending_target or (str(uuid.uuid4()) if chooses else None)
+    row.update(action="insert", target_id=target_id, payload=values,
+               reason="resuming an unconfirmed create" if pending_target else "new record")

@@ -1,0 +1,105 @@
+"""The report of a pass: BC's counters and, per record, what happened and why."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bcdv.engine.staging import PassState
+
+COUNTER_NAMES = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed",
+                 "conflicts", "coupled", "uncoupled")
+_PLANNED_RESULT = {"insert": "inserted", "update": "modified", "unchanged": "unchanged",
+                   "skip": "skipped", "fail": "failed", "ignore": None}
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """One record's fate in a pass."""
+
+    source_id: str
+    target_id: str | None
+    name: str
+    action: str
+    result: str | None
+    message: str
+    conflict: bool = False
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], *, dry_run: bool) -> RecordOutcome:
+        """From a staged outcome (or, in a dry run, a planned action)."""
+        result = _PLANNED_RESULT[row["action"]] if dry_run else row.get("result")
+        return cls(row["source_id"], row.get("target_id"), row.get("name", ""), row["action"],
+                   result, row.get("message") or row.get("reason", ""),
+                   bool(row.get("conflict")))
+
+
+@dataclass
+class PassReport:
+    """Counters of one pass plus the records that were not a clean insert or update."""
+
+    mapping: str
+    direction: str
+    mode: str
+    dry_run: bool
+    job_id: str
+    extracted: int
+    inserted: int = 0
+    modified: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    failed: int = 0
+    conflicts: int = 0
+    coupled: int = 0
+    uncoupled: int = 0
+    ignored: int = 0
+    records: list[RecordOutcome] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, state: PassState, records: list[RecordOutcome]) -> PassReport:
+        """Count outcomes."""
+        report = cls(state.mapping, state.direction, state.mode, state.dry_run, state.job_id,
+                     state.extracted)
+        for rec in records:
+            if rec.result in COUNTER_NAMES:
+                setattr(report, rec.result, getattr(report, rec.result) + 1)
+            elif rec.result is None:
+                report.ignored += 1
+            if rec.conflict:
+                report.conflicts += 1
+        report.records = [r for r in records if r.result not in ("inserted", "modified")
+                          and not (r.result == "unchanged")]
+        return report
+
+    def counters(self) -> dict[str, int]:
+        """BC's job-log counters."""
+        return {name: getattr(self, name) for name in COUNTER_NAMES}
+
+    @property
+    def status(self) -> str:
+        """``success``, or ``partial`` when any record failed."""
+        return "partial" if self.failed else "success"
+
+    @property
+    def message(self) -> str | None:
+        """A one-line note for the job log."""
+        if self.dry_run:
+            return "dry run: nothing was written"
+        return None
+
+    def summary(self) -> str:
+        """One line for humans."""
+        c = self.counters()
+        parts = " | ".join(f"{k} {c[k]}" for k in ("inserted", "modified", "unchanged",
+                                                     "skipped", "failed"))
+        extra = f" | not coupled (ignored) {self.ignored}" if self.ignored else ""
+        dry = " [dry run]" if self.dry_run else ""
+        return f"{self.mapping} {self.direction}{dry}: read {self.extracted} | {parts}{extra}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (small: meant for XCom and --json output)."""
+        data = asdict(self)
+        data["records"] = [asdict(r) for r in self.records[:100]]
+        data["records_truncated"] = max(0, len(self.records) - 100)
+        return data

@@ -1,0 +1,63 @@
+"""Canonical values, hashes and diffs of mapped fields, vectorised with pandas.
+
+Both APIs spell "nothing" differently (Business Central: ``""``, a blank enum ``_x0020_``, the
+null GUID; Dataverse: ``null``), and return numbers as 5000 or 5000.0000. Values are compared
+and hashed in one canonical text form, so only a real change counts as a change.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+NULL_GUID = "00000000-0000-0000-0000-000000000000"
+_BLANKS = frozenset({"", "_x0020_", NULL_GUID, "0001-01-01"})
+
+
+def canon(value: Any) -> str:
+    """The canonical text of one value ("" for every spelling of nothing)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and math.isnan(value):
+            return ""
+        number = float(value)
+        return repr(round(number, 6)) if number != int(number) else str(int(number))
+    text = str(value).strip()
+    return "" if text in _BLANKS else text
+
+
+def canon_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every cell of a frame in canonical text form."""
+    if frame.empty:
+        return frame.astype(object)
+    return frame.apply(lambda col: col.map(canon)).astype(object)
+
+
+def hash_frame(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """A stable 16-hex-digit hash per row over the given columns (order-independent)."""
+    cols = sorted(columns)
+    if frame.empty:
+        return pd.Series([], dtype=object, index=frame.index)
+    canonical = canon_frame(frame.reindex(columns=cols))
+    canonical.columns = cols
+    hashed = pd.util.hash_pandas_object(canonical, index=False, hash_key="bcdv-mapped-hash")
+    return hashed.map(lambda h: f"{int(h):016x}")
+
+
+def changed_columns(wanted: pd.DataFrame, current: pd.DataFrame) -> pd.Series:
+    """Per row, the columns whose wanted value differs from the current one.
+
+    Both frames share the index; ``current`` may lack rows (then every column differs).
+    """
+    cols = list(wanted.columns)
+    if wanted.empty:
+        return pd.Series([], dtype=object, index=wanted.index)
+    a = canon_frame(wanted)
+    b = canon_frame(current.reindex(index=wanted.index, columns=cols))
+    diff = a.ne(b)
+    return diff.apply(lambda row: [c for c in cols if row[c]], axis=1)

@@ -1,0 +1,136 @@
+"""The typed model of a table mapping (BC's Integration Table Mapping + Field Mappings).
+
+A mapping file in include/mappings/ is validated into these pydantic models at load time;
+unknown keys and bad values are rejected with file, line and field path (see loader.py).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Direction(str, Enum):
+    """Synchronisation direction of a table or field mapping (BC: Direction)."""
+
+    BIDIRECTIONAL = "bidirectional"
+    TO_DATAVERSE = "to_dataverse"  # BC: ToIntegrationTable
+    TO_BUSINESS_CENTRAL = "to_business_central"  # BC: FromIntegrationTable
+
+    def includes(self, pass_direction: Direction) -> bool:
+        """True if a mapping with this direction takes part in a pass in ``pass_direction``."""
+        return self is Direction.BIDIRECTIONAL or self is pass_direction
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class Side(_Strict):
+    """One side of a table mapping: the entity set, its key and modified-on columns, filter."""
+
+    entity_set: str
+    key: str
+    modified_on: str
+    filter: str | None = Field(default=None, description="OData $filter applied on this side")
+    name_field: str | None = Field(default=None, description="column shown as the record name")
+
+
+class FieldMapping(_Strict):
+    """One field pair (BC: Integration Field Mapping).
+
+    A field with only one side set and a ``constant`` writes that constant to that side.
+    """
+
+    business_central: str | None = None
+    dataverse: str | None = None
+    direction: Direction = Direction.BIDIRECTIONAL
+    constant: str | int | float | bool | None = None
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _sides(self) -> FieldMapping:
+        if not self.business_central and not self.dataverse:
+            raise ValueError("a field mapping needs 'business_central', 'dataverse' or both")
+        if self.constant is not None and self.business_central and self.dataverse:
+            raise ValueError("'constant' is only allowed when one side is left out")
+        if self.constant is None and not (self.business_central and self.dataverse):
+            raise ValueError("a one-sided field mapping needs a 'constant'")
+        if self.constant is not None:
+            implied = (Direction.TO_DATAVERSE if self.dataverse
+                       else Direction.TO_BUSINESS_CENTRAL)
+            if self.direction not in (implied, Direction.BIDIRECTIONAL):
+                raise ValueError(f"a constant for the {'Dataverse' if self.dataverse else 'Business Central'} "
+                                 f"side needs direction '{implied.value}'")
+        return self
+
+    @property
+    def effective_direction(self) -> Direction:
+        """Direction, with constants pinned to the side they write."""
+        if self.constant is not None:
+            return Direction.TO_DATAVERSE if self.dataverse else Direction.TO_BUSINESS_CENTRAL
+        return self.direction
+
+    def source(self, pass_direction: Direction) -> str | None:
+        """The field read in a pass (None for a constant)."""
+        if self.constant is not None:
+            return None
+        return self.business_central if pass_direction is Direction.TO_DATAVERSE else self.dataverse
+
+    def target(self, pass_direction: Direction) -> str:
+        """The field written in a pass."""
+        name = self.dataverse if pass_direction is Direction.TO_DATAVERSE else self.business_central
+        assert name is not None
+        return name
+
+
+class TableMapping(_Strict):
+    """One integration table mapping, e.g. CUSTOMER (Customer <-> Account)."""
+
+    name: str = Field(pattern=r"^[A-Z][A-Z0-9 _-]{0,19}$")
+    description: str = ""
+    business_central: Side
+    dataverse: Side
+    direction: Direction
+    sync_only_coupled: bool = True
+    schedule: str | None = "*/30 * * * *"
+    depends_on: list[str] = Field(default_factory=list)
+    fields: list[FieldMapping] = Field(min_length=1)
+
+    @field_validator("depends_on")
+    @classmethod
+    def _no_self_dependency(cls, value: list[str], info: Any) -> list[str]:
+        if info.data.get("name") in value:
+            raise ValueError("a mapping cannot depend on itself")
+        return value
+
+    @model_validator(mode="after")
+    def _direction_has_fields(self) -> TableMapping:
+        passes = ([Direction.TO_DATAVERSE, Direction.TO_BUSINESS_CENTRAL]
+                  if self.direction is Direction.BIDIRECTIONAL else [self.direction])
+        for d in passes:
+            if not self.fields_for(d):
+                raise ValueError(f"no enabled field mapping for the {d.value} direction")
+        return self
+
+    def fields_for(self, pass_direction: Direction) -> list[FieldMapping]:
+        """Enabled field mappings that take part in a pass (BC: the temp field mapping)."""
+        return [f for f in self.fields
+                if f.enabled and f.effective_direction.includes(pass_direction)]
+
+    def passes(self) -> list[Direction]:
+        """The passes of a run, in BC's order: to Dataverse first, then back."""
+        order = [Direction.TO_DATAVERSE, Direction.TO_BUSINESS_CENTRAL]
+        return [d for d in order if self.direction.includes(d)]
+
+    def side(self, system: str) -> Side:
+        """``business_central`` or ``dataverse``."""
+        return self.business_central if system == "business_central" else self.dataverse
+
+    @property
+    def dag_id(self) -> str:
+        """The Airflow DAG id of this mapping's sync DAG."""
+        slug = "".join(c if c.isalnum() else "_" for c in self.name.lower())
+        return f"bcdv_sync_{slug}"

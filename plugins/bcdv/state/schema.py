@@ -1,0 +1,104 @@
+"""Tables of the state store (SQLAlchemy Core). Changes go through Alembic migrations."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# One row per coupled pair (BC: table 5331 "CRM Integration Record"), scoped by mapping.
+# Both baselines (the modified-on of each side as of the last successful sync) drive
+# "changed?"; the hashes of the mapped values per side stop the engine's own writes from
+# echoing back as changes. ``pending`` marks an intent recorded before a create was sent.
+couplings = Table(
+    "bcdv_couplings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("mapping", String(20), nullable=False),
+    Column("bc_id", String(36), nullable=True),
+    Column("dv_id", String(36), nullable=True),
+    Column("bc_modified", DateTime, nullable=True),
+    Column("dv_modified", DateTime, nullable=True),
+    Column("bc_hash", String(64), nullable=True),
+    Column("dv_hash", String(64), nullable=True),
+    Column("to_dv_result", String(10), nullable=False, default=""),
+    Column("to_bc_result", String(10), nullable=False, default=""),
+    Column("to_dv_job", String(36), nullable=True),
+    Column("to_bc_job", String(36), nullable=True),
+    Column("skipped", Boolean, nullable=False, default=False),
+    Column("pending", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    UniqueConstraint("mapping", "bc_id", name="uq_bcdv_couplings_bc"),
+    UniqueConstraint("mapping", "dv_id", name="uq_bcdv_couplings_dv"),
+)
+
+# Watermark per mapping and pass direction: records modified at or after it are candidates.
+watermarks = Table(
+    "bcdv_watermarks",
+    metadata,
+    Column("mapping", String(20), primary_key=True),
+    Column("direction", String(24), primary_key=True),
+    Column("value", DateTime, nullable=True),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+# One row per pass (BC: table 5338 "Integration Synch. Job"), with BC's counters.
+jobs = Table(
+    "bcdv_jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("mapping", String(20), nullable=False),
+    Column("direction", String(24), nullable=False),
+    Column("type", String(20), nullable=False, default="synchronization"),
+    Column("mode", String(20), nullable=False, default="modified"),
+    Column("run_id", String(250), nullable=True),
+    Column("status", String(20), nullable=False, default="running"),
+    Column("dry_run", Boolean, nullable=False, default=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime, nullable=True),
+    Column("signpost", DateTime, nullable=True),
+    Column("latest_modified", DateTime, nullable=True),
+    Column("inserted", Integer, nullable=False, default=0),
+    Column("modified", Integer, nullable=False, default=0),
+    Column("deleted", Integer, nullable=False, default=0),
+    Column("unchanged", Integer, nullable=False, default=0),
+    Column("skipped", Integer, nullable=False, default=0),
+    Column("failed", Integer, nullable=False, default=0),
+    Column("conflicts", Integer, nullable=False, default=0),
+    Column("coupled", Integer, nullable=False, default=0),
+    Column("uncoupled", Integer, nullable=False, default=0),
+    Column("message", Text, nullable=True),
+    Index("ix_bcdv_jobs_mapping_started", "mapping", "started_at"),
+)
+
+# One row per failing record and direction (BC: "Integration Synch. Job Errors"), kept up
+# to date across attempts.
+record_errors = Table(
+    "bcdv_record_errors",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("mapping", String(20), nullable=False),
+    Column("direction", String(24), nullable=False),
+    Column("bc_id", String(36), nullable=True),
+    Column("dv_id", String(36), nullable=True),
+    Column("source_id", String(36), nullable=False),
+    Column("job_id", String(36), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("first_seen", DateTime, nullable=False),
+    Column("last_seen", DateTime, nullable=False),
+    Column("resolved", Boolean, nullable=False, default=False),
+    Index("ix_bcdv_record_errors_source", "mapping", "direction", "source_id"),
+)

@@ -1,0 +1,347 @@
+"""The state store: couplings, watermarks, the job log and record errors.
+
+A SQLite file by default (``sqlite:///path/state.db``), PostgreSQL in production
+(``postgresql+psycopg2://...``). All timestamps are stored as naive UTC.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import and_, create_engine, event, func, insert, select, update
+from sqlalchemy.engine import Engine
+
+from bcdv.state import migrate
+from bcdv.state.schema import couplings, jobs, record_errors, watermarks
+
+COUNTERS = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed",
+            "conflicts", "coupled", "uncoupled")
+COUPLING_COLUMNS = [c.name for c in couplings.columns]
+
+
+def utcnow() -> datetime:
+    """Now, aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+def to_db(value: datetime | None) -> datetime | None:
+    """Aware datetime -> naive UTC for storage."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def from_db(value: datetime | None) -> datetime | None:
+    """Stored naive UTC -> aware UTC."""
+    if value is None or pd.isna(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """A successful sync of one coupled pair, as recorded after the write."""
+
+    bc_id: str
+    dv_id: str
+    bc_modified: datetime | None
+    dv_modified: datetime | None
+    bc_hash: str | None
+    dv_hash: str | None
+
+
+_ENGINES: dict[str, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _engine(url: str) -> Engine:
+    with _ENGINES_LOCK:
+        eng = _ENGINES.get(url)
+        if eng is None:
+            if url.startswith("sqlite"):
+                path = url.split("///", 1)[-1]
+                if path and path != ":memory:":
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                eng = create_engine(url, connect_args={"timeout": 30})
+
+                @event.listens_for(eng, "connect")
+                def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
+                    cur = dbapi_conn.cursor()
+                    cur.execute("PRAGMA journal_mode=WAL")
+                    cur.execute("PRAGMA foreign_keys=ON")
+                    cur.close()
+            else:
+                eng = create_engine(url, pool_pre_ping=True)
+            migrate.upgrade(eng)
+            _ENGINES[url] = eng
+        return eng
+
+
+class StateStore:
+    """Persistent sync state for all mappings.
+
+    Args:
+        url: SQLAlchemy URL; the schema is migrated to the newest revision on first use.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _engine(url)
+
+    # -- watermarks -------------------------------------------------------------------
+    def get_watermark(self, mapping: str, direction: str) -> datetime | None:
+        """The watermark of a mapping's pass, or None if it never ran."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(watermarks.c.value).where(
+                    watermarks.c.mapping == mapping, watermarks.c.direction == direction)
+            ).scalar_one_or_none()
+        return from_db(value)
+
+    def advance_watermark(self, mapping: str, direction: str, value: datetime | None) -> None:
+        """Move a watermark forward to ``value`` (never backwards; None is a no-op)."""
+        if value is None:
+            return
+        with self.engine.begin() as conn:
+            current = conn.execute(
+                select(watermarks.c.value).where(
+                    watermarks.c.mapping == mapping, watermarks.c.direction == direction)
+                .with_for_update()
+            ).first()
+            if current is None:
+                conn.execute(insert(watermarks).values(
+                    mapping=mapping, direction=direction, value=to_db(value),
+                    updated_at=to_db(utcnow())))
+            elif current.value is None or from_db(current.value) < value:  # type: ignore[operator]
+                conn.execute(update(watermarks).where(
+                    watermarks.c.mapping == mapping, watermarks.c.direction == direction
+                ).values(value=to_db(value), updated_at=to_db(utcnow())))
+
+    def reset_watermarks(self, mapping: str) -> None:
+        """Clear a mapping's watermarks (BC: Synchronize All / full sync)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(watermarks).where(watermarks.c.mapping == mapping)
+                         .values(value=None, updated_at=to_db(utcnow())))
+
+    # -- couplings --------------------------------------------------------------------
+    def couplings(
+        self, mapping: str, *, bc_ids: Sequence[str] | None = None,
+        dv_ids: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Couplings of a mapping as a DataFrame (optionally only for some ids)."""
+        query = select(couplings).where(couplings.c.mapping == mapping)
+        frames = []
+        with self.engine.connect() as conn:
+            if bc_ids is None and dv_ids is None:
+                frames.append(pd.DataFrame(conn.execute(query).mappings().all(),
+                                           columns=COUPLING_COLUMNS))
+            for col, ids in ((couplings.c.bc_id, bc_ids), (couplings.c.dv_id, dv_ids)):
+                for start in range(0, len(ids or []), 500):
+                    part = list(ids or [])[start:start + 500]
+                    rows = conn.execute(query.where(col.in_(part))).mappings().all()
+                    frames.append(pd.DataFrame(rows, columns=COUPLING_COLUMNS))
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+            columns=COUPLING_COLUMNS)
+        return frame.drop_duplicates(subset=["id"]).reset_index(drop=True)
+
+    def coupling_count(self, mapping: str) -> int:
+        """Number of couplings (pending intents excluded)."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(
+                select(func.count()).select_from(couplings).where(
+                    couplings.c.mapping == mapping, couplings.c.pending.is_(False))
+            ).scalar_one())
+
+    def record_intent(self, mapping: str, *, bc_id: str | None, dv_id: str | None) -> None:
+        """Record, before a create is sent, which pair it will make (exactly-once creates).
+
+        For a Dataverse create the new row's id is chosen by us and stored here first, so a
+        rerun after a crash writes the same id (an upsert) instead of a second row.
+        """
+        now = to_db(utcnow())
+        with self.engine.begin() as conn:
+            col = couplings.c.bc_id if bc_id else couplings.c.dv_id
+            existing = conn.execute(select(couplings.c.id).where(
+                couplings.c.mapping == mapping, col == (bc_id or dv_id))).first()
+            if existing is not None:
+                conn.execute(update(couplings).where(couplings.c.id == existing.id).values(
+                    bc_id=bc_id, dv_id=dv_id, pending=True, updated_at=now))
+            else:
+                conn.execute(insert(couplings).values(
+                    mapping=mapping, bc_id=bc_id, dv_id=dv_id, pending=True, skipped=False,
+                    to_dv_result="", to_bc_result="", created_at=now, updated_at=now))
+
+    def stamp_success(self, mapping: str, direction: str, job_id: str, stamp: Stamp) -> None:
+        """Record a successful sync of a pair; baselines only move forward."""
+        now = to_db(utcnow())
+        result_col, job_col = _result_columns(direction)
+        with self.engine.begin() as conn:
+            row = conn.execute(select(couplings).where(
+                couplings.c.mapping == mapping,
+                (couplings.c.bc_id == stamp.bc_id) | (couplings.c.dv_id == stamp.dv_id),
+            ).with_for_update()).mappings().first()
+            values: dict[str, Any] = {
+                "bc_id": stamp.bc_id, "dv_id": stamp.dv_id, "pending": False,
+                result_col: "success", job_col: job_id, "updated_at": now,
+                "bc_hash": stamp.bc_hash, "dv_hash": stamp.dv_hash,
+            }
+            for col, new in (("bc_modified", stamp.bc_modified),
+                             ("dv_modified", stamp.dv_modified)):
+                old = from_db(row[col]) if row is not None else None
+                values[col] = to_db(max(v for v in (old, new) if v is not None)) if (
+                    old or new) else None
+            if row is None:
+                conn.execute(insert(couplings).values(
+                    mapping=mapping, skipped=False, created_at=now,
+                    **{"to_dv_result": "", "to_bc_result": "", **values}))
+            else:
+                conn.execute(update(couplings).where(couplings.c.id == row["id"]).values(**values))
+
+    def stamp_failure(
+        self, mapping: str, direction: str, job_id: str, *, bc_id: str | None,
+        dv_id: str | None, message: str, prior_message: str | None,
+    ) -> bool:
+        """Record a failed sync of a coupled pair; returns True if it is now Skipped.
+
+        BC's rule: the same error twice in a row in the same direction marks it Skipped.
+        """
+        result_col, job_col = _result_columns(direction)
+        with self.engine.begin() as conn:
+            cond = [couplings.c.mapping == mapping, couplings.c.pending.is_(False)]
+            cond.append(couplings.c.bc_id == bc_id if bc_id else couplings.c.dv_id == dv_id)
+            row = conn.execute(select(couplings).where(and_(*cond))).mappings().first()
+            if row is None:
+                return False
+            skip = bool(row[result_col] == "failure" and prior_message
+                        and prior_message == message)
+            conn.execute(update(couplings).where(couplings.c.id == row["id"]).values(
+                **{result_col: "failure", job_col: job_id, "updated_at": to_db(utcnow())},
+                **({"skipped": True} if skip else {})))
+            return skip
+
+    def remove_coupling(self, mapping: str, *, bc_id: str | None = None,
+                        dv_id: str | None = None) -> int:
+        """Delete a coupling by either id; returns the number removed."""
+        cond = couplings.c.bc_id == bc_id if bc_id else couplings.c.dv_id == dv_id
+        with self.engine.begin() as conn:
+            return conn.execute(couplings.delete().where(
+                couplings.c.mapping == mapping, cond)).rowcount
+
+    # -- jobs and errors ----------------------------------------------------------------
+    def start_job(self, mapping: str, direction: str, *, mode: str, run_id: str | None = None,
+                  dry_run: bool = False, job_type: str = "synchronization") -> str:
+        """Open a job-log row and return its id."""
+        job_id = str(uuid.uuid4())
+        with self.engine.begin() as conn:
+            conn.execute(insert(jobs).values(
+                id=job_id, mapping=mapping, direction=direction, type=job_type, mode=mode,
+                run_id=run_id, status="running", dry_run=dry_run,
+                started_at=to_db(utcnow()), **{c: 0 for c in COUNTERS}))
+        return job_id
+
+    def update_job(self, job_id: str, **values: Any) -> None:
+        """Set fields of a job row (counters, signpost, message, status...)."""
+        clean = {k: to_db(v) if isinstance(v, datetime) else v for k, v in values.items()}
+        with self.engine.begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(**clean))
+
+    def finish_job(self, job_id: str, *, status: str, message: str | None = None) -> None:
+        """Close a job row."""
+        self.update_job(job_id, status=status, message=message, finished_at=utcnow())
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        """One job row."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+        return dict(row) if row else None
+
+    def jobs(self, mapping: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Recent job rows, newest first."""
+        query = select(jobs).order_by(jobs.c.started_at.desc()).limit(limit)
+        if mapping:
+            query = query.where(jobs.c.mapping == mapping)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings().all()]
+
+    def last_errors(self, mapping: str, direction: str,
+                    source_ids: Iterable[str]) -> dict[str, str]:
+        """The latest unresolved error message per source id."""
+        ids = list(source_ids)
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                rows = conn.execute(select(record_errors.c.source_id, record_errors.c.message)
+                    .where(record_errors.c.mapping == mapping,
+                           record_errors.c.direction == direction,
+                           record_errors.c.resolved.is_(False),
+                           record_errors.c.source_id.in_(ids[start:start + 500]))
+                    .order_by(record_errors.c.last_seen)).all()
+                out.update({r.source_id: r.message for r in rows})
+        return out
+
+    def record_error(self, mapping: str, direction: str, job_id: str, *, source_id: str,
+                     bc_id: str | None, dv_id: str | None, message: str) -> None:
+        """Add or refresh the error row of a record (attempts counted)."""
+        now = to_db(utcnow())
+        with self.engine.begin() as conn:
+            row = conn.execute(select(record_errors.c.id, record_errors.c.attempts).where(
+                record_errors.c.mapping == mapping, record_errors.c.direction == direction,
+                record_errors.c.source_id == source_id, record_errors.c.resolved.is_(False),
+                record_errors.c.message == message)).first()
+            if row is not None:
+                conn.execute(update(record_errors).where(record_errors.c.id == row.id).values(
+                    attempts=row.attempts + 1, last_seen=now, job_id=job_id,
+                    bc_id=bc_id, dv_id=dv_id))
+            else:
+                conn.execute(insert(record_errors).values(
+                    mapping=mapping, direction=direction, source_id=source_id, bc_id=bc_id,
+                    dv_id=dv_id, job_id=job_id, message=message, attempts=1,
+                    first_seen=now, last_seen=now, resolved=False))
+
+    def resolve_errors(self, mapping: str, direction: str, source_ids: Iterable[str]) -> None:
+        """Mark the errors of records that synced successfully as resolved."""
+        ids = list(source_ids)
+        with self.engine.begin() as conn:
+            for start in range(0, len(ids), 500):
+                conn.execute(update(record_errors).where(
+                    record_errors.c.mapping == mapping, record_errors.c.direction == direction,
+                    record_errors.c.source_id.in_(ids[start:start + 500]),
+                    record_errors.c.resolved.is_(False)).values(resolved=True))
+
+    def errors(self, mapping: str | None = None, *, include_resolved: bool = False,
+               limit: int = 200) -> list[dict[str, Any]]:
+        """Record errors, newest first."""
+        query = select(record_errors).order_by(record_errors.c.last_seen.desc()).limit(limit)
+        if mapping:
+            query = query.where(record_errors.c.mapping == mapping)
+        if not include_resolved:
+            query = query.where(record_errors.c.resolved.is_(False))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings().all()]
+
+
+def _result_columns(direction: str) -> tuple[str, str]:
+    if direction == "to_dataverse":
+        return "to_dv_result", "to_dv_job"
+    if direction == "to_business_central":
+        return "to_bc_result", "to_bc_job"
+    raise ValueError(f"unknown pass direction {direction!r}")
+
+
+def default_state_url(home: str | Path | None = None) -> str:
+    """The embedded default: a SQLite file under ``$BCDV_HOME`` (or ./.data)."""
+    import os
+
+    base = Path(home or os.environ.get("BCDV_HOME") or ".data")
+    return f"sqlite:///{(base / 'state.db').resolve()}"

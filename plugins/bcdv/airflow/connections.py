@@ -1,0 +1,114 @@
+"""Airflow connections -> bcdv settings (glue; the core never imports Airflow).
+
+Connection ids: ``bcdv_business_central``, ``bcdv_dataverse`` (host = base URL, login = client
+id, password = client secret, extra = tenant_id, authority, scope, environment, company_id,
+ca_bundle) and ``bcdv_state`` (a SQLAlchemy URL in the extra ``url`` or as the URI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from bcdv.errors import ConfigError
+from bcdv.settings import (
+    BusinessCentralSettings,
+    DataverseSettings,
+    Endpoints,
+    IdentitySettings,
+)
+from bcdv.state.store import default_state_url
+
+BC_CONN_ID = "bcdv_business_central"
+DV_CONN_ID = "bcdv_dataverse"
+STATE_CONN_ID = "bcdv_state"
+
+
+def _extra(conn: Any) -> dict[str, Any]:
+    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else json.loads(conn.extra or "{}")
+    return dict(extra or {})
+
+
+def _identity(conn: Any, extra: dict[str, Any], conn_id: str) -> IdentitySettings:
+    tenant = extra.get("tenant_id") or ""
+    authority = extra.get("authority") or (
+        f"https://login.microsoftonline.com/{tenant}" if tenant else "")
+    missing = [n for n, v in (("login (client id)", conn.login),
+                              ("password (client secret)", conn.password),
+                              ("extra.tenant_id or extra.authority", authority)) if not v]
+    if missing:
+        raise ConfigError(f"connection {conn_id!r} is missing {', '.join(missing)}")
+    return IdentitySettings(authority=authority, tenant_id=tenant, client_id=conn.login,
+                            client_secret=conn.password, ca_bundle=extra.get("ca_bundle"))
+
+
+def _get_connection(conn_id: str) -> Any:
+    from airflow.sdk import BaseHook
+
+    try:
+        return BaseHook.get_connection(conn_id)
+    except Exception as exc:  # Airflow raises its own not-found type per version
+        raise ConfigError(f"Airflow connection {conn_id!r} is not defined: "
+                          f"{type(exc).__name__}") from None
+
+
+def endpoints_from_connections() -> Endpoints:
+    """Settings of both APIs from the two Airflow connections."""
+    bc_conn, dv_conn = _get_connection(BC_CONN_ID), _get_connection(DV_CONN_ID)
+    bc_extra, dv_extra = _extra(bc_conn), _extra(dv_conn)
+    if not bc_conn.host or not bc_extra.get("company_id"):
+        raise ConfigError(f"connection {BC_CONN_ID!r} needs host (the API base URL ending in "
+                          "/api/v2.0) and extra.company_id")
+    if not dv_conn.host:
+        raise ConfigError(f"connection {DV_CONN_ID!r} needs host (the organisation URL)")
+    return Endpoints(
+        business_central=BusinessCentralSettings(
+            base_url=bc_conn.host.rstrip("/"), company_id=bc_extra["company_id"],
+            identity=_identity(bc_conn, bc_extra, BC_CONN_ID),
+            scope=bc_extra.get("scope") or BusinessCentralSettings.scope,
+            environment=bc_extra.get("environment") or "Production"),
+        dataverse=DataverseSettings(
+            base_url=dv_conn.host, identity=_identity(dv_conn, dv_extra, DV_CONN_ID),
+            api_url=dv_extra.get("api_url", ""), scope=dv_extra.get("scope", "")),
+    )
+
+
+def state_url() -> str:
+    """The state store URL: connection ``bcdv_state``, else ``BCDV_STATE_URL``, else SQLite."""
+    if os.environ.get("BCDV_STATE_URL"):
+        return os.environ["BCDV_STATE_URL"]
+    try:
+        conn = _get_connection(STATE_CONN_ID)
+    except ConfigError:
+        return default_state_url(_home())
+    url = _extra(conn).get("url") or conn.get_uri()
+    return str(url).replace("postgres://", "postgresql+psycopg2://", 1)
+
+
+def _home() -> Path:
+    return Path(os.environ.get("BCDV_HOME") or Path(os.environ.get("AIRFLOW_HOME", ".")) / "bcdv")
+
+
+def staging_dir() -> Path:
+    """Where passes stage their files (``BCDV_STAGING_DIR``; local by default)."""
+    return Path(os.environ.get("BCDV_STAGING_DIR") or _home() / "staging")
+
+
+def connection_env(endpoints: dict[str, Any]) -> dict[str, str]:
+    """``AIRFLOW_CONN_*`` variables (JSON form) for an endpoints.json structure."""
+    ident, bc, dv = endpoints["identity"], endpoints["business_central"], endpoints["dataverse"]
+    common = {"tenant_id": ident["tenant_id"], "authority": ident["authority"]}
+    if endpoints.get("ca_bundle"):
+        common["ca_bundle"] = endpoints["ca_bundle"]
+    conns = {
+        BC_CONN_ID: {"conn_type": BC_CONN_ID, "host": bc["base_url"], "login": ident["client_id"],
+                     "password": ident["client_secret"],
+                     "extra": {**common, "scope": bc["scope"], "environment": bc["environment"],
+                               "company_id": bc["company_id"]}},
+        DV_CONN_ID: {"conn_type": DV_CONN_ID, "host": dv["base_url"], "login": ident["client_id"],
+                     "password": ident["client_secret"],
+                     "extra": {**common, "scope": dv["scope"], "api_url": dv["api_url"]}},
+    }
+    return {f"AIRFLOW_CONN_{k.upper()}": json.dumps(v) for k, v in conns.items()}

@@ -1,0 +1,129 @@
+"""``make demo``: the CUSTOMER mapping end to end, through Airflow itself.
+
+1. Starts the local emulators (Entra ID, Business Central, Dataverse) with the demo data.
+2. Runs ``bcdv_sync_customer`` with ``airflow dags test`` on an embedded SQLite metadata
+   database in a project-local AIRFLOW_HOME, as a full synchronisation (BC's "Run Full
+   Synch." for the mapping): every demo customer becomes a Dataverse account.
+3. Changes one customer's phone number in Business Central.
+4. Runs ``bcdv_sync_customer`` again as a scheduled run would (modified records only).
+5. Prints a summary of each run, stops the emulators and exits 0 if both runs did what they
+   should.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DAG_ID = "bcdv_sync_customer"
+
+
+def project_root() -> Path:
+    """The checkout (the directory holding dags/ and include/)."""
+    for candidate in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (candidate / "dags").is_dir() and (candidate / "include" / "mappings").is_dir():
+            return candidate
+    raise SystemExit("run the demo from the project root (where dags/ and include/ are)")
+
+
+def airflow_env(root: Path, endpoints: dict[str, Any], state_url: str,
+                staging: Path) -> dict[str, str]:
+    """Environment for the ``airflow`` CLI: local home, our dags and plugins, connections."""
+    from bcdv.airflow.connections import connection_env
+
+    home = root / ".airflow"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "BCDV_STATE_URL": state_url,
+        "BCDV_STAGING_DIR": str(staging),
+        "BCDV_MAPPINGS_DIR": str(root / "include" / "mappings"),
+    })
+    env.update(connection_env(endpoints))
+    return env
+
+
+def _airflow(env: dict[str, str], *args: str, log_file: Path) -> None:
+    exe = Path(sys.executable).with_name("airflow")
+    with log_file.open("w") as fh:
+        proc = subprocess.run([str(exe), *args], env=env, stdout=fh, stderr=subprocess.STDOUT,
+                              check=False)
+    if proc.returncode != 0:
+        tail = log_file.read_text().splitlines()[-40:]
+        raise SystemExit(f"airflow {' '.join(args)} failed (exit {proc.returncode}); "
+                         f"log: {log_file}\n" + "\n".join(tail))
+
+
+def _print_run(title: str, jobs: list[dict[str, Any]]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    print(f"\n== {title}")
+    for job in sorted(jobs, key=lambda j: j["started_at"]):
+        counts = {k: job[k] for k in ("inserted", "modified", "unchanged", "skipped", "failed")}
+        for k, v in counts.items():
+            totals[k] = totals.get(k, 0) + v
+        line = " | ".join(f"{k} {v}" for k, v in counts.items())
+        print(f"   {job['direction']:<20} {line}")
+    print("   total                " + " | ".join(f"{k} {v}" for k, v in totals.items()))
+    return totals
+
+
+def main() -> int:
+    """Run the demo; 0 when both runs behaved as expected."""
+    from bcdv.clients.business_central import BusinessCentralClient
+    from bcdv.emulators.testing import run_emulators
+    from bcdv.settings import endpoints_from_dict
+    from bcdv.state.store import StateStore
+
+    root = project_root()
+    work = root / ".data" / "demo"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    state_url = f"sqlite:///{work / 'state.db'}"
+    started = time.monotonic()
+    print("bcdv demo: CUSTOMER (Business Central customers <-> Dataverse accounts)")
+    with run_emulators(work / "emulators", seed="demo") as endpoints:
+        print(f"   emulators up: {endpoints['business_central']['base_url']}, "
+              f"{endpoints['dataverse']['base_url']}")
+        env = airflow_env(root, endpoints, state_url, work / "staging")
+        _airflow(env, "db", "migrate", log_file=work / "airflow-db-migrate.log")
+        store = StateStore(state_url)
+
+        _airflow(env, "dags", "test", DAG_ID, "--conf", json.dumps({"full": True}),
+                 log_file=work / "run1.log")
+        first = _print_run("run 1: full synchronisation (every customer is new to Dataverse)",
+                           store.jobs("CUSTOMER"))
+        seen = {j["id"] for j in store.jobs("CUSTOMER")}
+
+        bc = BusinessCentralClient(endpoints_from_dict(endpoints).business_central)
+        customer = bc.list("customers", filter="blocked eq ' '", orderby="number")[0]
+        bc.update("customers", customer["id"], {"phoneNumber": "+1 425 555 0199"},
+                  etag=customer["@odata.etag"])
+        print(f"\n   changed customer {customer['number']} {customer['displayName']}: "
+              "phoneNumber -> +1 425 555 0199")
+        bc.close()
+
+        _airflow(env, "dags", "test", DAG_ID, log_file=work / "run2.log")
+        second = _print_run("run 2: scheduled run (modified records only)",
+                            [j for j in store.jobs("CUSTOMER") if j["id"] not in seen])
+        couplings = store.coupling_count("CUSTOMER")
+    print(f"\n   couplings: {couplings}; Airflow logs in {work}; "
+          f"took {time.monotonic() - started:.0f} s")
+    ok = (first.get("inserted", 0) > 0 and first.get("failed", 0) == 0
+          and second.get("inserted", 0) == 0 and second.get("modified", 0) == 1
+          and second.get("failed", 0) == 0)
+    print("demo OK" if ok else "demo FAILED: the runs did not do what they should")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,7 +10,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from bcdv.errors import BcdvError
 
@@ -18,7 +17,9 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
 
 def _mappings_dir(args: argparse.Namespace) -> Path:
-    return Path(args.mappings or os.environ.get("BCDV_MAPPINGS_DIR") or "include/mappings")
+    from bcdv.mapping.commands import mappings_dir
+
+    return mappings_dir(args)
 
 
 def _state_url(args: argparse.Namespace) -> str:
@@ -56,26 +57,6 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if any(r.failed for r in reports) else EXIT_OK
 
 
-def cmd_mappings(args: argparse.Namespace) -> int:
-    """List or validate the effective mappings."""
-    from bcdv.mapping import load_mappings
-
-    mappings = load_mappings(_mappings_dir(args))
-    rows: list[dict[str, Any]] = [
-        {"name": m.name, "business_central": m.business_central.entity_set,
-         "dataverse": m.dataverse.entity_set, "direction": m.direction.value,
-         "schedule": m.schedule, "fields": len(m.fields)} for m in mappings.values()]
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    elif args.action == "validate":
-        print(f"{len(rows)} mapping(s) valid in {_mappings_dir(args)}")
-    else:
-        for r in rows:
-            print(f"{r['name']:<12} {r['business_central']:<22} {r['direction']:<20} "
-                  f"{r['dataverse']:<22} {r['schedule']}")
-    return EXIT_OK
-
-
 def cmd_demo(args: argparse.Namespace) -> int:  # noqa: ARG001
     """Run the demo (same as ``make demo``)."""
     from bcdv.demo import main as demo_main
@@ -98,9 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="plan only; write nothing")
     p.set_defaults(func=cmd_sync)
 
-    p = sub.add_parser("mappings", help="list or validate the mappings")
-    p.add_argument("action", choices=["list", "validate"], nargs="?", default="list")
-    p.set_defaults(func=cmd_mappings)
+    from bcdv.mapping.commands import register as register_mappings
+
+    register_mappings(sub)
 
     p = sub.add_parser("demo", help="run the demo")
     p.set_defaults(func=cmd_demo)

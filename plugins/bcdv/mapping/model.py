@@ -86,6 +86,22 @@ class FieldMapping(_Strict):
         return name
 
 
+class MatchGroup(_Strict):
+    """One priority group of match-based coupling criteria (fields are ANDed)."""
+
+    priority: int = Field(default=1, ge=0)
+    fields: list[str] = Field(min_length=1, description="Business Central fields of field mappings")
+    case_sensitive: bool = False
+
+
+class Coupling(_Strict):
+    """Match-based coupling (BC: Match-Based Coupling on the Integration Table Mappings page)."""
+
+    match: list[MatchGroup] = Field(default_factory=list)
+    create_new_if_no_match: bool = False
+    sync_after_coupling: bool = True
+
+
 class TableMapping(_Strict):
     """One integration table mapping, e.g. CUSTOMER (Customer <-> Account)."""
 
@@ -97,6 +113,7 @@ class TableMapping(_Strict):
     sync_only_coupled: bool = True
     schedule: str | None = "*/30 * * * *"
     depends_on: list[str] = Field(default_factory=list)
+    coupling: Coupling = Field(default_factory=Coupling)
     fields: list[FieldMapping] = Field(min_length=1)
 
     @field_validator("depends_on")
@@ -114,6 +131,24 @@ class TableMapping(_Strict):
             if not self.fields_for(d):
                 raise ValueError(f"no enabled field mapping for the {d.value} direction")
         return self
+
+    @model_validator(mode="after")
+    def _match_fields_are_mapped(self) -> TableMapping:
+        mapped = {f.business_central for f in self.fields
+                  if f.enabled and f.constant is None and f.business_central and f.dataverse}
+        for i, group in enumerate(self.coupling.match):
+            for name in group.fields:
+                if name not in mapped:
+                    raise ValueError(f"coupling.match[{i}].fields: {name!r} is not the Business "
+                                     "Central side of an enabled field mapping")
+        return self
+
+    def match_groups(self) -> list[tuple[MatchGroup, list[tuple[str, str]]]]:
+        """Match criteria by ascending priority, each as (group, [(bc field, dv field)])."""
+        pairs = {f.business_central: f.dataverse for f in self.fields
+                 if f.enabled and f.constant is None and f.business_central and f.dataverse}
+        return [(g, [(name, str(pairs[name])) for name in g.fields])
+                for g in sorted(self.coupling.match, key=lambda g: g.priority)]
 
     def fields_for(self, pass_direction: Direction) -> list[FieldMapping]:
         """Enabled field mappings that take part in a pass (BC: the temp field mapping)."""

@@ -173,6 +173,15 @@ class Parser:
             self._take()
             right = self._operand()
             return Node("cmp", [tok.text, left, right], tok.pos)
+        if tok is not None and tok.text == "in":
+            self._take()
+            self._expect("(")
+            items = [self._operand()]
+            while (p := self._peek()) is not None and p.text == ",":
+                self._take()
+                items.append(self._operand())
+            self._expect(")")
+            return Node("in", [left, items], tok.pos)
         return left
 
     def _operand(self) -> Node:
@@ -219,6 +228,9 @@ class Dialect:
     or_same_field_only: bool = False
     like_wildcards: bool = False
     enum_literal: Callable[[str], str] = lambda s: s
+    nested_functions: bool = True
+    """BC: functions nested in contains/startswith/endswith, and ``in``, need
+    ``$schemaversion=2.1``."""
 
 
 def _edm_of_lit(kind: str, text: Any) -> str:
@@ -277,6 +289,16 @@ class Compiler:
             return f"(NOT {self._bool(node.args[0])})"
         if node.op == "cmp":
             return self._cmp(*node.args)
+        if node.op == "in":
+            if not self.d.nested_functions:
+                raise QueryError("unsupported", "The 'in' operator requires $schemaversion=2.1.")
+            lsql, lp, _ = self._value(node.args[0])
+            items = node.args[1]
+            if not items or any(i.op != "lit" for i in items):
+                raise QueryError("syntax", "The 'in' operator expects a list of literals.")
+            for i in items:
+                self.params.append(self._param(i, lp))
+            return f"({lsql} IN ({', '.join('?' for _ in items)}))"
         if node.op == "func" and node.args[0] in BOOL_FUNCS:
             return self._strfunc(node.args[0], node.args[1], node.pos)
         if node.op == "prop":
@@ -380,6 +402,9 @@ class Compiler:
         if len(args) != 2 or args[1].op != "lit" or args[1].args[0] != "string":
             raise QueryError("syntax", f"No function signature for the function with name "
                                        f"'{name}' matches the specified arguments.")
+        if args[0].op == "func" and not self.d.nested_functions:
+            raise QueryError("unsupported", f"Nested function calls in '{name}' require "
+                                            "$schemaversion=2.1.")
         sql, p, _ = self._value(args[0])
         if p is not None and p.kind not in ("string", "code", "memo", "enum"):
             raise QueryError("type", f"No function signature for the function with name '{name}' "

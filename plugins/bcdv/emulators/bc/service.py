@@ -335,7 +335,8 @@ class BCService(Service):
         if flt is not None:
             dialect = Dialect(f"Microsoft.NAV.{ent.type_name}", self._resolver(ent),
                               case_insensitive=False, or_same_field_only=True,
-                              enum_literal=normalise_enum)
+                              enum_literal=normalise_enum,
+                              nested_functions=req.param("$schemaversion") == "2.1")
             try:
                 sql, fparams = Compiler(dialect).compile(flt)
             except QueryError as exc:
@@ -349,7 +350,7 @@ class BCService(Service):
         if exc.kind == "or_fields":
             return BCError(400, "BadRequest_NotSupported", exc.message)
         if exc.kind == "unsupported":
-            return BCError(501, "BadRequest_MethodNotImplemented", exc.message)
+            return BCError(400, "BadRequest_NotSupported", exc.message)
         return BCError(400, "BadRequest", exc.message)
 
     def _select(self, req: Req, ent: EntityDef) -> list[Any] | None:

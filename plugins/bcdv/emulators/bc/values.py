@@ -75,7 +75,7 @@ def etag_wellformed(value: str) -> bool:
         raw = base64.b64decode(v[1:-1], validate=True).decode()
     except (ValueError, UnicodeDecodeError):
         return False
-    return raw.startswith("'") and raw.endswith(";'") and raw.count(";") == 4
+    return raw.startswith("'") and raw.endswith(";'") and raw.count(";") == 3
 
 
 def normalise_enum(value: str) -> str:

@@ -35,6 +35,11 @@ def mapping_dag(file_name: str, dag_file: str | None = None) -> DAG:
     mapping = load_mapping_file(path).mapping
     mapping_file = str(path)
 
+    @task(task_id="couple")
+    def couple() -> dict[str, Any]:
+        ctx = get_current_context()
+        return tasks.couple(mapping_file, dict(ctx["params"]), ctx["run_id"])
+
     @task(task_id="extract")
     def extract(direction: str) -> str:
         ctx = get_current_context()
@@ -65,6 +70,10 @@ def mapping_dag(file_name: str, dag_file: str | None = None) -> DAG:
             "full": Param(False, type="boolean", title="Full synchronisation",
                           description="BC's 'Run Full Synch.' for this mapping: process every "
                           "record, create uncoupled ones on the other side."),
+            "couple_first": Param(True, type="boolean", title="Couple first",
+                                  description="With a full synchronisation: couple records "
+                                  "that match on the mapping's match criteria before creating "
+                                  "the unmatched ones."),
             "dry_run": Param(False, type="boolean", title="Dry run",
                              description="Plan only; write nothing."),
         },
@@ -73,12 +82,11 @@ def mapping_dag(file_name: str, dag_file: str | None = None) -> DAG:
                f"direction `{mapping.direction.value}`. Mapping file: `{path.name}`.",
     ) as dag:
         loaded = []
-        previous = None
+        previous = couple()
         for direction in mapping.passes():
             with TaskGroup(group_id=direction.value) as group:
                 done = load(transform(extract(direction.value)))
-            if previous is not None:
-                previous >> group
+            previous >> group
             previous = group
             loaded.append(done)
         commit(loaded)

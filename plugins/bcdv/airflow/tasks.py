@@ -36,6 +36,21 @@ def _context() -> SyncContext:
     return SyncContext.create(endpoints_from_connections(), state_url(), staging_dir())
 
 
+def couple(mapping_file: str, params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Match-based coupling before a full synchronisation (a no-op otherwise)."""
+    if not params.get("full") or not params.get("couple_first", True) or params.get("dry_run"):
+        return {"coupled": 0, "skipped": True}
+    from bcdv.engine.coupling import match_couple
+
+    ctx = _context()
+    try:
+        report = match_couple(ctx, _mapping(mapping_file), run_id=run_id)
+        log.info("%s", report.summary())
+        return {"coupled": report.coupled, "unmatched": report.unmatched}
+    finally:
+        ctx.close()
+
+
 def extract_pass(mapping_file: str, direction: str, params: dict[str, Any], run_id: str) -> str:
     """Extract one pass; returns its staging directory (the only thing passed on)."""
     ctx = _context()

@@ -28,7 +28,7 @@ def pass_directory(staging: Path, mapping: str, run_id: str, direction: Directio
 
 def extract(
     ctx: SyncContext, mapping: TableMapping, direction: Direction, *, mode: str = "modified",
-    run_id: str, dry_run: bool = False,
+    run_id: str, dry_run: bool = False, assumed_pairs: list[list[str]] | None = None,
 ) -> PassState:
     """Stage the candidates of one pass; opens the pass's job-log row."""
     if mode not in MODES:
@@ -39,7 +39,8 @@ def extract(
                                  dry_run=dry_run)
     state = PassState(mapping=mapping.name, direction=direction.value, mode=mode,
                       dry_run=dry_run, job_id=job_id, run_id=run_id,
-                      directory=str(pass_directory(ctx.staging, mapping.name, run_id, direction)))
+                      directory=str(pass_directory(ctx.staging, mapping.name, run_id, direction)),
+                      assumed_pairs=[list(p) for p in assumed_pairs or []])
     signpost = source.signpost()
     since = None if mode == "full" else ctx.state.get_watermark(mapping.name, direction.value)
     columns = source_columns(mapping, direction)
@@ -57,7 +58,8 @@ def extract(
                 latest = ts
         write_jsonl(state.source_file, fresh, append=True)
 
-    retry = _retry_ids(ctx, mapping, sides) - seen
+    retry = _retry_ids(ctx, mapping, sides, creates=mode == "full" or not mapping.sync_only_coupled)
+    retry -= seen
     if retry:
         rows = source.fetch(sides.source, sorted(retry), columns)
         write_jsonl(state.source_file, rows, append=True)
@@ -71,11 +73,21 @@ def extract(
     return state
 
 
-def _retry_ids(ctx: SyncContext, mapping: TableMapping, sides: PassSides) -> set[str]:
+def _retry_ids(ctx: SyncContext, mapping: TableMapping, sides: PassSides, *,
+               creates: bool) -> set[str]:
+    """Couplings that failed (not skipped) or whose create was never confirmed; and, when
+    the pass may create records, uncoupled records whose create failed (BC would wait for
+    them to change again; we retry, so no change is left behind)."""
+    ids: set[str] = set()
     frame = ctx.state.couplings(mapping.name)
-    if frame.empty:
-        return set()
-    failed = (frame[sides.result_col] == "failure") & ~frame["skipped"].astype(bool)
-    pending = frame["pending"].astype(bool)
-    ids = frame.loc[failed | pending, sides.source_id_col].dropna()
-    return set(ids.astype(str))
+    if not frame.empty:
+        failed = (frame[sides.result_col] == "failure") & ~frame["skipped"].astype(bool)
+        pending = frame["pending"].astype(bool)
+        ids |= set(frame.loc[failed | pending, sides.source_id_col].dropna().astype(str))
+    if creates:
+        direction = "to_dataverse" if sides.target_system == "dataverse" else "to_business_central"
+        errors = ctx.state.errors(mapping.name, limit=100000)
+        coupled = set() if frame.empty else set(
+            frame.loc[~frame["pending"].astype(bool), sides.source_id_col].dropna().astype(str))
+        ids |= {e["source_id"] for e in errors if e["direction"] == direction} - coupled
+    return ids

@@ -42,9 +42,15 @@ def _source_frame(state: PassState, key: str) -> pd.DataFrame:
 
 
 def _couplings(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
-               ids: list[str]) -> pd.DataFrame:
+               ids: list[str], assumed: list[list[str]]) -> pd.DataFrame:
     by = {"bc_ids" if sides.source_id_col == "bc_id" else "dv_ids": ids}
     frame = ctx.state.couplings(mapping.name, **by)
+    if assumed:  # a dry run sees the couplings match-based coupling would have made
+        extra = pd.DataFrame([{"id": -1 - i, "mapping": mapping.name, "bc_id": b, "dv_id": d,
+                               "pending": False, "skipped": False, "to_dv_result": "",
+                               "to_bc_result": ""} for i, (b, d) in enumerate(assumed)],
+                             columns=frame.columns)
+        frame = pd.concat([frame, extra], ignore_index=True) if not frame.empty else extra
     frame = frame[frame[sides.source_id_col].notna()]
     return frame.set_index(frame[sides.source_id_col].astype(str))
 
@@ -70,7 +76,8 @@ def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides
                 src: pd.DataFrame) -> list[dict[str, Any]]:
     direction = Direction(state.direction)
     force = state.mode == "full"
-    coup = _couplings(ctx, mapping, sides, list(src.index)).reindex(src.index)
+    coup = _couplings(ctx, mapping, sides, list(src.index), state.assumed_pairs)
+    coup = coup[~coup.index.duplicated(keep="first")].reindex(src.index)
     payload = to_payload(src, mapping, direction)
     src_hash = hash_frame(src, side_fields(mapping, sides.source_system))
     src_mod = _utc(src[sides.source.modified_on])

@@ -6,6 +6,7 @@ import uuid
 
 from bcdv.engine.apply import commit, load
 from bcdv.engine.context import SyncContext
+from bcdv.engine.coupling import match_couple
 from bcdv.engine.extract import extract
 from bcdv.engine.plan import plan
 from bcdv.engine.report import PassReport
@@ -13,22 +14,31 @@ from bcdv.mapping.model import Direction, TableMapping
 
 
 def run_pass(ctx: SyncContext, mapping: TableMapping, direction: Direction, *,
-             mode: str = "modified", dry_run: bool = False,
-             run_id: str | None = None) -> PassReport:
+             mode: str = "modified", dry_run: bool = False, run_id: str | None = None,
+             assumed_pairs: list[list[str]] | None = None) -> PassReport:
     """Extract, plan, load and commit one pass."""
     state = extract(ctx, mapping, direction, mode=mode, run_id=run_id or _run_id(),
-                    dry_run=dry_run)
+                    dry_run=dry_run, assumed_pairs=assumed_pairs)
     plan(ctx, mapping, state)
     load(ctx, mapping, state)
     return commit(ctx, mapping, state)
 
 
 def sync_mapping(ctx: SyncContext, mapping: TableMapping, *, mode: str = "modified",
-                 dry_run: bool = False, run_id: str | None = None) -> list[PassReport]:
-    """Every pass of a mapping in BC's order (to Dataverse first, then back)."""
+                 dry_run: bool = False, run_id: str | None = None,
+                 couple_first: bool = True) -> list[PassReport]:
+    """Every pass of a mapping in BC's order (to Dataverse first, then back).
+
+    A full synchronisation first couples matching records (match-based coupling), so records
+    present on both sides are updated rather than duplicated.
+    """
     rid = run_id or _run_id()
-    return [run_pass(ctx, mapping, d, mode=mode, dry_run=dry_run, run_id=rid)
-            for d in mapping.passes()]
+    assumed: list[list[str]] = []
+    if mode == "full" and couple_first:
+        coupling = match_couple(ctx, mapping, run_id=rid, dry_run=dry_run)
+        assumed = [list(p) for p in coupling.pairs] if dry_run else []
+    return [run_pass(ctx, mapping, d, mode=mode, dry_run=dry_run, run_id=rid,
+                     assumed_pairs=assumed) for d in mapping.passes()]
 
 
 def _run_id() -> str:

@@ -67,6 +67,8 @@ class PassState:
     extracted: int = 0
     retried: int = 0
     planned: dict[str, int] = field(default_factory=dict)
+    # Dry runs only: couplings match-based coupling would make, as [bc_id, dv_id] pairs.
+    assumed_pairs: list[list[str]] = field(default_factory=list)
 
     @property
     def path(self) -> Path:

@@ -230,6 +230,27 @@ class StateStore:
                 **({"skipped": True} if skip else {})))
             return skip
 
+    def couple(self, mapping: str, bc_id: str, dv_id: str) -> bool:
+        """Couple two records without any sync baseline (both sides count as changed).
+
+        Returns False when either record is already coupled in this mapping (BC refuses to
+        couple a record twice).
+        """
+        now = to_db(utcnow())
+        with self.engine.begin() as conn:
+            taken = conn.execute(select(couplings.c.id).where(
+                couplings.c.mapping == mapping, couplings.c.pending.is_(False),
+                (couplings.c.bc_id == bc_id) | (couplings.c.dv_id == dv_id))).first()
+            if taken is not None:
+                return False
+            conn.execute(couplings.delete().where(
+                couplings.c.mapping == mapping, couplings.c.pending.is_(True),
+                (couplings.c.bc_id == bc_id) | (couplings.c.dv_id == dv_id)))
+            conn.execute(insert(couplings).values(
+                mapping=mapping, bc_id=bc_id, dv_id=dv_id, pending=False, skipped=False,
+                to_dv_result="", to_bc_result="", created_at=now, updated_at=now))
+        return True
+
     def remove_coupling(self, mapping: str, *, bc_id: str | None = None,
                         dv_id: str | None = None) -> int:
         """Delete a coupling by either id; returns the number removed."""

@@ -55,8 +55,19 @@ def _get_connection(conn_id: str) -> Any:
 
 
 def endpoints_from_connections() -> Endpoints:
-    """Settings of both APIs from the two Airflow connections."""
-    bc_conn, dv_conn = _get_connection(BC_CONN_ID), _get_connection(DV_CONN_ID)
+    """Settings of both APIs from the two Airflow connections.
+
+    Without those connections, an endpoints file named by ``BCDV_ENDPOINTS`` (what the
+    emulators write) is used instead.
+    """
+    try:
+        bc_conn, dv_conn = _get_connection(BC_CONN_ID), _get_connection(DV_CONN_ID)
+    except ConfigError:
+        if os.environ.get("BCDV_ENDPOINTS"):
+            from bcdv.settings import load_endpoints
+
+            return load_endpoints(os.environ["BCDV_ENDPOINTS"])
+        raise
     bc_extra, dv_extra = _extra(bc_conn), _extra(dv_conn)
     if not bc_conn.host or not bc_extra.get("company_id"):
         raise ConfigError(f"connection {BC_CONN_ID!r} needs host (the API base URL ending in "

@@ -65,8 +65,21 @@ class DVService(Service):
         self.alt_keys: dict[str, list[list[str]]] = {
             k: [list(x) for x in v]
             for k, v in dict(settings.option("dv_alternate_keys", {})).items()}
+        self.index_keys()
         from bcdv.emulators.dv.writes import Writer
         self.writer = Writer(self)
+
+    def index_keys(self) -> None:
+        """An SQLite index per alternate key, so key lookups stay O(log n) in bulk upserts."""
+        for set_name, keys in self.alt_keys.items():
+            ent = BY_SET.get(set_name)
+            for cols in keys:
+                if ent is None or any(c not in ent.by_name for c in cols):
+                    raise ValueError(f"invalid alternate key {set_name}{cols}")
+                name = f"ak_{set_name}_{'_'.join(cols)}"
+                with self.db.lock:
+                    self.db.conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}" ON "{set_name}" '
+                                         f'({", ".join(chr(34) + c + chr(34) for c in cols)})')
 
     # --- hooks ----------------------------------------------------------------------------
     def now_ms(self) -> int:
@@ -139,6 +152,7 @@ class DVService(Service):
                     doc = json.loads(req.body or b"{}")
                     self.alt_keys = {k: [list(x) for x in v] for k, v in doc.items()
                                      if k in BY_SET}
+                    self.index_keys()
                 except (ValueError, TypeError, AttributeError):
                     return json_resp(400, {"error": "body must be {set: [[columns]]}"})
             return json_resp(200, self.alt_keys)

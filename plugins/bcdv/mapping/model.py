@@ -24,6 +24,23 @@ class Direction(str, Enum):
         return self is Direction.BIDIRECTIONAL or self is pass_direction
 
 
+class UpdateConflict(str, Enum):
+    """What to do when both sides changed a bidirectional field (BC: Resolve Update Conflicts)."""
+
+    NONE = "none"  # BC: blank -> the record fails
+    BUSINESS_CENTRAL_WINS = "business_central_wins"  # BC: Send data update to integration table
+    DATAVERSE_WINS = "dataverse_wins"  # BC: Get data update from integration table
+    MERGE = "merge"  # bcdv: different fields changed on each side are merged
+
+
+class DeletionConflict(str, Enum):
+    """What to do when a coupled record was deleted (BC: Resolve Deletion Conflicts)."""
+
+    NONE = "none"  # BC: blank -> the record fails, then is skipped
+    REMOVE_COUPLING = "remove_coupling"
+    RESTORE_RECORDS = "restore_records"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
@@ -102,6 +119,13 @@ class Coupling(_Strict):
     sync_after_coupling: bool = True
 
 
+class Conflicts(_Strict):
+    """Conflict resolution of a table mapping."""
+
+    update: UpdateConflict = UpdateConflict.NONE
+    deletion: DeletionConflict = DeletionConflict.NONE
+
+
 class TableMapping(_Strict):
     """One integration table mapping, e.g. CUSTOMER (Customer <-> Account)."""
 
@@ -113,6 +137,7 @@ class TableMapping(_Strict):
     sync_only_coupled: bool = True
     schedule: str | None = "*/30 * * * *"
     depends_on: list[str] = Field(default_factory=list)
+    conflicts: Conflicts = Field(default_factory=Conflicts)
     coupling: Coupling = Field(default_factory=Coupling)
     fields: list[FieldMapping] = Field(min_length=1)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from bcdv.clients.business_central import BusinessCentralClient
 from bcdv.clients.dataverse import DataverseClient
-from bcdv.clients.odata import and_filters, datetime_literal, parse_datetime
+from bcdv.clients.odata import and_filters, datetime_literal, parse_datetime, quote
 from bcdv.mapping.model import Side
 
 # Date headers have whole seconds and several web servers serve one service: stay a little
@@ -44,13 +44,14 @@ class BusinessCentralAdapter:
         assert now is not None, "Business Central sent no Date header"
         return now - SIGNPOST_SLACK
 
-    def iter_records(self, side: Side, since: datetime | None,
-                     columns: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
+    def iter_records(self, side: Side, since: datetime | None, columns: Sequence[str],
+                     extra_filter: str | None = None) -> Iterator[list[dict[str, Any]]]:
         """Pages of records matching the side's filter, modified at or after ``since``."""
         wm = (f"{side.modified_on} ge {datetime_literal(since, milliseconds=True)}"
               if since else None)
-        yield from self.client.iter_pages(side.entity_set, filter=and_filters(side.filter, wm),
-                                          select=columns, page_size=self.page_size)
+        yield from self.client.iter_pages(
+            side.entity_set, filter=and_filters(side.filter, wm, extra_filter),
+            select=columns, page_size=self.page_size)
 
     def fetch(self, side: Side, ids: Sequence[str], columns: Sequence[str]) -> list[dict[str, Any]]:
         """Records by id, ignoring the side filter."""
@@ -69,6 +70,26 @@ class BusinessCentralAdapter:
         return Written(record_id, parse_datetime(row.get(side.modified_on)),
                        row.get("@odata.etag"), False)
 
+    def find_created(self, side: Side, payload: dict[str, Any],
+                     since: datetime | None) -> Written | None:
+        """Recovery lookup for a create whose outcome was lost (crash after the POST).
+
+        BC assigns the id, so an interrupted create is found again by its name among the
+        records modified since the intent was recorded; exactly one hit is taken as ours.
+        """
+        name = payload.get(side.name_field) if side.name_field else None
+        if not name or since is None:
+            return None
+        window = since - timedelta(seconds=5)
+        flt = (f"{side.name_field} eq {quote(str(name))} and {side.modified_on} ge "
+               f"{datetime_literal(window, milliseconds=True)}")
+        rows = self.client.list(side.entity_set, filter=flt, select=[side.key, side.modified_on])
+        if len(rows) != 1:
+            return None
+        row = rows[0]
+        return Written(row[side.key], parse_datetime(row.get(side.modified_on)),
+                       row.get("@odata.etag"), False)
+
 
 class DataverseAdapter:
     """Dataverse side of a mapping."""
@@ -80,20 +101,23 @@ class DataverseAdapter:
         self.client = client
         self.page_size = page_size
 
+    user_id: str | None = None
+
     def signpost(self) -> datetime:
         """The service's 'now' (minus slack), from WhoAmI's Date header."""
-        self.client.whoami()
+        self.user_id = self.client.whoami().get("UserId")
         now = self.client.server_time()
         assert now is not None, "Dataverse sent no Date header"
         return now - SIGNPOST_SLACK
 
-    def iter_records(self, side: Side, since: datetime | None,
-                     columns: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
+    def iter_records(self, side: Side, since: datetime | None, columns: Sequence[str],
+                     extra_filter: str | None = None) -> Iterator[list[dict[str, Any]]]:
         """Pages of rows matching the side's filter, modified at or after ``since``."""
         wm = (f"{side.modified_on} ge {datetime_literal(since, milliseconds=False)}"
               if since else None)
-        yield from self.client.iter_pages(side.entity_set, filter=and_filters(side.filter, wm),
-                                          select=columns, page_size=self.page_size)
+        yield from self.client.iter_pages(
+            side.entity_set, filter=and_filters(side.filter, wm, extra_filter),
+            select=columns, page_size=self.page_size)
 
     def fetch(self, side: Side, ids: Sequence[str], columns: Sequence[str]) -> list[dict[str, Any]]:
         """Rows by id, ignoring the side filter."""

@@ -8,7 +8,7 @@ Every record failure becomes an error row with the API's message; the other reco
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -22,10 +22,15 @@ from bcdv.engine.transform import side_fields
 from bcdv.engine.values import hash_frame
 from bcdv.errors import FatalApiError
 from bcdv.mapping.model import Direction, TableMapping
-from bcdv.state.store import Stamp
+from bcdv.state.store import Stamp, from_db
 
 RESULT_COUNTER = {"insert": "inserted", "update": "modified", "unchanged": "unchanged",
-                  "skip": "skipped", "fail": "failed", "ignore": None}
+                  "skip": "skipped", "fail": "failed", "ignore": None, "uncouple": None}
+# After a write that overwrote changes on both sides, the written side's baseline is set a
+# little behind, so the opposite pass still sees it as changed and carries back the fields
+# mapped only in that direction (BC lowers it by 999 ms for Dataverse, 10 ms for BC).
+BOTH_MODIFIED_SLACK = {"dataverse": timedelta(milliseconds=999),
+                       "business_central": timedelta(milliseconds=10)}
 
 # Test hook: called after a write and before its coupling is committed (crash injection).
 after_write_hook: Callable[[dict[str, Any]], None] | None = None
@@ -51,6 +56,9 @@ def _stamp(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pas
            action: dict[str, Any], target_id: str, target_modified: datetime | None,
            target_hash: str | None) -> None:
     src_mod = parse_datetime(action["source_modified"])
+    if action.get("both_modified") and target_modified is not None:
+        target_modified -= BOTH_MODIFIED_SLACK[sides.target_system]
+        target_hash = None
     bc_first = sides.source_system == "business_central"
     ctx.state.stamp_success(mapping.name, state.direction, state.job_id, Stamp(
         bc_id=action["source_id"] if bc_first else target_id,
@@ -67,6 +75,14 @@ def _write(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pas
     target = ctx.adapter(sides.target_system)
     if action["action"] == "insert":
         bc_first = sides.source_system == "business_central"
+        if action.get("restore"):
+            ctx.state.remove_coupling(mapping.name, **{sides.source_id_col: action["source_id"]})
+        if action.get("resume") and not target.chooses_ids:
+            intent = ctx.state.couplings(mapping.name, dv_ids=[action["source_id"]])
+            since = from_db(intent["updated_at"].iat[0]) if not intent.empty else None
+            found = target.find_created(sides.target, action["payload"], since)
+            if found is not None:
+                return found
         ctx.state.record_intent(
             mapping.name,
             bc_id=action["source_id"] if bc_first else None,
@@ -92,6 +108,9 @@ def _apply_one(ctx: SyncContext, mapping: TableMapping, state: PassState, sides:
                    parse_datetime(action.get("target_modified")), action.get("target_hash"))
         return outcome
     if kind in ("skip", "ignore"):
+        return outcome
+    if kind == "uncouple":
+        ctx.state.remove_coupling(mapping.name, **{sides.source_id_col: action["source_id"]})
         return outcome
     if kind == "fail":
         return _fail(ctx, mapping, state, sides, action, outcome, action["reason"], prior_error)
@@ -121,7 +140,14 @@ def _fail(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pass
                            source_id=action["source_id"], bc_id=bc_id, dv_id=dv_id,
                            message=message)
     now_skipped = False
-    if action["action"] != "insert":
+    if action["action"] == "insert":
+        # The service refused the create: nothing was made, so the intent is void.
+        key = {f"{sides.source_id_col}s": [action["source_id"]]}
+        intent = ctx.state.couplings(mapping.name, **key)
+        if not intent.empty and bool(intent["pending"].iat[0]):
+            ctx.state.remove_coupling(mapping.name,
+                                      **{sides.source_id_col: action["source_id"]})
+    else:
         now_skipped = ctx.state.stamp_failure(
             mapping.name, state.direction, state.job_id, bc_id=bc_id, dv_id=dv_id,
             message=message, prior_message=prior_error)
@@ -144,7 +170,8 @@ def commit(ctx: SyncContext, mapping: TableMapping, state: PassState) -> PassRep
     if not state.dry_run:
         ok = [r.source_id for r in records if r.result in ("inserted", "modified", "unchanged")]
         ctx.state.resolve_errors(mapping.name, state.direction, ok)
-        if state.extracted and state.latest_modified and state.signpost:
+        if (state.mode != "record" and state.extracted and state.latest_modified
+                and state.signpost):
             latest = parse_datetime(state.latest_modified)
             cap = parse_datetime(state.signpost)
             assert latest is not None and cap is not None

@@ -17,7 +17,7 @@ from bcdv.engine.staging import PassState, write_jsonl
 from bcdv.engine.transform import source_columns
 from bcdv.mapping.model import Direction, TableMapping
 
-MODES = ("modified", "full")
+MODES = ("modified", "full", "record")
 
 
 def pass_directory(staging: Path, mapping: str, run_id: str, direction: Direction) -> Path:
@@ -29,8 +29,13 @@ def pass_directory(staging: Path, mapping: str, run_id: str, direction: Directio
 def extract(
     ctx: SyncContext, mapping: TableMapping, direction: Direction, *, mode: str = "modified",
     run_id: str, dry_run: bool = False, assumed_pairs: list[list[str]] | None = None,
+    record_ids: list[str] | None = None,
 ) -> PassState:
-    """Stage the candidates of one pass; opens the pass's job-log row."""
+    """Stage the candidates of one pass; opens the pass's job-log row.
+
+    Modes: ``modified`` (retry set + records modified since the watermark), ``full`` (every
+    record in the filter), ``record`` (just ``record_ids``, forced, watermark untouched).
+    """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
     sides = PassSides.of(mapping, direction)
@@ -49,7 +54,15 @@ def extract(
     seen: set[str] = set()
     latest: datetime | None = None
     state.source_file.unlink(missing_ok=True)
-    for page in source.iter_records(sides.source, since, columns):
+    if mode == "record":
+        rows = source.fetch(sides.source, sorted(set(record_ids or [])), columns)
+        write_jsonl(state.source_file, rows, append=True)
+        state.extracted = len(rows)
+        state.signpost = signpost.isoformat()
+        state.save()
+        return state
+    extra = _echo_filter(mapping, direction, mode, source)
+    for page in source.iter_records(sides.source, since, columns, extra_filter=extra):
         fresh = [r for r in page if r[key] not in seen]
         seen.update(r[key] for r in fresh)
         for row in fresh:
@@ -71,6 +84,21 @@ def extract(
     state.save()
     ctx.state.update_job(job_id, signpost=signpost, latest_modified=latest)
     return state
+
+
+def _echo_filter(mapping: TableMapping, direction: Direction, mode: str,
+                 source: object) -> str | None:
+    """BC's echo suppression: a scheduled Dataverse -> BC pass of a bidirectional mapping
+    with no field mapped only towards BC skips rows last modified by the integration user
+    (our own writes). Full and single-record runs see every row."""
+    if (direction is not Direction.TO_BUSINESS_CENTRAL or mode != "modified"
+            or mapping.direction is not Direction.BIDIRECTIONAL):
+        return None
+    if any(f.enabled and f.effective_direction is Direction.TO_BUSINESS_CENTRAL
+           for f in mapping.fields):
+        return None
+    user_id = getattr(source, "user_id", None)
+    return f"_modifiedby_value ne {user_id}" if user_id else None
 
 
 def _retry_ids(ctx: SyncContext, mapping: TableMapping, sides: PassSides, *,

@@ -2,14 +2,18 @@
 
 Actions: ``insert``, ``update`` (only the fields that differ, with the etag read), ``unchanged``
 (nothing to write; the coupling is re-stamped when the source moved), ``skip`` (a Skipped
-coupling), ``ignore`` (uncoupled while the mapping syncs only coupled records), ``fail`` (a
-deletion or update conflict the mapping does not resolve). The plan is data: a dry run stops
-here, and the load stage executes exactly this file.
+coupling, or the losing side of a resolved conflict), ``ignore`` (uncoupled while the mapping
+syncs only coupled records), ``uncouple`` (deletion conflict resolved by removing the
+coupling), ``fail`` (a conflict the mapping does not resolve). The plan is data: a dry run
+stops here, and the load stage executes exactly this file.
+
+Records are planned in chunks, so memory is bounded by the chunk size, not the table size.
 """
 
 from __future__ import annotations
 
 import uuid
+from itertools import islice
 from typing import Any
 
 import pandas as pd
@@ -18,27 +22,32 @@ from bcdv.engine.context import PassSides, SyncContext
 from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
 from bcdv.engine.transform import side_fields, to_payload
 from bcdv.engine.values import changed_columns, hash_frame
-from bcdv.mapping.model import Direction, TableMapping
+from bcdv.mapping.model import DeletionConflict, Direction, TableMapping, UpdateConflict
 
+CHUNK_SIZE = 5000
 # BC's Type Helper treats timestamps less than 10 ms apart as equal.
 TOLERANCE = pd.Timedelta(milliseconds=10)
 DELETED_MESSAGE = ("The {target} record cannot be updated because it is coupled to a deleted "
                    "record ({target_id}).")
 CONFLICT_MESSAGE = ("Cannot update the {target} record because the mapping is bi-directional "
                     "and both sides changed since the last synchronization: {fields}.")
+FORCING_MODES = ("full", "record")
 
 
 def _utc(series: pd.Series) -> pd.Series:
     return pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
 
 
-def _source_frame(state: PassState, key: str) -> pd.DataFrame:
-    frame = pd.DataFrame(list(read_jsonl(state.source_file)))
-    if frame.empty:
-        return frame
-    frame = frame.drop_duplicates(subset=[key], keep="last")
-    frame.index = frame[key].astype(str)
-    return frame
+def _title(system: str) -> str:
+    return "Dataverse" if system == "dataverse" else "Business Central"
+
+
+def _chunks(state: PassState, key: str, size: int):  # type: ignore[no-untyped-def]
+    rows = read_jsonl(state.source_file)
+    while batch := list(islice(rows, size)):
+        frame = pd.DataFrame(batch).drop_duplicates(subset=[key], keep="last")
+        frame.index = frame[key].astype(str)
+        yield frame
 
 
 def _couplings(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
@@ -52,21 +61,22 @@ def _couplings(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
                              columns=frame.columns)
         frame = pd.concat([frame, extra], ignore_index=True) if not frame.empty else extra
     frame = frame[frame[sides.source_id_col].notna()]
-    return frame.set_index(frame[sides.source_id_col].astype(str))
+    frame = frame.set_index(frame[sides.source_id_col].astype(str))
+    return frame[~frame.index.duplicated(keep="first")]
 
 
-def plan(ctx: SyncContext, mapping: TableMapping, state: PassState) -> PassState:
-    """Write the pass's plan file from its staged source records."""
-    direction = Direction(state.direction)
-    sides = PassSides.of(mapping, direction)
-    src = _source_frame(state, sides.source.key)
-    actions: list[dict[str, Any]] = []
-    if not src.empty:
-        actions = _plan_frame(ctx, mapping, state, sides, src)
-    write_jsonl(state.plan_file, actions)
+def plan(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
+         chunk_size: int = CHUNK_SIZE) -> PassState:
+    """Write the pass's plan file from its staged source records, chunk by chunk."""
+    sides = PassSides.of(mapping, Direction(state.direction))
+    state.plan_file.unlink(missing_ok=True)
     counts: dict[str, int] = {}
-    for a in actions:
-        counts[a["action"]] = counts.get(a["action"], 0) + 1
+    write_jsonl(state.plan_file, [])
+    for src in _chunks(state, sides.source.key, chunk_size):
+        actions = _plan_frame(ctx, mapping, state, sides, src)
+        write_jsonl(state.plan_file, actions, append=True)
+        for a in actions:
+            counts[a["action"]] = counts.get(a["action"], 0) + 1
     state.planned = counts
     state.save()
     return state
@@ -75,9 +85,9 @@ def plan(ctx: SyncContext, mapping: TableMapping, state: PassState) -> PassState
 def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
                 src: pd.DataFrame) -> list[dict[str, Any]]:
     direction = Direction(state.direction)
-    force = state.mode == "full"
-    coup = _couplings(ctx, mapping, sides, list(src.index), state.assumed_pairs)
-    coup = coup[~coup.index.duplicated(keep="first")].reindex(src.index)
+    force = state.mode in FORCING_MODES
+    coup = _couplings(ctx, mapping, sides, list(src.index), state.assumed_pairs).reindex(
+        src.index)
     payload = to_payload(src, mapping, direction)
     src_hash = hash_frame(src, side_fields(mapping, sides.source_system))
     src_mod = _utc(src[sides.source.modified_on])
@@ -92,7 +102,6 @@ def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides
     compare = is_coupled & ~skipped & changed
 
     target = _target_rows(ctx, mapping, sides, coup.loc[compare, sides.target_id_col])
-    target_fields = side_fields(mapping, sides.target_system)
     name_col = sides.source.name_field
     out: list[dict[str, Any]] = []
     for sid in src.index:
@@ -109,7 +118,7 @@ def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides
         if skipped.at[sid]:
             row.update(action="skip", reason="the coupling is marked Skipped; restore it to retry")
         elif compare.at[sid]:
-            _plan_coupled(row, sid, mapping, sides, payload, target, target_fields, coup, force)
+            _plan_coupled(row, sid, mapping, sides, payload, target, coup, force)
         elif is_coupled.at[sid]:
             row.update(action="unchanged", restamp=bool(restamp_only.at[sid]),
                        target_modified=_iso(coup.at[sid, sides.target_mod_col]),
@@ -141,14 +150,33 @@ def _target_rows(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
     return frame
 
 
+def _deleted_target(row: dict[str, Any], mapping: TableMapping, sides: PassSides,
+                    payload: pd.DataFrame, sid: str, tid: str) -> None:
+    """A coupled record whose counterpart is gone: BC's deletion conflict."""
+    resolution = mapping.conflicts.deletion
+    if resolution is DeletionConflict.REMOVE_COUPLING:
+        row.update(action="uncouple", reason=f"the coupled {_title(sides.target_system)} record "
+                   f"{tid} was deleted; the coupling was removed (deletion conflict resolution)")
+    elif resolution is DeletionConflict.RESTORE_RECORDS:
+        chooses = sides.target_system == "dataverse"
+        values = {k: v for k, v in payload.loc[sid].items() if v is not None and v == v}
+        row.update(action="insert", restore=True, deleted_target_id=tid,
+                   target_id=str(uuid.uuid4()) if chooses else None, payload=values,
+                   reason=f"the coupled {_title(sides.target_system)} record {tid} was "
+                          "deleted; it is restored from this record")
+    else:
+        row.update(action="fail", reason=DELETED_MESSAGE.format(
+            target=_title(sides.target_system), target_id=tid))
+
+
 def _plan_coupled(row: dict[str, Any], sid: str, mapping: TableMapping, sides: PassSides,
-                  payload: pd.DataFrame, target: pd.DataFrame, target_fields: list[str],
-                  coup: pd.DataFrame, force: bool) -> None:
+                  payload: pd.DataFrame, target: pd.DataFrame, coup: pd.DataFrame,
+                  force: bool) -> None:
     tid = str(coup.at[sid, sides.target_id_col])
     if tid not in target.index:
-        row.update(action="fail", reason=DELETED_MESSAGE.format(
-            target=sides.target_system.replace("_", " ").title(), target_id=tid))
+        _deleted_target(row, mapping, sides, payload, sid, tid)
         return
+    target_fields = side_fields(mapping, sides.target_system)
     current = target.loc[[tid]]
     wanted = payload.loc[[sid]]
     wanted.index = [tid]
@@ -161,21 +189,39 @@ def _plan_coupled(row: dict[str, Any], sid: str, mapping: TableMapping, sides: P
     row["etag"] = current.at[tid, "@odata.etag"]
     row["target_modified"] = _iso(pd.Timestamp(current.at[tid, sides.target.modified_on]))
     if not diff:
-        row.update(action="unchanged", restamp=True,
-                   reason="the mapped values already match")
+        row.update(action="unchanged", restamp=True, reason="the mapped values already match")
         return
-    target_moved = _target_moved(current.at[tid, sides.target.modified_on],
-                                 coup.at[sid, sides.target_mod_col])
+    both = (mapping.direction is Direction.BIDIRECTIONAL and _target_moved(
+        current.at[tid, sides.target.modified_on], coup.at[sid, sides.target_mod_col]))
     bidirectional = {f.target(Direction(_pass(sides))) for f in mapping.fields
                      if f.enabled and f.constant is None
                      and f.direction is Direction.BIDIRECTIONAL}
     clash = [c for c in diff if c in bidirectional]
-    if (not force and mapping.direction is Direction.BIDIRECTIONAL and target_moved and clash):
-        row.update(action="fail", conflict=True, reason=CONFLICT_MESSAGE.format(
-            target=sides.target_system.replace("_", " ").title(), fields=", ".join(clash)))
+    update = {"action": "update", "payload": {c: wanted.at[tid, c] for c in diff},
+              "reason": "changed: " + ", ".join(diff)}
+    if force or not both or not clash:
+        row.update(update, both_modified=bool(both))
         return
-    row.update(action="update", payload={c: wanted.at[tid, c] for c in diff},
-               reason="changed: " + ", ".join(diff))
+    _resolve_update_conflict(row, mapping, sides, update, clash)
+
+
+def _resolve_update_conflict(row: dict[str, Any], mapping: TableMapping, sides: PassSides,
+                             update: dict[str, Any], clash: list[str]) -> None:
+    """Both sides changed and a bidirectional field differs: BC's update conflict."""
+    resolution = mapping.conflicts.update
+    winner = {UpdateConflict.BUSINESS_CENTRAL_WINS: "business_central",
+              UpdateConflict.DATAVERSE_WINS: "dataverse"}.get(resolution)
+    if winner == sides.source_system:
+        row.update(update, both_modified=True, conflict=True,
+                   reason=f"update conflict on {', '.join(clash)}: "
+                          f"{_title(winner)} wins (conflict resolution)")
+    elif winner is not None:
+        row.update(action="skip", conflict=True,
+                   reason=f"update conflict on {', '.join(clash)}: {_title(winner)} wins, so "
+                          f"this {_title(sides.source_system)} change is not sent")
+    else:
+        row.update(action="fail", conflict=True, reason=CONFLICT_MESSAGE.format(
+            target=_title(sides.target_system), fields=", ".join(clash)))
 
 
 def _pass(sides: PassSides) -> str:
@@ -193,13 +239,14 @@ def _target_moved(current: Any, baseline: Any) -> bool:
 def _plan_uncoupled(row: dict[str, Any], sid: str, mapping: TableMapping, state: PassState,
                     sides: PassSides, payload: pd.DataFrame, coup: pd.DataFrame,
                     force: bool) -> None:
-    pending_target = row["target_id"]
-    if mapping.sync_only_coupled and not force and pending_target is None:
+    pending = bool(coup.at[sid, "pending"]) if pd.notna(coup.at[sid, "pending"]) else False
+    pending_target = row["target_id"] if pending else None
+    if mapping.sync_only_coupled and not force and not pending:
         row.update(action="ignore", target_id=None,
                    reason="not coupled, and the mapping synchronises only coupled records")
         return
     values = {k: v for k, v in payload.loc[sid].items() if v is not None and v == v}
     chooses = sides.target_system == "dataverse"
     target_id = pending_target or (str(uuid.uuid4()) if chooses else None)
-    row.update(action="insert", target_id=target_id, payload=values,
-               reason="resuming an unconfirmed create" if pending_target else "new record")
+    row.update(action="insert", target_id=target_id, payload=values, resume=pending,
+               reason="resuming an unconfirmed create" if pending else "new record")

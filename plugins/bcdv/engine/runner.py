@@ -15,10 +15,11 @@ from bcdv.mapping.model import Direction, TableMapping
 
 def run_pass(ctx: SyncContext, mapping: TableMapping, direction: Direction, *,
              mode: str = "modified", dry_run: bool = False, run_id: str | None = None,
-             assumed_pairs: list[list[str]] | None = None) -> PassReport:
+             assumed_pairs: list[list[str]] | None = None,
+             record_ids: list[str] | None = None) -> PassReport:
     """Extract, plan, load and commit one pass."""
     state = extract(ctx, mapping, direction, mode=mode, run_id=run_id or _run_id(),
-                    dry_run=dry_run, assumed_pairs=assumed_pairs)
+                    dry_run=dry_run, assumed_pairs=assumed_pairs, record_ids=record_ids)
     plan(ctx, mapping, state)
     load(ctx, mapping, state)
     return commit(ctx, mapping, state)

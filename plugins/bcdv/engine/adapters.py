@@ -25,6 +25,7 @@ class Written:
     modified: datetime | None
     etag: str | None
     created: bool
+    row: dict[str, Any] | None = None  # the record as the service stored it, when returned
 
 
 class BusinessCentralAdapter:
@@ -57,18 +58,19 @@ class BusinessCentralAdapter:
         """Records by id, ignoring the side filter."""
         return self.client.get_many(side.entity_set, ids, select=columns)
 
-    def create(self, side: Side, payload: dict[str, Any], record_id: str | None) -> Written:
-        """Create a record (BC chooses the id)."""
+    def create(self, side: Side, payload: dict[str, Any], record_id: str | None,
+               select: Sequence[str] = ()) -> Written:
+        """Create a record (BC chooses the id; the full record comes back)."""
         row = self.client.create(side.entity_set, payload)
         return Written(row["id"], parse_datetime(row.get(side.modified_on)),
-                       row.get("@odata.etag"), True)
+                       row.get("@odata.etag"), True, row)
 
     def update(self, side: Side, record_id: str, payload: dict[str, Any],
-               etag: str | None) -> Written:
-        """Update changed fields with If-Match."""
+               etag: str | None, select: Sequence[str] = ()) -> Written:
+        """Update changed fields with If-Match (the full record comes back)."""
         row = self.client.update(side.entity_set, record_id, payload, etag=etag or "*")
         return Written(record_id, parse_datetime(row.get(side.modified_on)),
-                       row.get("@odata.etag"), False)
+                       row.get("@odata.etag"), False, row)
 
     def find_created(self, side: Side, payload: dict[str, Any],
                      since: datetime | None) -> Written | None:
@@ -123,21 +125,23 @@ class DataverseAdapter:
         """Rows by id, ignoring the side filter."""
         return self.client.get_many(side.entity_set, side.key, ids, select=columns)
 
-    def create(self, side: Side, payload: dict[str, Any], record_id: str | None) -> Written:
+    def create(self, side: Side, payload: dict[str, Any], record_id: str | None,
+               select: Sequence[str] = ()) -> Written:
         """Create the row with our chosen id (an upsert: a retry cannot duplicate it)."""
         assert record_id, "Dataverse creates need the id chosen before the write"
-        select = [side.key, side.modified_on]
-        created, row = self.client.upsert(side.entity_set, record_id, payload, select=select)
+        cols = list(dict.fromkeys([side.key, side.modified_on, *select]))
+        created, row = self.client.upsert(side.entity_set, record_id, payload, select=cols)
         return Written(record_id, parse_datetime(row.get(side.modified_on)),
-                       row.get("@odata.etag"), created)
+                       row.get("@odata.etag"), created, row)
 
     def update(self, side: Side, record_id: str, payload: dict[str, Any],
-               etag: str | None) -> Written:
+               etag: str | None, select: Sequence[str] = ()) -> Written:
         """Update changed fields with If-Match."""
+        cols = list(dict.fromkeys([side.key, side.modified_on, *select]))
         row = self.client.update(side.entity_set, record_id, payload, etag=etag or "*",
-                                 select=[side.key, side.modified_on])
+                                 select=cols)
         return Written(record_id, parse_datetime(row.get(side.modified_on)),
-                       row.get("@odata.etag"), False)
+                       row.get("@odata.etag"), False, row)
 
 
 Adapter = BusinessCentralAdapter | DataverseAdapter

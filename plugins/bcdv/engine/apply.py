@@ -87,13 +87,24 @@ def _write(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pas
             mapping.name,
             bc_id=action["source_id"] if bc_first else None,
             dv_id=action["target_id"] if bc_first else action["source_id"])
-        return target.create(sides.target, action["payload"], action["target_id"])
-    return target.update(sides.target, action["target_id"], action["payload"], action["etag"])
+        return target.create(sides.target, action["payload"], action["target_id"],
+                             select=side_fields(mapping, sides.target_system))
+    return target.update(sides.target, action["target_id"], action["payload"], action["etag"],
+                         select=side_fields(mapping, sides.target_system))
 
 
-def _insert_hash(mapping: TableMapping, sides: PassSides, payload: dict[str, Any]) -> str:
+def _written_hash(mapping: TableMapping, sides: PassSides, action: dict[str, Any],
+                  written: Written) -> str | None:
+    """Hash of the target's mapped values as the service stored them (it may normalise,
+    e.g. Business Central upper-cases Code fields), else as we sent them."""
     fields = side_fields(mapping, sides.target_system)
-    return str(hash_frame(pd.DataFrame([payload]).reindex(columns=fields), fields).iat[0])
+    if written.row is not None and all(f in written.row for f in fields):
+        values = {f: written.row[f] for f in fields}
+    elif action["action"] == "insert":
+        values = action["payload"]
+    else:
+        return action.get("target_hash")
+    return str(hash_frame(pd.DataFrame([values]).reindex(columns=fields), fields).iat[0])
 
 
 def _apply_one(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
@@ -121,8 +132,7 @@ def _apply_one(ctx: SyncContext, mapping: TableMapping, state: PassState, sides:
                      prior_error)
     if after_write_hook is not None:
         after_write_hook(action)
-    target_hash = (_insert_hash(mapping, sides, action["payload"]) if kind == "insert"
-                   else action.get("target_hash"))
+    target_hash = _written_hash(mapping, sides, action, written)
     _stamp(ctx, mapping, state, sides, action, written.record_id, written.modified, target_hash)
     if kind == "insert" and not written.created:
         outcome["message"] = "create resumed after an interruption (no duplicate made)"

@@ -96,8 +96,11 @@ def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides
     skipped = is_coupled & coup["skipped"].fillna(False).astype(bool)
     failed_before = coup[sides.result_col].eq("failure")
     moved = baseline.isna() | ((src_mod - baseline) > TOLERANCE)
+    # Dataverse stamps whole seconds: an edit in the same second as our last write keeps the
+    # same modified-on, so "not older than the baseline" plus a different hash is a change.
+    not_older = baseline.isna() | ((baseline - src_mod) <= TOLERANCE)
     same_values = src_hash.eq(coup[sides.source_hash_col])
-    changed = force | failed_before | (moved & ~same_values)
+    changed = force | failed_before | (not_older & ~same_values)
     restamp_only = is_coupled & ~skipped & ~changed & moved
     compare = is_coupled & ~skipped & changed
 
@@ -191,8 +194,12 @@ def _plan_coupled(row: dict[str, Any], sid: str, mapping: TableMapping, sides: P
     if not diff:
         row.update(action="unchanged", restamp=True, reason="the mapped values already match")
         return
-    both = (mapping.direction is Direction.BIDIRECTIONAL and _target_moved(
-        current.at[tid, sides.target.modified_on], coup.at[sid, sides.target_mod_col]))
+    current_hash = hash_frame(current.reindex(columns=target_fields), target_fields).iat[0]
+    stored_hash = coup.at[sid, sides.target_hash_col]
+    target_changed = _target_moved(current.at[tid, sides.target.modified_on],
+                                   coup.at[sid, sides.target_mod_col]) or (
+        pd.notna(stored_hash) and current_hash != stored_hash)
+    both = mapping.direction is Direction.BIDIRECTIONAL and target_changed
     bidirectional = {f.target(Direction(_pass(sides))) for f in mapping.fields
                      if f.enabled and f.constant is None
                      and f.direction is Direction.BIDIRECTIONAL}

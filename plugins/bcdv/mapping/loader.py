@@ -1,9 +1,16 @@
-"""Load mapping YAML into typed models, with errors that name file, line and field path."""
+"""Load mapping YAML into typed models, with errors that name file, line and field path.
+
+One file is validated on its own (keys, types, enum values, contradictory flags, references
+inside the file), then against its directory (mapping names it refers to, dependency cycles,
+duplicate names). The directory checks read the other files leniently, so one broken file
+does not make its neighbours fail too (each Airflow DAG file loads one mapping).
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +19,10 @@ from pydantic import ValidationError
 
 from bcdv.errors import MappingError
 from bcdv.mapping.model import TableMapping
+from bcdv.mapping.rules import RULE_TYPES
 
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
+_REL = re.compile(r"^@([^:]*): ")
 
 
 def _node_line(root: yaml.Node | None, loc: Sequence[Any]) -> int:
@@ -26,8 +35,13 @@ def _node_line(root: yaml.Node | None, loc: Sequence[Any]) -> int:
             if match is None:
                 key = next((k for k, _ in node.value if getattr(k, "value", None) == part), None)
                 return (key.start_mark.line + 1) if key is not None else line
+            # A key's own line (the value of a block mapping starts on the next line).
+            key = next(k for k, v in node.value if v is match)
             node = match
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            line = (key.start_mark.line + 1) if not isinstance(match, yaml.ScalarNode) \
+                else match.start_mark.line + 1
+            continue
+        if isinstance(node, yaml.SequenceNode) and isinstance(part, int):
             if part >= len(node.value):
                 return line
             node = node.value[part]
@@ -47,51 +61,105 @@ def _path(loc: Sequence[Any]) -> str:
     return out or "(top level)"
 
 
-def _message(err: dict[str, Any]) -> str:
+def _parse_rel(text: str) -> list[Any]:
+    """``fields[3].transform[0]`` -> ["fields", 3, "transform", 0]."""
+    out: list[Any] = []
+    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", text):
+        out.append(int(index) if index else name)
+    return out
+
+
+def _loc_and_message(err: dict[str, Any]) -> tuple[list[Any], str]:
+    # Discriminated unions add the rule type to the location; drop it.
+    loc: list[Any] = []
+    for part in err["loc"]:
+        if (isinstance(part, str) and part in RULE_TYPES and len(loc) >= 2
+                and loc[-2] == "transform" and isinstance(loc[-1], int)):
+            continue
+        loc.append(part)
     if err["type"] == "extra_forbidden":
-        return "unknown key"
-    if err["type"] == "enum":
+        return loc, "unknown key"
+    if err["type"] in ("enum", "literal_error"):
         expected = err.get("ctx", {}).get("expected", "")
-        return f"invalid value {err.get('input')!r}; allowed: {expected}"
-    msg = str(err["msg"])
-    return msg.removeprefix("Value error, ")
+        return loc, f"invalid value {err.get('input')!r}; allowed: {expected}"
+    if err["type"] == "union_tag_invalid":
+        expected = err.get("ctx", {}).get("expected_tags", "")
+        tag = err.get("ctx", {}).get("tag")
+        return [*loc, "type"], f"invalid value {tag!r}; allowed: {expected}"
+    if err["type"] == "union_tag_not_found":
+        return loc, "a rule needs 'type'"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    m = _REL.match(msg)
+    if m:
+        loc = [*loc, *_parse_rel(m.group(1))]
+        msg = msg[m.end():]
+    return loc, msg
+
+
+def _raise_at(path: Path, root: yaml.Node | None, loc: Sequence[Any], message: str) -> None:
+    raise MappingError(f"{path}:{_node_line(root, loc)}: {_path(loc)}: {message}")
 
 
 @dataclass(frozen=True)
 class LoadedMapping:
-    """A validated mapping and the file it came from."""
+    """A validated mapping, the file it came from and its YAML node tree (for line numbers)."""
 
     mapping: TableMapping
     path: Path
+    root: yaml.Node | None = field(default=None, repr=False, compare=False)
+
+    def line_of(self, *loc: Any) -> int:
+        """The line of a field path, e.g. ``line_of("fields", 3, "dataverse")``."""
+        return _node_line(self.root, loc)
+
+    def where(self, *loc: Any) -> str:
+        """``file:line: path`` for messages about this mapping."""
+        return f"{self.path}:{self.line_of(*loc)}: {_path(loc)}"
 
 
-def load_mapping_file(path: str | Path) -> LoadedMapping:
-    """Parse and validate one mapping file.
+def _parse(p: Path) -> tuple[yaml.Node | None, Any]:
+    text = p.read_text(encoding="utf-8")
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise MappingError(f"{p}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+
+
+def parse_mapping_file(path: str | Path) -> LoadedMapping:
+    """Parse and validate one file on its own (no checks against other files).
 
     Raises:
         MappingError: naming ``file:line`` and the field path of the first problem.
     """
     p = Path(path)
-    text = p.read_text(encoding="utf-8")
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        raise MappingError(f"{p}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    root, data = _parse(p)
     if not isinstance(data, dict):
         raise MappingError(f"{p}:1: a mapping file must be a YAML mapping (key: value)")
     try:
         mapping = TableMapping.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
-        first = errors[0]
-        loc = first["loc"]
-        line = _node_line(root, loc)
+        loc, message = _loc_and_message(errors[0])
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        raise MappingError(f"{p}:{line}: {_path(loc)}: {_message(first)}{more}") from None
-    return LoadedMapping(mapping=mapping, path=p)
+        _raise_at(p, root, loc, message + more)
+        raise  # unreachable
+    return LoadedMapping(mapping=mapping, path=p, root=root)
+
+
+def load_mapping_file(path: str | Path, *, check_directory: bool = True) -> LoadedMapping:
+    """Parse and validate one mapping file, and (by default) its references to the other
+    mapping files of its directory: mapping names, dependency cycles, duplicate names.
+
+    Raises:
+        MappingError: naming ``file:line`` and the field path of the first problem.
+    """
+    loaded = parse_mapping_file(path)
+    if check_directory:
+        index = _DirectoryIndex.scan(loaded.path.parent, exclude=loaded.path)
+        _check_against(loaded, index)
+    return loaded
 
 
 def mapping_files(directory: str | Path) -> list[Path]:
@@ -100,13 +168,92 @@ def mapping_files(directory: str | Path) -> list[Path]:
     return sorted([*d.glob("*.yaml"), *d.glob("*.yml")])
 
 
+def load_mapping_set(directory: str | Path) -> dict[str, LoadedMapping]:
+    """Load and cross-check every mapping of a directory; raise on the first problem."""
+    loaded = [parse_mapping_file(p) for p in mapping_files(directory)]
+    index = _DirectoryIndex.of(loaded)
+    for item in loaded:
+        _check_against(item, index)
+    return {item.mapping.name: item for item in loaded}
+
+
 def load_mappings(directory: str | Path) -> dict[str, TableMapping]:
-    """Load every mapping of a directory; raise on the first invalid file."""
-    out: dict[str, TableMapping] = {}
-    for path in mapping_files(directory):
-        loaded = load_mapping_file(path)
-        name = loaded.mapping.name
-        if name in out:
-            raise MappingError(f"{path}:1: name: mapping {name!r} is defined twice")
-        out[name] = loaded.mapping
-    return out
+    """Load every mapping of a directory, validated as a whole; raise on the first problem."""
+    return {name: item.mapping for name, item in load_mapping_set(directory).items()}
+
+
+@dataclass
+class _DirectoryIndex:
+    """Names and dependencies of the mapping files of a directory (read leniently)."""
+
+    files: dict[str, Path]  # mapping name -> file
+    depends: dict[str, list[str]]
+    complete: bool  # False when some file could not be read: unknown names are not errors
+
+    @classmethod
+    def of(cls, loaded: list[LoadedMapping]) -> _DirectoryIndex:
+        return cls({m.mapping.name: m.path for m in loaded},
+                   {m.mapping.name: list(m.mapping.depends_on) for m in loaded}, True)
+
+    @classmethod
+    def scan(cls, directory: Path, exclude: Path) -> _DirectoryIndex:
+        files: dict[str, Path] = {}
+        depends: dict[str, list[str]] = {}
+        complete = True
+        for p in mapping_files(directory):
+            if p.resolve() == exclude.resolve():
+                continue
+            try:
+                data = yaml.safe_load(p.read_text(encoding="utf-8"))
+            except (OSError, yaml.YAMLError):
+                complete = False
+                continue
+            name = data.get("name") if isinstance(data, dict) else None
+            if not isinstance(name, str):
+                complete = False
+                continue
+            files.setdefault(name, p)
+            deps = data.get("depends_on") or []
+            depends[name] = [d for d in deps if isinstance(d, str)] if isinstance(deps, list) \
+                else []
+        return cls(files, depends, complete)
+
+
+def _check_against(loaded: LoadedMapping, index: _DirectoryIndex) -> None:
+    m, p, root = loaded.mapping, loaded.path, loaded.root
+    other = index.files.get(m.name)
+    if other is not None and other.resolve() != p.resolve():
+        _raise_at(p, root, ["name"], f"mapping {m.name!r} is also defined in {other}")
+    known = set(index.files) | {m.name}
+    if index.complete:
+        for i, dep in enumerate(m.depends_on):
+            if dep not in known:
+                _raise_at(p, root, ["depends_on", i], f"unknown mapping {dep!r}; known: "
+                          f"{', '.join(sorted(known))}")
+        for i, f in enumerate(m.fields):
+            if f.lookup is not None and f.lookup.mapping not in known:
+                _raise_at(p, root, ["fields", i, "lookup", "mapping"],
+                          f"unknown mapping {f.lookup.mapping!r}; known: "
+                          f"{', '.join(sorted(known))}")
+    graph = {**index.depends, m.name: list(m.depends_on)}
+    for i, dep in enumerate(m.depends_on):
+        cycle = _path_back(graph, dep, m.name)
+        if cycle is not None:
+            chain = " -> ".join([m.name, *cycle])
+            _raise_at(p, root, ["depends_on", i], f"dependency cycle: {chain}")
+
+
+def _path_back(graph: dict[str, list[str]], start: str, goal: str) -> list[str] | None:
+    """A dependency path from ``start`` to ``goal`` (inclusive), or None."""
+    stack: list[tuple[str, list[str]]] = [(start, [start])]
+    seen: set[str] = set()
+    while stack:
+        node, path = stack.pop()
+        if node == goal:
+            return path
+        if node in seen:
+            continue
+        seen.add(node)
+        for nxt in graph.get(node, []):
+            stack.append((nxt, [*path, nxt]))
+    return None

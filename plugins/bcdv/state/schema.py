@@ -102,3 +102,18 @@ record_errors = Table(
     Column("resolved", Boolean, nullable=False, default=False),
     Index("ix_bcdv_record_errors_source", "mapping", "direction", "source_id"),
 )
+
+# One row per mapping whose runs are locked (revision 0002). A DAG run holds it from its
+# first task to its last, across task processes, so two runs of one mapping never both
+# write. ``renewed_at`` is the last acquire by the holder: a lock not renewed for longer than
+# the caller's stale limit may be taken over (a run that died without releasing).
+locks = Table(
+    "bcdv_locks",
+    metadata,
+    Column("mapping", String(100), primary_key=True),
+    Column("owner", String(250), nullable=False),
+    Column("acquired_at", DateTime, nullable=False),
+    Column("renewed_at", DateTime, nullable=False),
+    Column("host", String(250), nullable=True),
+    Column("pid", Integer, nullable=True),
+)

@@ -1,52 +1,37 @@
 """The state store: couplings, watermarks, the job log and record errors.
 
 A SQLite file by default (``sqlite:///path/state.db``), PostgreSQL in production
-(``postgresql+psycopg2://...``). All timestamps are stored as naive UTC.
+(``postgresql+psycopg2://...``; ``postgresql://`` and ``postgres://`` are accepted). All
+timestamps are stored as naive UTC and returned as aware UTC, microseconds kept. Run locks
+per mapping live in ``bcdv.state.locks``, the operator views in ``bcdv.state.admin``.
 """
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
-from sqlalchemy import and_, create_engine, event, func, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
-from bcdv.state import migrate
+from bcdv.state.admin import OperatorViews
+from bcdv.state.db import aware_row, from_db, to_db, upsert_insert, utcnow
+from bcdv.state.locks import LockHolder, MappingLocks
 from bcdv.state.schema import couplings, jobs, record_errors, watermarks
+
+__all__ = ["COUNTERS", "LockHolder", "Stamp", "StateStore", "default_state_url", "from_db",
+           "to_db", "utcnow"]
 
 COUNTERS = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed",
             "conflicts", "coupled", "uncoupled")
 COUPLING_COLUMNS = [c.name for c in couplings.columns]
-
-
-def utcnow() -> datetime:
-    """Now, aware UTC."""
-    return datetime.now(timezone.utc)
-
-
-def to_db(value: datetime | None) -> datetime | None:
-    """Aware datetime -> naive UTC for storage."""
-    if value is None:
-        return None
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value
-
-
-def from_db(value: datetime | None) -> datetime | None:
-    """Stored naive UTC -> aware UTC."""
-    if value is None or pd.isna(value):
-        return None
-    if isinstance(value, pd.Timestamp):
-        value = value.to_pydatetime()
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+DATETIME_COLUMNS = ("bc_modified", "dv_modified", "created_at", "updated_at")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -61,43 +46,24 @@ class Stamp:
     dv_hash: str | None
 
 
-_ENGINES: dict[str, Engine] = {}
-_ENGINES_LOCK = threading.Lock()
+def _retry_on_conflict(action: Callable[[], T], attempts: int = 3) -> T:
+    """Run a read-then-insert transaction again when a concurrent writer inserted the same
+    key first (PostgreSQL row locks cannot lock a row that does not exist yet)."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except IntegrityError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
-def _engine(url: str) -> Engine:
-    with _ENGINES_LOCK:
-        eng = _ENGINES.get(url)
-        if eng is None:
-            if url.startswith("sqlite"):
-                path = url.split("///", 1)[-1]
-                if path and path != ":memory:":
-                    Path(path).parent.mkdir(parents=True, exist_ok=True)
-                eng = create_engine(url, connect_args={"timeout": 30})
-
-                @event.listens_for(eng, "connect")
-                def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
-                    cur = dbapi_conn.cursor()
-                    cur.execute("PRAGMA journal_mode=WAL")
-                    cur.execute("PRAGMA foreign_keys=ON")
-                    cur.close()
-            else:
-                eng = create_engine(url, pool_pre_ping=True)
-            migrate.upgrade(eng)
-            _ENGINES[url] = eng
-        return eng
-
-
-class StateStore:
+class StateStore(MappingLocks, OperatorViews):
     """Persistent sync state for all mappings.
 
     Args:
         url: SQLAlchemy URL; the schema is migrated to the newest revision on first use.
     """
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine = _engine(url)
 
     # -- watermarks -------------------------------------------------------------------
     def get_watermark(self, mapping: str, direction: str) -> datetime | None:
@@ -113,24 +79,20 @@ class StateStore:
         """Move a watermark forward to ``value`` (never backwards; None is a no-op)."""
         if value is None:
             return
-        with self.engine.begin() as conn:
-            current = conn.execute(
-                select(watermarks.c.value).where(
-                    watermarks.c.mapping == mapping, watermarks.c.direction == direction)
-                .with_for_update()
-            ).first()
-            if current is None:
-                conn.execute(insert(watermarks).values(
-                    mapping=mapping, direction=direction, value=to_db(value),
-                    updated_at=to_db(utcnow())))
-            elif current.value is None or from_db(current.value) < value:  # type: ignore[operator]
-                conn.execute(update(watermarks).where(
-                    watermarks.c.mapping == mapping, watermarks.c.direction == direction
-                ).values(value=to_db(value), updated_at=to_db(utcnow())))
+        now, new = to_db(utcnow()), to_db(value)
+        with self._write() as conn:
+            conn.execute(upsert_insert(conn, watermarks).values(
+                mapping=mapping, direction=direction, value=None, updated_at=now,
+            ).on_conflict_do_nothing(index_elements=["mapping", "direction"]))
+            # One conditional UPDATE: atomic against a concurrent advance on both databases.
+            conn.execute(update(watermarks).where(
+                watermarks.c.mapping == mapping, watermarks.c.direction == direction,
+                or_(watermarks.c.value.is_(None), watermarks.c.value < new),
+            ).values(value=new, updated_at=now))
 
     def reset_watermarks(self, mapping: str) -> None:
         """Clear a mapping's watermarks (BC: Synchronize All / full sync)."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(update(watermarks).where(watermarks.c.mapping == mapping)
                          .values(value=None, updated_at=to_db(utcnow())))
 
@@ -139,7 +101,8 @@ class StateStore:
         self, mapping: str, *, bc_ids: Sequence[str] | None = None,
         dv_ids: Sequence[str] | None = None,
     ) -> pd.DataFrame:
-        """Couplings of a mapping as a DataFrame (optionally only for some ids)."""
+        """Couplings of a mapping as a DataFrame (optionally only for some ids); the
+        datetime columns are aware UTC."""
         query = select(couplings).where(couplings.c.mapping == mapping)
         frames = []
         with self.engine.connect() as conn:
@@ -153,7 +116,10 @@ class StateStore:
                     frames.append(pd.DataFrame(rows, columns=COUPLING_COLUMNS))
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
             columns=COUPLING_COLUMNS)
-        return frame.drop_duplicates(subset=["id"]).reset_index(drop=True)
+        frame = frame.drop_duplicates(subset=["id"]).reset_index(drop=True)
+        for col in DATETIME_COLUMNS:
+            frame[col] = pd.to_datetime(frame[col], utc=True)
+        return frame
 
     def coupling_count(self, mapping: str) -> int:
         """Number of couplings (pending intents excluded)."""
@@ -169,11 +135,15 @@ class StateStore:
         For a Dataverse create the new row's id is chosen by us and stored here first, so a
         rerun after a crash writes the same id (an upsert) instead of a second row.
         """
+        _retry_on_conflict(lambda: self._record_intent(mapping, bc_id=bc_id, dv_id=dv_id))
+
+    def _record_intent(self, mapping: str, *, bc_id: str | None, dv_id: str | None) -> None:
         now = to_db(utcnow())
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             col = couplings.c.bc_id if bc_id else couplings.c.dv_id
             existing = conn.execute(select(couplings.c.id).where(
-                couplings.c.mapping == mapping, col == (bc_id or dv_id))).first()
+                couplings.c.mapping == mapping, col == (bc_id or dv_id)).with_for_update()
+            ).first()
             if existing is not None:
                 conn.execute(update(couplings).where(couplings.c.id == existing.id).values(
                     bc_id=bc_id, dv_id=dv_id, pending=True, updated_at=now))
@@ -184,9 +154,12 @@ class StateStore:
 
     def stamp_success(self, mapping: str, direction: str, job_id: str, stamp: Stamp) -> None:
         """Record a successful sync of a pair; baselines only move forward."""
+        _retry_on_conflict(lambda: self._stamp_success(mapping, direction, job_id, stamp))
+
+    def _stamp_success(self, mapping: str, direction: str, job_id: str, stamp: Stamp) -> None:
         now = to_db(utcnow())
         result_col, job_col = _result_columns(direction)
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             row = conn.execute(select(couplings).where(
                 couplings.c.mapping == mapping,
                 (couplings.c.bc_id == stamp.bc_id) | (couplings.c.dv_id == stamp.dv_id),
@@ -217,10 +190,11 @@ class StateStore:
         BC's rule: the same error twice in a row in the same direction marks it Skipped.
         """
         result_col, job_col = _result_columns(direction)
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             cond = [couplings.c.mapping == mapping, couplings.c.pending.is_(False)]
             cond.append(couplings.c.bc_id == bc_id if bc_id else couplings.c.dv_id == dv_id)
-            row = conn.execute(select(couplings).where(and_(*cond))).mappings().first()
+            row = conn.execute(select(couplings).where(and_(*cond)).with_for_update()
+                               ).mappings().first()
             if row is None:
                 return False
             skip = bool(row[result_col] == "failure" and prior_message
@@ -230,14 +204,9 @@ class StateStore:
                 **({"skipped": True} if skip else {})))
             return skip
 
-    def couple(self, mapping: str, bc_id: str, dv_id: str) -> bool:
-        """Couple two records without any sync baseline (both sides count as changed).
-
-        Returns False when either record is already coupled in this mapping (BC refuses to
-        couple a record twice).
-        """
+    def _couple(self, mapping: str, bc_id: str, dv_id: str) -> bool:
         now = to_db(utcnow())
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             taken = conn.execute(select(couplings.c.id).where(
                 couplings.c.mapping == mapping, couplings.c.pending.is_(False),
                 (couplings.c.bc_id == bc_id) | (couplings.c.dv_id == dv_id))).first()
@@ -251,11 +220,22 @@ class StateStore:
                 to_dv_result="", to_bc_result="", created_at=now, updated_at=now))
         return True
 
+    def couple(self, mapping: str, bc_id: str, dv_id: str) -> bool:
+        """Couple two records without any sync baseline (both sides count as changed).
+
+        Returns False when either record is already coupled in this mapping (BC refuses to
+        couple a record twice); a removed coupling frees both ids again.
+        """
+        try:
+            return self._couple(mapping, bc_id, dv_id)
+        except IntegrityError:  # a concurrent couple() of one of the ids won
+            return False
+
     def remove_coupling(self, mapping: str, *, bc_id: str | None = None,
                         dv_id: str | None = None) -> int:
         """Delete a coupling by either id; returns the number removed."""
         cond = couplings.c.bc_id == bc_id if bc_id else couplings.c.dv_id == dv_id
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             return conn.execute(couplings.delete().where(
                 couplings.c.mapping == mapping, cond)).rowcount
 
@@ -264,7 +244,7 @@ class StateStore:
                   dry_run: bool = False, job_type: str = "synchronization") -> str:
         """Open a job-log row and return its id."""
         job_id = str(uuid.uuid4())
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(insert(jobs).values(
                 id=job_id, mapping=mapping, direction=direction, type=job_type, mode=mode,
                 run_id=run_id, status="running", dry_run=dry_run,
@@ -274,7 +254,7 @@ class StateStore:
     def update_job(self, job_id: str, **values: Any) -> None:
         """Set fields of a job row (counters, signpost, message, status...)."""
         clean = {k: to_db(v) if isinstance(v, datetime) else v for k, v in values.items()}
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(**clean))
 
     def finish_job(self, job_id: str, *, status: str, message: str | None = None) -> None:
@@ -285,7 +265,7 @@ class StateStore:
         """One job row."""
         with self.engine.connect() as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
-        return dict(row) if row else None
+        return aware_row(row) if row else None
 
     def jobs(self, mapping: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Recent job rows, newest first."""
@@ -293,7 +273,7 @@ class StateStore:
         if mapping:
             query = query.where(jobs.c.mapping == mapping)
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings().all()]
+            return [aware_row(r) for r in conn.execute(query).mappings().all()]
 
     def last_errors(self, mapping: str, direction: str,
                     source_ids: Iterable[str]) -> dict[str, str]:
@@ -315,7 +295,7 @@ class StateStore:
                      bc_id: str | None, dv_id: str | None, message: str) -> None:
         """Add or refresh the error row of a record (attempts counted)."""
         now = to_db(utcnow())
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             row = conn.execute(select(record_errors.c.id, record_errors.c.attempts).where(
                 record_errors.c.mapping == mapping, record_errors.c.direction == direction,
                 record_errors.c.source_id == source_id, record_errors.c.resolved.is_(False),
@@ -333,7 +313,7 @@ class StateStore:
     def resolve_errors(self, mapping: str, direction: str, source_ids: Iterable[str]) -> None:
         """Mark the errors of records that synced successfully as resolved."""
         ids = list(source_ids)
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             for start in range(0, len(ids), 500):
                 conn.execute(update(record_errors).where(
                     record_errors.c.mapping == mapping, record_errors.c.direction == direction,
@@ -349,7 +329,7 @@ class StateStore:
         if not include_resolved:
             query = query.where(record_errors.c.resolved.is_(False))
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings().all()]
+            return [aware_row(r) for r in conn.execute(query).mappings().all()]
 
 
 def _result_columns(direction: str) -> tuple[str, str]:

@@ -10,7 +10,10 @@ connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only via the alembic CLI
     from sqlalchemy import create_engine
 
-    connection = create_engine(context.config.get_main_option("sqlalchemy.url")).connect()
+    from bcdv.state.db import normalise_url
+
+    url = normalise_url(context.config.get_main_option("sqlalchemy.url") or "")
+    connection = create_engine(url).connect()
 
 context.configure(
     connection=connection,

@@ -1,0 +1,152 @@
+"""Run locks per mapping: two runs of one mapping never both write.
+
+The lock is a row of ``bcdv_locks``, not a database session lock, because an Airflow DAG run
+is several task processes: its first task acquires the lock with the run id as owner, the
+tasks in between re-acquire it (re-entrant for the same owner, which also renews it), and its
+last task releases it. A lock whose holder has not renewed it for ``stale_after_seconds`` is
+taken over (the run died without releasing) and the takeover is logged.
+
+Acquiring is one write transaction: the row is read under a row lock (``FOR UPDATE`` on
+PostgreSQL, the database write lock of ``BEGIN IMMEDIATE`` on SQLite), then created with
+``INSERT ... ON CONFLICT DO NOTHING`` or updated. Two contenders are serialised by the
+database, so exactly one of them gets it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import Connection
+
+from bcdv.errors import SafetyStopError
+from bcdv.state.db import StoreBase, from_db, to_db, upsert_insert, utcnow
+from bcdv.state.schema import locks
+
+log = logging.getLogger(__name__)
+POLL_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds a mapping's run lock, since when, and where it was last acquired."""
+
+    mapping: str
+    owner: str
+    acquired_at: datetime
+    renewed_at: datetime
+    host: str | None
+    pid: int | None
+
+    def describe(self) -> str:
+        """One line for error messages and logs."""
+        where = f" on {self.host} (pid {self.pid})" if self.host else ""
+        return (f"{self.owner!r}{where} since {self.acquired_at.isoformat()} "
+                f"(last renewed {self.renewed_at.isoformat()})")
+
+
+def _holder(row: Any) -> LockHolder:
+    return LockHolder(row.mapping, row.owner, from_db(row.acquired_at),  # type: ignore[arg-type]
+                      from_db(row.renewed_at), row.host, row.pid)  # type: ignore[arg-type]
+
+
+class MappingLocks(StoreBase):
+    """The run-lock part of the state store."""
+
+    def lock_holder(self, mapping: str) -> LockHolder | None:
+        """The current holder of a mapping's run lock, or None when it is free."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(locks).where(locks.c.mapping == mapping)).first()
+        return _holder(row) if row is not None else None
+
+    def acquire_lock(self, mapping: str, owner: str, *, wait_seconds: float = 0,
+                     stale_after_seconds: float = 3600) -> bool:
+        """Take a mapping's run lock for ``owner`` (an Airflow run id, a CLI invocation id).
+
+        Returns True when this call took the lock (it was free, or stale and taken over) and
+        False when ``owner`` already held it (re-entrant; the lock is renewed). Raises
+        SafetyStopError naming the holder when another owner keeps it for ``wait_seconds``.
+        """
+        deadline = time.monotonic() + max(0.0, wait_seconds)
+        while True:
+            outcome = self._try_acquire(mapping, owner, stale_after_seconds)
+            if isinstance(outcome, bool):
+                return outcome
+            if outcome is None:  # released between two statements: try again at once
+                continue
+            holder = outcome
+            if time.monotonic() >= deadline:
+                waited = f" after waiting {wait_seconds:g} s" if wait_seconds > 0 else ""
+                raise SafetyStopError(
+                    f"mapping {mapping} is locked by another run: held by {holder.describe()}"
+                    f"; refused {owner!r}{waited}. Two runs of one mapping never write at "
+                    f"once; the lock is taken over once not renewed for "
+                    f"{stale_after_seconds:g} s.")
+            time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+
+    def release_lock(self, mapping: str, owner: str) -> bool:
+        """Release a mapping's run lock if ``owner`` holds it; returns True if released."""
+        with self._write() as conn:
+            gone = conn.execute(delete(locks).where(
+                locks.c.mapping == mapping, locks.c.owner == owner)).rowcount
+        if not gone:
+            log.warning("run lock of %s is not held by %r: nothing to release", mapping, owner)
+        return bool(gone)
+
+    @contextmanager
+    def mapping_lock(self, mapping: str, owner: str, *, wait_seconds: float = 0,
+                     stale_after_seconds: float = 3600) -> Iterator[None]:
+        """Hold a mapping's run lock for the ``with`` block (see ``acquire_lock``).
+
+        A lock the owner already held before the block stays held after it.
+        """
+        taken = self.acquire_lock(mapping, owner, wait_seconds=wait_seconds,
+                                  stale_after_seconds=stale_after_seconds)
+        try:
+            yield
+        finally:
+            if taken:
+                self.release_lock(mapping, owner)
+
+    def _try_acquire(self, mapping: str, owner: str,
+                     stale_after_seconds: float) -> bool | LockHolder | None:
+        """True: taken; False: re-entered; a LockHolder: refused; None: try again."""
+        now = utcnow()
+        mine = {"owner": owner, "renewed_at": to_db(now), "host": socket.gethostname(),
+                "pid": os.getpid()}
+        with self._write() as conn:
+            row = _locked_row(conn, mapping)
+            if row is None:
+                inserted = conn.execute(upsert_insert(conn, locks).values(
+                    mapping=mapping, acquired_at=to_db(now), **mine
+                ).on_conflict_do_nothing(index_elements=["mapping"])).rowcount
+                if inserted:
+                    return True
+                row = _locked_row(conn, mapping)  # a contender inserted it first
+                if row is None:
+                    return None
+            if row.owner == owner:
+                conn.execute(update(locks).where(locks.c.mapping == mapping).values(**mine))
+                return False
+            holder = _holder(row)
+            if now - holder.renewed_at < timedelta(seconds=stale_after_seconds):
+                return holder
+            conn.execute(update(locks).where(
+                locks.c.mapping == mapping, locks.c.owner == row.owner
+            ).values(acquired_at=to_db(now), **mine))
+        log.warning("run lock of %s taken over by %r from stale holder %s", mapping, owner,
+                    holder.describe())
+        return True
+
+
+def _locked_row(conn: Connection, mapping: str) -> Any:
+    return conn.execute(
+        select(locks).where(locks.c.mapping == mapping).with_for_update()).first()

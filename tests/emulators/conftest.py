@@ -21,6 +21,8 @@ class Api:
 
     def __init__(self, base: str, token: str | None, ca: str) -> None:
         self.base, self.token, self.ca = base.rstrip("/"), token, ca
+        # Keep-alive connections; verify is still passed per request (env vars win otherwise).
+        self.session = requests.Session()
 
     def request(self, method: str, path: str, headers: dict[str, str] | None = None,
                 **kw: Any) -> requests.Response:
@@ -30,7 +32,7 @@ class Api:
         if self.token:
             hdrs["Authorization"] = f"Bearer {self.token}"
         hdrs.update(headers or {})
-        return requests.request(method, url, headers=hdrs, verify=self.ca, timeout=60, **kw)
+        return self.session.request(method, url, headers=hdrs, verify=self.ca, timeout=60, **kw)
 
     def get(self, path: str, **kw: Any) -> requests.Response:
         """GET."""

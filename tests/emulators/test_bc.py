@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import re
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -18,6 +19,10 @@ CUSTOMER_PROPS = ["id", "number", "displayName", "type", "addressLine1", "addres
                   "taxAreaDisplayName", "taxRegistrationNumber", "currencyId", "currencyCode",
                   "paymentTermsId", "shipmentMethodId", "paymentMethodId", "blocked",
                   "lastModifiedDateTime"]
+
+
+def _ts(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _err(r: Any, status: int, code: str, message: str | None = None) -> None:
@@ -145,7 +150,7 @@ def test_d09_bc_patch_concurrency(cust: Api) -> None:
     updated = r.json()
     assert updated["city"] == "Oslo" and updated["displayName"] == "Etag Test"
     assert updated["@odata.etag"] != created["@odata.etag"]
-    assert updated["lastModifiedDateTime"] >= created["lastModifiedDateTime"]
+    assert _ts(updated["lastModifiedDateTime"]) >= _ts(created["lastModifiedDateTime"])
     _err(cust.patch(url, headers={"If-Match": created["@odata.etag"]}, json={"city": "Y"}), 409,
          "Request_EntityChanged", "Another user has already changed the record.")
     r = cust.patch(url, headers={"If-Match": "*"}, json={"city": "Bergen"})

@@ -25,7 +25,10 @@ from bcdv.emulators.tokens import TokenAuthority
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose proto
+    # says TCP, and without it every response with a body waits ~40 ms (Nagle + delayed ACK).
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
+                         socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(512)
@@ -112,7 +115,7 @@ def start(data_dir: str | Path, seed: str = "empty", host: str = "127.0.0.1",
     try:
         for (svc, key_name) in ((ident, "identity"), (bc, "bc"), (dv, "dv")):
             config = uvicorn.Config(svc, host=host, port=ports[key_name], log_level="warning",
-                                    access_log=False, lifespan="off", http="h11", ws="none",
+                                    access_log=False, lifespan="off", http="h11", ws="none", loop="asyncio",
                                     server_header=False, date_header=False,
                                     timeout_graceful_shutdown=2, timeout_keep_alive=30,
                                     ssl_ciphers="TLSv1.2:TLSv1.3",

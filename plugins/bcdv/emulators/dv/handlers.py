@@ -105,7 +105,9 @@ def _single(svc: "DVService", req: Req, api: str, ent: EntityDef, row: dict[str,
     ctx = f"{api}/$metadata#{ent.set_name}"
     if select:
         ctx += "(" + ",".join(p.column for p in select) + ")"
-    doc = {"@odata.context": ctx + "/$entity", **svc.to_wire(ent, row, select, ann)}
+    expand = parse_expand(svc, ent, req.param("$expand"))
+    doc = {"@odata.context": ctx + "/$entity",
+           **with_expand(svc, ent, row, select, ann, expand)}
     hdrs = headers + [("ETag", f'W/"{row.get("versionnumber")}"')]
     if applied and applied[0] not in hdrs:
         hdrs += applied
@@ -196,10 +198,7 @@ def list_rows(svc: "DVService", req: Req, api: str, ent: EntityDef) -> Resp:
     if req.param("$skip") is not None:
         raise DVError(400, "0x80060888", "The query parameter $skip is not supported.")
     if req.param("$apply") is not None:
-        raise DVError(501, "0x80060888", "The query parameter $apply is not supported by this "
-                                         "emulator.")
-    if req.param("$expand") is not None:
-        raise DVError(501, "0x80060888", "The query parameter $expand is not supported by this "
+        raise DVError(400, "0x80060888", "The query parameter $apply is not supported by this "
                                          "emulator.")
     where, params = svc.where(ent, req.param("$filter"))
     select = svc.select(ent, req.param("$select"))
@@ -258,7 +257,8 @@ def list_rows(svc: "DVService", req: Req, api: str, ent: EntityDef) -> Resp:
             else -1
         doc["@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"] = total > 5000
     doc["@Microsoft.Dynamics.CRM.globalmetadataversion"] = "8675309"
-    doc["value"] = [svc.to_wire(ent, r, select, ann) for r in rows]
+    expand = parse_expand(svc, ent, req.param("$expand"))
+    doc["value"] = [with_expand(svc, ent, r, select, ann, expand) for r in rows]
     if more and rows:
         cookie = encode_cookie(ent, page_no, rows[-1][ent.key], rows[0][ent.key], False)
         keep = [(k, v) for k, v in req.query if k != "$skiptoken"]
@@ -268,3 +268,57 @@ def list_rows(svc: "DVService", req: Req, api: str, ent: EntityDef) -> Resp:
                                   f"$skiptoken={quote(cookie, safe='')}")
     _ = CHANGE_TRACKED
     return svc._ok(200, doc, headers, ent.set_name)
+
+
+def parse_expand(svc: "DVService", ent: EntityDef, raw: str | None
+                 ) -> list[tuple[str, Any, list[Any] | None]]:
+    """$expand of single-valued navigation properties, with an optional nested $select.
+
+    -> [(navigation name, lookup Prop, selected target props)]; collection-valued
+    navigation properties are not emulated (400).
+    """
+    if raw is None:
+        return []
+    import re
+    from bcdv.emulators.dv.schema import BY_SET
+    navs = nav_map(ent)
+    out = []
+    for m in re.finditer(r"\s*([A-Za-z_]\w*)\s*(?:\(([^()]*)\))?\s*(?:,|$)", raw):
+        if not m.group(0).strip():
+            continue
+        name, opts = m.group(1), m.group(2)
+        prop = navs.get(name)
+        if prop is None:
+            raise DVError(400, "0x80060888", f"Could not find a property named '{name}' on type "
+                                             f"'Microsoft.Dynamics.CRM.{ent.logical_name}'.")
+        target = BY_SET[prop.targets[name][0]]
+        select = None
+        if opts:
+            om = re.fullmatch(r"\s*\$select=([\w,\s]+)\s*", opts)
+            if not om:
+                raise DVError(400, "0x80060888", f"Only $select is supported inside $expand "
+                                                 f"({name}).")
+            select = svc.select(target, om.group(1))
+        out.append((name, prop, select))
+    if not out or sum(len(m.group(0)) for m in re.finditer(
+            r"\s*([A-Za-z_]\w*)\s*(?:\(([^()]*)\))?\s*(?:,|$)", raw)) < len(raw.strip()):
+        raise DVError(400, "0x80060888", f"Syntax error in $expand '{raw}'.")
+    return out
+
+
+def with_expand(svc: "DVService", ent: EntityDef, row: dict[str, Any], select: list[Any] | None,
+                ann: list[str], expand: list[tuple[str, Any, list[Any] | None]]
+                ) -> dict[str, Any]:
+    """Entity JSON plus expanded single-valued navigation properties (null if unset)."""
+    from bcdv.emulators.dv.schema import BY_SET
+    out = svc.to_wire(ent, row, select, ann)
+    for name, prop, sel in expand:
+        value = row.get(prop.column)
+        ttype = row.get(f"_{prop.name}_type")
+        target = BY_SET[prop.targets[name][0]]
+        if value is None or (ttype and ttype not in prop.targets[name]):
+            out[name] = None
+            continue
+        trow = svc.db.get(target.set_name, target.key, value)
+        out[name] = svc.to_wire(target, trow, sel, ann) if trow is not None else None
+    return out

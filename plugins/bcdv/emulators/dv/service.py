@@ -166,6 +166,27 @@ class DVService(Service):
         if not rows:
             raise DVError(403, "0x80072560", f"The user is not a member of the organization. "
                                              f"Application {appid} has no application user.")
+        return self._impersonated(req) or rows[0]
+
+    def _impersonated(self, req: Req) -> dict[str, Any] | None:
+        """Impersonation (Dataverse's CallerObjectId / MSCRMCallerID headers): the request
+        runs as that systemuser, so modifiedby/createdby name it. The application user holds
+        the act-on-behalf privilege (System Administrator role) in the emulated org."""
+        object_id = req.header("callerobjectid")
+        user_id = req.header("mscrmcallerid")
+        if not (object_id or user_id):
+            return None
+        column, value = (("azureactivedirectoryobjectid", object_id) if object_id
+                         else ("systemuserid", user_id))
+        value = (value or "").strip().strip("{}").lower()
+        rows = self.db.select("systemusers", f'"{column}" = ?', (value,), limit=1)
+        if not rows:
+            raise DVError(404, "0x80040217",
+                          f"systemuser With {'ObjectId' if object_id else 'Id'} = {value} "
+                          "Does Not Exist")
+        if rows[0].get("isdisabled"):
+            raise DVError(403, "0x8004e308",
+                          f"The user with SystemUserId={rows[0]['systemuserid']} is disabled.")
         return rows[0]
 
     def to_wire(self, ent: EntityDef, row: dict[str, Any], select: list[Any] | None = None,

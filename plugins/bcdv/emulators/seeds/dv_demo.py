@@ -35,6 +35,8 @@ ORG_ID = gid("dv", "organization")
 BU_ID = gid("dv", "businessunit", "root")
 BASE_CURRENCY_ID = gid("dv", "currency", "USD")
 APP_USER_ID = gid("dv", "systemuser", "application")
+ADMIN_USER_ID = gid("dv", "systemuser", "admin")
+ADMIN_OBJECT_ID = "0d5a7c3e-9b1f-4e2d-8c6a-5f4e3d2c1b0a"  # the admin's Entra object id
 SYSTEM_USER_ID = gid("dv", "systemuser", "SYSTEM")
 
 
@@ -87,6 +89,11 @@ def load_empty(db: Database) -> None:
           systemuserid=SYSTEM_USER_ID, accessmode=0)
     _user(db, "INTEGRATION", "", "INTEGRATION", "integration@bcdv-emulated.example.com", 0,
           accessmode=0, isintegrationuser=1)
+    # Every organisation has the administrator who created it: a licensed, interactive
+    # user that tests impersonate (CallerObjectId) to edit rows "by a person".
+    _user(db, "ADMIN", "Org", "Admin", "admin@bcdv-emulated.example.com", 0,
+          systemuserid=ADMIN_USER_ID, azureactivedirectoryobjectid=ADMIN_OBJECT_ID,
+          accessmode=0, islicensed=1)
     _user(db, "application", "#", "bcdv sync", "bcdvsync@bcdv-emulated.example.com", 0,
           systemuserid=APP_USER_ID, applicationid=CLIENT_ID,
           azureactivedirectoryobjectid=APP_OBJECT_ID, accessmode=4, isintegrationuser=1,

@@ -154,9 +154,15 @@ def _target_rows(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
 
 
 def _deleted_target(row: dict[str, Any], mapping: TableMapping, sides: PassSides,
-                    payload: pd.DataFrame, sid: str, tid: str) -> None:
-    """A coupled record whose counterpart is gone: BC's deletion conflict."""
+                    payload: pd.DataFrame, sid: str, tid: str, force: bool) -> None:
+    """A coupled record whose counterpart is gone: BC's deletion conflict.
+
+    A forced sync (full or single-record) is not a conflict: the stale coupling is replaced
+    and the counterpart created again, as BC does for a forced modify.
+    """
     resolution = mapping.conflicts.deletion
+    if force:
+        resolution = DeletionConflict.RESTORE_RECORDS
     if resolution is DeletionConflict.REMOVE_COUPLING:
         row.update(action="uncouple", reason=f"the coupled {_title(sides.target_system)} record "
                    f"{tid} was deleted; the coupling was removed (deletion conflict resolution)")
@@ -177,7 +183,7 @@ def _plan_coupled(row: dict[str, Any], sid: str, mapping: TableMapping, sides: P
                   force: bool) -> None:
     tid = str(coup.at[sid, sides.target_id_col])
     if tid not in target.index:
-        _deleted_target(row, mapping, sides, payload, sid, tid)
+        _deleted_target(row, mapping, sides, payload, sid, tid, force)
         return
     target_fields = side_fields(mapping, sides.target_system)
     current = target.loc[[tid]]
@@ -207,7 +213,7 @@ def _plan_coupled(row: dict[str, Any], sid: str, mapping: TableMapping, sides: P
     update = {"action": "update", "payload": {c: wanted.at[tid, c] for c in diff},
               "reason": "changed: " + ", ".join(diff)}
     if force or not both or not clash:
-        row.update(update, both_modified=bool(both))
+        row.update(update, both_modified=bool(both) and _has_reverse_only_fields(mapping, sides))
         return
     _resolve_update_conflict(row, mapping, sides, update, clash)
 
@@ -219,7 +225,8 @@ def _resolve_update_conflict(row: dict[str, Any], mapping: TableMapping, sides: 
     winner = {UpdateConflict.BUSINESS_CENTRAL_WINS: "business_central",
               UpdateConflict.DATAVERSE_WINS: "dataverse"}.get(resolution)
     if winner == sides.source_system:
-        row.update(update, both_modified=True, conflict=True,
+        row.update(update, both_modified=_has_reverse_only_fields(mapping, sides),
+                   conflict=True,
                    reason=f"update conflict on {', '.join(clash)}: "
                           f"{_title(winner)} wins (conflict resolution)")
     elif winner is not None:
@@ -229,6 +236,17 @@ def _resolve_update_conflict(row: dict[str, Any], mapping: TableMapping, sides: 
     else:
         row.update(action="fail", conflict=True, reason=CONFLICT_MESSAGE.format(
             target=_title(sides.target_system), fields=", ".join(clash)))
+
+
+def _has_reverse_only_fields(mapping: TableMapping, sides: PassSides) -> bool:
+    """Whether the opposite pass has fields of its own to carry back after an overwrite.
+
+    Only then does BC set the overwritten side's baseline behind (see apply.py); without
+    such fields there is nothing to carry back and the pair is simply in sync.
+    """
+    reverse = (Direction.TO_BUSINESS_CENTRAL if sides.target_system == "dataverse"
+               else Direction.TO_DATAVERSE)
+    return any(f.enabled and f.effective_direction is reverse for f in mapping.fields)
 
 
 def _pass(sides: PassSides) -> str:

@@ -50,6 +50,14 @@ def sync_all(ctx: SyncContext, mappings: Mapping[str, TableMapping], *,
     return reports
 
 
+def synchronize_all_records(ctx: SyncContext, mapping: TableMapping, *,
+                            run_id: str | None = None) -> list[PassReport]:
+    """BC's "Synchronize All": clear both watermarks, then a normal run over every record
+    (coupled records that did not change stay unchanged; nothing is forced)."""
+    ctx.state.reset_watermarks(mapping.name)
+    return sync_mapping(ctx, mapping, run_id=run_id)
+
+
 def _default_direction(mapping: TableMapping, system: str) -> Direction:
     wanted = Direction.TO_DATAVERSE if system == "business_central" else (
         Direction.TO_BUSINESS_CENTRAL)

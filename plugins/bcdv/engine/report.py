@@ -55,6 +55,7 @@ class PassReport:
     uncoupled: int = 0
     ignored: int = 0
     records: list[RecordOutcome] = field(default_factory=list)
+    note: str | None = None
 
     @classmethod
     def build(cls, state: PassState, records: list[RecordOutcome]) -> PassReport:
@@ -84,6 +85,8 @@ class PassReport:
     @property
     def message(self) -> str | None:
         """A one-line note for the job log."""
+        if self.note:
+            return self.note
         if self.dry_run:
             return "dry run: nothing was written"
         return None

@@ -18,6 +18,8 @@ def run_pass(ctx: SyncContext, mapping: TableMapping, direction: Direction, *,
              assumed_pairs: list[list[str]] | None = None,
              record_ids: list[str] | None = None) -> PassReport:
     """Extract, plan, load and commit one pass."""
+    if not mapping.direction.includes(direction):
+        return _not_configured(ctx, mapping, direction, mode, run_id or _run_id(), dry_run)
     state = extract(ctx, mapping, direction, mode=mode, run_id=run_id or _run_id(),
                     dry_run=dry_run, assumed_pairs=assumed_pairs, record_ids=record_ids)
     plan(ctx, mapping, state)
@@ -40,6 +42,18 @@ def sync_mapping(ctx: SyncContext, mapping: TableMapping, *, mode: str = "modifi
         assumed = [list(p) for p in coupling.pairs] if dry_run else []
     return [run_pass(ctx, mapping, d, mode=mode, dry_run=dry_run, run_id=rid,
                      assumed_pairs=assumed) for d in mapping.passes()]
+
+
+def _not_configured(ctx: SyncContext, mapping: TableMapping, direction: Direction, mode: str,
+                    run_id: str, dry_run: bool) -> PassReport:
+    """BC finishes such a job at once with a message; so do we (no record is touched)."""
+    job_id = ctx.state.start_job(mapping.name, direction.value, mode=mode, run_id=run_id,
+                                 dry_run=dry_run)
+    message = (f"The integration table mapping {mapping.name} is not configured for "
+               f"{direction.value} synchronization (its direction is "
+               f"{mapping.direction.value}).")
+    ctx.state.finish_job(job_id, status="not_configured", message=message)
+    return PassReport(mapping.name, direction.value, mode, dry_run, job_id, 0, note=message)
 
 
 def _run_id() -> str:

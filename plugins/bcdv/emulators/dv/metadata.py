@@ -162,7 +162,9 @@ def _apply(items: list[dict[str, Any]], req: Req) -> list[dict[str, Any]]:
     sel = req.param("$select")
     if sel:
         names = [s.strip() for s in sel.split(",")] + ["MetadataId", "@odata.type"]
-        items = [{k: v for k, v in i.items() if k in names or k in ("Attributes", "Keys")}
+        expanded = [x.split("(")[0].strip() for x in (req.param("$expand") or "").split(",")]
+        items = [{k: v for k, v in i.items()
+                  if k in names or k in ("Attributes", "Keys") or k in expanded}
                  for i in items]
     return items
 
@@ -171,11 +173,11 @@ def entity_definitions(svc: "DVService", req: Req, api: str, rest: str) -> Resp:
     """GET EntityDefinitions[(LogicalName='x')][/Attributes|/Keys]."""
     if req.method != "GET":
         raise DVError(405, "0x80060888", "Metadata is read-only in the emulator.")
-    m = re.fullmatch(r"EntityDefinitions(?:\((.*?)\))?(?:/(Attributes|Keys))?(?:\((.*?)\))?",
-                     unquote(rest))
+    m = re.fullmatch(r"EntityDefinitions(?:\((.*?)\))?(?:/(Attributes|Keys))?"
+                     r"(?:/Microsoft\.Dynamics\.CRM\.(\w+))?(?:\((.*?)\))?", unquote(rest))
     if not m:
         raise DVError(404, "0x80060888", f"Resource not found for the segment '{rest}'.")
-    key, nav, sub = m.groups()
+    key, nav, cast, sub = m.groups()
     expand = [x.split("(")[0].strip() for x in (req.param("$expand") or "").split(",") if x]
     if key is None:
         items = [_definition(svc, e, expand) for e in ENTITIES]
@@ -193,6 +195,11 @@ def entity_definitions(svc: "DVService", req: Req, api: str, rest: str) -> Resp:
         doc = _apply([_definition(svc, ent, expand)], req)[0]
         return svc._ok(200, {"@odata.context": ctx + "/$entity", **doc})
     items = attributes(ent) if nav == "Attributes" else keys(svc, ent)
+    if cast is not None:
+        # A type cast segment keeps the attributes of that metadata type only.
+        items = [i for i in items if i.get("@odata.type") == f"#Microsoft.Dynamics.CRM.{cast}"]
+        ctx += f"/{nav}/Microsoft.Dynamics.CRM.{cast}"
+        return svc._ok(200, {"@odata.context": ctx, "value": _apply(items, req)})
     if sub is not None:
         sm = re.fullmatch(r"(?:LogicalName=)?'(\w+)'", sub.strip())
         found = [i for i in items if sm and i["LogicalName"] == sm.group(1)]

@@ -48,7 +48,7 @@ class _Rule(BaseModel):
 
     def describe(self) -> str:
         """Short text for listings, e.g. ``substring(4, 3)``."""
-        params = self.model_dump(exclude={"type", "direction"}, exclude_none=True)
+        params = self.model_dump(exclude={"type", "direction"}, exclude_defaults=True)
         inner = ", ".join(f"{k}={v!r}" for k, v in params.items())
         return f"{self.type}({inner})" if inner else str(self.type)  # type: ignore[attr-defined]
 
@@ -252,6 +252,10 @@ class FieldLookup(_Rule):
     field: str = Field(min_length=1)
     if_not_found: Literal["error", "blank", "original"] = Field(
         default="error", description="BC's Field Lookup Rule: Target / Original If Target Is Blank")
+
+    def describe(self) -> str:
+        """``field_lookup(paymentTerms.id->code)``."""
+        return f"field_lookup({self.entity_set}.{self.key}->{self.field})"
 
     @property
     def table_name(self) -> str:

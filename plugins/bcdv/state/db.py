@@ -164,3 +164,12 @@ class StoreBase:
     def close(self) -> None:
         """Close pooled connections (the store reconnects if used again)."""
         self.engine.dispose()
+
+
+def forget_engine(url: str) -> None:
+    """Dispose and forget the process-wide engine of a URL (tests, shutdown); a later
+    store on the URL opens a new one."""
+    with _ENGINES_LOCK:
+        eng = _ENGINES.pop(normalise_url(url), None)
+    if eng is not None:
+        eng.dispose()

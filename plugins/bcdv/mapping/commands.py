@@ -228,7 +228,7 @@ def _diffs(args: argparse.Namespace, name: str | None) -> tuple[list[dict[str, A
             changes = mapping_diff(lm, sm)
         out.append({"name": n, "local_file": str(lp) if lp else None,
                     "shipped_file": str(sp) if sp else None,
-                    "status": "identical" if not changes else
+                    "status": "identical" if not changes else "invalid" if lerr else
                     ("local only" if sp is None else "missing locally" if lp is None
                      else "changed"),
                     "changes": changes})
@@ -238,6 +238,8 @@ def _diffs(args: argparse.Namespace, name: str | None) -> tuple[list[dict[str, A
 def _print_diffs(diffs: list[dict[str, Any]]) -> None:
     for d in diffs:
         print(f"{d['name']}: {d['status']}")
+        if d["status"] == "invalid":
+            print(f"  {d['changes'][0]['local']}")
         if d["status"] != "changed":
             continue
         for c in d["changes"]:

@@ -6,7 +6,6 @@ import re
 from datetime import datetime
 from typing import Any
 
-import pytest
 
 from bcdv.emulators.config import TENANT_DOMAIN, TENANT_ID
 from tests.emulators.conftest import Api

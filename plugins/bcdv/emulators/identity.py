@@ -13,10 +13,11 @@ timestamp, trace_id, correlation_id, error_uri). Tokens are RS256 JWTs (``aud`` 
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from bcdv.emulators.base import Req, Resp, Service, Throttling, json_resp
 from bcdv.emulators.config import (BC_RESOURCE, CLIENT_ID, TENANT_DOMAIN, TENANT_ID,
@@ -121,6 +122,16 @@ class IdentityService(Service):
                               "AADSTS900144: The request body must contain the following "
                               "parameter: 'grant_type'.")
         form = dict(parse_qsl(req.body.decode("utf-8", "replace"), keep_blank_values=True))
+        basic = req.header("authorization") or ""
+        if basic.lower().startswith("basic "):
+            # client_secret_basic: url-encoded id:secret in the Authorization header
+            try:
+                pair = base64.b64decode(basic[6:].strip()).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                pair = ""
+            cid, _, csecret = pair.partition(":")
+            form.setdefault("client_id", unquote(cid))
+            form.setdefault("client_secret", unquote(csecret))
         for name in ("grant_type", "client_id"):
             if not form.get(name):
                 return self._missing(name)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -403,7 +402,6 @@ class BCService(Service):
             raise BCError(413, "BadRequest", "Request Entity Too Large")
         page = min(page, MAX_PAGE)
         token = req.param("$skiptoken")
-        kw = []
         if token is not None:
             t = token.strip().strip("'").lower()
             last = self.db.get(ent.set_name, "id", t) if GUID_RE.match(t) else None
@@ -415,7 +413,6 @@ class BCService(Service):
             where = f"({where}) AND {kw_sql}" if where else kw_sql
             params = params + kw_params
             skip = 0
-            kw = [1]
         limit = page if top is None else min(top, page)
         rows = self.db.select(ent.set_name, where, params, order_sql, limit + 1, skip)
         more = len(rows) > limit and (top is None or top > limit)
@@ -427,13 +424,13 @@ class BCService(Service):
             doc["@odata.count"] = self.db.count(ent.set_name, cwhere, cparams)
         doc["value"] = [self._with_expand(ent, r, scope, select, expand) for r in rows]
         if more and rows:
-            keep = [(k, v) for k, v in req.query
-                    if k not in ("$skiptoken", "aid", "$skip")]
+            # $top beyond one page: the next link asks for what is left of it.
+            keep = [(k, str(top - len(rows)) if k == "$top" and top is not None else v)
+                    for k, v in req.query if k not in ("$skiptoken", "aid", "$skip")]
             qs = "&".join(f"{quote(k, safe='$')}={quote(v, safe=chr(39) + '(),:$*')}"
                           for k, v in keep)
             doc["@odata.nextLink"] = (f"{root}/{ctx_prefix}{ent.set_name}?aid=FIN"
                                       f"{'&' + qs if qs else ''}&$skiptoken={rows[-1]['id']}")
-        del kw
         return self._ok(200, doc, entity=ent.set_name)
 
     @staticmethod
@@ -470,7 +467,8 @@ class BCService(Service):
         expand = self._expand_list(req, ent)
         doc = {"@odata.context": self._context(ctx, select) + "/$entity",
                **self._with_expand(ent, row, company, select, expand)}
-        return self._ok(status, doc, headers + [("ETag", etag(row["_rv"]))], ent.set_name)
+        # No ETag header: recorded BC responses carry the etag only as @odata.etag.
+        return self._ok(status, doc, headers, ent.set_name)
 
     def _nav(self, req: Req, root: str, ent: EntityDef, row: dict[str, Any], company: str,
              nav: str) -> Resp:
@@ -502,5 +500,3 @@ def _keyset(cols: list[tuple[str, bool]], last: dict[str, Any]) -> tuple[str, li
         ors.append("(" + " AND ".join(parts) + ")")
     return "(" + " OR ".join(ors) + ")", params
 
-
-_ = time

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from bcdv.emulators.base import Req, Resp
-from bcdv.emulators.dv.schema import CHANGE_TRACKED, EntityDef, nav_map
+from bcdv.emulators.dv.schema import EntityDef, nav_map
 from bcdv.emulators.dv.service import MAX_PAGE, decode_cookie, encode_cookie
 from bcdv.emulators.dv.values import DVError, annotation_filter, not_found
 
@@ -266,7 +266,6 @@ def list_rows(svc: "DVService", req: Req, api: str, ent: EntityDef) -> Resp:
                       for k, v in keep)
         doc["@odata.nextLink"] = (f"{api}/{ent.set_name}?{qs + '&' if qs else ''}"
                                   f"$skiptoken={quote(cookie, safe='')}")
-    _ = CHANGE_TRACKED
     return svc._ok(200, doc, headers, ent.set_name)
 
 

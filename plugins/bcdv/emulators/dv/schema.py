@@ -12,6 +12,10 @@ STATUS = {1: "Active", 2: "Inactive"}
 STATUS_STATE = {1: 0, 2: 1}
 PAYMENT_TERMS = {1: "Net 30", 2: "2% 10, Net 30", 3: "Net 45", 4: "Net 60"}
 ADDRESS_TYPE = {1: "Bill To", 2: "Ship To", 3: "Primary", 4: "Other"}
+# Standard address1_/address2_ choices of account and contact (BC's option mappings use them).
+FREIGHT_TERMS = {1: "FOB", 2: "No Charge"}
+SHIPPING_METHOD = {1: "Airborne", 2: "DHL", 3: "FedEx", 4: "UPS", 5: "Postal Mail",
+                   6: "Full Load", 7: "Will Call"}
 CUSTOMER_TYPE = {1: "Competitor", 2: "Consultant", 3: "Customer", 4: "Investor", 5: "Partner",
                  6: "Influencer", 7: "Press", 8: "Prospect", 9: "Reseller", 10: "Supplier",
                  11: "Vendor", 12: "Other"}
@@ -56,6 +60,8 @@ def _address(prefix: str = "address1") -> list[Prop]:
             Prop(f"{prefix}_latitude", "double", min_value=-90, max_value=90),
             Prop(f"{prefix}_longitude", "double", min_value=-180, max_value=180),
             Prop(f"{prefix}_addresstypecode", "option", options=ADDRESS_TYPE),
+            Prop(f"{prefix}_freighttermscode", "option", options=FREIGHT_TERMS),
+            Prop(f"{prefix}_shippingmethodcode", "option", options=SHIPPING_METHOD),
             ro(f"{prefix}_composite", "memo", max_len=1000)]
 
 

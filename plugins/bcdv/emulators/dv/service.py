@@ -26,8 +26,7 @@ from bcdv.emulators.model import Prop
 from bcdv.emulators.dv import schema
 from bcdv.emulators.dv.schema import BY_SET, EntityDef
 from bcdv.emulators.dv.values import (FORMATTED, LOOKUP_NAME, NAV_NAME, SUCCESS_CT, DVError,
-                                      annotation_filter, error_resp, formatted, not_found,
-                                      to_wire, wants)
+                                      error_resp, formatted, to_wire, wants)
 from bcdv.emulators.odata import (GUID_RE, Compiler, Dialect, QueryError, parse_orderby,
                                   parse_select)
 from bcdv.emulators.tokens import TokenAuthority

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from bcdv.emulators.dv.schema import BY_SET, STATUS_STATE, EntityDef, nav_map
-from bcdv.emulators.dv.values import (DVError, from_wire, invalid_property, not_found,
-                                      validation_error)
+from bcdv.emulators.dv.values import DVError, from_wire, invalid_property, not_found
 from bcdv.emulators.odata import GUID_RE
 
 if TYPE_CHECKING:
@@ -245,5 +244,3 @@ def check_guid(value: Any) -> bool:
     """True for a GUID string."""
     return isinstance(value, str) and bool(GUID_RE.match(value))
 
-
-_ = validation_error

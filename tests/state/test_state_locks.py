@@ -79,6 +79,19 @@ def test_stale_lock_is_taken_over_and_logged(store: StateStore,
     assert "taken over by 'run-b' from stale holder 'crashed-run'" in caplog.text
     assert store.lock_holder(M).owner == "run-b"
     assert store.release_lock(M, "crashed-run") is False    # it cannot free the new run
+    assert store.renew_lock(M, "crashed-run") is False      # and learns it lost the lock
+
+
+def test_renewing_keeps_a_long_run_from_looking_stale(store: StateStore) -> None:
+    store.acquire_lock(M, "long-run")
+    acquired = store.lock_holder(M)
+    time.sleep(1.0)  # without renewing, the lock is now older than the 0.9 s limit below
+    assert store.renew_lock(M, "long-run") is True
+    renewed = store.lock_holder(M)
+    assert renewed.acquired_at == acquired.acquired_at
+    assert renewed.renewed_at > acquired.renewed_at
+    with pytest.raises(SafetyStopError):
+        store.acquire_lock(M, "run-b", stale_after_seconds=0.9)
 
 
 def _check_runs(store: StateStore, results: list[tuple[Any, ...]], waited: bool) -> None:

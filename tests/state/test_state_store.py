@@ -87,6 +87,14 @@ def test_stamp_success_keeps_baselines_monotonic(store: StateStore) -> None:
     assert frame.at[0, "bc_modified"] == T0 + timedelta(microseconds=7)
 
 
+def test_empty_coupling_frames_have_the_columns(store: StateStore) -> None:
+    for frame in (store.couplings(M), store.couplings(M, bc_ids=["x"], dv_ids=["y"])):
+        assert frame.empty and "bc_modified" in frame.columns
+        assert str(frame["bc_modified"].dt.tz) == "UTC"
+    assert store.counts(M) == {"couplings": 0, "skipped": 0, "failed": 0, "pending": 0,
+                               "errors": 0}
+
+
 def test_intent_becomes_a_coupling_on_success(store: StateStore) -> None:
     store.record_intent(M, bc_id="b1", dv_id="d1")
     assert store.coupling_count(M) == 0

@@ -101,6 +101,15 @@ class MappingLocks(StoreBase):
             log.warning("run lock of %s is not held by %r: nothing to release", mapping, owner)
         return bool(gone)
 
+    def renew_lock(self, mapping: str, owner: str) -> bool:
+        """Mark a held lock as alive (a long task calls it now and then, so its lock never
+        looks stale); returns False when ``owner`` no longer holds it and must stop writing."""
+        with self._write() as conn:
+            kept = conn.execute(update(locks).where(
+                locks.c.mapping == mapping, locks.c.owner == owner,
+            ).values(renewed_at=to_db(utcnow()))).rowcount
+        return bool(kept)
+
     @contextmanager
     def mapping_lock(self, mapping: str, owner: str, *, wait_seconds: float = 0,
                      stale_after_seconds: float = 3600) -> Iterator[None]:

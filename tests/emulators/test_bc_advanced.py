@@ -105,3 +105,34 @@ def test_bc_metadata(bc: Api) -> None:
     assert '<Property Name="blocked" Type="Microsoft.NAV.customerBlocked"/>' in r.text
     assert '<Member Name="_x0020_" Value="0"/>' in r.text
     assert '<EntitySet Name="salespeoplePurchasers"' in r.text
+
+
+def test_bc_top_across_pages_and_count_path(cust: Api) -> None:
+    rows: list[str] = []
+    url = "contacts?$top=5&$select=number"
+    while url:
+        doc = cust.get(url, headers={"Prefer": "odata.maxpagesize=2"}).json()
+        rows += [r["number"] for r in doc["value"]]
+        url = doc.get("@odata.nextLink")
+    assert len(rows) == 5
+    r = cust.get("customers/$count")
+    assert r.status_code == 200 and int(r.text) >= 8
+    nav = cust.get("customers?$filter=number eq '60000'").json()["value"][0]["id"]
+    r = cust.get(f"customers({nav})/currency")
+    assert r.status_code == 200 and r.json()["code"] == "EUR"
+
+
+def test_bc_strict_delete_option(tmp_path: Any) -> None:
+    from bcdv.emulators.testing import run_emulators
+    from tests.emulators.conftest import get_token
+    with run_emulators(tmp_path, seed="demo", bc_delete_requires_if_match=True,
+                       bc_read_only="ignore") as ep:
+        api = Api(f"{ep['business_central']['base_url']}/companies("
+                  f"{ep['business_central']['company_id']})",
+                  get_token(ep, ep["business_central"]["scope"]), ep["ca_bundle"])
+        c = api.post("customers", json={"displayName": "Strict", "balanceDue": 99}).json()
+        assert c["balanceDue"] == 0  # read-only ignored in this mode
+        r = api.delete(f"customers({c['id']})")
+        assert r.status_code == 400 and r.json()["error"]["code"] == "BadRequest_InvalidToken"
+        assert api.delete(f"customers({c['id']})", headers={"If-Match": c["@odata.etag"]}
+                          ).status_code == 204

@@ -269,6 +269,19 @@ class Service:
         await send({"type": "http.response.body", "body": resp.body})
 
     async def _serve(self, req: Req, send: Callable) -> Resp | None:
+        key = self.caller(req)
+        throttled = self._admit(key)
+        if throttled is not None:
+            self._count(req.method, "-", throttled.status)
+            return throttled
+        started = time.monotonic()
+        try:
+            # Latency and stalls count as time in flight, as a slow server's would.
+            return await self._faulted_or_handled(req, send)
+        finally:
+            self._release(key, time.monotonic() - started)
+
+    async def _faulted_or_handled(self, req: Req, send: Callable) -> Resp | None:
         st = self.state
         f = st.faults
         if f.latency_ms:
@@ -302,22 +315,13 @@ class Service:
                 resp.headers.append(("Retry-After", str(f.retry_after)))
             self._count(req.method, "-", resp.status)
             return resp
-        key = self.caller(req)
-        throttled = self._admit(key)
-        if throttled is not None:
-            self._count(req.method, "-", throttled.status)
-            return throttled
-        started = time.monotonic()
-        try:
-            if self.state.throttling.enabled and self.state.throttling.processing:
-                if self._semaphore is None:
-                    self._semaphore = asyncio.Semaphore(self.state.throttling.processing)
-                async with self._semaphore:
-                    resp = await asyncio.to_thread(self._guarded, req)
-            else:
+        if self.state.throttling.enabled and self.state.throttling.processing:
+            if self._semaphore is None:
+                self._semaphore = asyncio.Semaphore(self.state.throttling.processing)
+            async with self._semaphore:
                 resp = await asyncio.to_thread(self._guarded, req)
-        finally:
-            self._release(key, time.monotonic() - started)
+        else:
+            resp = await asyncio.to_thread(self._guarded, req)
         self._count(req.method, resp.entity, resp.status)
         return resp
 

@@ -52,8 +52,10 @@ def _insert(db: Database, set_name: str, key: str, minute: int, **values: Any) -
     if "createdby" in ent.by_name:
         row["_createdby_value"] = row["_modifiedby_value"] = SYSTEM_USER_ID
     if "ownerid" in ent.by_name:
-        row.setdefault("_ownerid_value", APP_USER_ID)
-        row.setdefault("_ownerid_type", "systemusers")
+        if not row.get("_ownerid_value"):
+            row["_ownerid_value"] = APP_USER_ID
+        row["_ownerid_type"] = "teams" if row["_ownerid_value"] == gid("dv", "teams", "sales") \
+            else "systemusers"
         row["_owningbusinessunit_value"] = BU_ID
     if set_name == "contacts":
         row["fullname"] = " ".join(x for x in (row.get("firstname"), row.get("lastname")) if x)

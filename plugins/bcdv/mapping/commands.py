@@ -23,7 +23,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DIFFERENT = 0, 1, 2, 3
 
 
 def mappings_dir(args: argparse.Namespace) -> Path:
-    """The effective mappings directory (``--mappings``, ``BCDV_MAPPINGS_DIR``, include/mappings)."""
+    """The effective mappings: ``--mappings``, ``BCDV_MAPPINGS_DIR`` or include/mappings."""
     return Path(getattr(args, "mappings", None) or os.environ.get("BCDV_MAPPINGS_DIR")
                 or "include/mappings")
 

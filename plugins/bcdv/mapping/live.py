@@ -254,7 +254,8 @@ class _Checker:
 
     def _bc_kind(self, item: LoadedMapping, i: int, f: FieldMapping, bcol: Column) -> str:
         """The kind of the Business Central value after the rules that run to Dataverse."""
-        kind = "enum" if bcol.kind == "enum" else bcol.kind
+        kind = bcol.kind
+        outbound = [id(r) for r in f.rules_for(Direction.TO_DATAVERSE)]
         for k, rule in enumerate(f.transform):
             if isinstance(rule, FieldLookup):
                 cols = self.bc.get(rule.entity_set)
@@ -268,10 +269,9 @@ class _Checker:
                                  f"{getattr(rule, attr)!r} does not exist on Business Central "
                                  f"{rule.entity_set}")
                         return "other"
-                if f.rules_for(Direction.TO_DATAVERSE) and rule in f.rules_for(
-                        Direction.TO_DATAVERSE):
+                if id(rule) in outbound:
                     kind = cols[rule.field].kind
-            elif rule in f.rules_for(Direction.TO_DATAVERSE):
+            elif id(rule) in outbound:
                 kind = "text" if rule.type in TEXT_RULES else \
                     ("number" if isinstance(rule, Round) else kind)
         return kind
@@ -306,8 +306,9 @@ class _Checker:
         missing = [v for v in values if not isinstance(v, bool) and isinstance(v, int)
                    and v not in options]
         if missing:
+            have = ", ".join(map(str, sorted(options)))
             self.add("error", item, loc, f"option value(s) {', '.join(map(str, missing))} are "
-                     f"not in the option set of {col.name!r} ({', '.join(map(str, sorted(options)))})")
+                     f"not in the option set of {col.name!r} ({have})")
 
     def _fit(self, item: LoadedMapping, i: int, f: FieldMapping, bkind: str, bcol: Column,
              dcol: Column) -> None:

@@ -119,7 +119,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         return EXIT_OK
     r = table_row(m)
     print(f"{m.name}: {m.description}" if m.description else m.name)
-    print(f"  file              {loaded[name].path}")
+    print(f"  {'file':<18} {loaded[name].path}")
     for label, key in (("Business Central", "business_central"), ("direction", "direction"),
                        ("Dataverse", "dataverse"), ("BC filter", "business_central_filter"),
                        ("Dataverse filter", "dataverse_filter"),
@@ -131,12 +131,12 @@ def cmd_show(args: argparse.Namespace) -> int:
             value = ", ".join(value) or "-"
         elif isinstance(value, bool):
             value = "yes" if value else "no"
-        print(f"  {label:<17} {value if value not in (None, '') else '-'}")
+        print(f"  {label:<18} {value if value not in (None, '') else '-'}")
     if m.coupling.match:
         crit = "; then ".join(f"{' and '.join(g.fields)}"
                               f"{' (case-sensitive)' if g.case_sensitive else ''}"
                               for g in sorted(m.coupling.match, key=lambda g: g.priority))
-        print(f"  match on          {crit}; create new if no match: "
+        print(f"  {'match on':<18} {crit}; create new if no match: "
               f"{'yes' if m.coupling.create_new_if_no_match else 'no'}")
     for system in ("business_central", "dataverse"):
         values = m.create_values_for(system)

@@ -49,7 +49,8 @@ class _Rule(BaseModel):
     def describe(self) -> str:
         """Short text for listings, e.g. ``substring(4, 3)``."""
         params = self.model_dump(exclude={"type", "direction"}, exclude_defaults=True)
-        inner = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        inner = ", ".join(f"{k}='{v}'" if isinstance(v, str) else f"{k}={v}"
+                          for k, v in params.items())
         return f"{self.type}({inner})" if inner else str(self.type)  # type: ignore[attr-defined]
 
 

@@ -46,7 +46,10 @@ def ctx(endpoints, state_url: str, tmp_path: Path):  # type: ignore[no-untyped-d
     """A sync context on the emulators and a fresh state store."""
     from bcdv.engine import SyncContext
 
-    context = SyncContext.create(endpoints, state_url, tmp_path / "staging")
+    from bcdv.mapping import load_mappings
+
+    context = SyncContext.create(endpoints, state_url, tmp_path / "staging",
+                                 load_mappings(ROOT / "include" / "mappings"))
     yield context
     context.close()
 

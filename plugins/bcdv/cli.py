@@ -42,7 +42,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     mapping = mappings[name]
     staging = Path(os.environ.get("BCDV_STAGING_DIR") or ".data/staging")
-    ctx = SyncContext.create(endpoints_from_env(), _state_url(args), staging)
+    ctx = SyncContext.create(endpoints_from_env(), _state_url(args), staging, mappings)
     directions = [Direction(args.direction)] if args.direction else mapping.passes()
     reports = [run_pass(ctx, mapping, d, mode="full" if args.full else "modified",
                         dry_run=args.dry_run) for d in directions]

@@ -32,8 +32,12 @@ def _mapping(path: str) -> TableMapping:
     return load_mapping_file(path).mapping
 
 
-def _context() -> SyncContext:
-    return SyncContext.create(endpoints_from_connections(), state_url(), staging_dir())
+def _context(mapping_file: str | None = None) -> SyncContext:
+    from bcdv.mapping.loader import load_mappings
+
+    mappings = load_mappings(Path(mapping_file).parent) if mapping_file else {}
+    return SyncContext.create(endpoints_from_connections(), state_url(), staging_dir(),
+                              mappings)
 
 
 def couple(mapping_file: str, params: dict[str, Any], run_id: str) -> dict[str, Any]:
@@ -42,7 +46,7 @@ def couple(mapping_file: str, params: dict[str, Any], run_id: str) -> dict[str, 
         return {"coupled": 0, "skipped": True}
     from bcdv.engine.coupling import match_couple
 
-    ctx = _context()
+    ctx = _context(mapping_file)
     try:
         report = match_couple(ctx, _mapping(mapping_file), run_id=run_id)
         log.info("%s", report.summary())
@@ -53,7 +57,7 @@ def couple(mapping_file: str, params: dict[str, Any], run_id: str) -> dict[str, 
 
 def extract_pass(mapping_file: str, direction: str, params: dict[str, Any], run_id: str) -> str:
     """Extract one pass; returns its staging directory (the only thing passed on)."""
-    ctx = _context()
+    ctx = _context(mapping_file)
     try:
         mode = "full" if params.get("full") else "modified"
         state = extract(ctx, _mapping(mapping_file), Direction(direction), mode=mode,
@@ -67,7 +71,7 @@ def extract_pass(mapping_file: str, direction: str, params: dict[str, Any], run_
 
 def plan_pass(mapping_file: str, directory: str) -> str:
     """Transform and plan one pass."""
-    ctx = _context()
+    ctx = _context(mapping_file)
     try:
         state = plan(ctx, _mapping(mapping_file), PassState.load(directory))
         log.info("plan: %s", state.planned)
@@ -78,7 +82,7 @@ def plan_pass(mapping_file: str, directory: str) -> str:
 
 def load_pass(mapping_file: str, directory: str) -> str:
     """Apply one pass's plan (safe to retry)."""
-    ctx = _context()
+    ctx = _context(mapping_file)
     try:
         load(ctx, _mapping(mapping_file), PassState.load(directory))
         return directory
@@ -88,7 +92,7 @@ def load_pass(mapping_file: str, directory: str) -> str:
 
 def commit_passes(mapping_file: str, directories: list[str]) -> list[dict[str, Any]]:
     """Commit every pass: job log, watermarks; returns the small reports (for XCom)."""
-    ctx = _context()
+    ctx = _context(mapping_file)
     try:
         mapping = _mapping(mapping_file)
         reports = [commit(ctx, mapping, PassState.load(d)) for d in directories]

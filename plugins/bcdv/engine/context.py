@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bcdv.clients.business_central import BusinessCentralClient
@@ -21,15 +21,19 @@ class SyncContext:
     dataverse: DataverseAdapter
     state: StateStore
     staging: Path
+    # Every mapping, so lookups can resolve through other mappings' couplings.
+    mappings: dict[str, TableMapping] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, endpoints: Endpoints, state_url: str, staging: str | Path) -> SyncContext:
+    def create(cls, endpoints: Endpoints, state_url: str, staging: str | Path,
+               mappings: dict[str, TableMapping] | None = None) -> SyncContext:
         """Build clients from settings."""
         return cls(
             BusinessCentralAdapter(BusinessCentralClient(endpoints.business_central)),
             DataverseAdapter(DataverseClient(endpoints.dataverse)),
             StateStore(state_url),
             Path(staging),
+            dict(mappings or {}),
         )
 
     def adapter(self, system: str) -> Adapter:

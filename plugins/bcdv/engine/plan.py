@@ -20,7 +20,8 @@ import pandas as pd
 
 from bcdv.engine.context import PassSides, SyncContext
 from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
-from bcdv.engine.transform import side_fields, to_payload
+from bcdv.engine.lookups import Tables, load_tables
+from bcdv.engine.transform import compare_columns, side_fields, to_wire, transform, write_key
 from bcdv.engine.values import changed_columns, hash_frame
 from bcdv.mapping.model import DeletionConflict, Direction, TableMapping, UpdateConflict
 
@@ -72,8 +73,9 @@ def plan(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
     state.plan_file.unlink(missing_ok=True)
     counts: dict[str, int] = {}
     write_jsonl(state.plan_file, [])
+    tables = load_tables(ctx, mapping, Direction(state.direction)) if state.extracted else Tables()
     for src in _chunks(state, sides.source.key, chunk_size):
-        actions = _plan_frame(ctx, mapping, state, sides, src)
+        actions = _plan_frame(ctx, mapping, state, sides, src, tables)
         write_jsonl(state.plan_file, actions, append=True)
         for a in actions:
             counts[a["action"]] = counts.get(a["action"], 0) + 1
@@ -83,12 +85,13 @@ def plan(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
 
 
 def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
-                src: pd.DataFrame) -> list[dict[str, Any]]:
+                src: pd.DataFrame, tables: Tables) -> list[dict[str, Any]]:
     direction = Direction(state.direction)
     force = state.mode in FORCING_MODES
     coup = _couplings(ctx, mapping, sides, list(src.index), state.assumed_pairs).reindex(
         src.index)
-    payload = to_payload(src, mapping, direction)
+    result = transform(src, mapping, direction, tables)
+    payload = result.values
     src_hash = hash_frame(src, side_fields(mapping, sides.source_system))
     src_mod = _utc(src[sides.source.modified_on])
     baseline = _utc(coup[sides.source_mod_col])
@@ -105,6 +108,7 @@ def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides
     compare = is_coupled & ~skipped & changed
 
     target = _target_rows(ctx, mapping, sides, coup.loc[compare, sides.target_id_col])
+    renames = {r: w for w, r in compare_columns(mapping, direction).items() if r != w}
     name_col = sides.source.name_field
     out: list[dict[str, Any]] = []
     for sid in src.index:
@@ -118,17 +122,26 @@ def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides
             "target_modified": None, "target_hash": None, "etag": None,
             "payload": {}, "reason": "",
         }
+        keep = [c for c in payload.columns if result.keep.at[sid, c]]
         if skipped.at[sid]:
             row.update(action="skip", reason="the coupling is marked Skipped; restore it to retry")
+        elif result.errors.at[sid] and (compare.at[sid] or not is_coupled.at[sid]):
+            row.update(action="fail" if is_coupled.at[sid] or force or
+                       not mapping.sync_only_coupled else "ignore",
+                       reason=f"The data could not be transferred: {result.errors.at[sid]}")
         elif compare.at[sid]:
-            _plan_coupled(row, sid, mapping, sides, payload, target, coup, force)
+            _plan_coupled(row, sid, mapping, sides, payload.drop(columns=keep), target, coup,
+                          force, renames)
         elif is_coupled.at[sid]:
             row.update(action="unchanged", restamp=bool(restamp_only.at[sid]),
                        target_modified=_iso(coup.at[sid, sides.target_mod_col]),
                        target_hash=coup.at[sid, sides.target_hash_col],
                        reason="no mapped field changed since the last synchronization")
         else:
-            _plan_uncoupled(row, sid, mapping, state, sides, payload, coup, force)
+            _plan_uncoupled(row, sid, mapping, state, sides, payload.drop(columns=keep), coup,
+                            force)
+        if row.get("payload"):
+            row["payload"] = to_wire(row["payload"], mapping, direction, tables)
         out.append(row)
     return out
 
@@ -168,7 +181,7 @@ def _deleted_target(row: dict[str, Any], mapping: TableMapping, sides: PassSides
                    f"{tid} was deleted; the coupling was removed (deletion conflict resolution)")
     elif resolution is DeletionConflict.RESTORE_RECORDS:
         chooses = sides.target_system == "dataverse"
-        values = {k: v for k, v in payload.loc[sid].items() if v is not None and v == v}
+        values = _insert_values(mapping, sides, payload, sid)
         row.update(action="insert", restore=True, deleted_target_id=tid,
                    target_id=str(uuid.uuid4()) if chooses else None, payload=values,
                    reason=f"the coupled {_title(sides.target_system)} record {tid} was "
@@ -180,7 +193,7 @@ def _deleted_target(row: dict[str, Any], mapping: TableMapping, sides: PassSides
 
 def _plan_coupled(row: dict[str, Any], sid: str, mapping: TableMapping, sides: PassSides,
                   payload: pd.DataFrame, target: pd.DataFrame, coup: pd.DataFrame,
-                  force: bool) -> None:
+                  force: bool, renames: dict[str, str]) -> None:
     tid = str(coup.at[sid, sides.target_id_col])
     if tid not in target.index:
         _deleted_target(row, mapping, sides, payload, sid, tid, force)
@@ -189,11 +202,12 @@ def _plan_coupled(row: dict[str, Any], sid: str, mapping: TableMapping, sides: P
     current = target.loc[[tid]]
     wanted = payload.loc[[sid]]
     wanted.index = [tid]
-    diff = changed_columns(wanted, current).iat[0]
+    diff = changed_columns(wanted, current.rename(columns=renames)).iat[0]
+    back = {w: r for r, w in renames.items()}
     after = current.reindex(columns=target_fields).copy()
     for col in wanted.columns:
-        if col in after.columns:
-            after.at[tid, col] = wanted.at[tid, col]
+        if back.get(col, col) in after.columns:
+            after.at[tid, back.get(col, col)] = wanted.at[tid, col]
     row["target_hash"] = hash_frame(after, target_fields).iat[0]
     row["etag"] = current.at[tid, "@odata.etag"]
     row["target_modified"] = _iso(pd.Timestamp(current.at[tid, sides.target.modified_on]))
@@ -206,7 +220,7 @@ def _plan_coupled(row: dict[str, Any], sid: str, mapping: TableMapping, sides: P
                                    coup.at[sid, sides.target_mod_col]) or (
         pd.notna(stored_hash) and current_hash != stored_hash)
     both = mapping.direction is Direction.BIDIRECTIONAL and target_changed
-    bidirectional = {f.target(Direction(_pass(sides))) for f in mapping.fields
+    bidirectional = {write_key(f, sides.target_system) for f in mapping.fields
                      if f.enabled and f.constant is None
                      and f.direction is Direction.BIDIRECTIONAL}
     clash = [c for c in diff if c in bidirectional]
@@ -249,8 +263,11 @@ def _has_reverse_only_fields(mapping: TableMapping, sides: PassSides) -> bool:
     return any(f.enabled and f.effective_direction is reverse for f in mapping.fields)
 
 
-def _pass(sides: PassSides) -> str:
-    return "to_dataverse" if sides.target_system == "dataverse" else "to_business_central"
+def _insert_values(mapping: TableMapping, sides: PassSides, payload: pd.DataFrame,
+                   sid: str) -> dict[str, Any]:
+    """A new record's values: the mapping's create values, then the mapped fields."""
+    return {**mapping.create_values_for(sides.target_system),
+            **{k: v for k, v in payload.loc[sid].items() if v is not None and v == v}}
 
 
 def _target_moved(current: Any, baseline: Any) -> bool:
@@ -270,7 +287,7 @@ def _plan_uncoupled(row: dict[str, Any], sid: str, mapping: TableMapping, state:
         row.update(action="ignore", target_id=None,
                    reason="not coupled, and the mapping synchronises only coupled records")
         return
-    values = {k: v for k, v in payload.loc[sid].items() if v is not None and v == v}
+    values = _insert_values(mapping, sides, payload, sid)
     chooses = sides.target_system == "dataverse"
     target_id = pending_target or (str(uuid.uuid4()) if chooses else None)
     row.update(action="insert", target_id=target_id, payload=values, resume=pending,

@@ -1,54 +1,219 @@
-"""Transform source records into destination payloads through the field mappings (pandas).
+"""Transform source records into destination values through the field mappings (pandas).
 
-Vectorised per column: each field mapping turns one source column (or a constant) into one
-destination column for a whole chunk of records at once.
+Per field mapping, one column at a time for a whole chunk: constant, or the source column
+through the transformation rules, the value map and the lookup. A value that cannot be
+translated becomes an error of that record (the others go on); a value the mapping says to
+leave alone (Not Null / ``keep``) is masked out, so the destination keeps what it has.
+
+Column names: on the Dataverse side a lookup is read as ``_x_value`` and written as
+``nav@odata.bind``; :func:`write_key` and :func:`read_key` give the names per system.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import pandas as pd
 
-from bcdv.mapping.model import Direction, TableMapping
+from bcdv.engine.lookups import Tables
+from bcdv.engine.values import NULL_GUID, canon
+from bcdv.mapping.model import Direction, FieldMapping, OnFailure, TableMapping
+
+
+class _Err:
+    """A cell whose value could not be translated (carries the message)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+class _Keep:
+    """A cell the destination keeps (Not Null / unmapped ``keep``)."""
+
+
+KEEP = _Keep()
+
+
+def read_key(f: FieldMapping, system: str) -> str | None:
+    """The column a field is read from on ``system``."""
+    return f.dataverse_read_column if system == "dataverse" else f.business_central
+
+
+def write_key(f: FieldMapping, system: str) -> str | None:
+    """The property a field is written as on ``system``."""
+    if system == "dataverse":
+        return f.dataverse_bind_property or f.dataverse
+    return f.business_central
+
+
+def _source_system(direction: Direction) -> str:
+    return "business_central" if direction is Direction.TO_DATAVERSE else "dataverse"
+
+
+def _target_system(direction: Direction) -> str:
+    return "dataverse" if direction is Direction.TO_DATAVERSE else "business_central"
 
 
 def source_columns(mapping: TableMapping, direction: Direction) -> list[str]:
     """Source-side columns a pass must read: key, modified-on, name and every mapped field."""
-    src_side = (mapping.business_central if direction is Direction.TO_DATAVERSE
-                else mapping.dataverse)
-    cols = [src_side.key, src_side.modified_on]
-    if src_side.name_field:
-        cols.append(src_side.name_field)
-    for f in mapping.fields:
-        name = f.business_central if direction is Direction.TO_DATAVERSE else f.dataverse
-        if name and f.constant is None:
-            cols.append(name)
+    system = _source_system(direction)
+    side = mapping.side(system)
+    cols = [side.key, side.modified_on]
+    if side.name_field:
+        cols.append(side.name_field)
+    cols.extend(side_fields(mapping, system))
     return list(dict.fromkeys(cols))
 
 
 def side_fields(mapping: TableMapping, system: str) -> list[str]:
-    """Every enabled, non-constant mapped field on one side (what the side hash covers)."""
+    """Every enabled, non-constant mapped column on one side, as read (the side's hash)."""
     out = []
     for f in mapping.fields:
-        name = f.business_central if system == "business_central" else f.dataverse
+        name = read_key(f, system)
         if f.enabled and f.constant is None and name:
             out.append(name)
     return list(dict.fromkeys(out))
 
 
-def to_payload(source: pd.DataFrame, mapping: TableMapping, direction: Direction) -> pd.DataFrame:
-    """Destination column values for each source row (same index as ``source``)."""
-    out = pd.DataFrame(index=source.index)
+def compare_columns(mapping: TableMapping, direction: Direction) -> dict[str, str]:
+    """Written property -> column read back, for the target of a pass."""
+    system = _target_system(direction)
+    out: dict[str, str] = {}
     for f in mapping.fields_for(direction):
-        target = f.target(direction)
-        if f.constant is not None:
-            out[target] = f.constant
-            continue
-        src = f.source(direction)
-        out[target] = source[src] if src in source.columns else None
+        w, r = write_key(f, system), read_key(f, system)
+        if w and r:
+            out[w] = r
+    return out
+
+
+@dataclass
+class Transformed:
+    """Destination values per source row, with per-row errors and per-cell keep marks."""
+
+    values: pd.DataFrame  # columns: written property names
+    errors: pd.Series  # message or None per row
+    keep: pd.DataFrame  # True where the destination keeps its value
+
+
+def _safe(func: Any) -> Any:
+    def inner(value: Any) -> Any:
+        if isinstance(value, (_Err, _Keep)):
+            return value
+        try:
+            return func(value)
+        except (LookupError, ValueError, TypeError, ArithmeticError) as exc:
+            return _Err(str(exc))
+    return inner
+
+
+def _omap(col: pd.Series, func: Any) -> pd.Series:
+    """``Series.map`` that keeps None as None (pandas would infer a dtype and make it NaN)."""
+    return pd.Series([func(v) for v in col.tolist()], index=col.index, dtype=object)
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value) or value == ""
+
+
+def _column(src: pd.DataFrame, mapping: TableMapping, f: FieldMapping, direction: Direction,
+            tables: Tables) -> pd.Series:
+    if f.constant is not None:
+        return pd.Series([f.constant] * len(src), index=src.index, dtype=object)
+    name = read_key(f, _source_system(direction))
+    col = src[name].astype(object) if name in src.columns else pd.Series(
+        [None] * len(src), index=src.index, dtype=object)
+    # Every spelling of "nothing" (BC's null GUID and blank enum, NaN) is None to the rules.
+    col = _omap(col, lambda v: None if canon(v) == "" else v)
+    steps: list[Any] = [_safe(lambda v, r=rule: r.apply(v, tables.field_lookups))
+                        for rule in f.rules_for(direction)]
+    vmap = mapping.value_map_of(f)
+    if vmap is not None:
+        steps.append(_safe(lambda v, m=vmap: _map_value(m, v, direction, f)))
+    if f.lookup is not None:
+        steps.append(_safe(lambda v, t=tables.lookups[f.label]: _resolve(t, v, direction, f)))
+    if direction is Direction.TO_BUSINESS_CENTRAL:
+        # The way back undoes the way there: lookup, then value map, then the rules
+        # (e.g. option 1 -> code 'NET30' -> paymentTerms id).
+        rules = steps[:len(f.rules_for(direction))]
+        steps = steps[len(rules):][::-1] + rules
+    for step in steps:
+        col = _omap(col, step)
+    return col
+
+
+def _map_value(vmap: Any, value: Any, direction: Direction, f: FieldMapping) -> Any:
+    try:
+        if direction is Direction.TO_DATAVERSE:
+            return vmap.to_dataverse(None if _blank(value) else value)
+        return vmap.to_business_central(None if _blank(value) else int(value))
+    except LookupError:
+        if vmap.unmapped is OnFailure.KEEP:
+            return KEEP
+        if vmap.unmapped is OnFailure.CLEAR:
+            return None if direction is Direction.TO_DATAVERSE else ""
+        raise LookupError(f"{f.label}: {value!r} has no entry in value map {f.value_map}")
+
+
+def _resolve(table: Any, value: Any, direction: Direction, f: FieldMapping) -> Any:
+    assert f.lookup is not None
+    if direction is Direction.TO_DATAVERSE:
+        result, found = table.to_dataverse(value)
+    else:
+        result, found = table.to_business_central(value)
+    if found and not (result in (None, "") and f.lookup.on_failure is OnFailure.KEEP):
+        return result
+    if f.lookup.on_failure is OnFailure.KEEP:
+        return KEEP  # BC's Not Null: leave the destination as it is
+    if f.lookup.on_failure is OnFailure.CLEAR:
+        return None if direction is Direction.TO_DATAVERSE else ""
+    where = "Dataverse" if direction is Direction.TO_DATAVERSE else "Business Central"
+    source = f.business_central if direction is Direction.TO_DATAVERSE else f.dataverse
+    raise LookupError(f"{source} {value} must be coupled to a record in {where} "
+                      f"(mapping {f.lookup.mapping})")
+
+
+def transform(src: pd.DataFrame, mapping: TableMapping, direction: Direction,
+              tables: Tables) -> Transformed:
+    """Destination values of every source row (same index as ``src``)."""
+    target = _target_system(direction)
+    values = pd.DataFrame(index=src.index)
+    for f in mapping.fields_for(direction):
+        key = write_key(f, target)
+        if key:
+            values[key] = _column(src, mapping, f, direction, tables)
+    values = values.astype(object)
+    err_mask = values.map(lambda v: isinstance(v, _Err))
+    keep = values.map(lambda v: isinstance(v, _Keep))
+    errors = values.apply(lambda row: next((v.message for v in row if isinstance(v, _Err)),
+                                           None), axis=1) if len(values.columns) else \
+        pd.Series([None] * len(values), index=values.index, dtype=object)
+    values = values.mask(err_mask | keep, None)
     if direction is Direction.TO_DATAVERSE:
         # Dataverse stores an empty text as null; send null so the stored value matches.
-        out = out.astype(object).where(~out.isin(["", "_x0020_"]), None)
+        values = values.where(~values.isin(["", "_x0020_"]), None)
     else:
-        # Business Central text is never null.
-        out = out.astype(object).where(out.notna(), "")
+        # Business Central text is never null; its GUID references (API v2.0 names them
+        # ...Id) are blank as the null GUID.
+        values = values.where(values.notna(), "")
+        for col in values.columns:
+            if col.endswith("Id"):
+                values[col] = _omap(values[col], lambda v: NULL_GUID if v == "" else v)
+    errors = pd.Series([m if isinstance(m, str) else None for m in errors],
+                       index=values.index, dtype=object)
+    return Transformed(values, errors, keep)
+
+
+def to_wire(values: dict[str, Any], mapping: TableMapping, direction: Direction,
+            tables: Tables) -> dict[str, Any]:
+    """Payload for the API: lookup ids become ``/entityset(id)`` binds."""
+    if direction is not Direction.TO_DATAVERSE:
+        return dict(values)
+    out = dict(values)
+    for f in mapping.lookups(direction):
+        key = write_key(f, "dataverse")
+        if key in out and out[key] is not None:
+            out[key] = f"/{tables.lookups[f.label].target_entity_set}({out[key]})"
     return out

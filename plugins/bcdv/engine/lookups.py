@@ -1,0 +1,125 @@
+"""Tables a pass needs to translate values: field lookups, lookups through couplings.
+
+Loaded once per pass (reference tables are small: currencies, salespeople, payment terms),
+then applied to whole columns with ``Series.map``.
+
+A lookup to Dataverse turns a Business Central value (e.g. a salesperson code) into the id of
+the Dataverse row coupled to the referenced record (BC: "must be coupled to a record in
+Dataverse"); when that record is not coupled, the referenced Dataverse table is searched on
+the referenced mapping's field pair (BC's implicit coupling, e.g. a currency by ISO code,
+which also covers the local currency). A lookup to Business Central goes the other way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bcdv.engine.values import canon
+from bcdv.errors import ConfigError
+from bcdv.mapping.model import Direction, FieldMapping, TableMapping
+
+
+@dataclass
+class LookupTable:
+    """Everything one lookup field needs, in both directions."""
+
+    target_entity_set: str  # Dataverse entity set of the referenced mapping
+    value_to_bc_id: dict[str, str] = field(default_factory=dict)  # canon(match_on) -> bc id
+    bc_id_to_value: dict[str, Any] = field(default_factory=dict)  # bc id -> match_on value
+    bc_to_dv: dict[str, str] = field(default_factory=dict)  # coupled pairs
+    dv_to_bc: dict[str, str] = field(default_factory=dict)
+    dv_by_value: dict[str, list[str]] = field(default_factory=dict)  # canon(dv match) -> ids
+    dv_value: dict[str, Any] = field(default_factory=dict)  # dv id -> its match value
+
+    def to_dataverse(self, value: Any) -> tuple[str | None, bool]:
+        """(Dataverse id or None for blank, found?)."""
+        key = canon(value)
+        if key == "":
+            return None, True
+        bc_id = self.value_to_bc_id.get(key)
+        if bc_id and bc_id in self.bc_to_dv:
+            return self.bc_to_dv[bc_id], True
+        hits = self.dv_by_value.get(key.lower(), [])
+        if len(hits) == 1:
+            return hits[0], True
+        return None, False
+
+    def to_business_central(self, dv_id: Any) -> tuple[Any, bool]:
+        """(Business Central value or "" for blank, found?)."""
+        key = canon(dv_id)
+        if key == "":
+            return "", True
+        bc_id = self.dv_to_bc.get(key)
+        if bc_id and bc_id in self.bc_id_to_value:
+            return self.bc_id_to_value[bc_id], True
+        implicit = self.dv_value.get(key)
+        if implicit is not None and canon(implicit) in self.value_to_bc_id:
+            return self.bc_id_to_value[self.value_to_bc_id[canon(implicit)]], True
+        if implicit is not None:
+            # The referenced Dataverse row has no Business Central record of its own, such as
+            # the base currency, which is BC's local currency (a blank code in BC).
+            return implicit, True
+        return None, False
+
+
+@dataclass
+class Tables:
+    """Field-lookup tables (by rule table name) and lookup tables (by field label)."""
+
+    field_lookups: dict[str, dict[Any, Any]] = field(default_factory=dict)
+    lookups: dict[str, LookupTable] = field(default_factory=dict)
+
+
+def _referenced(mappings: dict[str, TableMapping], f: FieldMapping) -> TableMapping:
+    assert f.lookup is not None
+    ref = mappings.get(f.lookup.mapping)
+    if ref is None:
+        raise ConfigError(f"field {f.label} looks up through mapping {f.lookup.mapping!r}, "
+                          "which is not loaded")
+    return ref
+
+
+def _dv_match_field(ref: TableMapping, match_on: str) -> str | None:
+    for f in ref.fields:
+        if f.business_central == match_on and f.dataverse and f.constant is None:
+            return f.dataverse
+    return None
+
+
+def load_tables(ctx: Any, mapping: TableMapping, direction: Direction) -> Tables:
+    """Read the reference data a pass's field mappings need."""
+    tables = Tables()
+    for f in mapping.fields_for(direction):
+        for rule in f.rules_for(direction):
+            if getattr(rule, "type", "") == "field_lookup" and \
+                    rule.table_name not in tables.field_lookups:
+                rows = ctx.business_central.client.list(rule.entity_set,
+                                                        select=[rule.key, rule.field])
+                tables.field_lookups[rule.table_name] = {r[rule.key]: r[rule.field] for r in rows}
+        if f.lookup is not None:
+            tables.lookups[f.label] = _lookup_table(ctx, _referenced(ctx.mappings, f), f)
+    return tables
+
+
+def _lookup_table(ctx: Any, ref: TableMapping, f: FieldMapping) -> LookupTable:
+    assert f.lookup is not None
+    match_on = f.lookup.match_on or ref.business_central.key
+    bc_side, dv_side = ref.business_central, ref.dataverse
+    table = LookupTable(target_entity_set=dv_side.entity_set)
+    cols = list(dict.fromkeys([bc_side.key, match_on]))
+    for row in ctx.business_central.client.list(bc_side.entity_set, select=cols):
+        table.value_to_bc_id[canon(row.get(match_on))] = str(row[bc_side.key])
+        table.bc_id_to_value[str(row[bc_side.key])] = row.get(match_on)
+    couplings = ctx.state.couplings(ref.name)
+    if not couplings.empty:
+        done = couplings[~couplings["pending"].astype(bool)].dropna(subset=["bc_id", "dv_id"])
+        table.bc_to_dv = dict(zip(done["bc_id"].astype(str), done["dv_id"].astype(str)))
+        table.dv_to_bc = {v: k for k, v in table.bc_to_dv.items()}
+    dv_field = _dv_match_field(ref, match_on)
+    if dv_field:
+        for row in ctx.dataverse.client.list(dv_side.entity_set, select=[dv_side.key, dv_field]):
+            key = canon(row.get(dv_field)).lower()
+            table.dv_by_value.setdefault(key, []).append(str(row[dv_side.key]))
+            table.dv_value[str(row[dv_side.key])] = row.get(dv_field)
+    return table

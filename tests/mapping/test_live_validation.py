@@ -46,6 +46,16 @@ def test_renamed_field_fails_with_file_line_and_path(mdir: Path, endpoints) -> N
            "Dataverse transactioncurrencies" in errors
 
 
+def test_filters_are_tried_on_the_services(mdir: Path, endpoints) -> None:  # noqa: ANN001
+    path = mdir / "vendor.yaml"
+    path.write_text(path.read_text().replace("customertypecode eq 11", "customertype eq 11"))
+    line = next(i for i, t in enumerate(path.read_text().splitlines(), 1)
+                if "customertype eq 11" in t)
+    errors = _errors(mdir, endpoints)
+    assert any(e.startswith(f"{path}:{line}: dataverse.filter: error: Dataverse rejects the "
+                            "filter: ") and "customertype" in e for e in errors), errors
+
+
 def test_bc_field_and_value_map_option_are_checked(mdir: Path, endpoints) -> None:  # noqa: ANN001
     path = mdir / "customer.yaml"
     text = path.read_text().replace("business_central: phoneNumber, dataverse: telephone1",

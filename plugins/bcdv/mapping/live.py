@@ -9,7 +9,7 @@ the ``OptionSet``, inline when the service includes it, else through the documen
 ``Attributes(LogicalName='y')/Microsoft.Dynamics.CRM.PicklistAttributeMetadata?$expand=OptionSet``
 (Microsoft Learn, "Query table definitions using the Web API").
 
-Errors: a field that does not exist, types that cannot fit, a lookup that is not a lookup
+Errors: a filter the service rejects, a field that does not exist, types that cannot fit, a lookup that is not a lookup
 column (or points at another table), a choice column without a value map, value-map or
 constant options that are not in the option set, writing a read-only field. Warnings: the
 destination may be too short, a field that can only be set on create, conversions via text.
@@ -158,9 +158,26 @@ class DataverseMetadata:
 
 class _Checker:
     def __init__(self, loaded: dict[str, LoadedMapping], bc: dict[str, dict[str, Column]],
-                 dv: DataverseMetadata) -> None:
+                 dv: DataverseMetadata, clients: dict[str, Any] | None = None) -> None:
         self.loaded, self.bc, self.dv = loaded, bc, dv
+        self.clients = clients or {}
         self.findings: list[Finding] = []
+
+    def filters(self, item: LoadedMapping) -> None:
+        """Ask each service for one record through the side's filter: does it accept it?"""
+        for system, label in (("business_central", "Business Central"),
+                              ("dataverse", "Dataverse")):
+            side = item.mapping.side(system)
+            client = self.clients.get(system)
+            if not side.filter or client is None:
+                continue
+            try:
+                client.http.get_json(client.url(side.entity_set),
+                                     params={"$filter": side.filter, "$top": "1",
+                                             "$select": side.key})
+            except ApiError as exc:
+                self.add("error", item, (system, "filter"),
+                         f"{label} rejects the filter: {exc.message}")
 
     def add(self, level: str, item: LoadedMapping, loc: tuple[Any, ...], message: str) -> None:
         self.findings.append(Finding(level, item.mapping.name, item.where(*loc), message))
@@ -182,6 +199,7 @@ class _Checker:
                      f"Dataverse has no entity set {m.dataverse.entity_set!r}")
         if bc is None or dv is None:
             return
+        self.filters(item)
         for side, cols, system in (("business_central", bc, "Business Central"),
                                    ("dataverse", dv, "Dataverse")):
             s = m.side(side)
@@ -363,7 +381,8 @@ def validate_live(loaded: dict[str, LoadedMapping], endpoints: Endpoints) -> lis
         resp = bc_client.http.request("GET", f"{endpoints.business_central.base_url}/$metadata",
                                       headers={"Accept": "application/xml"})
         bc = parse_csdl(resp.content)
-        return _Checker(loaded, bc, DataverseMetadata(dv_client)).run()
+        clients = {"business_central": bc_client, "dataverse": dv_client}
+        return _Checker(loaded, bc, DataverseMetadata(dv_client), clients).run()
     finally:
         bc_client.close()
         dv_client.close()

@@ -66,9 +66,11 @@ class Emulators:
             except OSError:
                 pass
         for svc in self.services.values():
-            db = getattr(svc, "db", None)
-            if db is not None:
-                db.close()
+            close = getattr(svc, "close", None)
+            if close is not None:
+                close()
+            elif getattr(svc, "db", None) is not None:
+                svc.db.close()
         self._running.clear()
 
 

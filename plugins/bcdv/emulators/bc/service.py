@@ -50,6 +50,13 @@ class BCService(Service):
         self.db = Database(settings.data_dir / "bc.sqlite", schema.ENTITIES, nocase=False,
                            scope_column="_company")
         self.writer = Writer(self)
+        from bcdv.emulators.bc.webhooks import Webhooks
+        self.webhooks = Webhooks(self)
+
+    def close(self) -> None:
+        """Stop background work and close the database."""
+        self.webhooks.close()
+        self.db.close()
 
     # --- service hooks --------------------------------------------------------------------
     def now_ms(self) -> float:
@@ -194,6 +201,8 @@ class BCService(Service):
             parsed.append((m.group(1), m.group(2)))
         name, key = parsed[0]
         company: str | None = None
+        if name == "subscriptions" and len(parsed) == 1:
+            return self.webhooks.handle(req, root, key)
         if name == "companies":
             if len(parsed) == 1:
                 return self._entity_request(req, root, BY_SET["companies"], None, key, None)

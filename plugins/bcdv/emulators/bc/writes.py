@@ -193,6 +193,8 @@ class Writer:
             row["_rv"] = self.db.next_counter("rv")
             self._check_rule(ent, "POST", row, company)
             self.db.insert(ent.set_name, row)
+        self.svc.webhooks.record(company, ent.set_name, row["id"], "created",
+                                 row["lastModifiedDateTime"])
         return row
 
     def _next_number(self, ent: EntityDef, company: str) -> str:
@@ -221,6 +223,8 @@ class Writer:
             new = {**row, **changes}
             self._check_rule(ent, "PATCH", new, company)
             self.db.update(ent.set_name, "id", row["id"], changes)
+        self.svc.webhooks.record(company, ent.set_name, row["id"], "updated",
+                                 changes["lastModifiedDateTime"])
         return new
 
     def delete(self, ent: EntityDef, company: str, row: dict[str, Any],
@@ -231,3 +235,5 @@ class Writer:
         with self.db.tx():
             self._check_rule(ent, "DELETE", row, company)
             self.db.delete(ent.set_name, "id", row["id"])
+        self.svc.webhooks.record(company, ent.set_name, row["id"], "deleted",
+                                 self.svc.now_ms())

@@ -14,8 +14,8 @@ HOLD_SECONDS = 0.6
 
 
 def sync_once(url: str, owner: str, wait_seconds: float, start: Any, results: Any) -> None:
-    """One "run" of the mapping: under the run lock, create-and-couple b1/d1 unless a
-    previous run already did (the check-then-write that two unlocked runs would double)."""
+    """One "run" of the mapping: under the run lock, create b1/d1 unless a previous run
+    already did (the check-then-write that two unlocked runs would double), then stamp it."""
     store = StateStore(url)
     start.wait()
     try:
@@ -25,12 +25,12 @@ def sync_once(url: str, owner: str, wait_seconds: float, start: Any, results: An
             wrote = store.coupling(MAPPING, bc_id="b1") is None
             if wrote:
                 store.record_intent(MAPPING, bc_id="b1", dv_id="d1")
-                time.sleep(HOLD_SECONDS)  # the "write" to the remote system
-                now = datetime.now(timezone.utc)
-                store.stamp_success(MAPPING, "to_dataverse", job, Stamp(
-                    "b1", "d1", now, now, "hb", "hd"))
+                time.sleep(HOLD_SECONDS)  # the "create" in the remote system
             else:
                 time.sleep(0.05)
+            now = datetime.now(timezone.utc)  # both runs stamp the pair
+            store.stamp_success(MAPPING, "to_dataverse", job, Stamp(
+                "b1", "d1", now, now, "hb", "hd"))
             store.finish_job(job, status="success")
             results.put((owner, "ran", wrote, entered, time.time()))
     except SafetyStopError as exc:

@@ -20,6 +20,14 @@ from bcdv.state import StateStore
 M = state_workers.MAPPING
 
 
+def _processes() -> Any:
+    """Fresh processes like Airflow's task runners, forked from a server that has the store
+    imported already (spawning each one would import pandas and SQLAlchemy every time)."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["bcdv.state.store", "state_workers"])
+    return ctx
+
+
 def test_lock_is_reentrant_exclusive_and_released(store: StateStore) -> None:
     assert store.lock_holder(M) is None
     assert store.acquire_lock(M, "run-a") is True
@@ -126,7 +134,7 @@ def test_two_threads_running_one_mapping(store: StateStore, wait: float) -> None
 
 @pytest.mark.parametrize("wait", [0, 20], ids=["refuse", "wait"])
 def test_two_processes_running_one_mapping(store: StateStore, wait: float) -> None:
-    ctx = multiprocessing.get_context("spawn")
+    ctx = _processes()
     start, out = ctx.Barrier(2), ctx.Queue()
     procs = [ctx.Process(target=state_workers.sync_once,
                          args=(store.url, f"run-{i}", wait, start, out)) for i in range(2)]
@@ -140,7 +148,7 @@ def test_two_processes_running_one_mapping(store: StateStore, wait: float) -> No
 
 
 def test_processes_starting_at_once_on_an_empty_database(backend_url: str) -> None:
-    ctx = multiprocessing.get_context("spawn")
+    ctx = _processes()
     start, out = ctx.Barrier(3), ctx.Queue()
     procs = [ctx.Process(target=state_workers.open_store, args=(backend_url, start, out))
              for _ in range(3)]

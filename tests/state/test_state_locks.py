@@ -165,3 +165,24 @@ def test_processes_starting_at_once_on_an_empty_database(backend_url: str) -> No
     assert {"bcdv_couplings", "bcdv_watermarks", "bcdv_jobs", "bcdv_record_errors",
             "bcdv_locks", "bcdv_alembic_version"} <= tables
     assert [v[0] for v in version] == ["0002"]
+
+
+def test_many_contenders_at_once_exactly_one_wins(store: StateStore) -> None:
+    start, won, refused = threading.Barrier(8), [], []
+
+    def contend(owner: str) -> None:
+        other = StateStore(store.url)
+        start.wait()
+        try:
+            other.acquire_lock(M, owner)
+            won.append(owner)
+        except SafetyStopError:
+            refused.append(owner)
+
+    threads = [threading.Thread(target=contend, args=(f"run-{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(won) == 1 and len(refused) == 7
+    assert store.lock_holder(M).owner == won[0]

@@ -10,7 +10,8 @@ import pytest
 
 from bcdv.cli import main
 from bcdv.mapping import load_mapping_set
-from bcdv.mapping.live import dataverse_column, parse_csdl, validate_live
+from bcdv.mapping.live import (Column, DataverseMetadata, dataverse_column, parse_csdl,
+                               validate_live)
 from bcdv.mapping.loader import DEFAULTS_DIR
 
 @pytest.fixture
@@ -128,3 +129,17 @@ def test_dataverse_attribute_metadata_shape() -> None:
                             "MaxLength": 5, "IsValidForCreate": True,
                             "IsValidForUpdate": False})
     assert iso.create_only and not iso.read_only and iso.max_length == 5
+
+
+def test_option_sets_through_the_picklist_cast(endpoints) -> None:  # noqa: ANN001
+    """Real Dataverse lists attributes without OptionSet; the checker then uses the cast."""
+    from bcdv.clients.dataverse import DataverseClient
+
+    client = DataverseClient(endpoints.dataverse)
+    try:
+        md = DataverseMetadata(client)
+        bare = Column("address1_shippingmethodcode", "Picklist", "option")
+        assert md.options("accounts", bare) == frozenset(range(1, 8))
+        assert md.options("accounts", Column("statecode", "State", "option")) == {0, 1}
+    finally:
+        client.close()

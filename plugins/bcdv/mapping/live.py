@@ -6,13 +6,15 @@ Business Central: ``GET {base_url}/$metadata`` (OData v4 CSDL XML: ``EntityType`
 set -> logical name, ``EntityDefinitions(LogicalName='x')/Attributes`` (AttributeMetadata:
 LogicalName, AttributeType, MaxLength, IsValidForCreate/Update, Targets), and for choice columns
 the ``OptionSet``, inline when the service includes it, else through the documented cast
-``Attributes(LogicalName='y')/Microsoft.Dynamics.CRM.PicklistAttributeMetadata?$expand=OptionSet``
-(Microsoft Learn, "Query table definitions using the Web API").
+``Attributes/Microsoft.Dynamics.CRM.PicklistAttributeMetadata`` with
+``$select=LogicalName&$expand=OptionSet`` (one request per table; Microsoft Learn, "Query
+table definitions using the Web API").
 
-Errors: a filter the service rejects, a field that does not exist, types that cannot fit, a lookup that is not a lookup
-column (or points at another table), a choice column without a value map, value-map or
-constant options that are not in the option set, writing a read-only field. Warnings: the
-destination may be too short, a field that can only be set on create, conversions via text.
+Errors: a filter the service rejects, a field that does not exist, types that cannot fit, a
+lookup that is not a lookup column (or points at another table), a choice column without a
+value map, value-map or constant options that are not in the option set, writing a read-only
+field. Warnings: the destination may be too short, a field that can only be set on create,
+conversions via text.
 """
 
 from __future__ import annotations
@@ -115,6 +117,7 @@ class DataverseMetadata:
     client: Any
     _logical: dict[str, str] | None = None
     _tables: dict[str, dict[str, Column]] = field(default_factory=dict)
+    _options: dict[str, dict[str, frozenset[int] | None]] = field(default_factory=dict)
 
     def logical_name(self, entity_set: str) -> str | None:
         """The table's logical name of an entity set (None if the set does not exist)."""
@@ -146,14 +149,19 @@ class DataverseMetadata:
                 "Status": "StatusAttributeMetadata"}.get(column.type)
         if cast is None:
             return None
-        url = (f"{self.client.settings.api_url}/EntityDefinitions(LogicalName='{logical}')"
-               f"/Attributes(LogicalName='{column.name}')/Microsoft.Dynamics.CRM.{cast}")
-        try:
-            doc = self.client.http.get_json(url, params={"$select": "LogicalName",
-                                                         "$expand": "OptionSet"})
-        except ApiError:
-            return None
-        return dataverse_column({**doc, "AttributeType": column.type}).options
+        key = f"{logical}/{cast}"
+        if key not in self._options:
+            url = (f"{self.client.settings.api_url}/EntityDefinitions(LogicalName='{logical}')"
+                   f"/Attributes/Microsoft.Dynamics.CRM.{cast}")
+            try:
+                docs = self.client.http.get_json(url, params={"$select": "LogicalName",
+                                                              "$expand": "OptionSet"})["value"]
+            except ApiError:
+                docs = []
+            self._options[key] = {
+                d["LogicalName"]: dataverse_column({**d, "AttributeType": column.type}).options
+                for d in docs}
+        return self._options[key].get(column.name)
 
 
 class _Checker:

@@ -110,6 +110,12 @@ def test_intent_becomes_a_coupling_on_success(store: StateStore) -> None:
     store.stamp_success(M, TO_BC, "j2", _stamp(bc_id="b2", dv_id="d2"))
     assert store.coupling_count(M) == 2 and len(store.couplings(M)) == 2
     assert store.coupling(M, bc_id="b2")["dv_id"] == "d2"
+    # A resumed BC create found the record under another id: the old intent gives way.
+    store.record_intent(M, bc_id="b3", dv_id="d3")
+    store.record_intent(M, bc_id=None, dv_id="d4")
+    store.stamp_success(M, TO_DV, "j3", _stamp(bc_id="b3", dv_id="d4"))
+    assert store.coupling(M, bc_id="b3")["dv_id"] == "d4"
+    assert store.coupling(M, dv_id="d3") is None and store.coupling_count(M) == 3
 
 
 def test_45_same_failure_twice_skips_a_different_one_does_not(store: StateStore) -> None:

@@ -160,10 +160,15 @@ class StateStore(MappingLocks, OperatorViews):
         now = to_db(utcnow())
         result_col, job_col = _result_columns(direction)
         with self._write() as conn:
-            row = conn.execute(select(couplings).where(
+            rows = conn.execute(select(couplings).where(
                 couplings.c.mapping == mapping,
                 (couplings.c.bc_id == stamp.bc_id) | (couplings.c.dv_id == stamp.dv_id),
-            ).with_for_update()).mappings().first()
+            ).order_by(couplings.c.pending, couplings.c.id).with_for_update()).mappings().all()
+            row = rows[0] if rows else None
+            # Unconfirmed intents that claimed one of the two ids are void now.
+            stale = [r["id"] for r in rows[1:] if r["pending"]]
+            if stale:
+                conn.execute(couplings.delete().where(couplings.c.id.in_(stale)))
             values: dict[str, Any] = {
                 "bc_id": stamp.bc_id, "dv_id": stamp.dv_id, "pending": False,
                 result_col: "success", job_col: job_id, "updated_at": now,

@@ -136,3 +136,17 @@ def test_bc_strict_delete_option(tmp_path: Any) -> None:
         assert r.status_code == 400 and r.json()["error"]["code"] == "BadRequest_InvalidToken"
         assert api.delete(f"customers({c['id']})", headers={"If-Match": c["@odata.etag"]}
                           ).status_code == 204
+
+
+def test_bc_metadata_matches_served_properties(bc: Api, cust: Api) -> None:
+    import re
+    xml = bc.get("$metadata").text
+    for set_name, type_name in (("customers", "customer"), ("vendors", "vendor"),
+                                ("contacts", "contact"), ("currencies", "currency"),
+                                ("salespeoplePurchasers", "salespersonPurchaser"),
+                                ("paymentTerms", "paymentTerm"),
+                                ("shipmentMethods", "shipmentMethod")):
+        body = re.search(rf'<EntityType Name="{type_name}">(.*?)</EntityType>', xml).group(1)
+        declared = re.findall(r'<Property Name="(\w+)"', body)
+        row = cust.get(f"{set_name}?$top=1").json()["value"][0]
+        assert [k for k in row if not k.startswith("@")] == declared, set_name

@@ -204,3 +204,20 @@ def test_dv_metadata_consistent_with_data(dv: Api) -> None:
     tracked = dv.get("EntityDefinitions?$select=LogicalName&$filter=ChangeTrackingEnabled eq "
                      "true").json()["value"]
     assert {"account", "contact"} <= {t["LogicalName"] for t in tracked}
+
+
+def test_d25_dv_execution_time_limit(dv: Api, ep: dict[str, Any]) -> None:
+    admin(ep, "dataverse", "PUT", "throttling", {"execution_ms": 1, "window_seconds": 60})
+    admin(ep, "dataverse", "PUT", "faults", {"latency_ms": 20})
+    try:
+        first, second = dv.get("WhoAmI"), dv.get("WhoAmI")
+    finally:
+        admin(ep, "dataverse", "DELETE", "faults")
+        admin(ep, "dataverse", "PUT", "throttling", {"execution_ms": 1_200_000,
+                                                     "window_seconds": 300})
+    assert first.status_code == 200
+    _err(second, 429, "0x80072321", "Combined execution time of incoming requests exceeded "
+                                    "limit of 1 milliseconds over time window of 60 seconds. "
+                                    "Decrease number of concurrent requests or reduce the "
+                                    "duration of requests and try again later.")
+    assert int(second.headers["Retry-After"]) >= 1

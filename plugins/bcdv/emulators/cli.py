@@ -165,6 +165,7 @@ def env_exports(data_dir: Path) -> str:
 def service_urls(ep: dict[str, Any]) -> dict[str, str]:
     """scheme://host:port of each service."""
     def origin(url: str) -> str:
+        """scheme://host:port of a URL."""
         parts = urlsplit(url)
         return f"{parts.scheme}://{parts.netloc}"
     return {"identity": origin(ep["identity"]["authority"]),

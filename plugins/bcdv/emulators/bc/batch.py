@@ -69,6 +69,7 @@ def run_batch(svc: "BCService", req: Req, root: str) -> Resp:
     failed = False
 
     def run_all() -> None:
+        """Run the operations in order, stopping at a failure unless told otherwise."""
         nonlocal failed
         for op in ops:
             resp = _execute(svc, req, root, op)

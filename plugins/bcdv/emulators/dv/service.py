@@ -359,6 +359,7 @@ class DVService(Service):
     def resolver(self, ent: EntityDef):  # type: ignore[no-untyped-def]
         """$select/$filter name -> Prop (lookups by ``_x_value`` only)."""
         def resolve(name: str) -> Any:
+            """Column or ``_x_value`` name -> Prop (None if unknown or hidden)."""
             p = ent.by_name.get(name)
             if p is not None and p.kind != "lookup" and not p.hidden:
                 return p

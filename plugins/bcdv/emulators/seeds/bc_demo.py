@@ -134,6 +134,7 @@ def load_demo(db: Database) -> None:
     minute = 0
 
     def tick() -> int:
+        """The next minute offset for a record's timestamp."""
         nonlocal minute
         minute += 1
         return minute

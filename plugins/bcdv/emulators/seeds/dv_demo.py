@@ -1,7 +1,9 @@
 """The Dataverse demo organisation.
 
 ``empty``: root business unit ``bcdv-emulated``, organisation id, base currency US Dollar
-(USD, rate 1), the SYSTEM and INTEGRATION users, and the application user ``# bcdv sync``
+(USD, rate 1), the SYSTEM and INTEGRATION users, the org administrator ``Org Admin``
+(licensed, interactive; tests impersonate it with ``CallerObjectId: ADMIN_OBJECT_ID``) and
+the application user ``# bcdv sync``
 (applicationid = the emulator's client id, accessmode 4 Non-interactive, isintegrationuser
 true, not licensed); it is ``_createdby_value``/``_modifiedby_value`` of the client's writes.
 

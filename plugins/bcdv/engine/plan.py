@@ -35,6 +35,27 @@ CONFLICT_MESSAGE = ("Cannot update the {target} record because the mapping is bi
 FORCING_MODES = ("full", "record")
 
 
+def _forces(mapping: TableMapping, state: PassState) -> bool:
+    """Whether coupled records are force-modified in this pass.
+
+    A single-record sync forces its pass. A full synchronisation forces the first pass only:
+    in a bidirectional mapping the pass back runs right after the forced pass to Dataverse,
+    which stamped every coupled pair, so forcing it again would overwrite what was just sent
+    with Dataverse's older values; it creates the uncoupled records and carries back only
+    real changes.
+    """
+    if state.mode == "record":
+        return True
+    if state.mode != "full":
+        return False
+    return Direction(state.direction) is mapping.passes()[0]
+
+
+def _creates(mapping: TableMapping, state: PassState) -> bool:
+    """Whether uncoupled source records are created on the other side in this pass."""
+    return state.mode in ("full", "record") or not mapping.sync_only_coupled
+
+
 def _utc(series: pd.Series) -> pd.Series:
     return pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
 
@@ -87,7 +108,7 @@ def plan(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
 def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
                 src: pd.DataFrame, tables: Tables) -> list[dict[str, Any]]:
     direction = Direction(state.direction)
-    force = state.mode in FORCING_MODES
+    force = _forces(mapping, state)
     coup = _couplings(ctx, mapping, sides, list(src.index), state.assumed_pairs).reindex(
         src.index)
     result = transform(src, mapping, direction, tables)
@@ -126,8 +147,8 @@ def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides
         if skipped.at[sid]:
             row.update(action="skip", reason="the coupling is marked Skipped; restore it to retry")
         elif result.errors.at[sid] and (compare.at[sid] or not is_coupled.at[sid]):
-            row.update(action="fail" if is_coupled.at[sid] or force or
-                       not mapping.sync_only_coupled else "ignore",
+            row.update(action="fail" if is_coupled.at[sid] or _creates(mapping, state)
+                       else "ignore",
                        reason=f"The data could not be transferred: {result.errors.at[sid]}")
         elif compare.at[sid]:
             _plan_coupled(row, sid, mapping, sides, payload.drop(columns=keep), target, coup,
@@ -139,7 +160,7 @@ def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides
                        reason="no mapped field changed since the last synchronization")
         else:
             _plan_uncoupled(row, sid, mapping, state, sides, payload.drop(columns=keep), coup,
-                            force)
+                            _creates(mapping, state))
         if row.get("payload"):
             row["payload"] = to_wire(row["payload"], mapping, direction, tables)
         out.append(row)
@@ -280,10 +301,10 @@ def _target_moved(current: Any, baseline: Any) -> bool:
 
 def _plan_uncoupled(row: dict[str, Any], sid: str, mapping: TableMapping, state: PassState,
                     sides: PassSides, payload: pd.DataFrame, coup: pd.DataFrame,
-                    force: bool) -> None:
+                    creates: bool) -> None:
     pending = bool(coup.at[sid, "pending"]) if pd.notna(coup.at[sid, "pending"]) else False
     pending_target = row["target_id"] if pending else None
-    if mapping.sync_only_coupled and not force and not pending:
+    if not creates and not pending:
         row.update(action="ignore", target_id=None,
                    reason="not coupled, and the mapping synchronises only coupled records")
         return

@@ -145,6 +145,11 @@ def _column(src: pd.DataFrame, mapping: TableMapping, f: FieldMapping, direction
 
 
 def _map_value(vmap: Any, value: Any, direction: Direction, f: FieldMapping) -> Any:
+    if (direction is Direction.TO_BUSINESS_CENTRAL and _blank(value)
+            and vmap.unmapped is OnFailure.KEEP):
+        # A blank choice may stand for a code Dataverse has no option for (kept on the way
+        # there): never let it blank the code in Business Central.
+        return KEEP
     try:
         if direction is Direction.TO_DATAVERSE:
             return vmap.to_dataverse(None if _blank(value) else value)

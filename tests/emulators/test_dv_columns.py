@@ -85,3 +85,16 @@ def test_d25_dv_concurrency_limit(dv: Api, ep: dict[str, Any]) -> None:
     assert limited[0].json()["error"] == {
         "code": "0x80072326",
         "message": "Number of concurrent requests exceeded the limit of 2."}
+
+
+def test_dv_query_functions(dv: Api) -> None:
+    r = dv.get("accounts?$select=name&$filter=Microsoft.Dynamics.CRM.In(PropertyName='name',"
+               "PropertyValues=['Trey Research','Fourth Coffee'])")
+    assert r.status_code == 200, r.text
+    assert sorted(a["name"] for a in r.json()["value"]) == ["Fourth Coffee", "Trey Research"]
+    r = dv.get("accounts?$select=name&$filter=Microsoft.Dynamics.CRM.In(PropertyName="
+               "'customertypecode',PropertyValues=['11','1'])")
+    assert sorted(a["name"] for a in r.json()["value"]) == ["Fabrikam, Inc.", "Northwind Traders"]
+    r = dv.get("accounts?$filter=Microsoft.Dynamics.CRM.In(PropertyName='nosuch',"
+               "PropertyValues=['x'])")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "0x80060888"

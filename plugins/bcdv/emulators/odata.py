@@ -70,7 +70,7 @@ TOKEN_RE = re.compile(r"""
   | (?P<date>\d{4}-\d{2}-\d{2}(?![\w:]))
   | (?P<number>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?[mMdDfFlL]?(?![\w-]))
   | (?P<name>[A-Za-z_][\w.]*(?:/[A-Za-z_][\w.]*)*)
-  | (?P<punct>[(),])
+  | (?P<punct>[(),=\[\]])
 """, re.X)
 
 COMPARE = {"eq": "=", "ne": "<>", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
@@ -184,6 +184,27 @@ class Parser:
             return Node("in", [left, items], tok.pos)
         return left
 
+    def _arg(self) -> Node:
+        """A function argument: an expression, or ``Name=value`` / ``Name=[v,...]`` as used
+        by Dataverse query functions (Microsoft.Dynamics.CRM.In(PropertyName='x',...))."""
+        tok = self._peek()
+        after = self.toks[self.i + 1] if self.i + 1 < len(self.toks) else None
+        if tok is not None and tok.kind == "name" and after is not None and after.text == "=":
+            self._take()
+            self._take()
+            if (p := self._peek()) is not None and p.text == "[":
+                self._take()
+                items = []
+                if (q := self._peek()) is not None and q.text != "]":
+                    items.append(self._operand())
+                    while (q := self._peek()) is not None and q.text == ",":
+                        self._take()
+                        items.append(self._operand())
+                self._expect("]")
+                return Node("named", [tok.text, Node("list", items, p.pos)], tok.pos)
+            return Node("named", [tok.text, self._operand()], tok.pos)
+        return self._or()
+
     def _operand(self) -> Node:
         tok = self._take()
         if tok.text == "(":
@@ -196,10 +217,10 @@ class Parser:
                 self._take()
                 args = []
                 if (p := self._peek()) is not None and p.text != ")":
-                    args.append(self._or())
+                    args.append(self._arg())
                     while (p := self._peek()) is not None and p.text == ",":
                         self._take()
-                        args.append(self._or())
+                        args.append(self._arg())
                 self._expect(")")
                 return Node("func", [tok.text, args], tok.pos)
             if tok.text in ("true", "false"):
@@ -228,6 +249,8 @@ class Dialect:
     or_same_field_only: bool = False
     like_wildcards: bool = False
     enum_literal: Callable[[str], str] = lambda s: s
+    query_functions: bool = False
+    """Dataverse: Microsoft.Dynamics.CRM.In/NotIn/Between/NotBetween/Null/NotNull."""
     nested_functions: bool = True
     """BC: functions nested in contains/startswith/endswith, and ``in``, need
     ``$schemaversion=2.1``."""
@@ -301,6 +324,9 @@ class Compiler:
             return f"({lsql} IN ({', '.join('?' for _ in items)}))"
         if node.op == "func" and node.args[0] in BOOL_FUNCS:
             return self._strfunc(node.args[0], node.args[1], node.pos)
+        if node.op == "func" and node.args[0].startswith("Microsoft.Dynamics.CRM.") \
+                and self.d.query_functions:
+            return self._crm_function(node.args[0].rsplit(".", 1)[1], node.args[1])
         if node.op == "prop":
             p = self._prop(node.args[0])
             if p.kind == "bool":
@@ -398,6 +424,30 @@ class Compiler:
                                      f"kind '{opname}'.")
         return f"({lsql} {COMPARE[op]} {rsql})"
 
+    def _crm_function(self, name: str, args: list[Node]) -> str:
+        named = {a.args[0]: a.args[1] for a in args if a.op == "named"}
+        if len(named) != len(args) or "PropertyName" not in named or \
+                named["PropertyName"].op != "lit" or named["PropertyName"].args[0] != "string":
+            raise QueryError("syntax", f"Microsoft.Dynamics.CRM.{name} needs named parameters "
+                                       "(PropertyName='...', ...).")
+        p = self._prop(named["PropertyName"].args[1])
+        col = f'"{p.column}"'
+        if name in ("Null", "NotNull"):
+            return f"({col} IS {'NOT ' if name == 'NotNull' else ''}NULL)"
+        values = named.get("PropertyValues")
+        if values is None or values.op != "list" or not values.args:
+            raise QueryError("syntax", f"Microsoft.Dynamics.CRM.{name} needs PropertyValues=[...].")
+        params = [self._param(_as_typed(v, p), p) for v in values.args]
+        if name in ("In", "NotIn"):
+            self.params.extend(params)
+            marks = ", ".join("?" for _ in params)
+            return f"({col} {'NOT ' if name == 'NotIn' else ''}IN ({marks}))"
+        if name in ("Between", "NotBetween") and len(params) == 2:
+            self.params.extend(params)
+            return f"({'NOT ' if name == 'NotBetween' else ''}({col} BETWEEN ? AND ?))"
+        raise QueryError("unsupported", f"The query function Microsoft.Dynamics.CRM.{name} is "
+                                        "not supported by the emulator.")
+
     def _strfunc(self, name: str, args: list[Node], pos: int) -> str:
         if len(args) != 2 or args[1].op != "lit" or args[1].args[0] != "string":
             raise QueryError("syntax", f"No function signature for the function with name "
@@ -458,3 +508,20 @@ def parse_orderby(text: str, resolve: Callable[[str], Prop | None],
                                                  f"on type '{type_name}'.")
         out.append((p, len(bits) == 2 and bits[1] == "desc"))
     return out
+
+
+def _as_typed(node: Node, p: Prop) -> Node:
+    """Dataverse query functions quote every value ('1', 'guid'): retype for the column."""
+    if node.op != "lit" or node.args[0] != "string":
+        return node
+    text = node.args[1]
+    if p.kind in ("guid", "lookup") and GUID_RE.match(text):
+        return Node("lit", ["guid", text], node.pos)
+    if p.kind in ("int", "bigint", "option", "decimal", "money", "double") and \
+            re.fullmatch(r"-?\d+(\.\d+)?", text):
+        return Node("lit", ["number", text], node.pos)
+    if p.kind == "datetime" and parse_datetime(text) is not None:
+        return Node("lit", ["datetime", text], node.pos)
+    if p.kind == "bool" and text in ("true", "false"):
+        return Node("lit", ["bool", text == "true"], node.pos)
+    return node

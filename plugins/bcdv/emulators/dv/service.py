@@ -376,7 +376,7 @@ class DVService(Service):
         if flt is None:
             return "", []
         dialect = Dialect(f"Microsoft.Dynamics.CRM.{ent.logical_name}", self.resolver(ent),
-                          case_insensitive=True, like_wildcards=True)
+                          case_insensitive=True, like_wildcards=True, query_functions=True)
         try:
             return Compiler(dialect).compile(flt)
         except QueryError as exc:

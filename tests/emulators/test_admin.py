@@ -17,7 +17,7 @@ import requests
 
 from bcdv.emulators.cli import env_exports
 from bcdv.emulators.testing import run_emulators
-from tests.emulators.conftest import Api, admin, get_token
+from .conftest import Api, admin, get_token
 
 
 def test_faults_next_statuses_reset_and_timeout(ep: dict[str, Any], dv: Api) -> None:

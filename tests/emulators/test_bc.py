@@ -8,7 +8,7 @@ from typing import Any
 
 
 from bcdv.emulators.config import TENANT_DOMAIN, TENANT_ID
-from tests.emulators.conftest import Api
+from .conftest import Api
 
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 BC_DT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,2}[1-9]|\.[1-9]|\.\d[1-9])?Z$")

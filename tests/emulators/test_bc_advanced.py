@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.emulators.conftest import Api, admin
+from .conftest import Api, admin
 
 
 def test_d13_bc_batch(bc: Api, company: str) -> None:
@@ -124,7 +124,7 @@ def test_bc_top_across_pages_and_count_path(cust: Api) -> None:
 
 def test_bc_strict_delete_option(tmp_path: Any) -> None:
     from bcdv.emulators.testing import run_emulators
-    from tests.emulators.conftest import get_token
+    from .conftest import get_token
     with run_emulators(tmp_path, seed="demo", bc_delete_requires_if_match=True,
                        bc_read_only="ignore") as ep:
         api = Api(f"{ep['business_central']['base_url']}/companies("

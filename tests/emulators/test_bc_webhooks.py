@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from bcdv.emulators.testing import run_emulators
-from tests.emulators.conftest import Api, get_token
+from .conftest import Api, get_token
 
 
 class Subscriber(BaseHTTPRequestHandler):

@@ -13,7 +13,7 @@ import msal
 import pytest
 
 from bcdv.emulators.testing import run_emulators
-from tests.emulators.test_identity import VerifyingSession
+from .test_identity import VerifyingSession
 
 dataverse = pytest.importorskip("PowerPlatform.Dataverse.client")
 

@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from bcdv.emulators.seeds.dv_demo import APP_USER_ID, BASE_CURRENCY_ID, BU_ID
-from tests.emulators.conftest import Api
+from .conftest import Api
 
 DV_DT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 

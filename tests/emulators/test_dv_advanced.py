@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from tests.emulators.conftest import Api, admin
+from .conftest import Api, admin
 
 
 def _err(r: Any, status: int, code: str, message: str | None = None) -> None:

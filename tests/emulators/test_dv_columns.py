@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from bcdv.emulators.seeds.dv_demo import APP_USER_ID
-from tests.emulators.conftest import Api, admin
+from .conftest import Api, admin
 
 
 def _new(dv: Api, set_name: str, body: dict[str, Any]) -> dict[str, Any]:

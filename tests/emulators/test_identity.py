@@ -10,7 +10,7 @@ import requests
 
 from bcdv.emulators.config import BC_RESOURCE, CLIENT_ID, TENANT_DOMAIN, TENANT_ID
 from bcdv.emulators.testing import mint_token
-from tests.emulators.conftest import Api, jwt_claims
+from .conftest import Api, jwt_claims
 
 
 class VerifyingSession(requests.Session):

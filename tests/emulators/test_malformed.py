@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.emulators.conftest import Api
+from .conftest import Api
 
 BODIES: list[Any] = ["not json", "[1,2]", '"str"', "null", "{", '{"a":{"b":[1]}}', "1e999",
                      "\xff\xfe", '{"displayName": null}', '{"displayName": 5}',

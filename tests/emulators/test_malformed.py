@@ -18,7 +18,8 @@ BODIES: list[Any] = ["not json", "[1,2]", '"str"', "null", "{", '{"a":{"b":[1]}}
                      '{"name": ["x"]}', '{"@odata.type": 5}', '{"Targets": "x"}',
                      '{"Targets": [1, null]}', '{"requests": {}}', '{"requests": [1]}',
                      '{"requests": [{"method": "GET"}]}',
-                     '{"requests": [{"method": "GET", "url": 5}]}']
+                     '{"requests": [{"method": "GET", "url": 5}]}', '{"creditLimit": NaN}',
+                     '{"creditlimit": Infinity}']
 FILTERS = ["name eq", "eq 'x'", "(((", "name eq 'x' and", "contains(name)", "name eq 'x",
            "startswith(name, 5)", "name eq 5", "foo/bar eq 1", "name eq 'a' or or",
            "tolower(1) eq 'a'", "name gt 2020-13-45T99:99:99Z", "not", "name in ()",

@@ -452,6 +452,15 @@ class Service:
         return json_resp(404, {"error": f"unknown admin route {m} {req.path}"})
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def strict_json(text: str) -> Any:
+    """json.loads that rejects NaN/Infinity (not JSON; Python would accept them)."""
+    return json.loads(text, parse_constant=_no_constants)
+
+
 def correlation_id() -> str:
     """A fresh correlation / request id."""
     return str(uuid.uuid4())

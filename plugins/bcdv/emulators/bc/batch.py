@@ -15,7 +15,7 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from bcdv.emulators.base import Req, Resp
+from bcdv.emulators.base import Req, Resp, strict_json
 from bcdv.emulators.bc.values import SUCCESS_CT, BCError, error_resp
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def _parse(req: Req) -> list[dict[str, Any]]:
         raise BCError(400, "BadRequest", "Only JSON batch requests (Content-Type: "
                                          "application/json) are supported.")
     try:
-        doc = json.loads(req.body.decode("utf-8"))
+        doc = strict_json(req.body.decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         raise BCError(400, "BadRequest", "Invalid Request Body") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("requests"), list):

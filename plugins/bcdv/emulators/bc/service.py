@@ -18,7 +18,7 @@ import uuid
 from typing import Any
 from urllib.parse import quote
 
-from bcdv.emulators.base import Req, Resp, Service, Throttling
+from bcdv.emulators.base import Req, Resp, Service, Throttling, strict_json
 from bcdv.emulators.bc import schema
 from bcdv.emulators.bc.schema import BY_SET, NAVIGATION, EntityDef
 from bcdv.emulators.bc.values import (SUCCESS_CT, BCError, error_resp, etag, normalise_enum,
@@ -327,7 +327,7 @@ class BCService(Service):
         if "json" not in ctype:
             raise BCError(415, "BadRequest", f"The content type '{ctype}' is not supported.")
         try:
-            return json.loads(req.body.decode("utf-8")) if req.body.strip() else None
+            return strict_json(req.body.decode("utf-8")) if req.body.strip() else None
         except (ValueError, UnicodeDecodeError):
             raise BCError(400, "BadRequest", "Invalid Request Body") from None
 

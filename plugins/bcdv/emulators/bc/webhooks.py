@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from bcdv.emulators.base import Req, Resp
+from bcdv.emulators.base import Req, Resp, strict_json
 from bcdv.emulators.bc.values import SUCCESS_CT, BCError, format_datetime
 
 if TYPE_CHECKING:
@@ -241,7 +241,7 @@ class Webhooks:
 
 def _json(req: Req) -> dict[str, Any]:
     try:
-        body = json.loads(req.body.decode("utf-8"))
+        body = strict_json(req.body.decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         raise BCError(400, "BadRequest", "Invalid Request Body") from None
     if not isinstance(body, dict):

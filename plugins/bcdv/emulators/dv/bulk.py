@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from bcdv.emulators.base import Req, Resp
+from bcdv.emulators.base import Req, Resp, strict_json
 from bcdv.emulators.dv.schema import EntityDef
 from bcdv.emulators.dv.values import DVError, not_found
 
@@ -23,7 +23,7 @@ MESSAGES = ("CreateMultiple", "UpdateMultiple", "UpsertMultiple", "DeleteMultipl
 
 def _targets(req: Req, ent: EntityDef) -> list[dict[str, Any]]:
     try:
-        body = json.loads(req.body.decode("utf-8")) if req.body.strip() else None
+        body = strict_json(req.body.decode("utf-8")) if req.body.strip() else None
     except (ValueError, UnicodeDecodeError):
         raise DVError(400, "0x80040203", "An error occurred while validating input parameters: "
                                          "Microsoft.OData.ODataException: Invalid JSON.") from None

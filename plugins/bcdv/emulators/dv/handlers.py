@@ -5,7 +5,7 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from bcdv.emulators.base import Req, Resp
+from bcdv.emulators.base import Req, Resp, strict_json
 from bcdv.emulators.dv.schema import EntityDef, nav_map
 from bcdv.emulators.dv.service import MAX_PAGE, decode_cookie, encode_cookie
 from bcdv.emulators.dv.values import DVError, annotation_filter, not_found
@@ -19,7 +19,7 @@ def _json_body(req: Req) -> Any:
     if "json" not in ctype:
         raise DVError(415, "0x80040203", f"The content type '{ctype}' is not supported.")
     try:
-        return json.loads(req.body.decode("utf-8")) if req.body.strip() else None
+        return strict_json(req.body.decode("utf-8")) if req.body.strip() else None
     except (ValueError, UnicodeDecodeError):
         raise DVError(400, "0x80040203", "An error occurred while validating input parameters: "
                                          "Microsoft.OData.ODataException: Invalid JSON. The "

@@ -7,6 +7,7 @@ Every record failure becomes an error row with the API's message; the other reco
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from bcdv.engine.context import PassSides, SyncContext
 from bcdv.engine.report import PassReport, RecordOutcome
 from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
 from bcdv.engine.transform import side_fields
-from bcdv.engine.values import hash_frame
+from bcdv.engine.values import canon, hash_frame
 from bcdv.errors import FatalApiError
 from bcdv.mapping.model import Direction, TableMapping
 from bcdv.state.store import Stamp, from_db
@@ -54,12 +55,15 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState) -> PassState
 
 def _stamp(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
            action: dict[str, Any], target_id: str, target_modified: datetime | None,
-           target_hash: str | None) -> None:
+           target_hash: str | None, target_values: dict[str, Any] | None = None) -> None:
     src_mod = parse_datetime(action["source_modified"])
     if action.get("both_modified") and target_modified is not None:
         target_modified -= BOTH_MODIFIED_SLACK[sides.target_system]
         target_hash = None
     bc_first = sides.source_system == "business_central"
+    synced = json.dumps({sides.source_system: action.get("source_values") or {},
+                         sides.target_system: target_values or action.get("target_values")
+                         or {}}, default=str)
     ctx.state.stamp_success(mapping.name, state.direction, state.job_id, Stamp(
         bc_id=action["source_id"] if bc_first else target_id,
         dv_id=target_id if bc_first else action["source_id"],
@@ -67,6 +71,7 @@ def _stamp(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pas
         dv_modified=target_modified if bc_first else src_mod,
         bc_hash=action["source_hash"] if bc_first else target_hash,
         dv_hash=target_hash if bc_first else action["source_hash"],
+        synced=synced,
     ))
 
 
@@ -93,18 +98,20 @@ def _write(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pas
                          select=side_fields(mapping, sides.target_system))
 
 
-def _written_hash(mapping: TableMapping, sides: PassSides, action: dict[str, Any],
-                  written: Written) -> str | None:
-    """Hash of the target's mapped values as the service stored them (it may normalise,
-    e.g. Business Central upper-cases Code fields), else as we sent them."""
+def _written(mapping: TableMapping, sides: PassSides, action: dict[str, Any],
+             written: Written) -> tuple[str | None, dict[str, Any] | None]:
+    """Hash and canonical values of the target's mapped fields as the service stored them
+    (it may normalise, e.g. Business Central upper-cases Code fields), else as we sent them."""
     fields = side_fields(mapping, sides.target_system)
     if written.row is not None and all(f in written.row for f in fields):
         values = {f: written.row[f] for f in fields}
     elif action["action"] == "insert":
         values = action["payload"]
     else:
-        return action.get("target_hash")
-    return str(hash_frame(pd.DataFrame([values]).reindex(columns=fields), fields).iat[0])
+        return action.get("target_hash"), None
+    frame = pd.DataFrame([values]).reindex(columns=fields)
+    return (str(hash_frame(frame, fields).iat[0]),
+            {k: canon(v) for k, v in frame.iloc[0].items()})
 
 
 def _apply_one(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
@@ -132,8 +139,9 @@ def _apply_one(ctx: SyncContext, mapping: TableMapping, state: PassState, sides:
                      prior_error)
     if after_write_hook is not None:
         after_write_hook(action)
-    target_hash = _written_hash(mapping, sides, action, written)
-    _stamp(ctx, mapping, state, sides, action, written.record_id, written.modified, target_hash)
+    target_hash, target_values = _written(mapping, sides, action, written)
+    _stamp(ctx, mapping, state, sides, action, written.record_id, written.modified, target_hash,
+           target_values)
     if kind == "insert" and not written.created:
         outcome["message"] = "create resumed after an interruption (no duplicate made)"
     outcome["target_id"] = written.record_id

@@ -12,6 +12,7 @@ Records are planned in chunks, so memory is bounded by the chunk size, not the t
 
 from __future__ import annotations
 
+import json
 import uuid
 from itertools import islice
 from typing import Any
@@ -22,7 +23,8 @@ from bcdv.engine.context import PassSides, SyncContext
 from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
 from bcdv.engine.lookups import Tables, load_tables
 from bcdv.engine.transform import compare_columns, side_fields, to_wire, transform, write_key
-from bcdv.engine.values import changed_columns, hash_frame
+from bcdv.engine import merge
+from bcdv.engine.values import canon_frame, changed_columns, hash_frame
 from bcdv.mapping.model import DeletionConflict, Direction, TableMapping, UpdateConflict
 
 CHUNK_SIZE = 5000
@@ -128,6 +130,7 @@ def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides
     restamp_only = is_coupled & ~skipped & ~changed & moved
     compare = is_coupled & ~skipped & changed
 
+    src_values = canon_frame(src.reindex(columns=side_fields(mapping, sides.source_system)))
     target = _target_rows(ctx, mapping, sides, coup.loc[compare, sides.target_id_col])
     renames = {r: w for w, r in compare_columns(mapping, direction).items() if r != w}
     name_col = sides.source.name_field
@@ -142,6 +145,8 @@ def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides
                 coup.at[sid, sides.target_id_col]) else None,
             "target_modified": None, "target_hash": None, "etag": None,
             "payload": {}, "reason": "",
+            "source_values": src_values.loc[sid].to_dict(),
+            "target_values": _synced_part(coup.at[sid, "synced"], sides.target_system),
         }
         keep = [c for c in payload.columns if result.keep.at[sid, c]]
         if skipped.at[sid]:
@@ -152,7 +157,7 @@ def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides
                        reason=f"The data could not be transferred: {result.errors.at[sid]}")
         elif compare.at[sid]:
             _plan_coupled(row, sid, mapping, sides, payload.drop(columns=keep), target, coup,
-                          force, renames)
+                          force, renames, src_values)
         elif is_coupled.at[sid]:
             row.update(action="unchanged", restamp=bool(restamp_only.at[sid]),
                        target_modified=_iso(coup.at[sid, sides.target_mod_col]),
@@ -165,6 +170,13 @@ def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides
             row["payload"] = to_wire(row["payload"], mapping, direction, tables)
         out.append(row)
     return out
+
+
+def _synced_part(value: Any, system: str) -> dict[str, Any] | None:
+    if not isinstance(value, str) or not value:
+        return None
+    part = json.loads(value).get(system)
+    return part if isinstance(part, dict) else None
 
 
 def _iso(value: Any) -> str | None:
@@ -214,7 +226,7 @@ def _deleted_target(row: dict[str, Any], mapping: TableMapping, sides: PassSides
 
 def _plan_coupled(row: dict[str, Any], sid: str, mapping: TableMapping, sides: PassSides,
                   payload: pd.DataFrame, target: pd.DataFrame, coup: pd.DataFrame,
-                  force: bool, renames: dict[str, str]) -> None:
+                  force: bool, renames: dict[str, str], src_values: pd.DataFrame) -> None:
     tid = str(coup.at[sid, sides.target_id_col])
     if tid not in target.index:
         _deleted_target(row, mapping, sides, payload, sid, tid, force)
@@ -230,6 +242,7 @@ def _plan_coupled(row: dict[str, Any], sid: str, mapping: TableMapping, sides: P
         if back.get(col, col) in after.columns:
             after.at[tid, back.get(col, col)] = wanted.at[tid, col]
     row["target_hash"] = hash_frame(after, target_fields).iat[0]
+    row["target_values"] = canon_frame(after).iloc[0].to_dict()
     row["etag"] = current.at[tid, "@odata.etag"]
     row["target_modified"] = _iso(pd.Timestamp(current.at[tid, sides.target.modified_on]))
     if not diff:
@@ -250,7 +263,33 @@ def _plan_coupled(row: dict[str, Any], sid: str, mapping: TableMapping, sides: P
     if force or not both or not clash:
         row.update(update, both_modified=bool(both) and _has_reverse_only_fields(mapping, sides))
         return
+    if mapping.conflicts.update is UpdateConflict.MERGE:
+        current_values = canon_frame(current.reindex(columns=target_fields)).iloc[0].to_dict()
+        decision = merge.decide(mapping, sides.source_system, coup.at[sid, "synced"],
+                                src_values.loc[sid].to_dict(), current_values, diff)
+        if decision is not None and not decision.clashes:
+            _plan_merge(row, sides, wanted, tid, decision)
+            return
+        if decision is not None:
+            clash = decision.clashes
     _resolve_update_conflict(row, mapping, sides, update, clash)
+
+
+def _plan_merge(row: dict[str, Any], sides: PassSides, wanted: pd.DataFrame, tid: str,
+                decision: merge.MergeDecision) -> None:
+    """Both sides changed different fields: send ours, leave theirs for the pass back."""
+    fields = ", ".join(decision.send) or "nothing"
+    base = {"conflict": True, "both_modified": decision.target_changed}
+    if decision.send:
+        row.update(base, action="update",
+                   payload={c: wanted.at[tid, c] for c in decision.send},
+                   reason=f"merged: both sides changed different fields; sent {fields}, the "
+                          f"{_title(sides.target_system)} changes go back in the next pass")
+    else:
+        row.update(base, action="unchanged", restamp=True,
+                   target_modified=None, target_hash=None,
+                   reason="merged: only the destination changed these fields; they go back "
+                          "in the next pass")
 
 
 def _resolve_update_conflict(row: dict[str, Any], mapping: TableMapping, sides: PassSides,

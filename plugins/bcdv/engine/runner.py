@@ -29,19 +29,22 @@ def run_pass(ctx: SyncContext, mapping: TableMapping, direction: Direction, *,
 
 def sync_mapping(ctx: SyncContext, mapping: TableMapping, *, mode: str = "modified",
                  dry_run: bool = False, run_id: str | None = None,
-                 couple_first: bool = True) -> list[PassReport]:
+                 couple_first: bool = True, lock_wait: float = 0) -> list[PassReport]:
     """Every pass of a mapping in BC's order (to Dataverse first, then back).
 
     A full synchronisation first couples matching records (match-based coupling), so records
     present on both sides are updated rather than duplicated.
     """
     rid = run_id or _run_id()
-    assumed: list[list[str]] = []
-    if mode == "full" and couple_first:
-        coupling = match_couple(ctx, mapping, run_id=rid, dry_run=dry_run)
-        assumed = [list(p) for p in coupling.pairs] if dry_run else []
-    return [run_pass(ctx, mapping, d, mode=mode, dry_run=dry_run, run_id=rid,
-                     assumed_pairs=assumed) for d in mapping.passes()]
+    # One run per mapping at a time: a second one refuses (or waits up to lock_wait seconds)
+    # rather than writing the same records twice. Re-entrant for the same run id.
+    with ctx.state.mapping_lock(mapping.name, rid, wait_seconds=lock_wait):
+        assumed: list[list[str]] = []
+        if mode == "full" and couple_first:
+            coupling = match_couple(ctx, mapping, run_id=rid, dry_run=dry_run)
+            assumed = [list(p) for p in coupling.pairs] if dry_run else []
+        return [run_pass(ctx, mapping, d, mode=mode, dry_run=dry_run, run_id=rid,
+                         assumed_pairs=assumed) for d in mapping.passes()]
 
 
 def _not_configured(ctx: SyncContext, mapping: TableMapping, direction: Direction, mode: str,

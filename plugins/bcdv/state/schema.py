@@ -32,6 +32,8 @@ couplings = Table(
     Column("dv_modified", DateTime, nullable=True),
     Column("bc_hash", String(64), nullable=True),
     Column("dv_hash", String(64), nullable=True),
+    # Canonical mapped values of both sides after the last sync (JSON), for field-level merge.
+    Column("synced", Text, nullable=True),
     Column("to_dv_result", String(10), nullable=False, default=""),
     Column("to_bc_result", String(10), nullable=False, default=""),
     Column("to_dv_job", String(36), nullable=True),

@@ -44,6 +44,7 @@ class Stamp:
     dv_modified: datetime | None
     bc_hash: str | None
     dv_hash: str | None
+    synced: str | None = None  # JSON: {"business_central": {...}, "dataverse": {...}}
 
 
 def _retry_on_conflict(action: Callable[[], T], attempts: int = 3) -> T:
@@ -172,7 +173,7 @@ class StateStore(MappingLocks, OperatorViews):
             values: dict[str, Any] = {
                 "bc_id": stamp.bc_id, "dv_id": stamp.dv_id, "pending": False,
                 result_col: "success", job_col: job_id, "updated_at": now,
-                "bc_hash": stamp.bc_hash, "dv_hash": stamp.dv_hash,
+                "bc_hash": stamp.bc_hash, "dv_hash": stamp.dv_hash, "synced": stamp.synced,
             }
             for col, new in (("bc_modified", stamp.bc_modified),
                              ("dv_modified", stamp.dv_modified)):

@@ -150,3 +150,24 @@ def test_bc_metadata_matches_served_properties(bc: Api, cust: Api) -> None:
         declared = re.findall(r'<Property Name="(\w+)"', body)
         row = cust.get(f"{set_name}?$top=1").json()["value"][0]
         assert [k for k in row if not k.startswith("@")] == declared, set_name
+
+
+def test_bc_customer_company_contact_follows(cust: Api) -> None:
+    c = cust.post("customers", json={"displayName": "Related Co", "phoneNumber": "1"}).json()
+    contact = cust.get("contacts?$filter=displayName eq 'Related Co'").json()["value"][0]
+    assert contact["type"] == "Company" and contact["contactBusinessRelation"] == "Customer"
+    assert contact["phoneNumber"] == "1" and contact["companyNumber"] == contact["number"]
+    person = cust.post("contacts", json={"displayName": "Rel Person", "type": "Person",
+                                         "companyNumber": contact["number"]}).json()
+    cust.patch(f"customers({c['id']})", json={"displayName": "Related Co 2", "city": "Oslo"},
+               headers={"If-Match": "*"})
+    after = cust.get(f"contacts({contact['id']})").json()
+    assert after["displayName"] == "Related Co 2" and after["city"] == "Oslo"
+    assert cust.get(f"contacts({person['id']})").json()["companyName"] == "Related Co 2"
+    cust.delete(f"customers({c['id']})")
+    assert cust.get(f"contacts({contact['id']})").json()["contactBusinessRelation"] == "None"
+    seeded = cust.get("customers?$filter=number eq '10000'").json()["value"][0]
+    cust.patch(f"customers({seeded['id']})", json={"email": "new@adatum.example.com"},
+               headers={"If-Match": "*"})
+    adatum = cust.get("contacts?$filter=displayName eq 'Adatum Corporation'").json()["value"][0]
+    assert adatum["email"] == "new@adatum.example.com"

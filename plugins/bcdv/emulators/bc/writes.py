@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from bcdv.emulators.bc import relations
 from bcdv.emulators.bc.schema import BLANK_GUID, GUID_REFS, EntityDef
 from bcdv.emulators.bc.values import BCError, etag, etag_wellformed, from_wire, sql_datetime_ms
 
@@ -183,7 +184,7 @@ class Writer:
         row["_company"] = company
         with self.db.tx():
             if "number" in ent.by_name and not changes.get("number"):
-                changes["number"] = self._next_number(ent, company)
+                changes["number"] = self.next_number(ent, company)
             self._check_unique(ent, company, changes, None)
             self._apply_rules(ent, company, changes, row)
             row.update(changes)
@@ -193,11 +194,13 @@ class Writer:
             row["_rv"] = self.db.next_counter("rv")
             self._check_rule(ent, "POST", row, company)
             self.db.insert(ent.set_name, row)
+            relations.on_created(self, ent, company, row)
         self.svc.webhooks.record(company, ent.set_name, row["id"], "created",
                                  row["lastModifiedDateTime"])
         return row
 
-    def _next_number(self, ent: EntityDef, company: str) -> str:
+    def next_number(self, ent: EntityDef, company: str) -> str:
+        """The next free number of ``ent``'s number series (C00010, V00010, CT000010...)."""
         while True:
             n = self.db.next_counter(f"no:{company}:{ent.set_name}", 1)
             number = f"{ent.number_prefix}{n * 10:05d}" if ent.number_prefix != "CT" \
@@ -223,6 +226,7 @@ class Writer:
             new = {**row, **changes}
             self._check_rule(ent, "PATCH", new, company)
             self.db.update(ent.set_name, "id", row["id"], changes)
+            relations.on_updated(self, ent, company, row, changes)
         self.svc.webhooks.record(company, ent.set_name, row["id"], "updated",
                                  changes["lastModifiedDateTime"])
         return new
@@ -235,5 +239,6 @@ class Writer:
         with self.db.tx():
             self._check_rule(ent, "DELETE", row, company)
             self.db.delete(ent.set_name, "id", row["id"])
+            relations.on_deleted(self, ent, row)
         self.svc.webhooks.record(company, ent.set_name, row["id"], "deleted",
                                  self.svc.now_ms())

@@ -196,6 +196,9 @@ def _contact(db: Database, key: str, name: str, ctype: str, company_key: str, re
     if company_no:
         rows = db.select("contacts", '"number"=?', (company_no,), limit=1)
         company_name = rows[0]["displayName"] if rows else ""
+    if key[0] in "CV" and ":" not in key:
+        owner = "customers" if key[0] == "C" else "vendors"
+        db.meta_set(f"rel:{owner}:{gid('bc', owner, key[1:])}", gid("bc", "contacts", key))
     _row(db, "contacts", key, minute, number=number, type=ctype, displayName=name,
          jobTitle=job, companyNumber=company_no if ctype == "Person" else number,
          companyName=company_name if ctype == "Person" else name,

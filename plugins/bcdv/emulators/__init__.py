@@ -38,6 +38,7 @@ bc_read_only                    "reject"     "ignore": drop read-only properties
 bc_delete_requires_if_match     False        True: DELETE without If-Match -> 400
 bc_maxpagesize_over_limit       "cap"        "413": maxpagesize/$top over 20,000 -> 413
 bc_batch_atomicity_group        "reject"     "ignore": accept OData 4.01 atomicityGroup
+bc_business_relation_contacts   True         customers/vendors get a company contact
 bc_webhook_delay_seconds        30           delay before a change notification is sent
 bc_webhook_ca_bundle            (requests)   CA for outbound webhook calls
 dv_alternate_keys               {}           e.g. {"accounts": [["accountnumber"]]}

@@ -103,15 +103,21 @@ def _echo_filter(mapping: TableMapping, direction: Direction, mode: str,
 
 def _retry_ids(ctx: SyncContext, mapping: TableMapping, sides: PassSides, *,
                creates: bool) -> set[str]:
-    """Couplings that failed (not skipped) or whose create was never confirmed; and, when
+    """Couplings that failed (not skipped), whose create was never confirmed or whose
+    source values are unknown; and, when
     the pass may create records, uncoupled records whose create failed (BC would wait for
     them to change again; we retry, so no change is left behind)."""
     ids: set[str] = set()
     frame = ctx.state.couplings(mapping.name)
     if not frame.empty:
-        failed = (frame[sides.result_col] == "failure") & ~frame["skipped"].astype(bool)
+        skipped = frame["skipped"].astype(bool)
+        failed = (frame[sides.result_col] == "failure") & ~skipped
         pending = frame["pending"].astype(bool)
-        ids |= set(frame.loc[failed | pending, sides.source_id_col].dropna().astype(str))
+        # A side whose values we do not know (a fresh coupling, or one the other pass
+        # overwrote while this side had changes of its own) is compared in this pass even
+        # when no timestamp filter would select it.
+        unknown = frame[sides.source_hash_col].isna() & ~pending & ~skipped
+        ids |= set(frame.loc[failed | pending | unknown, sides.source_id_col].dropna().astype(str))
     if creates:
         direction = "to_dataverse" if sides.target_system == "dataverse" else "to_business_central"
         errors = ctx.state.errors(mapping.name, limit=100000)

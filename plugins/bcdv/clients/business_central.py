@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from bcdv.clients.auth import TokenProvider
+from bcdv.clients.batch import BatchOp, BatchResult, bc_batch
 from bcdv.clients.http import ApiSession, RetryPolicy
 from bcdv.clients.odata import chunks, id_filter
 from bcdv.errors import NotFoundError
@@ -119,6 +120,41 @@ class BusinessCentralClient:
     def delete(self, entity_set: str, record_id: str, etag: str = "*") -> None:
         """DELETE a record (If-Match sent as the docs require)."""
         self.http.request("DELETE", self.url(entity_set, record_id), headers={"If-Match": etag})
+
+    def batch(
+        self, ops: Sequence[BatchOp], *, continue_on_error: bool = True,
+        isolation_snapshot: bool = False, max_operations: int = 100,
+    ) -> list[BatchResult]:
+        """Run operations through the JSON ``$batch``; urls relative to the API root
+        (``companies(<id>)/customers``). One result per operation, in order."""
+        return bc_batch(self.http, self.settings.base_url, ops,
+                        continue_on_error=continue_on_error,
+                        isolation_snapshot=isolation_snapshot, max_operations=max_operations)
+
+    def batch_url(self, entity_set: str, record_id: str | None = None) -> str:
+        """An entity URL relative to the API root, as ``$batch`` operations take it."""
+        base = f"companies({self.settings.company_id})/{entity_set}"
+        return f"{base}({record_id})" if record_id else base
+
+    def create_many(
+        self, entity_set: str, bodies: Sequence[dict[str, Any]], *,
+        continue_on_error: bool = True, isolation_snapshot: bool = False,
+    ) -> list[BatchResult]:
+        """POST many records through ``$batch``; the created entity is each result's body."""
+        ops = [BatchOp("POST", self.batch_url(entity_set), b) for b in bodies]
+        return self.batch(ops, continue_on_error=continue_on_error,
+                          isolation_snapshot=isolation_snapshot)
+
+    def update_many(
+        self, entity_set: str, updates: Sequence[tuple[str, dict[str, Any], str]], *,
+        continue_on_error: bool = True, isolation_snapshot: bool = False,
+    ) -> list[BatchResult]:
+        """PATCH many records through ``$batch``: (id, changed fields, etag or ``*``) each,
+        always with If-Match."""
+        ops = [BatchOp("PATCH", self.batch_url(entity_set, rid), body, {"If-Match": etag})
+               for rid, body, etag in updates]
+        return self.batch(ops, continue_on_error=continue_on_error,
+                          isolation_snapshot=isolation_snapshot)
 
     def close(self) -> None:
         """Release connections."""

@@ -6,7 +6,9 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+from bcdv.clients import bulk as _bulk
 from bcdv.clients.auth import TokenProvider
+from bcdv.clients.batch import BatchOp, BatchResult, dv_batch
 from bcdv.clients.http import ApiSession, RetryPolicy
 from bcdv.clients.odata import chunks, id_filter
 from bcdv.errors import NotFoundError
@@ -147,6 +149,48 @@ class DataverseClient:
         """Delete a row (with If-Match when an etag is given)."""
         headers = {"If-Match": etag} if etag else {}
         self.http.request("DELETE", self.url(entity_set, record_id), headers=headers)
+
+    def batch(
+        self, ops: Sequence[BatchOp], *, continue_on_error: bool = True, atomic: bool = False,
+        max_parts: int = 1000,
+    ) -> list[BatchResult]:
+        """Run operations through ``$batch`` (see bcdv.clients.batch); one result each."""
+        return dv_batch(self.http, self.settings.api_url, ops,
+                        continue_on_error=continue_on_error, atomic=atomic, max_parts=max_parts)
+
+    def create_multiple(
+        self, entity_set: str, logical_name: str, rows: Sequence[dict[str, Any]], *,
+        chunk_size: int = _bulk.DEFAULT_CHUNK,
+    ) -> list[str]:
+        """CreateMultiple in chunks; the new ids in row order (all-or-nothing per chunk)."""
+        return _bulk.create_multiple(self.http, self.settings.api_url, entity_set,
+                                     logical_name, rows, chunk_size=chunk_size)
+
+    def update_multiple(
+        self, entity_set: str, logical_name: str, rows: Sequence[dict[str, Any]], *,
+        chunk_size: int = _bulk.DEFAULT_CHUNK,
+    ) -> None:
+        """UpdateMultiple in chunks; each row carries its primary key."""
+        _bulk.update_multiple(self.http, self.settings.api_url, entity_set, logical_name,
+                              rows, chunk_size=chunk_size)
+
+    def upsert_multiple(
+        self, entity_set: str, logical_name: str, rows: Sequence[dict[str, Any]], *,
+        chunk_size: int = _bulk.DEFAULT_CHUNK,
+    ) -> list[dict[str, Any]]:
+        """UpsertMultiple in chunks; rows carry the primary key or ``@odata.id``."""
+        return _bulk.upsert_multiple(self.http, self.settings.api_url, entity_set,
+                                     logical_name, rows, chunk_size=chunk_size)
+
+    def write_rows(
+        self, message: str, entity_set: str, logical_name: str,
+        rows: Sequence[dict[str, Any]], *, key: str | None = None,
+        chunk_size: int = _bulk.DEFAULT_CHUNK,
+    ) -> list[_bulk.RowResult]:
+        """Bulk create/update/upsert with per-row results; a rejected chunk falls back to
+        ``$batch`` with continue-on-error so only the bad rows fail."""
+        return _bulk.write_rows(self.http, self.settings.api_url, message, entity_set,
+                                logical_name, rows, key=key, chunk_size=chunk_size)
 
     def close(self) -> None:
         """Release connections."""

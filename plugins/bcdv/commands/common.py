@@ -1,0 +1,121 @@
+"""What every command group shares: settings, output (tables or JSON), exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bcdv.errors import ConfigError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+class UsageError(ConfigError):
+    """Wrong arguments (an unknown mapping, a missing id): exit code 2."""
+
+
+def state_url(args: argparse.Namespace) -> str:
+    """``--state``, else ``BCDV_STATE_URL``, else the embedded SQLite default."""
+    from bcdv.state.store import default_state_url
+
+    return getattr(args, "state", None) or os.environ.get("BCDV_STATE_URL") or default_state_url()
+
+
+def mappings_dir(args: argparse.Namespace) -> Path:
+    """``--mappings``, else ``BCDV_MAPPINGS_DIR``, else include/mappings."""
+    from bcdv.mapping.commands import mappings_dir as resolve
+
+    return resolve(args)
+
+
+def staging_dir() -> Path:
+    """Where passes stage their files (``BCDV_STAGING_DIR``, else .data/staging)."""
+    return Path(os.environ.get("BCDV_STAGING_DIR") or ".data/staging")
+
+
+def load_all(args: argparse.Namespace) -> dict[str, Any]:
+    """Every effective mapping by name."""
+    from bcdv.mapping import load_mappings
+
+    return load_mappings(mappings_dir(args))
+
+
+def mapping_name(mappings: dict[str, Any], name: str) -> str:
+    """The canonical (upper-case) name of a mapping, or a usage error listing the known ones."""
+    key = name.upper()
+    if key not in mappings:
+        raise UsageError(f"unknown mapping {name!r}; known: {', '.join(sorted(mappings))}")
+    return key
+
+
+def open_store(args: argparse.Namespace) -> Any:
+    """The state store (no network needed)."""
+    from bcdv.state.store import StateStore
+
+    return StateStore(state_url(args))
+
+
+@contextmanager
+def sync_context(args: argparse.Namespace, mappings: dict[str, Any]) -> Iterator[Any]:
+    """A sync context on the configured endpoints and state store; closed on exit."""
+    from bcdv.engine import SyncContext
+    from bcdv.settings import endpoints_from_env
+
+    ctx = SyncContext.create(endpoints_from_env(), state_url(args), staging_dir(), mappings)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+def wants_json(args: argparse.Namespace) -> bool:
+    """``--json`` given before or after the command."""
+    return bool(getattr(args, "json", False) or getattr(args, "sub_json", False))
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    """Accept ``--json`` after the command too (``bcdv runs list --json``)."""
+    parser.add_argument("--json", dest="sub_json", action="store_true",
+                        help="machine-readable output")
+
+
+def print_json(data: Any) -> None:
+    """JSON on stdout (datetimes as ISO 8601)."""
+    print(json.dumps(data, indent=2, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def cell(value: Any) -> str:
+    """A table cell: datetimes to the second, None as '-'."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def print_table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Aligned columns, upper-case headings, like ``bcdv mappings list``."""
+    lines = [tuple(head)] + [tuple(cell(c) for c in row) for row in rows]
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
+    for line in lines:
+        print("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr (stdout stays clean for --json)."""
+    print(message, file=sys.stderr, flush=True)

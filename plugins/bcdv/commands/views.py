@@ -1,0 +1,149 @@
+"""Read-side queries shared by the CLI and the Airflow UI pages (BC's list pages).
+
+They read the state store (through its public methods where one exists, else its tables
+read-only) and the mapping model; nothing here writes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import func, or_, select
+
+from bcdv.mapping.model import TableMapping
+from bcdv.state.schema import couplings, jobs, record_errors
+from bcdv.state.store import StateStore
+
+PASS_DIRECTIONS = ("to_dataverse", "to_business_central")
+
+
+def _aware(row: Any) -> dict[str, Any]:
+    from bcdv.state.db import aware_row
+
+    return aware_row(row)
+
+
+def record_name(mapping: TableMapping, row: dict[str, Any]) -> str:
+    """The record's name as last synchronised (from the coupling's synced values), or ''."""
+    raw = row.get("synced")
+    if not raw:
+        return ""
+    try:
+        synced = json.loads(raw)
+    except (TypeError, ValueError):
+        return ""
+    for system, side in (("business_central", mapping.business_central),
+                         ("dataverse", mapping.dataverse)):
+        value = (synced.get(system) or {}).get(side.name_field or "")
+        if value not in (None, ""):
+            return str(value)
+    return ""
+
+
+def coupling_row(mapping: TableMapping, row: dict[str, Any]) -> dict[str, Any]:
+    """A coupling for display: ids, name, baselines, last results, skipped."""
+    return {"mapping": mapping.name, "bc_id": row["bc_id"], "dv_id": row["dv_id"],
+            "name": record_name(mapping, row), "skipped": bool(row["skipped"]),
+            "pending": bool(row["pending"]), "to_dv_result": row["to_dv_result"] or "",
+            "to_bc_result": row["to_bc_result"] or "", "to_dv_job": row["to_dv_job"],
+            "to_bc_job": row["to_bc_job"], "bc_modified": row["bc_modified"],
+            "dv_modified": row["dv_modified"], "updated_at": row["updated_at"]}
+
+
+def list_couplings(store: StateStore, mapping: TableMapping, *, search: str = "",
+                   skipped: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+    """Couplings of a mapping, most recently changed first; ``search`` matches the start of
+    either id or any part of the record's name (any case)."""
+    query = select(couplings).where(couplings.c.mapping == mapping.name,
+                                    couplings.c.pending.is_(False))
+    text = search.strip().lower()
+    if text:
+        esc = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conds = [func.lower(couplings.c.bc_id).like(f"{esc}%", escape="\\"),
+                 func.lower(couplings.c.dv_id).like(f"{esc}%", escape="\\")]
+        if "synced" in couplings.c:
+            conds.append(func.lower(couplings.c.synced).like(f"%{esc}%", escape="\\"))
+        query = query.where(or_(*conds))
+    if skipped:
+        query = query.where(couplings.c.skipped.is_(True))
+    query = query.order_by(couplings.c.updated_at.desc(), couplings.c.id.desc()).limit(
+        limit * 3 if text else limit)
+    with store.engine.connect() as conn:
+        rows = [_aware(r) for r in conn.execute(query).mappings().all()]
+    out = [coupling_row(mapping, r) for r in rows]
+    if text and "synced" in couplings.c:
+        # The synced JSON also holds other fields: keep id matches and name matches only.
+        out = [r for r in out if r["bc_id"] and r["bc_id"].lower().startswith(text)
+               or r["dv_id"] and r["dv_id"].lower().startswith(text)
+               or text in r["name"].lower()]
+    return out[:limit]
+
+
+def find_coupling(store: StateStore, mapping: TableMapping,
+                  record_id: str) -> dict[str, Any] | None:
+    """The coupling of a record given either its Business Central or its Dataverse id."""
+    row = (store.coupling(mapping.name, bc_id=record_id)
+           or store.coupling(mapping.name, dv_id=record_id))
+    return coupling_row(mapping, row) if row else None
+
+
+def record_errors_of(store: StateStore, mapping: str, ids: list[str],
+                     include_resolved: bool = False) -> list[dict[str, Any]]:
+    """Errors of the records with these ids (either side), newest first."""
+    ids = [i for i in ids if i]
+    if not ids:
+        return []
+    query = select(record_errors).where(
+        record_errors.c.mapping == mapping,
+        or_(record_errors.c.source_id.in_(ids), record_errors.c.bc_id.in_(ids),
+            record_errors.c.dv_id.in_(ids))).order_by(record_errors.c.last_seen.desc())
+    if not include_resolved:
+        query = query.where(record_errors.c.resolved.is_(False))
+    with store.engine.connect() as conn:
+        return [_aware(r) for r in conn.execute(query).mappings().all()]
+
+
+def error(store: StateStore, error_id: int) -> dict[str, Any] | None:
+    """One record-error row by its number."""
+    with store.engine.connect() as conn:
+        row = conn.execute(select(record_errors).where(
+            record_errors.c.id == error_id)).mappings().first()
+    return _aware(row) if row else None
+
+
+def source_system(direction: str) -> str:
+    """The system a pass direction reads from."""
+    return "business_central" if direction == "to_dataverse" else "dataverse"
+
+
+def jobs_of_run(store: StateStore, run_id: str) -> list[dict[str, Any]]:
+    """The job-log rows (passes) written by one run (an Airflow run id), oldest first."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(jobs).where(jobs.c.run_id == run_id)
+                            .order_by(jobs.c.started_at)).mappings().all()
+    return [_aware(r) for r in rows]
+
+
+def errors_of_job(store: StateStore, job_id: str) -> list[dict[str, Any]]:
+    """Record errors last seen in a job."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(record_errors).where(record_errors.c.job_id == job_id)
+                            .order_by(record_errors.c.last_seen.desc())).mappings().all()
+    return [_aware(r) for r in rows]
+
+
+def overview(store: StateStore, mapping: TableMapping) -> dict[str, Any]:
+    """One row of the Integration Table Mappings page: settings, last run, counts,
+    watermarks."""
+    last = store.jobs(mapping.name, limit=1)
+    return {
+        "name": mapping.name, "business_central": mapping.business_central.entity_set,
+        "dataverse": mapping.dataverse.entity_set, "direction": mapping.direction.value,
+        "business_central_filter": mapping.business_central.filter or "",
+        "dataverse_filter": mapping.dataverse.filter or "", "schedule": mapping.schedule,
+        "depends_on": list(mapping.depends_on), "dag_id": mapping.dag_id,
+        "last_run": last[0] if last else None, "counts": store.counts(mapping.name),
+        "watermarks": {d: store.get_watermark(mapping.name, d) for d in PASS_DIRECTIONS},
+        "fields": len(mapping.fields),
+    }

@@ -27,6 +27,7 @@ class CouplingReport:
     coupled: int = 0
     unmatched: int = 0
     pairs: list[tuple[str, str]] = field(default_factory=list)
+    unmatched_ids: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line for humans."""
@@ -116,3 +117,4 @@ def _match(ctx: SyncContext, mapping: TableMapping, groups: list, report: Coupli
         bc = bc[~bc.index.isin([p[0] for p in report.pairs])]
     report.coupled = len(report.pairs)
     report.unmatched = len(bc)
+    report.unmatched_ids = [str(i) for i in bc.index]

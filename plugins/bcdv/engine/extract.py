@@ -46,7 +46,13 @@ def extract(
                       dry_run=dry_run, job_id=job_id, run_id=run_id,
                       directory=str(pass_directory(ctx.staging, mapping.name, run_id, direction)),
                       assumed_pairs=[list(p) for p in assumed_pairs or []])
-    signpost = source.signpost()
+    try:
+        signpost = source.signpost()
+    except Exception as exc:
+        # The service cannot be reached: nothing was read or written; the job says why and
+        # the run fails (Airflow retries it; BC keeps its job-queue entry Ready likewise).
+        ctx.state.finish_job(job_id, status="failed", message=str(exc)[:2000])
+        raise
     since = None if mode == "full" else ctx.state.get_watermark(mapping.name, direction.value)
     columns = source_columns(mapping, direction)
     key, modified_col = sides.source.key, sides.source.modified_on

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import graphlib
 from collections.abc import Mapping
+from typing import Any
 
 from bcdv.engine.context import PassSides, SyncContext
 from bcdv.engine.report import PassReport
@@ -56,6 +57,37 @@ def synchronize_all_records(ctx: SyncContext, mapping: TableMapping, *,
     (coupled records that did not change stay unchanged; nothing is forced)."""
     ctx.state.reset_watermarks(mapping.name)
     return sync_mapping(ctx, mapping, run_id=run_id)
+
+
+def couple_by_match(ctx: SyncContext, mapping: TableMapping, *,
+                    run_id: str | None = None) -> tuple[Any, list[PassReport]]:
+    """BC's "Match-Based Coupling" action: couple uncoupled records on the match criteria,
+    create the unmatched ones when the mapping says so, then (if ``sync_after_coupling``)
+    synchronise the new pairs: in the mapping's direction, or for a bidirectional mapping
+    the side its update-conflict resolution favours (both ways when it favours none)."""
+    from bcdv.engine.coupling import match_couple
+    from bcdv.mapping.model import UpdateConflict
+
+    report = match_couple(ctx, mapping, run_id=run_id)
+    reports: list[PassReport] = []
+    if mapping.coupling.create_new_if_no_match and report.unmatched_ids:
+        first = mapping.passes()[0]
+        source = "business_central" if first is Direction.TO_DATAVERSE else "dataverse"
+        if source == "business_central":
+            reports.append(run_pass(ctx, mapping, first, mode="record",
+                                    record_ids=report.unmatched_ids, run_id=run_id))
+    if mapping.coupling.sync_after_coupling and report.pairs:
+        directions = mapping.passes()
+        if mapping.direction is Direction.BIDIRECTIONAL:
+            favour = {UpdateConflict.BUSINESS_CENTRAL_WINS: [Direction.TO_DATAVERSE],
+                      UpdateConflict.DATAVERSE_WINS: [Direction.TO_BUSINESS_CENTRAL]}
+            directions = favour.get(mapping.conflicts.update, directions)
+        for direction in directions:
+            index = 0 if direction is Direction.TO_DATAVERSE else 1
+            ids = [pair[index] for pair in report.pairs]
+            reports.append(run_pass(ctx, mapping, direction, mode="record", record_ids=ids,
+                                    run_id=run_id))
+    return report, reports
 
 
 def _default_direction(mapping: TableMapping, system: str) -> Direction:

@@ -1,0 +1,131 @@
+"""Business Central JSON $batch through BusinessCentralClient.batch (reference A.11, D.13)."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from bcdv.clients import BusinessCentralClient
+from bcdv.clients.batch import BatchOp
+
+from .conftest import faults
+
+TOO_LONG = "y" * 101  # customer.displayName holds 100
+LENGTH_MESSAGE = ("The length of the string is 101, but it must be less than or equal to 100 "
+                  f"characters. Value: {TOO_LONG}")
+
+
+def _tag() -> str:
+    return f"B{uuid.uuid4().hex[:10]}"
+
+
+def _names(bc: BusinessCentralClient, tag: str) -> list[str]:
+    rows = bc.list("customers", filter=f"startswith(displayName,'{tag}')",
+                   select=["displayName"])
+    return sorted(r["displayName"] for r in rows)
+
+
+def test_continue_on_error_runs_everything_and_reports_each_failure(
+        bc: BusinessCentralClient) -> None:
+    tag = _tag()
+    res = bc.create_many("customers", [{"displayName": f"{tag}-1"},
+                                       {"displayName": TOO_LONG},
+                                       {"displayName": f"{tag}-3"}])
+    assert [r.state for r in res] == ["ok", "failed", "ok"]
+    assert res[0].status == 201 and res[0].body["displayName"] == f"{tag}-1"
+    assert res[0].entity_id == res[0].body["id"]
+    assert res[1].status == 400 and res[1].error_code == "Application_StringExceededLength"
+    assert res[1].error_message.startswith(LENGTH_MESSAGE)
+    assert _names(bc, tag) == [f"{tag}-1", f"{tag}-3"]
+
+
+def test_stop_on_first_error_reports_the_rest_not_executed(bc: BusinessCentralClient) -> None:
+    tag = _tag()
+    res = bc.create_many("customers", [{"displayName": f"{tag}-1"},
+                                       {"displayName": TOO_LONG},
+                                       {"displayName": f"{tag}-3"}],
+                         continue_on_error=False)
+    assert [r.state for r in res] == ["ok", "failed", "not_executed"]
+    assert res[2].status == 0 and res[2].body is None
+    assert _names(bc, tag) == [f"{tag}-1"]  # earlier successes are committed
+
+
+def test_isolation_snapshot_rolls_back_the_whole_batch(bc: BusinessCentralClient) -> None:
+    tag = _tag()
+    res = bc.create_many("customers", [{"displayName": f"{tag}-1"},
+                                       {"displayName": f"{tag}-2"},
+                                       {"displayName": TOO_LONG}],
+                         isolation_snapshot=True)
+    assert [r.state for r in res] == ["rolled_back", "rolled_back", "failed"]
+    assert res[0].status == 201 and not res[0].ok
+    assert _names(bc, tag) == []
+    ok = bc.create_many("customers", [{"displayName": f"{tag}-4"}], isolation_snapshot=True)
+    assert ok[0].ok and _names(bc, tag) == [f"{tag}-4"]
+
+
+def test_more_than_100_operations_are_split(bc: BusinessCentralClient) -> None:
+    tag = _tag()
+    before = bc.http.request_count
+    res = bc.create_many("customers", [{"displayName": f"{tag}-{i:03d}"} for i in range(150)])
+    assert bc.http.request_count - before == 2
+    assert len(res) == 150 and all(r.ok for r in res)
+    assert [r.index for r in res] == list(range(150))
+    assert len(_names(bc, tag)) == 150
+    with pytest.raises(ValueError, match="snapshot"):
+        bc.create_many("customers", [{"displayName": "x"}] * 101, isolation_snapshot=True)
+
+
+def test_stop_in_the_first_request_leaves_later_requests_unsent(
+        bc: BusinessCentralClient) -> None:
+    tag = _tag()
+    ops = [BatchOp("POST", bc.batch_url("customers"), {"displayName": TOO_LONG})] + [
+        BatchOp("POST", bc.batch_url("customers"), {"displayName": f"{tag}-{i}"})
+        for i in range(3)]
+    before = bc.http.request_count
+    res = bc.batch(ops, continue_on_error=False, max_operations=2)
+    assert bc.http.request_count - before == 1
+    assert [r.state for r in res] == ["failed", "not_executed", "not_executed", "not_executed"]
+    assert _names(bc, tag) == []
+
+
+def test_update_many_sends_if_match_and_reports_stale_etags(bc: BusinessCentralClient) -> None:
+    tag = _tag()
+    created = bc.create_many("customers", [{"displayName": f"{tag}-1"},
+                                           {"displayName": f"{tag}-2"}])
+    first, second = (r.body for r in created)
+    bc.update("customers", second["id"], {"phoneNumber": "1"}, etag=second["@odata.etag"])
+    res = bc.update_many("customers", [
+        (first["id"], {"phoneNumber": "10"}, first["@odata.etag"]),
+        (second["id"], {"phoneNumber": "20"}, second["@odata.etag"]),   # stale now
+    ])
+    assert [r.state for r in res] == ["ok", "failed"]
+    assert res[0].body["phoneNumber"] == "10"
+    assert res[1].status == 409 and res[1].error_code == "Request_EntityChanged"
+    missing = bc.batch([BatchOp("PATCH", bc.batch_url("customers", first["id"]),
+                                {"phoneNumber": "3"})])
+    assert missing[0].error_code == "BadRequest_InvalidToken"  # no If-Match: BC refuses
+
+
+def test_reads_and_absolute_urls_in_a_batch(bc: BusinessCentralClient) -> None:
+    tag = _tag()
+    made = bc.create_many("customers", [{"displayName": f"{tag}-1"}])[0]
+    res = bc.batch([
+        BatchOp("GET", bc.batch_url("customers", made.entity_id)),
+        BatchOp("GET", bc.url("customers", str(uuid.uuid4()))),
+    ])
+    assert res[0].ok and res[0].body["displayName"] == f"{tag}-1"
+    assert res[1].status == 404 and res[1].error_code == "BadRequest_ResourceNotFound"
+
+
+def test_throttled_batch_is_retried_by_the_one_retry_layer(
+        bc: BusinessCentralClient, ep: dict[str, Any]) -> None:
+    tag = _tag()
+    faults(ep, "business_central", {"next": [503], "retry_after": 1})
+    try:
+        before = bc.http.request_count
+        res = bc.create_many("customers", [{"displayName": f"{tag}-1"}])
+        assert bc.http.request_count - before == 2 and res[0].ok
+    finally:
+        faults(ep, "business_central", None)
+    assert _names(bc, tag) == [f"{tag}-1"]

@@ -78,14 +78,14 @@ def test_a_lone_failing_part_that_names_its_content_id_is_pinned() -> None:
            BatchOp("POST", "accounts", {"name": "b"}, changeset="b"),
            BatchOp("POST", "accounts", {"name": "c"})]
     res = dv_batch(http, API, ops, continue_on_error=False)
-    # Generated Content-IDs number the operations of each change set from 1, so "2" names
-    # none of them: the failing operation cannot be told and nothing is claimed.
-    assert [r.state for r in res] == ["unknown"] * 3
-    ops[1] = BatchOp("POST", "accounts", {"name": "b"}, changeset="b", content_id="2")
-    http.answers.append((400, "multipart/mixed; boundary=batchresponse_1",
-                         _multipart(_part("400 Bad Request", ERR, cid="2"))))
-    res = dv_batch(http, API, ops, continue_on_error=False)
+    # Generated Content-IDs are the operation's position + 1: "2" names the second one.
     assert [r.state for r in res] == ["unknown", "failed", "not_executed"]
+    assert res[0].error_message.startswith("applied before the failure")
+    http.answers.append((400, "multipart/mixed; boundary=batchresponse_1",
+                         _multipart(_part("400 Bad Request", ERR))))
+    res = dv_batch(http, API, ops, continue_on_error=False)
+    assert [r.state for r in res] == ["unknown"] * 3  # nothing names the failure
+    assert all(r.error_code == "0x80044331" for r in res)
 
 
 def test_idempotency_rules() -> None:

@@ -357,11 +357,10 @@ def dv_batch(
     if not 1 <= max_parts <= DV_MAX_PARTS:
         raise ValueError(f"max_parts must be within 1..{DV_MAX_PARTS}")
     items = _dv_items(ops, atomic)
-    content_ids: dict[int, str] = {}
-    for item in items:
-        if isinstance(item, list):
-            for n, i in enumerate(item, start=1):
-                content_ids[i] = ops[i].content_id or str(n)
+    # Content-IDs must be unique within a request: generated ones are the operation's
+    # position + 1, so ``$1`` is the first operation of an atomic batch.
+    content_ids = {i: ops[i].content_id or str(i + 1)
+                   for item in items if isinstance(item, list) for i in item}
     results: dict[int, BatchResult] = {}
     stopped_before = False
     for chunk in _dv_chunks(items, max_parts):
@@ -374,6 +373,9 @@ def dv_batch(
         headers = {"Content-Type": f'multipart/mixed; boundary="{boundary}"'}
         if continue_on_error:
             headers["Prefer"] = "odata.continue-on-error"
+        # An inner failure of status 429/502/503/504 without continue-on-error would become
+        # the outer status and be retried like a throttled request; Dataverse counts a batch
+        # as one request for service protection, so its inner requests are not throttled.
         resp = http.request(
             "POST", f"{api_url.rstrip('/')}/$batch", data=body, headers=headers,
             expected=_PARSED_OUTER, idempotent=all(op_is_idempotent(ops[i]) for i in flat),

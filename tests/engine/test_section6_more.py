@@ -181,3 +181,32 @@ def test_b62_currency_creation_fails_without_an_exchange_rate(env) -> None:
     assert (report.inserted, report.failed) == (0, 1)
     assert "exchangerate" in report.records[0].message
     assert env.state.errors("CURRENCY")[0]["message"] == report.records[0].message
+
+
+def test_b59_dataverse_contact_needs_a_coupled_parent_account(ctx, mappings) -> None:
+    from bcdv.engine import sync_mapping
+
+    sync_mapping(ctx, mappings["CUSTOMER"], mode="full")
+    dv = ctx.dataverse.client
+    coupled = ctx.state.couplings("CUSTOMER").dropna(subset=["dv_id"])
+    parent = dv.get("accounts", coupled["dv_id"].iloc[0])
+    lonely = dv.create("accounts", {"name": "Never Coupled Ltd", "customertypecode": 3},
+                       select=["accountid"])
+    ok = dv.create("contacts", {"firstname": "Ada", "lastname": "Coupled",
+                                "parentcustomerid_account@odata.bind":
+                                    f"/accounts({parent['accountid']})"},
+                   select=["contactid"])
+    orphan = dv.create("contacts", {"firstname": "Otto", "lastname": "Orphan",
+                                    "parentcustomerid_account@odata.bind":
+                                        f"/accounts({lonely['accountid']})"},
+                       select=["contactid"])
+    report = sync_mapping(ctx, mappings["CONTACT"], mode="full")[1]
+    by_source = {r.source_id: r for r in report.records}
+    assert by_source[orphan["contactid"]].result == "failed"
+    assert "must be coupled" in by_source[orphan["contactid"]].message
+    assert ctx.state.couplings("CONTACT", dv_ids=[orphan["contactid"]]).empty
+    created = ctx.state.couplings("CONTACT", dv_ids=[ok["contactid"]])
+    contact = ctx.business_central.client.get("contacts", created.at[0, "bc_id"])
+    company = ctx.business_central.client.list(
+        "contacts", filter=f"number eq '{contact['companyNumber']}'")[0]
+    assert (contact["displayName"], company["displayName"]) == ("Ada Coupled", parent["name"])

@@ -87,6 +87,7 @@ FIELDS: dict[str, list[tuple[str | None, str | None, str, Any, str]]] = {
         ("website", "websiteurl", BI, None, ""),
         ("mobilePhoneNumber", "mobilephone", BI, None, ""),
         ("phoneNumber", "telephone1", BI, None, ""),
+        ("companyNumber", "parentcustomerid", BI, None, "CUSTOMER.displayName/error rules:2"),
     ],
     "CURRENCY": [
         ("code", "isocurrencycode", TO, None, ""),

@@ -117,7 +117,11 @@ def _lookup_table(ctx: Any, ref: TableMapping, f: FieldMapping) -> LookupTable:
         table.bc_to_dv = dict(zip(done["bc_id"].astype(str), done["dv_id"].astype(str)))
         table.dv_to_bc = {v: k for k, v in table.bc_to_dv.items()}
     dv_field = _dv_match_field(ref, match_on)
-    if dv_field:
+    # Implicit coupling (BC's "find uncoupled destination", e.g. a currency by ISO code) only
+    # where the referenced mapping itself couples on that one field; otherwise an uncoupled
+    # reference is an uncoupled reference.
+    implicit = any(g.fields == [match_on] for g in ref.coupling.match)
+    if dv_field and implicit:
         for row in ctx.dataverse.client.list(dv_side.entity_set, select=[dv_side.key, dv_field]):
             key = canon(row.get(dv_field)).lower()
             table.dv_by_value.setdefault(key, []).append(str(row[dv_side.key]))

@@ -189,8 +189,11 @@ def _iso(value: Any) -> str | None:
 def _target_rows(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
                  ids: pd.Series) -> pd.DataFrame:
     wanted = sorted(set(ids.dropna().astype(str)))
+    direction = (Direction.TO_DATAVERSE if sides.target_system == "dataverse"
+                 else Direction.TO_BUSINESS_CENTRAL)
     cols = list(dict.fromkeys([sides.target.key, sides.target.modified_on,
-                               *side_fields(mapping, sides.target_system)]))
+                               *side_fields(mapping, sides.target_system),
+                               *compare_columns(mapping, direction).values()]))
     if not wanted:
         return pd.DataFrame(columns=[*cols, "@odata.etag"])
     rows = ctx.adapter(sides.target_system).fetch(sides.target, wanted, cols)

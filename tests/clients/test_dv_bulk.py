@@ -91,3 +91,17 @@ def test_write_rows_upsert_and_update_isolate_bad_rows(dv: DataverseClient) -> N
 def test_write_rows_rejects_unknown_messages(dv: DataverseClient) -> None:
     with pytest.raises(ValueError):
         dv.write_rows("delete", "accounts", "account", [{"accountid": str(uuid.uuid4())}])
+
+
+def test_write_rows_all_good_goes_through_the_bulk_message_once(dv: DataverseClient) -> None:
+    tag = _tag()
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    before = dv.http.request_count
+    res = dv.write_rows("upsert", "accounts", "account",
+                        [{"accountid": i, "name": f"{tag}-{n}"} for n, i in enumerate(ids)])
+    assert dv.http.request_count - before == 1
+    assert _summary(res) == [(True, "bulk")] * 3 and [r.id for r in res] == ids
+    chosen = str(uuid.uuid4())  # client-chosen id on create (exactly-once creates)
+    made = dv.write_rows("create", "accounts", "account",
+                         [{"accountid": chosen, "name": f"{tag}-c"}])
+    assert made[0].ok and made[0].id == chosen

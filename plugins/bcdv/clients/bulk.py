@@ -145,7 +145,7 @@ def write_rows(
             ops = [fallback_op(message, entity_set, r, key) for r in chunk]
             outcome = dv_batch(http, api_url, ops, continue_on_error=True,
                                max_parts=min(len(ops), 1000))
-            results += [_from_batch(start + n, r, chunk[n], key, entity_set)
+            results += [_from_batch(start + n, r, chunk[n], key)
                         for n, r in enumerate(outcome)]
     return results
 
@@ -163,9 +163,9 @@ def _bulk_chunk(http: ApiSession, api_url: str, message: str, entity_set: str,
     res = upsert_multiple(http, api_url, entity_set, logical_name, chunk, chunk_size=len(chunk))
     out = []
     for n, r in enumerate(chunk):
-        target = res[n].get("Target", {}) if n < len(res) else {}
-        out.append(RowResult(start + n, True, str(target.get(key) or _row_id(r, key) or "")
-                             or None))
+        target = res[n].get("Target") or {} if n < len(res) else {}
+        found = target.get(key) or _row_id(r, key)
+        out.append(RowResult(start + n, True, str(found) if found else None))
     return out
 
 
@@ -174,7 +174,6 @@ def _row_id(row: Mapping[str, Any], key: str) -> str | None:
     return str(value) if value else None
 
 
-def _from_batch(index: int, r: BatchResult, row: Mapping[str, Any], key: str,
-                entity_set: str) -> RowResult:  # noqa: ARG001
+def _from_batch(index: int, r: BatchResult, row: Mapping[str, Any], key: str) -> RowResult:
     return RowResult(index, r.ok, r.entity_id or _row_id(row, key), "batch", r.status,
                      r.error_code, r.error_message)

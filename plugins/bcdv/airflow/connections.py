@@ -54,6 +54,40 @@ def _get_connection(conn_id: str) -> Any:
                           f"{type(exc).__name__}") from None
 
 
+def _mask(conn: Any) -> None:
+    if getattr(conn, "password", None):
+        try:
+            from airflow.sdk.log import mask_secret
+
+            mask_secret(conn.password)
+        except ImportError:  # pragma: no cover - outside Airflow
+            pass
+
+
+def business_central_settings(conn: Any, conn_id: str = BC_CONN_ID) -> BusinessCentralSettings:
+    """Business Central settings of one connection (host = API base URL ending in /api/v2.0)."""
+    _mask(conn)
+    extra = _extra(conn)
+    if not conn.host or not extra.get("company_id"):
+        raise ConfigError(f"connection {conn_id!r} needs host (the API base URL ending in "
+                          "/api/v2.0) and extra.company_id")
+    return BusinessCentralSettings(
+        base_url=conn.host.rstrip("/"), company_id=extra["company_id"],
+        identity=_identity(conn, extra, conn_id),
+        scope=extra.get("scope") or BusinessCentralSettings.scope,
+        environment=extra.get("environment") or "Production")
+
+
+def dataverse_settings(conn: Any, conn_id: str = DV_CONN_ID) -> DataverseSettings:
+    """Dataverse settings of one connection (host = organisation URL)."""
+    _mask(conn)
+    extra = _extra(conn)
+    if not conn.host:
+        raise ConfigError(f"connection {conn_id!r} needs host (the organisation URL)")
+    return DataverseSettings(base_url=conn.host, identity=_identity(conn, extra, conn_id),
+                             api_url=extra.get("api_url", ""), scope=extra.get("scope", ""))
+
+
 def endpoints_from_connections() -> Endpoints:
     """Settings of both APIs from the two Airflow connections.
 
@@ -68,34 +102,38 @@ def endpoints_from_connections() -> Endpoints:
 
             return load_endpoints(os.environ["BCDV_ENDPOINTS"])
         raise
-    bc_extra, dv_extra = _extra(bc_conn), _extra(dv_conn)
-    if not bc_conn.host or not bc_extra.get("company_id"):
-        raise ConfigError(f"connection {BC_CONN_ID!r} needs host (the API base URL ending in "
-                          "/api/v2.0) and extra.company_id")
-    if not dv_conn.host:
-        raise ConfigError(f"connection {DV_CONN_ID!r} needs host (the organisation URL)")
-    return Endpoints(
-        business_central=BusinessCentralSettings(
-            base_url=bc_conn.host.rstrip("/"), company_id=bc_extra["company_id"],
-            identity=_identity(bc_conn, bc_extra, BC_CONN_ID),
-            scope=bc_extra.get("scope") or BusinessCentralSettings.scope,
-            environment=bc_extra.get("environment") or "Production"),
-        dataverse=DataverseSettings(
-            base_url=dv_conn.host, identity=_identity(dv_conn, dv_extra, DV_CONN_ID),
-            api_url=dv_extra.get("api_url", ""), scope=dv_extra.get("scope", "")),
-    )
+    return Endpoints(business_central=business_central_settings(bc_conn),
+                     dataverse=dataverse_settings(dv_conn))
+
+
+def state_url_of(conn: Any) -> str:
+    """The SQLAlchemy URL of a ``bcdv_state`` connection (extra ``url``, else its URI)."""
+    _mask(conn)
+    url = _extra(conn).get("url")
+    if not url:
+        scheme = "postgresql+psycopg2"
+        auth = ""
+        if conn.login:
+            from urllib.parse import quote
+
+            auth = quote(conn.login, safe="")
+            if conn.password:
+                auth += ":" + quote(conn.password, safe="")
+            auth += "@"
+        port = f":{conn.port}" if conn.port else ""
+        url = f"{scheme}://{auth}{conn.host or ''}{port}/{conn.schema or ''}"
+    return str(url).replace("postgres://", "postgresql+psycopg2://", 1)
 
 
 def state_url() -> str:
-    """The state store URL: connection ``bcdv_state``, else ``BCDV_STATE_URL``, else SQLite."""
+    """The state store URL: ``BCDV_STATE_URL``, else connection ``bcdv_state``, else SQLite."""
     if os.environ.get("BCDV_STATE_URL"):
         return os.environ["BCDV_STATE_URL"]
     try:
         conn = _get_connection(STATE_CONN_ID)
     except ConfigError:
         return default_state_url(_home())
-    url = _extra(conn).get("url") or conn.get_uri()
-    return str(url).replace("postgres://", "postgresql+psycopg2://", 1)
+    return state_url_of(conn)
 
 
 def _home() -> Path:

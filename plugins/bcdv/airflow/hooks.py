@@ -1,0 +1,253 @@
+"""Airflow hooks of the three bcdv connection types: they only turn a Connection into settings.
+
+- ``bcdv_business_central``: host = API base URL (ending in /api/v2.0), login = client id,
+  password = client secret; extras tenant_id, company_id, environment, scope, authority,
+  ca_bundle. "Test connection" gets a token and reads ``companies({company_id})``.
+- ``bcdv_dataverse``: host = organisation URL; extras tenant_id, scope, api_url, authority,
+  ca_bundle. "Test connection" gets a token and calls ``WhoAmI``.
+- ``bcdv_state``: host/login/password/schema/port of a PostgreSQL server, or a full
+  SQLAlchemy URL in the extra ``url``. "Test connection" runs ``SELECT 1``.
+
+The client secret is registered with Airflow's secrets masker whenever a hook reads it, and
+no message these hooks produce contains it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from bcdv.airflow import connections as conns
+from bcdv.errors import BcdvError
+
+# One declaration of the form fields, used by the provider metadata (Airflow 3.2+ reads it
+# without importing the hook) and by get_connection_form_widgets (older Airflow).
+IDENTITY_FIELDS: dict[str, dict[str, Any]] = {
+    "tenant_id": {"label": "Tenant ID", "description": "Microsoft Entra tenant (GUID or domain)"},
+    "authority": {"label": "Authority URL",
+                  "description": "Optional; default https://login.microsoftonline.com/<tenant>"},
+    "scope": {"label": "Scope", "description": "Optional OAuth scope (…/.default)"},
+    "ca_bundle": {"label": "CA bundle", "description": "Optional path of a CA bundle (PEM)"},
+}
+BC_FIELDS: dict[str, dict[str, Any]] = {
+    "company_id": {"label": "Company ID", "description": "The company's id (GUID)"},
+    "environment": {"label": "Environment", "description": "e.g. Production"},
+    **IDENTITY_FIELDS,
+}
+DV_FIELDS: dict[str, dict[str, Any]] = {
+    **IDENTITY_FIELDS,
+    "api_url": {"label": "Web API URL",
+                "description": "Optional; default <organisation URL>/api/data/v9.2"},
+}
+STATE_FIELDS: dict[str, dict[str, Any]] = {
+    "url": {"label": "SQLAlchemy URL",
+            "description": "Optional full URL, e.g. postgresql+psycopg2://user:pw@host/bcdv "
+                           "or sqlite:////path/state.db (overrides the fields above)"},
+}
+
+
+def conn_fields(fields: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Provider-metadata ``conn-fields`` of a field declaration."""
+    return {name: {"label": f["label"], "description": f.get("description", ""),
+                   "schema": {"type": ["string", "null"]}} for name, f in fields.items()}
+
+
+def _widgets(fields: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+    from wtforms import StringField
+
+    return {name: StringField(f["label"], widget=BS3TextFieldWidget(),
+                              description=f.get("description", ""))
+            for name, f in fields.items()}
+
+
+API_BEHAVIOUR = {
+    "hidden_fields": ["schema", "port"],
+    "relabeling": {"host": "Base URL", "login": "Client ID", "password": "Client secret"},
+}
+BC_BEHAVIOUR = {**API_BEHAVIOUR, "placeholders": {
+    "host": "https://api.businesscentral.dynamics.com/v2.0/<tenant>/Production/api/v2.0",
+    "login": "application (client) id", "company_id": "00000000-0000-0000-0000-000000000000",
+    "environment": "Production", "scope": "https://api.businesscentral.dynamics.com/.default"}}
+DV_BEHAVIOUR = {**API_BEHAVIOUR, "placeholders": {
+    "host": "https://<org>.crm.dynamics.com", "login": "application (client) id"}}
+STATE_BEHAVIOUR = {
+    "hidden_fields": [],
+    "relabeling": {"schema": "Database"},
+    "placeholders": {"host": "postgres.example.com", "schema": "bcdv", "port": "5432",
+                     "url": "postgresql+psycopg2://user:password@host:5432/bcdv"},
+}
+
+
+def safe_message(exc: BaseException, *secrets: str | None) -> str:
+    """An exception's message with any secret removed (defence in depth: ours carry none)."""
+    text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, BcdvError) else str(exc)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text[:1000]
+
+
+class _BcdvHook(BaseHook):
+    """Shared parts: reading the connection with its secret masked."""
+
+    conn_name_attr = "conn_id"
+    default_conn_name = ""
+
+    def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id or self.default_conn_name
+
+    def connection(self) -> Any:
+        """The Airflow connection, its password registered with the secrets masker."""
+        conn = self.get_connection(self.conn_id)
+        if conn.password:
+            from airflow.sdk.log import mask_secret
+
+            mask_secret(conn.password)
+        return conn
+
+
+class BusinessCentralHook(_BcdvHook):
+    """Business Central API v2.0 connection (``bcdv_business_central``)."""
+
+    conn_name_attr = "bcdv_business_central_conn_id"
+    default_conn_name = conns.BC_CONN_ID
+    conn_type = "bcdv_business_central"
+    hook_name = "Business Central (bcdv)"
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Extra fields of the connection form (pre-3.2 Airflow)."""
+        return _widgets(BC_FIELDS)
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Relabelled and hidden standard fields."""
+        return BC_BEHAVIOUR
+
+    def get_settings(self) -> Any:
+        """``BusinessCentralSettings`` of the connection."""
+        return conns.business_central_settings(self.connection(), self.conn_id)
+
+    def get_client(self) -> Any:
+        """A ready ``BusinessCentralClient``."""
+        from bcdv.clients.business_central import BusinessCentralClient
+
+        return BusinessCentralClient(self.get_settings())
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Get a token and read the configured company."""
+        from bcdv.clients.business_central import BusinessCentralClient
+        from bcdv.clients.http import RetryPolicy
+
+        secret = None
+        try:
+            conn = self.connection()
+            secret = conn.password
+            settings = conns.business_central_settings(conn, self.conn_id)
+            client = BusinessCentralClient(settings, retry=RetryPolicy(max_attempts=1,
+                                                                        budget_seconds=10))
+            try:
+                company = client.http.get_json(client.company_url)
+            finally:
+                client.close()
+            return True, (f"Connected to Business Central company "
+                          f"{company.get('name') or company.get('displayName') or ''} "
+                          f"({settings.company_id})").replace("  ", " ")
+        except Exception as exc:  # the UI shows the message; it never carries the secret
+            return False, safe_message(exc, secret)
+
+
+class DataverseHook(_BcdvHook):
+    """Dataverse Web API v9.2 connection (``bcdv_dataverse``)."""
+
+    conn_name_attr = "bcdv_dataverse_conn_id"
+    default_conn_name = conns.DV_CONN_ID
+    conn_type = "bcdv_dataverse"
+    hook_name = "Dataverse (bcdv)"
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Extra fields of the connection form (pre-3.2 Airflow)."""
+        return _widgets(DV_FIELDS)
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Relabelled and hidden standard fields."""
+        return DV_BEHAVIOUR
+
+    def get_settings(self) -> Any:
+        """``DataverseSettings`` of the connection."""
+        return conns.dataverse_settings(self.connection(), self.conn_id)
+
+    def get_client(self) -> Any:
+        """A ready ``DataverseClient``."""
+        from bcdv.clients.dataverse import DataverseClient
+
+        return DataverseClient(self.get_settings())
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Get a token and call WhoAmI."""
+        from bcdv.clients.dataverse import DataverseClient
+        from bcdv.clients.http import RetryPolicy
+
+        secret = None
+        try:
+            conn = self.connection()
+            secret = conn.password
+            client = DataverseClient(conns.dataverse_settings(conn, self.conn_id),
+                                     retry=RetryPolicy(max_attempts=1, budget_seconds=10))
+            try:
+                who = client.whoami()
+            finally:
+                client.close()
+            return True, (f"Connected to Dataverse as user {who.get('UserId')} "
+                          f"(organisation {who.get('OrganizationId')})")
+        except Exception as exc:
+            return False, safe_message(exc, secret)
+
+
+class StateStoreHook(_BcdvHook):
+    """The bcdv state store database (``bcdv_state``)."""
+
+    conn_name_attr = "bcdv_state_conn_id"
+    default_conn_name = conns.STATE_CONN_ID
+    conn_type = "bcdv_state"
+    hook_name = "bcdv state store"
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Extra fields of the connection form (pre-3.2 Airflow)."""
+        return _widgets(STATE_FIELDS)
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Relabelled standard fields."""
+        return STATE_BEHAVIOUR
+
+    def get_uri(self) -> str:
+        """The SQLAlchemy URL of the state store."""
+        return conns.state_url_of(self.connection())
+
+    def test_connection(self) -> tuple[bool, str]:
+        """``SELECT 1`` on the database (no schema change)."""
+        secret = None
+        try:
+            conn = self.connection()
+            secret = conn.password
+            from sqlalchemy import create_engine, text
+            from sqlalchemy.engine import make_url
+
+            url = make_url(conns.state_url_of(conn))
+            secret = secret or url.password
+            engine = create_engine(url, pool_pre_ping=True)
+            try:
+                with engine.connect() as db:
+                    db.execute(text("SELECT 1"))
+            finally:
+                engine.dispose()
+            return True, f"Connected to {url.render_as_string(hide_password=True)}"
+        except Exception as exc:
+            return False, safe_message(exc, secret)

@@ -1,0 +1,231 @@
+"""The bcdv pages in the Airflow UI: a FastAPI app mounted in the API server at ``/bcdv``.
+
+Pages (server-rendered HTML, Jinja2): ``/bcdv/`` integration table mappings,
+``/bcdv/mappings/{name}`` field mappings, ``/bcdv/couplings`` coupled records (search,
+uncouple, restore, sync now), ``/bcdv/errors`` synchronisation errors (retry, remove coupling),
+``/bcdv/log`` the synchronisation log with a chart, ``/bcdv/runs/{run_id}`` a triggered
+record sync and its result. Who may see and do what: :mod:`bcdv.airflow.ui.security`.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from bcdv.airflow.ui import airflow_api, security
+from bcdv.airflow.ui.chart import records_chart
+from bcdv.commands import views
+
+URL_PREFIX = "/bcdv"
+HERE = Path(__file__).resolve().parent
+TERMINAL = {"success", "failed"}
+
+
+@lru_cache(maxsize=4)
+def _store(url: str) -> Any:
+    from bcdv.state.store import StateStore
+
+    return StateStore(url)
+
+
+def store() -> Any:
+    """The state store (connection ``bcdv_state`` / ``BCDV_STATE_URL``)."""
+    from bcdv.airflow.connections import state_url
+
+    return _store(state_url())
+
+
+def mappings_dir() -> Path:
+    """``BCDV_MAPPINGS_DIR``, else include/mappings beside the DAGs folder."""
+    if os.environ.get("BCDV_MAPPINGS_DIR"):
+        return Path(os.environ["BCDV_MAPPINGS_DIR"])
+    from airflow.configuration import conf
+
+    return Path(conf.get("core", "dags_folder")).resolve().parent / "include" / "mappings"
+
+
+def mappings() -> dict[str, Any]:
+    """The effective table mappings, by name."""
+    from bcdv.mapping import load_mappings
+
+    return load_mappings(mappings_dir())
+
+
+def _mapping(name: str) -> Any:
+    found = mappings().get(name.upper())
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"no table mapping {name!r}")
+    return found
+
+
+def create_app() -> FastAPI:
+    """The FastAPI app the Airflow plugin mounts."""
+    app = FastAPI(title="bcdv", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.url_prefix = URL_PREFIX
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.globals["chart"] = records_chart
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    def page(request: Request, viewer: security.Viewer, name: str, **ctx: Any) -> Response:
+        resp = templates.TemplateResponse(request, name, {
+            "viewer": viewer, "prefix": URL_PREFIX, "csrf_field": security.CSRF_FIELD,
+            "message": request.query_params.get("msg"),
+            "failure": request.query_params.get("err"), **ctx})
+        _nonce_cookie(resp, viewer)
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    @app.middleware("http")
+    async def require_user(request: Request, call_next: Any) -> Response:
+        if request.url.path.startswith(f"{URL_PREFIX}/static") or request.url.path.startswith(
+                "/static"):
+            return await call_next(request)
+        viewer = await security.authenticate(request)
+        if viewer is None:
+            if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+                return RedirectResponse(security.login_url(request), status_code=303)
+            return Response("not signed in to Airflow", status_code=401)
+        if not security.is_authorized(viewer.user, "GET"):
+            return Response("you may not read the bcdv runs", status_code=403)
+        request.state.viewer = viewer
+        return await call_next(request)
+
+    def viewer_of(request: Request) -> security.Viewer:
+        return request.state.viewer
+
+    async def action(request: Request) -> tuple[security.Viewer, dict[str, Any]]:
+        viewer = viewer_of(request)
+        form = dict(await request.form())
+        security.check_csrf(request, viewer, form)
+        if not viewer.can_trigger:
+            raise HTTPException(status_code=403, detail="you need permission to trigger "
+                                                        f"{security.RECORD_DAG_ID} for this")
+        return viewer, form
+
+    @app.get("/", response_class=HTMLResponse)
+    def index(request: Request) -> Response:
+        st = store()
+        rows = [views.overview(st, m) for m in mappings().values()]
+        return page(request, viewer_of(request), "mappings.html", rows=rows)
+
+    @app.get("/mappings/{name}", response_class=HTMLResponse)
+    def mapping_page(request: Request, name: str) -> Response:
+        from bcdv.mapping.commands import field_row
+
+        m = _mapping(name)
+        return page(request, viewer_of(request), "fields.html", m=m,
+                    row=views.overview(store(), m), fields=[field_row(m, f) for f in m.fields])
+
+    @app.get("/couplings", response_class=HTMLResponse)
+    def couplings_page(request: Request, mapping: str = "CUSTOMER", q: str = "",
+                       skipped: bool = False) -> Response:
+        m = _mapping(mapping)
+        rows = views.list_couplings(store(), m, search=q, skipped=skipped, limit=200)
+        return page(request, viewer_of(request), "couplings.html", m=m, rows=rows, q=q,
+                    skipped=skipped, names=sorted(mappings()),
+                    counts=store().counts(m.name))
+
+    @app.get("/errors", response_class=HTMLResponse)
+    def errors_page(request: Request, mapping: str = "", resolved: bool = False) -> Response:
+        name = _mapping(mapping).name if mapping else None
+        rows = store().errors(name, include_resolved=resolved, limit=500)
+        return page(request, viewer_of(request), "errors.html", rows=rows, mapping=name or "",
+                    resolved=resolved, names=sorted(mappings()))
+
+    @app.get("/log", response_class=HTMLResponse)
+    def log_page(request: Request, mapping: str = "") -> Response:
+        name = _mapping(mapping).name if mapping else None
+        jobs = store().jobs(name, limit=300)
+        return page(request, viewer_of(request), "log.html", jobs=jobs, mapping=name or "",
+                    names=sorted(mappings()))
+
+    @app.get("/runs/{run_id}", response_class=HTMLResponse)
+    def run_page(request: Request, run_id: str) -> Response:
+        viewer = viewer_of(request)
+        try:
+            run = airflow_api.record_run(request, viewer.token, run_id)
+            tasks = airflow_api.record_run_tasks(request, viewer.token, run_id)
+        except airflow_api.AirflowApiError as exc:
+            run, tasks = {"dag_run_id": run_id, "state": "unknown", "error": str(exc)}, []
+        st = store()
+        jobs = [{**j, "errors": views.errors_of_job(st, j["id"])}
+                for j in views.jobs_of_run(st, run_id)]
+        done = run.get("state") in TERMINAL or run.get("state") == "unknown"
+        return page(request, viewer, "run.html", run=run, tasks=tasks, jobs=jobs, done=done)
+
+    # -- actions (POST, CSRF token, trigger permission) --------------------------------
+    def back(request: Request, form: dict[str, Any], **query: str) -> RedirectResponse:
+        target = str(form.get("next") or f"{URL_PREFIX}/")
+        if not target.startswith(URL_PREFIX + "/"):
+            target = f"{URL_PREFIX}/"
+        sep = "&" if "?" in target else "?"
+        return RedirectResponse(f"{target}{sep}{urlencode(query)}", status_code=303)
+
+    @app.post("/couplings/uncouple")
+    async def uncouple(request: Request) -> Response:
+        _, form = await action(request)
+        m = _mapping(str(form.get("mapping", "")))
+        found = views.find_coupling(store(), m, str(form.get("record_id", "")))
+        if found is None:
+            return back(request, form, err="that record is not coupled")
+        store().remove_coupling(m.name, bc_id=found["bc_id"]) if found["bc_id"] else (
+            store().remove_coupling(m.name, dv_id=found["dv_id"]))
+        return back(request, form, msg=f"Uncoupled {found['name'] or found['bc_id']} "
+                                       f"({found['bc_id']} ↔ {found['dv_id']}).",
+                    uncoupled_bc=found["bc_id"] or "", uncoupled_dv=found["dv_id"] or "")
+
+    @app.post("/couplings/recouple")
+    async def recouple(request: Request) -> Response:
+        _, form = await action(request)
+        m = _mapping(str(form.get("mapping", "")))
+        bc_id, dv_id = str(form.get("bc_id", "")), str(form.get("dv_id", ""))
+        if not store().couple(m.name, bc_id, dv_id):
+            return back(request, form, err=f"{bc_id} or {dv_id} is already coupled")
+        return back(request, form, msg=f"Coupled {bc_id} ↔ {dv_id} again.")
+
+    @app.post("/couplings/restore")
+    async def restore(request: Request) -> Response:
+        _, form = await action(request)
+        m = _mapping(str(form.get("mapping", "")))
+        found = views.find_coupling(store(), m, str(form.get("record_id", "")))
+        if found is None:
+            return back(request, form, err="that record is not coupled")
+        n = store().restore(m.name, bc_id=found["bc_id"]) if found["bc_id"] else (
+            store().restore(m.name, dv_id=found["dv_id"]))
+        return back(request, form, msg=f"Restored {found['name'] or found['bc_id']}: the next "
+                    "run retries it." if n else "Nothing to restore: the record is not skipped.")
+
+    @app.post("/sync")
+    async def sync_now(request: Request) -> Response:
+        viewer, form = await action(request)
+        m = _mapping(str(form.get("mapping", "")))
+        side = str(form.get("side", ""))
+        if side not in ("business_central", "dataverse"):
+            raise HTTPException(status_code=400, detail="side must be business_central or "
+                                                        "dataverse")
+        conf = {"mapping": m.name, "side": side, "record_id": str(form.get("record_id", "")),
+                "action": "sync"}
+        try:
+            run_id = airflow_api.trigger_record_sync(request, viewer.token, conf)
+        except airflow_api.AirflowApiError as exc:
+            return back(request, form, err=str(exc))
+        return RedirectResponse(f"{URL_PREFIX}/runs/{run_id}", status_code=303)
+
+    return app
+
+
+def _nonce_cookie(resp: Response, viewer: security.Viewer) -> None:
+    if viewer.new_nonce:
+        resp.set_cookie(security.CSRF_COOKIE, viewer.nonce, httponly=True, samesite="strict",
+                        path=URL_PREFIX)
+
+
+app = create_app()

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from bcdv.clients.batch import BatchOp, BatchResult
 from bcdv.clients.business_central import BusinessCentralClient
 from bcdv.clients.dataverse import DataverseClient
 from bcdv.clients.odata import and_filters, datetime_literal, parse_datetime, quote
+from bcdv.errors import FatalApiError
 from bcdv.mapping.model import Side
 
 # Date headers have whole seconds and several web servers serve one service: stay a little
@@ -26,6 +28,21 @@ class Written:
     etag: str | None
     created: bool
     row: dict[str, Any] | None = None  # the record as the service stored it, when returned
+
+
+@dataclass(frozen=True)
+class WriteItem:
+    """One write of a batched load: insert (with our id on Dataverse) or update."""
+
+    kind: str
+    record_id: str | None
+    payload: dict[str, Any]
+    etag: str | None = None
+
+
+def _failure(result: BatchResult) -> FatalApiError:
+    return FatalApiError(result.status or 0, result.error_code or "",
+                         result.error_message or f"batch operation {result.state}")
 
 
 class BusinessCentralAdapter:
@@ -92,6 +109,23 @@ class BusinessCentralAdapter:
         return Written(row[side.key], parse_datetime(row.get(side.modified_on)),
                        row.get("@odata.etag"), False)
 
+    def write_many(self, side: Side, items: Sequence[WriteItem],
+                   select: Sequence[str] = ()) -> list[Written | FatalApiError]:
+        """Creates and updates through one JSON ``$batch`` per 100 (continue on error)."""
+        ops = [BatchOp("POST", self.client.batch_url(side.entity_set), it.payload)
+               if it.kind == "insert" else
+               BatchOp("PATCH", self.client.batch_url(side.entity_set, it.record_id),
+                       it.payload, {"If-Match": it.etag or "*"}) for it in items]
+        out: list[Written | FatalApiError] = []
+        for it, res in zip(items, self.client.batch(ops, continue_on_error=True)):
+            if not res.ok or not isinstance(res.body, dict):
+                out.append(_failure(res))
+                continue
+            row = res.body
+            out.append(Written(str(row.get(side.key) or it.record_id), parse_datetime(
+                row.get(side.modified_on)), row.get("@odata.etag"), it.kind == "insert", row))
+        return out
+
 
 class DataverseAdapter:
     """Dataverse side of a mapping."""
@@ -142,6 +176,28 @@ class DataverseAdapter:
                                  select=cols)
         return Written(record_id, parse_datetime(row.get(side.modified_on)),
                        row.get("@odata.etag"), False, row)
+
+    def write_many(self, side: Side, items: Sequence[WriteItem],
+                   select: Sequence[str] = ()) -> list[Written | FatalApiError]:
+        """Upserts (creates with our ids) and If-Match updates in one ``$batch`` (continue on
+        error), each returning its row, so no re-read is needed for the baselines."""
+        cols = ",".join(dict.fromkeys([side.key, side.modified_on, *select]))
+        ops = []
+        for it in items:
+            headers = {"Prefer": "return=representation"}
+            if it.kind != "insert":
+                headers["If-Match"] = it.etag or "*"
+            ops.append(BatchOp("PATCH", f"{side.entity_set}({it.record_id})?$select={cols}",
+                               it.payload, headers))
+        out: list[Written | FatalApiError] = []
+        for it, res in zip(items, self.client.batch(ops, continue_on_error=True)):
+            if not res.ok:
+                out.append(_failure(res))
+                continue
+            row = res.body if isinstance(res.body, dict) else {}
+            out.append(Written(str(it.record_id), parse_datetime(row.get(side.modified_on)),
+                               row.get("@odata.etag"), res.status == 201, row or None))
+        return out
 
 
 Adapter = BusinessCentralAdapter | DataverseAdapter

@@ -8,6 +8,7 @@ Every record failure becomes an error row with the API's message; the other reco
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from bcdv.clients.odata import parse_datetime
-from bcdv.engine.adapters import Written
+from bcdv.engine.adapters import Written, WriteItem
 from bcdv.engine.context import PassSides, SyncContext
 from bcdv.engine.report import PassReport, RecordOutcome
 from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
@@ -37,20 +38,100 @@ BOTH_MODIFIED_SLACK = {"dataverse": timedelta(milliseconds=999),
 after_write_hook: Callable[[dict[str, Any]], None] | None = None
 
 
-def load(ctx: SyncContext, mapping: TableMapping, state: PassState) -> PassState:
-    """Execute the plan (nothing is written in a dry run)."""
+def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
+         batch_size: int | None = None) -> PassState:
+    """Execute the plan (nothing is written in a dry run).
+
+    Creates and updates go to the service in batches (``$batch``, continue on error) of
+    ``batch_size`` (``BCDV_BATCH_SIZE``, default 100); each record still gets its own outcome.
+    """
     if state.dry_run:
         return state
     done = {o["source_id"] for o in read_jsonl(state.outcomes_file)}
     sides = PassSides.of(mapping, Direction(state.direction))
     prior = ctx.state.last_errors(mapping.name, state.direction,
                                   [a["source_id"] for a in read_jsonl(state.plan_file)])
+    cap = 100 if sides.target_system == "business_central" else 1000
+    size = max(1, min(batch_size or int(os.environ.get("BCDV_BATCH_SIZE", "100")), cap))
+    buffer: list[dict[str, Any]] = []
     for action in read_jsonl(state.plan_file):
         if action["source_id"] in done:
             continue
+        if _batchable(action, sides):
+            buffer.append(action)
+            if len(buffer) >= size:
+                _flush(ctx, mapping, state, sides, buffer, prior)
+                buffer = []
+            continue
         outcome = _apply_one(ctx, mapping, state, sides, action, prior.get(action["source_id"]))
         write_jsonl(state.outcomes_file, [outcome], append=True)
+    if buffer:
+        _flush(ctx, mapping, state, sides, buffer, prior)
     return state
+
+
+def _batchable(action: dict[str, Any], sides: PassSides) -> bool:
+    if action["action"] not in ("insert", "update"):
+        return False
+    # An interrupted Business Central create is first looked for (see find_created).
+    return not (action["action"] == "insert" and action.get("resume")
+                and sides.target_system == "business_central")
+
+
+def _already_applied(ctx: SyncContext, mapping: TableMapping, state: PassState,
+                     sides: PassSides, actions: list[dict[str, Any]]) -> dict[str, str]:
+    """Source ids this job already wrote and stamped (a retried load must not write again)."""
+    frame = ctx.state.couplings(mapping.name, **{f"{sides.source_id_col}s":
+                                                 [a["source_id"] for a in actions]})
+    if frame.empty:
+        return {}
+    job_col = "to_dv_job" if sides.target_system == "dataverse" else "to_bc_job"
+    mine = frame[(frame[job_col] == state.job_id) & (frame[sides.result_col] == "success")
+                 & ~frame["pending"].astype(bool)]
+    return dict(zip(mine[sides.source_id_col].astype(str), mine[sides.target_id_col].astype(str)))
+
+
+def _flush(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
+           actions: list[dict[str, Any]], prior: dict[str, str]) -> None:
+    applied = _already_applied(ctx, mapping, state, sides, actions)
+    todo = [a for a in actions if a["source_id"] not in applied]
+    outcomes = [_outcome(a, target_id=applied[a["source_id"]]) for a in actions
+                if a["source_id"] in applied]
+    bc_first = sides.source_system == "business_central"
+    for a in todo:
+        if a["action"] == "insert":
+            if a.get("restore"):
+                ctx.state.remove_coupling(mapping.name, **{sides.source_id_col: a["source_id"]})
+            ctx.state.record_intent(
+                mapping.name, bc_id=a["source_id"] if bc_first else None,
+                dv_id=a["target_id"] if bc_first else a["source_id"])
+    items = [WriteItem(a["action"], a.get("target_id"), a["payload"], a.get("etag"))
+             for a in todo]
+    results = ctx.adapter(sides.target_system).write_many(
+        sides.target, items, select=side_fields(mapping, sides.target_system)) if items else []
+    for action, result in zip(todo, results):
+        outcome = _outcome(action)
+        if isinstance(result, FatalApiError):
+            outcomes.append(_fail(ctx, mapping, state, sides, action, outcome,
+                                  result.message or str(result), prior.get(action["source_id"])))
+            continue
+        if after_write_hook is not None:
+            after_write_hook(action)
+        target_hash, target_values = _written(mapping, sides, action, result)
+        _stamp(ctx, mapping, state, sides, action, result.record_id, result.modified,
+               target_hash, target_values)
+        if action["action"] == "insert" and not result.created:
+            outcome["message"] = "create resumed after an interruption (no duplicate made)"
+        outcome["target_id"] = result.record_id
+        outcomes.append(outcome)
+    write_jsonl(state.outcomes_file, outcomes, append=True)
+
+
+def _outcome(action: dict[str, Any], target_id: str | None = None) -> dict[str, Any]:
+    return {"source_id": action["source_id"], "target_id": target_id or action.get("target_id"),
+            "name": action.get("name", ""), "action": action["action"],
+            "result": RESULT_COUNTER[action["action"]], "message": action.get("reason", ""),
+            "conflict": bool(action.get("conflict"))}
 
 
 def _stamp(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
@@ -117,9 +198,7 @@ def _written(mapping: TableMapping, sides: PassSides, action: dict[str, Any],
 def _apply_one(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
                action: dict[str, Any], prior_error: str | None) -> dict[str, Any]:
     kind = action["action"]
-    outcome = {"source_id": action["source_id"], "target_id": action.get("target_id"),
-               "name": action.get("name", ""), "action": kind, "result": RESULT_COUNTER[kind],
-               "message": action.get("reason", ""), "conflict": bool(action.get("conflict"))}
+    outcome = _outcome(action)
     if kind == "unchanged":
         if action.get("restamp") and action.get("target_id"):
             _stamp(ctx, mapping, state, sides, action, action["target_id"],

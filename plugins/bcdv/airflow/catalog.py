@@ -26,6 +26,13 @@ class MappingEntry:
     path: Path
     depends_on: list[str] = field(default_factory=list)
     threshold: int | None = None
+    direction: str = "bidirectional"
+
+    @property
+    def passes(self) -> list[str]:
+        """Pass directions in BC's order (to Dataverse first)."""
+        return [d for d in ("to_dataverse", "to_business_central")
+                if self.direction in ("bidirectional", d)]
 
     @property
     def slug(self) -> str:
@@ -49,7 +56,8 @@ def scan(directory: str | Path) -> dict[str, MappingEntry]:
         threshold = alerts.get("failed_records_threshold") if isinstance(alerts, dict) else None
         out.setdefault(data["name"], MappingEntry(
             data["name"], p, [x for x in deps if isinstance(x, str)] if isinstance(deps, list)
-            else [], threshold if isinstance(threshold, int) else None))
+            else [], threshold if isinstance(threshold, int) else None,
+            str(data.get("direction") or "bidirectional")))
     return dict(sorted(out.items()))
 
 

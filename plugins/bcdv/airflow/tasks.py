@@ -170,6 +170,8 @@ def extract_pass(mapping_file: str, direction: str, params: dict[str, Any], run_
         mapping = _mapping(mapping_file)
         renew_lock(ctx, mapping.name, run_id)
         dry = bool(params.get("dry_run"))
+        if params.get("batch_size"):  # records per page read (default: the adapters' own)
+            ctx.business_central.page_size = ctx.dataverse.page_size = int(params["batch_size"])
         if window is not None:
             from bcdv.airflow.window import extract_window
 

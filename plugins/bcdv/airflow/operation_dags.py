@@ -1,0 +1,260 @@
+"""The multi-mapping DAGs: ``bcdv_full_sync``, ``bcdv_sync_record``, ``bcdv_sync_all_modified``.
+
+Built from the lenient catalog of include/mappings (names, dependencies, directions): no
+network or database access at parse time, and a broken mapping file fails only its own tasks.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from airflow.sdk import DAG, Param, TaskGroup, get_current_context, task
+
+from bcdv.airflow import catalog, operations, tasks
+from bcdv.airflow.dag_factory import START_DATE, default_args, failure_callbacks, guarded
+
+
+def _catalog(dag_file: str | None) -> tuple[dict[str, catalog.MappingEntry], list[list[str]]]:
+    entries = catalog.scan(tasks.mappings_dir(dag_file))
+    return entries, catalog.waves(entries)
+
+
+def _thresholds(entries: dict[str, catalog.MappingEntry]) -> dict[str, int | None]:
+    return {n: e.threshold for n, e in entries.items()}
+
+
+def full_sync_dag(dag_file: str | None = None) -> DAG:
+    """``bcdv_full_sync``: every selected mapping in full mode, dependency wave by wave."""
+    entries, waves = _catalog(dag_file)
+    names = list(entries)
+    files = {n: str(e.path) for n, e in entries.items()}
+    parallel = int(os.environ.get("BCDV_MAX_PARALLEL_LOADS", "4"))
+
+    @task(task_id="lock_mappings")
+    @guarded
+    def lock_mappings() -> list[str]:
+        ctx = get_current_context()
+        chosen = list(ctx["params"].get("mappings") or [])
+        unknown = sorted(set(chosen) - set(names))
+        if unknown:
+            from airflow.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"unknown mapping(s) {', '.join(unknown)}; known: "
+                                       f"{', '.join(names)}")
+        return operations.lock_all([n for n in names if n in chosen], ctx["run_id"],
+                                   float(ctx["params"].get("lock_wait_seconds") or 0))
+
+    @task(task_id="release_locks")
+    def release_locks(locked: list[str]) -> list[str]:
+        return operations.release_all(list(locked or []), get_current_context()["run_id"])
+
+    @task(task_id="couple")
+    @guarded
+    def couple(name: str) -> dict[str, Any]:
+        ctx = get_current_context()
+        if not operations.selected(ctx["params"], name):
+            return {"selected": False}
+        return tasks.couple(files[name], operations.full_params(ctx["params"]), ctx["run_id"])
+
+    @task(task_id="extract")
+    @guarded
+    def extract(name: str, direction: str) -> str:
+        ctx = get_current_context()
+        if not operations.selected(ctx["params"], name):
+            return ""
+        return tasks.extract_pass(files[name], direction,
+                                  operations.full_params(ctx["params"]), ctx["run_id"])
+
+    @task(task_id="transform")
+    @guarded
+    def transform(name: str, directory: str) -> str:
+        return tasks.plan_pass(files[name], directory) if directory else ""
+
+    @task(task_id="split")
+    @guarded
+    def split(directory: str) -> list[str]:
+        size = int(get_current_context()["params"].get("chunk_size") or 5000)
+        return operations.split_plan(directory, size)
+
+    @task(task_id="load", max_active_tis_per_dagrun=parallel)
+    @guarded
+    def load(name: str, directory: str) -> str:
+        return tasks.load_pass(files[name], directory) if directory else ""
+
+    @task(task_id="commit")
+    @guarded
+    def commit(name: str, directories: list[str]) -> list[dict[str, Any]]:
+        return operations.commit_full(files[name], list(directories),
+                                      get_current_context()["run_id"])
+
+    with DAG(
+        dag_id="bcdv_full_sync",
+        description="Full synchronisation of the selected mappings, in dependency order",
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(),
+        tags=["bcdv", "full-sync"],
+        params={
+            "mappings": Param(names, type="array", title="Mappings",
+                              items={"type": "string", "enum": names}, examples=names,
+                              description="Which mappings to synchronise (default: all)."),
+            "dry_run": Param(False, type="boolean", title="Dry run",
+                             description="Plan only; write nothing."),
+            "couple_first": Param(True, type="boolean", title="Couple first",
+                                  description="Couple records that match on each mapping's "
+                                  "match criteria before creating the unmatched ones; off = "
+                                  "create every uncoupled record."),
+            "chunk_size": Param(5000, type="integer", minimum=1, title="Chunk size",
+                                description="Planned records per parallel load task."),
+            "batch_size": Param(None, type=["null", "integer"], minimum=1,
+                                title="Batch size",
+                                description="Records per page read (default: 1,000 from "
+                                "Business Central, 5,000 from Dataverse)."),
+            "lock_wait_seconds": Param(0, type="integer", minimum=0,
+                                       title="Wait for the locks (s)",
+                                       description="How long to wait for running syncs of "
+                                       "the selected mappings to finish before failing."),
+        },
+        **failure_callbacks(names, _thresholds(entries)),
+        doc_md="Full synchronisation (BC's 'Run Full Synch.') of the selected mappings, "
+               "dependency wave by wave. Holds the run lock of every selected mapping for the "
+               "whole run, so scheduled runs of those mappings' DAGs skip meanwhile; the "
+               "watermarks it commits are where the scheduled runs continue.",
+    ) as dag:
+        locked = lock_mappings()
+        previous: list[Any] = [locked]
+        last: list[Any] = []
+        for wave in waves:
+            current = []
+            for name in wave:
+                entry = entries[name]
+                with TaskGroup(group_id=entry.slug) as group:
+                    step: Any = couple(name)
+                    directories = []
+                    for direction in entry.passes:
+                        with TaskGroup(group_id=direction):
+                            extracted = extract(name, direction)
+                            step >> extracted
+                            directory = transform(name, extracted)
+                            loaded = load.partial(name=name).expand(directory=split(directory))
+                        step = loaded
+                        directories.append(directory)
+                    step >> commit(name, directories)
+                for up in previous:
+                    up >> group
+                current.append(group)
+            previous, last = current, current
+        release = release_locks(locked)
+        for group in last or [locked]:
+            group >> release
+        release.as_teardown(setups=locked)
+    return dag
+
+
+def sync_record_dag(dag_file: str | None = None) -> DAG:
+    """``bcdv_sync_record``: BC's per-record actions from a trigger form."""
+    entries, _ = _catalog(dag_file)
+    names = list(entries)
+    files = {n: str(e.path) for n, e in entries.items()}
+
+    @task(task_id="record_action")
+    @guarded
+    def record_action() -> dict[str, Any]:
+        ctx = get_current_context()
+        params = dict(ctx["params"])
+        name = params.get("mapping")
+        if name not in files:
+            from airflow.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"unknown mapping {name!r}; known: {', '.join(names)}")
+        return operations.record_action(files[name], params, ctx["run_id"])
+
+    with DAG(
+        dag_id="bcdv_sync_record",
+        description="Synchronise, couple, uncouple or restore one record",
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        default_args={**default_args(), "retries": 0},
+        tags=["bcdv", "record"],
+        params={
+            "mapping": Param(names[0] if names else "", type="string", enum=names or [""],
+                             title="Mapping"),
+            "side": Param("business_central", type="string", title="Side of the record id",
+                          enum=list(operations.SIDES),
+                          values_display={"business_central": "Business Central",
+                                          "dataverse": "Dataverse"}),
+            "record_id": Param("", type="string", title="Record id",
+                               description="The record's id (GUID) on that side."),
+            "action": Param("sync", type="string", enum=list(operations.ACTIONS),
+                            title="Action",
+                            values_display={"sync": "Synchronize now",
+                                            "couple": "Couple to the record below",
+                                            "uncouple": "Delete coupling",
+                                            "restore": "Restore (clear Skipped)"}),
+            "couple_to": Param(None, type=["null", "string"], title="Couple to id",
+                               description="With 'couple': the id of the record on the "
+                               "other side."),
+            "sync_after_couple": Param(True, type="boolean",
+                                       title="Synchronize after coupling"),
+            "dry_run": Param(False, type="boolean", title="Dry run (sync only)"),
+            "lock_wait_seconds": Param(60, type="integer", minimum=0,
+                                       title="Wait for the mapping's lock (s)"),
+        },
+        **failure_callbacks([], _thresholds(entries)),
+        doc_md="BC's record actions: *Synchronize* (a forced single-record sync, Skipped "
+               "cleared first), *Couple* to a chosen record, *Delete coupling*, *Restore*.",
+    ) as dag:
+        record_action()
+    return dag
+
+
+def sync_all_modified_dag(dag_file: str | None = None) -> DAG:
+    """``bcdv_sync_all_modified``: every mapping's incremental run, in dependency order."""
+    entries, waves = _catalog(dag_file)
+    names = list(entries)
+
+    def make(name: str) -> Any:
+        path = str(entries[name].path)
+
+        @task(task_id=f"sync_{entries[name].slug}", trigger_rule="none_failed")
+        @guarded
+        def sync() -> list[dict[str, Any]]:
+            ctx = get_current_context()
+            return operations.sync_modified(path, ctx["run_id"],
+                                            float(ctx["params"].get("lock_wait_seconds") or 0),
+                                            bool(ctx["params"].get("dry_run")))
+        return sync()
+
+    with DAG(
+        dag_id="bcdv_sync_all_modified",
+        description="Synchronize modified records of every mapping, dependencies first",
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(),
+        tags=["bcdv", "all-modified"],
+        params={
+            "dry_run": Param(False, type="boolean", title="Dry run"),
+            "lock_wait_seconds": Param(300, type="integer", minimum=0,
+                                       title="Wait for a mapping's lock (s)",
+                                       description="A mapping whose own run is still going "
+                                       "after this long is skipped."),
+        },
+        **failure_callbacks(names, _thresholds(entries)),
+        doc_md="BC's 'Synchronize Modified Records': one task per mapping, dependency wave "
+               "by wave. Each mapping's task holds that mapping's run lock while it runs.",
+    ) as dag:
+        previous: list[Any] = []
+        for wave in waves:
+            current = [make(name) for name in wave]
+            for up in previous:
+                for down in current:
+                    up >> down
+            previous = current
+    return dag
+

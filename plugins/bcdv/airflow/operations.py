@@ -1,0 +1,200 @@
+"""Task bodies of the multi-mapping DAGs: full sync, single-record actions, all modified.
+
+Full sync: the run takes the run lock of every selected mapping first (owner = its run id),
+so scheduled runs of those mappings' DAGs skip while it runs; each mapping runs its passes in
+``full`` mode (forced first pass, uncoupled records created, watermarks set by commit); a
+pass's plan is split into chunks that load as parallel mapped tasks; a teardown task releases
+the locks, whatever happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from bcdv.airflow import tasks
+from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
+from bcdv.errors import SafetyStopError
+
+log = logging.getLogger(__name__)
+CHUNKS = "chunks"
+
+
+def selected(params: dict[str, Any], name: str) -> bool:
+    """Whether the trigger form selected this mapping."""
+    return name in (params.get("mappings") or [])
+
+
+# -- locks of a multi-mapping run -----------------------------------------------------------
+def lock_all(names: list[str], run_id: str, wait_seconds: float = 0) -> list[str]:
+    """Take the run lock of every mapping (all or none); fails naming the holder."""
+    from airflow.exceptions import AirflowFailException
+
+    from bcdv.airflow.connections import state_url
+    from bcdv.state.store import StateStore
+
+    store = StateStore(state_url())
+    taken: list[str] = []
+    try:
+        for name in names:
+            store.acquire_lock(name, run_id, wait_seconds=wait_seconds,
+                               stale_after_seconds=tasks.lock_stale_seconds())
+            taken.append(name)
+    except SafetyStopError as exc:
+        for name in taken:
+            store.release_lock(name, run_id)
+        raise AirflowFailException(str(exc)) from None
+    log.info("run locks held by %s: %s", run_id, ", ".join(names) or "none")
+    return taken
+
+
+def release_all(names: list[str], run_id: str) -> list[str]:
+    """Release the locks this run holds (teardown)."""
+    return [n for n in names if tasks.release_lock(n, run_id)]
+
+
+# -- full sync stages -------------------------------------------------------------------------
+def full_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The per-mapping params of a full sync."""
+    return {"full": True, "couple_first": bool(params.get("couple_first", True)),
+            "dry_run": bool(params.get("dry_run")), "batch_size": params.get("batch_size")}
+
+
+def split_plan(directory: str, chunk_size: int) -> list[str]:
+    """Split a pass's plan into chunk directories of ``chunk_size`` actions each.
+
+    Returns the directories to load (the pass itself when it fits in one chunk). Safe to
+    rerun: a chunk's outcomes are kept, so a retried chunk resumes where it stopped.
+    """
+    if not directory:
+        return [""]
+    state = PassState.load(directory)
+    actions = list(read_jsonl(state.plan_file))
+    if len(actions) <= chunk_size or state.dry_run:
+        return [directory]
+    out = []
+    for index, start in enumerate(range(0, len(actions), chunk_size)):
+        chunk = Path(directory) / CHUNKS / f"{index:05d}"
+        part = PassState(**{**state.__dict__, "directory": str(chunk)})
+        part.save()
+        write_jsonl(part.plan_file, actions[start:start + chunk_size])
+        out.append(str(chunk))
+    log.info("%s %s: %d actions in %d chunks of %d", state.mapping, state.direction,
+             len(actions), len(out), chunk_size)
+    return out
+
+
+def merge_chunks(directory: str) -> None:
+    """Gather the chunks' outcomes into the pass's outcomes file (before commit)."""
+    chunks = Path(directory) / CHUNKS
+    if not chunks.is_dir():
+        return
+    state = PassState.load(directory)
+    rows = [row for d in sorted(chunks.iterdir()) for row in read_jsonl(d / "outcomes.jsonl")]
+    write_jsonl(state.outcomes_file, rows)
+
+
+def commit_full(mapping_file: str, directories: list[str], run_id: str) -> list[dict[str, Any]]:
+    """Merge chunk outcomes and commit every pass (the locks stay until the teardown)."""
+    dirs = [d for d in directories if d]
+    if not dirs:
+        return []
+    for d in dirs:
+        merge_chunks(d)
+    return tasks.commit_passes(mapping_file, dirs, run_id, release=False)
+
+
+def cleanup(directory: str) -> None:
+    """Remove a pass's chunk directories once committed."""
+    if directory:
+        shutil.rmtree(Path(directory) / CHUNKS, ignore_errors=True)
+
+
+# -- all modified -----------------------------------------------------------------------------
+def sync_modified(mapping_file: str, run_id: str, wait_seconds: float,
+                  dry_run: bool = False) -> list[dict[str, Any]]:
+    """One mapping's incremental run inside ``bcdv_sync_all_modified``.
+
+    Waits up to ``wait_seconds`` for the mapping's run lock, then skips the mapping (its own
+    DAG's run is synchronising it).
+    """
+    from airflow.exceptions import AirflowSkipException
+
+    from bcdv.engine.runner import sync_mapping
+
+    with tasks.sync_context(mapping_file) as ctx:
+        mapping = tasks._mapping(mapping_file)
+        try:
+            reports = sync_mapping(ctx, mapping, mode="modified", dry_run=dry_run,
+                                   run_id=run_id, lock_wait=wait_seconds)
+        except SafetyStopError as exc:
+            raise AirflowSkipException(f"skipped: {exc}") from None
+        tasks.log_reports(reports)
+        return [tasks.small_report(r) for r in reports]
+
+
+# -- one record ---------------------------------------------------------------------------------
+ACTIONS = ("sync", "couple", "uncouple", "restore")
+SIDES = ("business_central", "dataverse")
+
+
+def record_action(mapping_file: str, params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """BC's per-record actions: sync, couple to a given id, uncouple, restore.
+
+    Holds the mapping's run lock while it writes (waits up to ``lock_wait_seconds``).
+    """
+    from airflow.exceptions import AirflowFailException
+
+    from bcdv.engine import records
+    from bcdv.mapping.model import Direction
+
+    action, side = params.get("action"), params.get("side")
+    record_id = str(params.get("record_id") or "").strip()
+    if action not in ACTIONS or side not in SIDES or not record_id:
+        raise AirflowFailException(f"give action ({', '.join(ACTIONS)}), side "
+                                   f"({', '.join(SIDES)}) and record_id")
+    other = str(params.get("couple_to") or "").strip()
+    if action == "couple" and not other:
+        raise AirflowFailException("action 'couple' needs couple_to: the id of the record on "
+                                   "the other side")
+    with tasks.sync_context(mapping_file) as ctx:
+        mapping = tasks._mapping(mapping_file)
+        stack = ExitStack()
+        try:
+            stack.enter_context(ctx.state.mapping_lock(
+                mapping.name, run_id, wait_seconds=float(params.get("lock_wait_seconds") or 0),
+                stale_after_seconds=tasks.lock_stale_seconds()))
+        except SafetyStopError as exc:
+            raise AirflowFailException(str(exc)) from None
+        with stack:
+            ids = {"bc_id": record_id} if side == "business_central" else {"dv_id": record_id}
+            if action == "sync":
+                report = records.sync_record(ctx, mapping, system=side, record_id=record_id,
+                                             dry_run=bool(params.get("dry_run")), run_id=run_id)
+                tasks.log_reports([report])
+                return {"action": action, "report": tasks.small_report(report)}
+            if action == "couple":
+                bc_id, dv_id = (record_id, other) if side == "business_central" else (
+                    other, record_id)
+                sync_dir = None
+                if params.get("sync_after_couple", True):
+                    sync_dir = (Direction.TO_DATAVERSE if side == "business_central"
+                                else Direction.TO_BUSINESS_CENTRAL)
+                    if not mapping.direction.includes(sync_dir):
+                        sync_dir = mapping.passes()[0]
+                report = records.couple_record(ctx, mapping, bc_id=bc_id, dv_id=dv_id,
+                                               synchronize=sync_dir)
+                if report is not None:
+                    tasks.log_reports([report])
+                return {"action": action, "bc_id": bc_id, "dv_id": dv_id,
+                        "report": tasks.small_report(report) if report else None}
+            if action == "uncouple":
+                removed = records.uncouple_record(ctx, mapping, **ids)
+                log.info("removed %d coupling(s) of %s", removed, record_id)
+                return {"action": action, "removed": removed}
+            restored = records.restore_record(ctx, mapping, **ids)
+            log.info("restored %d coupling(s) of %s", restored, record_id)
+            return {"action": action, "restored": restored}

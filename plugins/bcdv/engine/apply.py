@@ -13,7 +13,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-import pandas as pd
 
 from bcdv.clients.odata import parse_datetime
 from bcdv.engine.adapters import Written, WriteItem
@@ -21,7 +20,7 @@ from bcdv.engine.context import PassSides, SyncContext
 from bcdv.engine.report import PassReport, RecordOutcome
 from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
 from bcdv.engine.transform import side_fields
-from bcdv.engine.values import canon, hash_frame
+from bcdv.engine.values import canon, row_hash
 from bcdv.errors import FatalApiError
 from bcdv.mapping.model import Direction, TableMapping
 from bcdv.state.store import Stamp, from_db
@@ -190,9 +189,7 @@ def _written(mapping: TableMapping, sides: PassSides, action: dict[str, Any],
         values = action["payload"]
     else:
         return action.get("target_hash"), None
-    frame = pd.DataFrame([values]).reindex(columns=fields)
-    return (str(hash_frame(frame, fields).iat[0]),
-            {k: canon(v) for k, v in frame.iloc[0].items()})
+    return row_hash(values, fields), {f: canon(values.get(f)) for f in fields}
 
 
 def _apply_one(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,

@@ -7,6 +7,7 @@ and hashed in one canonical text form, so only a real change counts as a change.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any
 
@@ -38,15 +39,21 @@ def canon_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.apply(lambda col: col.map(canon)).astype(object)
 
 
+def row_hash(values: dict[str, Any], columns: list[str]) -> str:
+    """A stable 16-hex-digit hash of one record's values over the given columns."""
+    text = "\x1f".join(f"{c}={canon(values.get(c))}" for c in sorted(columns))
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
+
+
 def hash_frame(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
-    """A stable 16-hex-digit hash per row over the given columns (order-independent)."""
-    cols = sorted(columns)
+    """``row_hash`` of every row (order of columns does not matter)."""
     if frame.empty:
         return pd.Series([], dtype=object, index=frame.index)
-    canonical = canon_frame(frame.reindex(columns=cols))
-    canonical.columns = cols
-    hashed = pd.util.hash_pandas_object(canonical, index=False, hash_key="bcdv-mapped-hash")
-    return hashed.map(lambda h: f"{int(h):016x}")
+    cols = sorted(columns)
+    sub = frame.reindex(columns=cols)
+    hashes = [row_hash(dict(zip(cols, values)), cols)
+              for values in sub.itertuples(index=False, name=None)]
+    return pd.Series(hashes, index=frame.index, dtype=object)
 
 
 def changed_columns(wanted: pd.DataFrame, current: pd.DataFrame) -> pd.Series:

@@ -1,0 +1,88 @@
+"""``make bench``: benchmarks of the emulators alone and of the sync engine end to end.
+
+1. Emulators alone (``python -m bcdv.emulators.bench``): UpsertMultiple and paging of
+   100,000 accounts, paging 100,000 BC customers.
+2. Engine: a full synchronisation of N synthetic Business Central customers to Dataverse
+   (match, create, commit) and then an incremental run with 1 % of them changed, through the
+   real clients over HTTPS, with the wall time, records per second and the peak memory of
+   this process (tracemalloc: Python allocations, which the chunked plan keeps bounded).
+
+Prints JSON; no thresholds (figures are for the issue notes, not pass/fail).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+
+def engine_bench(rows: int) -> dict[str, Any]:
+    """Full sync of ``rows`` customers, then an incremental run with 1 % changed."""
+    from bcdv.emulators.testing import run_emulators
+    from bcdv.engine import SyncContext, sync_mapping
+    from bcdv.mapping import load_mappings
+    from bcdv.settings import endpoints_from_dict
+
+    root = Path(__file__).resolve().parents[2]
+    mappings = load_mappings(root / "include" / "mappings")
+    customer = mappings["CUSTOMER"].model_copy(update={"direction": mappings[
+        "CUSTOMER"].direction})
+    out: dict[str, Any] = {"rows": rows}
+    with tempfile.TemporaryDirectory() as tmp, run_emulators(
+            Path(tmp) / "emulators", seed=f"synthetic:{rows}", throttling=False) as ep:
+        ctx = SyncContext.create(endpoints_from_dict(ep), f"sqlite:///{tmp}/state.db",
+                                 Path(tmp) / "staging", mappings)
+        tracemalloc.start()
+        started = time.perf_counter()
+        full = sync_mapping(ctx, customer, mode="full", run_id="bench-full")
+        seconds = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+        out["full_sync"] = {
+            "seconds": round(seconds, 1),
+            "passes": [r.summary() for r in full],
+            "records_per_second": round(sum(r.extracted for r in full) / seconds, 1),
+            "peak_python_memory_mb": round(peak / 2**20, 1)}
+        bc = ctx.business_central.client
+        changed = bc.list("customers", select=["id"], page_size=5000)[: max(1, rows // 100)]
+        for row in changed:
+            bc.update("customers", row["id"], {"phoneNumber": "+1 555 0199"})
+        tracemalloc.reset_peak()
+        started = time.perf_counter()
+        incr = sync_mapping(ctx, customer, run_id="bench-incremental")
+        seconds = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+        out["incremental"] = {"changed": len(changed), "seconds": round(seconds, 1),
+                              "passes": [r.summary() for r in incr],
+                              "peak_python_memory_mb": round(peak / 2**20, 1)}
+        tracemalloc.stop()
+        ctx.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both benchmarks and print their figures."""
+    parser = argparse.ArgumentParser(prog="python -m bcdv.bench")
+    parser.add_argument("--emulator-rows", type=int, default=100_000)
+    parser.add_argument("--engine-rows", type=int, default=10_000)
+    parser.add_argument("--skip-emulators", action="store_true")
+    args = parser.parse_args(argv)
+    result: dict[str, Any] = {}
+    if not args.skip_emulators:
+        proc = subprocess.run([sys.executable, "-m", "bcdv.emulators.bench", "--rows",
+                               str(args.emulator_rows)], capture_output=True, text=True,
+                              check=True)
+        result["emulators"] = json.loads(proc.stdout)
+    result["engine"] = engine_bench(args.engine_rows)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

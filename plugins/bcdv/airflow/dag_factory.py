@@ -55,7 +55,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            from airflow.exceptions import AirflowSkipException
+            from airflow.sdk.exceptions import AirflowSkipException
 
             if not isinstance(exc, AirflowSkipException):
                 ctx = get_current_context()
@@ -150,7 +150,8 @@ def mapping_dag(file_name: str, dag_file: str | None = None) -> DAG:
     @task(task_id="load")
     @guarded
     def load(directory: str) -> str:
-        return tasks.load_pass(mapping_file, directory)
+        return tasks.load_pass(mapping_file, directory,
+                               get_current_context()["ti"].try_number)
 
     @task(task_id="commit", outlets=[mapping_asset(name)])
     @guarded

@@ -241,6 +241,10 @@ class BcdvAlertNotifier(BaseNotifier):
         self.mappings = list(mappings or [])
         self.thresholds = dict(thresholds or {})
 
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Nothing to render (no template fields); also works with a serialized DAG."""
+        return None
+
     def notify(self, context: Any) -> None:
         """Build the message from the run's records and send it (at most once per call)."""
         dag = context.get("dag")

@@ -38,7 +38,7 @@ def full_sync_dag(dag_file: str | None = None) -> DAG:
         chosen = list(ctx["params"].get("mappings") or [])
         unknown = sorted(set(chosen) - set(names))
         if unknown:
-            from airflow.exceptions import AirflowFailException
+            from airflow.sdk.exceptions import AirflowFailException
 
             raise AirflowFailException(f"unknown mapping(s) {', '.join(unknown)}; known: "
                                        f"{', '.join(names)}")
@@ -80,7 +80,9 @@ def full_sync_dag(dag_file: str | None = None) -> DAG:
     @task(task_id="load", max_active_tis_per_dagrun=parallel)
     @guarded
     def load(name: str, directory: str) -> str:
-        return tasks.load_pass(files[name], directory) if directory else ""
+        if not directory:
+            return ""
+        return tasks.load_pass(files[name], directory, get_current_context()["ti"].try_number)
 
     @task(task_id="commit")
     @guarded
@@ -167,7 +169,7 @@ def sync_record_dag(dag_file: str | None = None) -> DAG:
         params = dict(ctx["params"])
         name = params.get("mapping")
         if name not in files:
-            from airflow.exceptions import AirflowFailException
+            from airflow.sdk.exceptions import AirflowFailException
 
             raise AirflowFailException(f"unknown mapping {name!r}; known: {', '.join(names)}")
         return operations.record_action(files[name], params, ctx["run_id"])

@@ -31,7 +31,7 @@ def selected(params: dict[str, Any], name: str) -> bool:
 # -- locks of a multi-mapping run -----------------------------------------------------------
 def lock_all(names: list[str], run_id: str, wait_seconds: float = 0) -> list[str]:
     """Take the run lock of every mapping (all or none); fails naming the holder."""
-    from airflow.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException
 
     from bcdv.airflow.connections import state_url
     from bcdv.state.store import StateStore
@@ -121,7 +121,7 @@ def sync_modified(mapping_file: str, run_id: str, wait_seconds: float,
     Waits up to ``wait_seconds`` for the mapping's run lock, then skips the mapping (its own
     DAG's run is synchronising it).
     """
-    from airflow.exceptions import AirflowSkipException
+    from airflow.sdk.exceptions import AirflowSkipException
 
     from bcdv.engine.runner import sync_mapping
 
@@ -146,7 +146,7 @@ def record_action(mapping_file: str, params: dict[str, Any], run_id: str) -> dic
 
     Holds the mapping's run lock while it writes (waits up to ``lock_wait_seconds``).
     """
-    from airflow.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException
 
     from bcdv.engine import records
     from bcdv.mapping.model import Direction

@@ -77,7 +77,7 @@ def acquire_lock(mapping: str, run_id: str, run_type: Any, *, wait_seconds: floa
     Raises AirflowSkipException (automatic runs) or AirflowFailException (manual runs) when
     another run holds it, with a message naming the holder.
     """
-    from airflow.exceptions import AirflowFailException, AirflowSkipException
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from bcdv.state.store import StateStore
 
@@ -197,13 +197,67 @@ def plan_pass(mapping_file: str, directory: str) -> str:
         return directory
 
 
-def load_pass(mapping_file: str, directory: str) -> str:
+def load_pass(mapping_file: str, directory: str, try_number: int = 1) -> str:
     """Apply one pass's plan (safe to retry: done actions are not redone)."""
     with sync_context(mapping_file) as ctx:
         mapping, state = _mapping(mapping_file), PassState.load(directory)
         renew_lock(ctx, mapping.name, state.run_id)
-        load(ctx, mapping, state)
+        with _keep_lock_alive(ctx, mapping.name, state.run_id), _kill_switch(try_number):
+            load(ctx, mapping, state)
         return directory
+
+
+@contextmanager
+def _keep_lock_alive(ctx: SyncContext, mapping: str, run_id: str,
+                     every: float = 60.0) -> Iterator[None]:
+    """Renew the run lock in the background while a long load runs, so it never looks stale."""
+    import threading
+
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            try:
+                if not ctx.state.renew_lock(mapping, run_id):
+                    log.warning("run lock of %s is no longer held by %s", mapping, run_id)
+            except Exception:  # a missed renewal is retried at the next beat
+                log.warning("could not renew the run lock of %s", mapping, exc_info=True)
+
+    thread = threading.Thread(target=beat, name="bcdv-lock-renewal", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+@contextmanager
+def _kill_switch(try_number: int) -> Iterator[None]:
+    """Test-only fault injection: with ``BCDV_TEST_KILL_LOAD_AFTER_WRITES=N``, the first try
+    of a load task SIGKILLs its own process right after its N-th write (before the write's
+    coupling is committed), as a crashed worker would."""
+    limit = int(os.environ.get("BCDV_TEST_KILL_LOAD_AFTER_WRITES") or 0)
+    if not limit or try_number > 1:
+        yield
+        return
+    import signal
+
+    from bcdv.engine import apply
+
+    writes = {"n": 0}
+
+    def hook(action: dict[str, Any]) -> None:
+        writes["n"] += 1
+        if writes["n"] >= limit:
+            log.warning("fault injection: killing the load task after %d writes", writes["n"])
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    previous, apply.after_write_hook = apply.after_write_hook, hook
+    try:
+        yield
+    finally:
+        apply.after_write_hook = previous
 
 
 def commit_passes(mapping_file: str, directories: list[str], run_id: str,

@@ -43,7 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", required=True)
     s.add_argument("--seed", default="empty")
     s.add_argument("--reseed", action="store_true", help="apply --seed even if DIR has data")
-    s.add_argument("--host", default=DEFAULT_HOST)
+    s.add_argument("--host", default=DEFAULT_HOST, help="address to bind")
+    s.add_argument("--public-host", default=None,
+                   help="host name clients use (URLs, certificate); default: --host, or "
+                        "127.0.0.1 when --host is a wildcard")
     s.add_argument("--identity-port", type=int, default=DEFAULT_IDENTITY_PORT)
     s.add_argument("--bc-port", type=int, default=DEFAULT_BC_PORT)
     s.add_argument("--dataverse-port", type=int, default=DEFAULT_DV_PORT)
@@ -112,6 +115,7 @@ def _start(args: argparse.Namespace) -> int:
     if args.no_throttling:
         options["throttling"] = False
     emu = server.start(args.data_dir, seed=args.seed, host=args.host,
+                       public_host=args.public_host,
                        identity_port=args.identity_port, bc_port=args.bc_port,
                        dv_port=args.dataverse_port, reseed=args.reseed, **options)
     stop = threading.Event()

@@ -76,7 +76,7 @@ class Emulators:
 
 def start(data_dir: str | Path, seed: str = "empty", host: str = "127.0.0.1",
           identity_port: int = 0, bc_port: int = 0, dv_port: int = 0,
-          **options: Any) -> Emulators:
+          public_host: str | None = None, **options: Any) -> Emulators:
     """Start the services (ports 0 = free ports) and write DIR/endpoints.json.
 
     ``seed`` is applied when a database is new or when ``options["reseed"]`` is true; an
@@ -89,11 +89,14 @@ def start(data_dir: str | Path, seed: str = "empty", host: str = "127.0.0.1",
     parse_seed(seed)
     ddir = Path(data_dir).resolve()
     ddir.mkdir(parents=True, exist_ok=True)
-    ca, cert, key = ensure_certificates(ddir)
+    # The host name clients use (in URLs, tokens' audiences and the certificate): the bind
+    # address unless that is a wildcard, or --public-host (e.g. a docker compose service).
+    advertised = public_host or (host if host not in ("0.0.0.0", "::", "") else "127.0.0.1")
+    ca, cert, key = ensure_certificates(ddir, [advertised])
     socks = {"identity": _bind(host, identity_port), "bc": _bind(host, bc_port),
              "dv": _bind(host, dv_port)}
     ports = {k: s.getsockname()[1] for k, s in socks.items()}
-    settings = Settings(ddir, host, ports["identity"], ports["bc"], ports["dv"],
+    settings = Settings(ddir, advertised, ports["identity"], ports["bc"], ports["dv"],
                         load_or_create_secret(ddir), dict(options))
     authority = TokenAuthority.load(ddir)
     fresh = not (ddir / "bc.sqlite").exists() or bool(options.get("reseed"))

@@ -22,11 +22,25 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     path.chmod(0o600)
 
 
-def ensure_certificates(data_dir: Path) -> tuple[Path, Path, Path]:
-    """Return (ca.pem, server.pem, server.key) in DIR/tls, creating them if missing."""
+def _covers(cert_pem: Path, names: list[str]) -> bool:
+    cert = x509.load_pem_x509_certificate(cert_pem.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    have = {str(n) for n in san.get_values_for_type(x509.DNSName)} | {
+        str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+    return all(n in have for n in names)
+
+
+def ensure_certificates(data_dir: Path, names: list[str] | None = None
+                        ) -> tuple[Path, Path, Path]:
+    """Return (ca.pem, server.pem, server.key) in DIR/tls, creating them if missing.
+
+    ``names``: extra host names or addresses the server certificate must cover (e.g. the
+    service name in docker compose); a certificate lacking one is made again.
+    """
+    extra = [n for n in (names or []) if n not in ("localhost", "127.0.0.1", "::1")]
     tls = data_dir / "tls"
     ca_pem, srv_pem, srv_key = tls / "ca.pem", tls / "server.pem", tls / "server.key"
-    if ca_pem.exists() and srv_pem.exists() and srv_key.exists():
+    if ca_pem.exists() and srv_pem.exists() and srv_key.exists() and _covers(srv_pem, extra):
         return ca_pem, srv_pem, srv_key
     tls.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
@@ -49,11 +63,17 @@ def ensure_certificates(data_dir: Path) -> tuple[Path, Path, Path]:
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
-    san = x509.SubjectAlternativeName([
+    alt: list[x509.GeneralName] = [
         x509.DNSName("localhost"),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address("::1")),
-    ])
+    ]
+    for name in extra:
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            alt.append(x509.DNSName(name))
+    san = x509.SubjectAlternativeName(alt)
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))

@@ -47,8 +47,8 @@ def setting(key: str, default: str | None = None) -> str | None:
         value = Variable.get(key, default=None)
     except Exception:  # no Variable backend here (e.g. outside a task): env only
         value = None
-    if value in (None, ""):
-        value = os.environ.get(key.upper())
+    if value in (None, ""):  # the Variable from its env form, where no backend is reachable
+        value = os.environ.get(f"AIRFLOW_VAR_{key.upper()}") or os.environ.get(key.upper())
     return str(value) if value not in (None, "") else default
 
 

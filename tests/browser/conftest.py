@@ -83,7 +83,7 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         state_url = f"sqlite:///{home / 'state.db'}"
         skipped = stack.demo_state(endpoints, state_url, home / "staging")
         port = stack.free_port()
-        env = stack.airflow_env(home, port, endpoints, state_url, stack.dags_folder(home))
+        env = stack.airflow_env(home, port, endpoints, state_url, ROOT / "dags")
         env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "True"
         stack.write_passwords(home)
         stack.airflow(env, "db", "migrate", log=home / "airflow-setup.log")

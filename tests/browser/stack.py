@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -144,18 +143,6 @@ def demo_state(endpoints: dict[str, Any], state_url: str, staging: Path) -> dict
                 "name": str(customer.get("displayName", ""))}
     finally:
         ctx.close()
-
-
-def dags_folder(home: Path) -> Path:
-    """The project's DAGs; a stand-in bcdv_sync_record only while the project has none."""
-    dags = home / "dags"
-    dags.mkdir()
-    for f in (ROOT / "dags").glob("*.py"):
-        (dags / f.name).symlink_to(f)
-    if not (dags / "bcdv_sync_record.py").exists():
-        shutil.copy(Path(__file__).with_name("standin_record_dag.py"),
-                    dags / "bcdv_sync_record.py")
-    return dags
 
 
 def token(base: str, user: str) -> str:

@@ -97,17 +97,19 @@ def _flush(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pas
     outcomes = [_outcome(a, target_id=applied[a["source_id"]]) for a in actions
                 if a["source_id"] in applied]
     bc_first = sides.source_system == "business_central"
+    intents = []
     for a in todo:
         if a["action"] == "insert":
             if a.get("restore"):
                 ctx.state.remove_coupling(mapping.name, **{sides.source_id_col: a["source_id"]})
-            ctx.state.record_intent(
-                mapping.name, bc_id=a["source_id"] if bc_first else None,
-                dv_id=a["target_id"] if bc_first else a["source_id"])
+            intents.append((a["source_id"] if bc_first else None,
+                            a["target_id"] if bc_first else a["source_id"]))
+    ctx.state.record_intents(mapping.name, intents)
     items = [WriteItem(a["action"], a.get("target_id"), a["payload"], a.get("etag"))
              for a in todo]
     results = ctx.adapter(sides.target_system).write_many(
         sides.target, items, select=side_fields(mapping, sides.target_system)) if items else []
+    stamps = []
     for action, result in zip(todo, results):
         outcome = _outcome(action)
         if isinstance(result, FatalApiError):
@@ -117,12 +119,13 @@ def _flush(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pas
         if after_write_hook is not None:
             after_write_hook(action)
         target_hash, target_values = _written(mapping, sides, action, result)
-        _stamp(ctx, mapping, state, sides, action, result.record_id, result.modified,
-               target_hash, target_values)
+        stamps.append(_make_stamp(sides, action, result.record_id, result.modified,
+                                  target_hash, target_values))
         if action["action"] == "insert" and not result.created:
             outcome["message"] = "create resumed after an interruption (no duplicate made)"
         outcome["target_id"] = result.record_id
         outcomes.append(outcome)
+    ctx.state.stamp_many(mapping.name, state.direction, state.job_id, stamps)
     write_jsonl(state.outcomes_file, outcomes, append=True)
 
 
@@ -136,6 +139,13 @@ def _outcome(action: dict[str, Any], target_id: str | None = None) -> dict[str, 
 def _stamp(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
            action: dict[str, Any], target_id: str, target_modified: datetime | None,
            target_hash: str | None, target_values: dict[str, Any] | None = None) -> None:
+    ctx.state.stamp_success(mapping.name, state.direction, state.job_id, _make_stamp(
+        sides, action, target_id, target_modified, target_hash, target_values))
+
+
+def _make_stamp(sides: PassSides, action: dict[str, Any], target_id: str,
+                target_modified: datetime | None, target_hash: str | None,
+                target_values: dict[str, Any] | None) -> Stamp:
     src_mod = parse_datetime(action["source_modified"])
     if action.get("both_modified") and target_modified is not None:
         target_modified -= BOTH_MODIFIED_SLACK[sides.target_system]
@@ -144,7 +154,7 @@ def _stamp(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pas
     synced = json.dumps({sides.source_system: action.get("source_values") or {},
                          sides.target_system: target_values or action.get("target_values")
                          or {}}, default=str)
-    ctx.state.stamp_success(mapping.name, state.direction, state.job_id, Stamp(
+    return Stamp(
         bc_id=action["source_id"] if bc_first else target_id,
         dv_id=target_id if bc_first else action["source_id"],
         bc_modified=src_mod if bc_first else target_modified,
@@ -152,7 +162,7 @@ def _stamp(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pas
         bc_hash=action["source_hash"] if bc_first else target_hash,
         dv_hash=target_hash if bc_first else action["source_hash"],
         synced=synced,
-    ))
+    )
 
 
 def _write(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,

@@ -138,54 +138,81 @@ class StateStore(MappingLocks, OperatorViews):
         """
         _retry_on_conflict(lambda: self._record_intent(mapping, bc_id=bc_id, dv_id=dv_id))
 
+    def record_intents(self, mapping: str, pairs: list[tuple[str | None, str | None]]) -> None:
+        """``record_intent`` for many (bc_id, dv_id) pairs in one transaction."""
+        def run() -> None:
+            with self._write() as conn:
+                for bc_id, dv_id in pairs:
+                    self._intent_row(conn, mapping, bc_id, dv_id)
+        if pairs:
+            _retry_on_conflict(run)
+
     def _record_intent(self, mapping: str, *, bc_id: str | None, dv_id: str | None) -> None:
-        now = to_db(utcnow())
         with self._write() as conn:
-            col = couplings.c.bc_id if bc_id else couplings.c.dv_id
-            existing = conn.execute(select(couplings.c.id).where(
-                couplings.c.mapping == mapping, col == (bc_id or dv_id)).with_for_update()
-            ).first()
-            if existing is not None:
-                conn.execute(update(couplings).where(couplings.c.id == existing.id).values(
-                    bc_id=bc_id, dv_id=dv_id, pending=True, updated_at=now))
-            else:
-                conn.execute(insert(couplings).values(
-                    mapping=mapping, bc_id=bc_id, dv_id=dv_id, pending=True, skipped=False,
-                    to_dv_result="", to_bc_result="", created_at=now, updated_at=now))
+            self._intent_row(conn, mapping, bc_id, dv_id)
+
+    def _intent_row(self, conn: Any, mapping: str, bc_id: str | None,
+                    dv_id: str | None) -> None:
+        now = to_db(utcnow())
+        col = couplings.c.bc_id if bc_id else couplings.c.dv_id
+        existing = conn.execute(select(couplings.c.id).where(
+            couplings.c.mapping == mapping, col == (bc_id or dv_id)).with_for_update()
+        ).first()
+        if existing is not None:
+            conn.execute(update(couplings).where(couplings.c.id == existing.id).values(
+                bc_id=bc_id, dv_id=dv_id, pending=True, updated_at=now))
+        else:
+            conn.execute(insert(couplings).values(
+                mapping=mapping, bc_id=bc_id, dv_id=dv_id, pending=True, skipped=False,
+                to_dv_result="", to_bc_result="", created_at=now, updated_at=now))
 
     def stamp_success(self, mapping: str, direction: str, job_id: str, stamp: Stamp) -> None:
         """Record a successful sync of a pair; baselines only move forward."""
         _retry_on_conflict(lambda: self._stamp_success(mapping, direction, job_id, stamp))
 
+    def stamp_many(self, mapping: str, direction: str, job_id: str,
+                   stamps: list[Stamp]) -> None:
+        """``stamp_success`` for many pairs in one transaction."""
+        def run() -> None:
+            with self._write() as conn:
+                for stamp in stamps:
+                    self._stamp_row(conn, mapping, direction, job_id, stamp)
+        if stamps:
+            _retry_on_conflict(run)
+
     def _stamp_success(self, mapping: str, direction: str, job_id: str, stamp: Stamp) -> None:
+        with self._write() as conn:
+            self._stamp_row(conn, mapping, direction, job_id, stamp)
+
+    def _stamp_row(self, conn: Any, mapping: str, direction: str, job_id: str,
+                   stamp: Stamp) -> None:
         now = to_db(utcnow())
         result_col, job_col = _result_columns(direction)
-        with self._write() as conn:
-            rows = conn.execute(select(couplings).where(
-                couplings.c.mapping == mapping,
-                (couplings.c.bc_id == stamp.bc_id) | (couplings.c.dv_id == stamp.dv_id),
-            ).order_by(couplings.c.pending, couplings.c.id).with_for_update()).mappings().all()
-            row = rows[0] if rows else None
-            # Unconfirmed intents that claimed one of the two ids are void now.
-            stale = [r["id"] for r in rows[1:] if r["pending"]]
-            if stale:
-                conn.execute(couplings.delete().where(couplings.c.id.in_(stale)))
-            values: dict[str, Any] = {
-                "bc_id": stamp.bc_id, "dv_id": stamp.dv_id, "pending": False,
-                result_col: "success", job_col: job_id, "updated_at": now,
-                "bc_hash": stamp.bc_hash, "dv_hash": stamp.dv_hash, "synced": stamp.synced,
-            }
-            for col, new in (("bc_modified", stamp.bc_modified),
-                             ("dv_modified", stamp.dv_modified)):
-                old = from_db(row[col]) if row is not None else None
-                values[col] = to_db(max(v for v in (old, new) if v is not None)) if (
-                    old or new) else None
-            if row is None:
-                conn.execute(insert(couplings).values(
-                    mapping=mapping, skipped=False, created_at=now,
-                    **{"to_dv_result": "", "to_bc_result": "", **values}))
-            else:
-                conn.execute(update(couplings).where(couplings.c.id == row["id"]).values(**values))
+        rows = conn.execute(select(couplings).where(
+            couplings.c.mapping == mapping,
+            (couplings.c.bc_id == stamp.bc_id) | (couplings.c.dv_id == stamp.dv_id),
+        ).order_by(couplings.c.pending, couplings.c.id).with_for_update()).mappings().all()
+        row = rows[0] if rows else None
+        # Unconfirmed intents that claimed one of the two ids are void now.
+        stale = [r["id"] for r in rows[1:] if r["pending"]]
+        if stale:
+            conn.execute(couplings.delete().where(couplings.c.id.in_(stale)))
+        values: dict[str, Any] = {
+            "bc_id": stamp.bc_id, "dv_id": stamp.dv_id, "pending": False,
+            result_col: "success", job_col: job_id, "updated_at": now,
+            "bc_hash": stamp.bc_hash, "dv_hash": stamp.dv_hash, "synced": stamp.synced,
+        }
+        for col, new in (("bc_modified", stamp.bc_modified),
+                         ("dv_modified", stamp.dv_modified)):
+            old = from_db(row[col]) if row is not None else None
+            values[col] = to_db(max(v for v in (old, new) if v is not None)) if (
+                old or new) else None
+        if row is None:
+            conn.execute(insert(couplings).values(
+                mapping=mapping, skipped=False, created_at=now,
+                **{"to_dv_result": "", "to_bc_result": "", **values}))
+        else:
+            conn.execute(update(couplings).where(couplings.c.id == row["id"]).values(**values))
 
     def stamp_failure(
         self, mapping: str, direction: str, job_id: str, *, bc_id: str | None,

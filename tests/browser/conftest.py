@@ -12,7 +12,6 @@ DAGs must not change the demo state under the test).
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,8 +21,7 @@ from typing import Any
 import pytest
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import stack  # noqa: E402
+from . import stack
 
 ROOT = stack.ROOT
 ARTIFACTS = ROOT / ".artifacts" / "browser"

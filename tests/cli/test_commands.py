@@ -9,7 +9,7 @@ import subprocess
 import sys
 from typing import Any
 
-from conftest import ROOT, Demo, fill_demo_state
+from .demo_env import ROOT, Demo, fill_demo_state
 
 
 def lines_with(out: str, text: str) -> list[str]:

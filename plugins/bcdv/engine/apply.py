@@ -53,6 +53,7 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
     cap = 100 if sides.target_system == "business_central" else 1000
     size = max(1, min(batch_size or int(os.environ.get("BCDV_BATCH_SIZE", "100")), cap))
     buffer: list[dict[str, Any]] = []
+    quiet: list[dict[str, Any]] = []
     for action in read_jsonl(state.plan_file):
         if action["source_id"] in done:
             continue
@@ -62,10 +63,16 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
                 _flush(ctx, mapping, state, sides, buffer, prior)
                 buffer = []
             continue
-        outcome = _apply_one(ctx, mapping, state, sides, action, prior.get(action["source_id"]))
-        write_jsonl(state.outcomes_file, [outcome], append=True)
+        # Outcomes of actions that write nothing to a service (or are safe to redo) are
+        # staged in groups: one fsync per group, not per record.
+        quiet.append(_apply_one(ctx, mapping, state, sides, action,
+                                prior.get(action["source_id"])))
+        if len(quiet) >= 500:
+            write_jsonl(state.outcomes_file, quiet, append=True)
+            quiet = []
     if buffer:
         _flush(ctx, mapping, state, sides, buffer, prior)
+    write_jsonl(state.outcomes_file, quiet, append=True)
     return state
 
 

@@ -24,7 +24,7 @@ from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
 from bcdv.engine.lookups import Tables, load_tables
 from bcdv.engine.transform import compare_columns, side_fields, to_wire, transform, write_key
 from bcdv.engine import merge
-from bcdv.engine.values import canon_frame, changed_columns, hash_frame
+from bcdv.engine.values import canon, canon_frame, hash_frame, row_hash
 from bcdv.mapping.model import DeletionConflict, Direction, TableMapping, UpdateConflict
 
 CHUNK_SIZE = 5000
@@ -133,39 +133,47 @@ def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides
     src_values = canon_frame(src.reindex(columns=side_fields(mapping, sides.source_system)))
     target = _target_rows(ctx, mapping, sides, coup.loc[compare, sides.target_id_col])
     renames = {r: w for w, r in compare_columns(mapping, direction).items() if r != w}
-    name_col = sides.source.name_field
+    # Plain Python from here: per-record pandas indexing costs more than the work itself.
+    names = (src[sides.source.name_field].astype(str).to_dict()
+             if sides.source.name_field in src else {})
+    mods = {k: (v.isoformat() if pd.notna(v) else None) for k, v in src_mod.items()}
+    coup_rows = coup.astype(object).where(coup.notna(), None).to_dict("index")
+    src_vals = src_values.to_dict("index")
+    payload_rows = payload.to_dict("index")
+    keep_cols = {sid: [c for c, k in row.items() if k]
+                 for sid, row in result.keep.to_dict("index").items()}
+    errors = result.errors.to_dict()
+    flags = pd.DataFrame({"skipped": skipped, "compare": compare, "coupled": is_coupled,
+                          "restamp": restamp_only}).to_dict("index")
+    targets = target.astype(object).where(target.notna(), None).to_dict("index")
+    creates = _creates(mapping, state)
     out: list[dict[str, Any]] = []
     for sid in src.index:
+        c, f = coup_rows[sid], flags[sid]
+        wanted = {k: v for k, v in payload_rows[sid].items() if k not in keep_cols[sid]}
         row: dict[str, Any] = {
-            "source_id": sid,
-            "name": str(src.at[sid, name_col]) if name_col and name_col in src else "",
-            "source_modified": src_mod.at[sid].isoformat() if pd.notna(src_mod.at[sid]) else None,
-            "source_hash": src_hash.at[sid],
-            "target_id": coup.at[sid, sides.target_id_col] if pd.notna(
-                coup.at[sid, sides.target_id_col]) else None,
+            "source_id": sid, "name": names.get(sid, ""),
+            "source_modified": mods[sid], "source_hash": src_hash.at[sid],
+            "target_id": c.get(sides.target_id_col),
             "target_modified": None, "target_hash": None, "etag": None,
             "payload": {}, "reason": "",
-            "source_values": src_values.loc[sid].to_dict(),
-            "target_values": _synced_part(coup.at[sid, "synced"], sides.target_system),
+            "source_values": src_vals[sid],
+            "target_values": _synced_part(c.get("synced"), sides.target_system),
         }
-        keep = [c for c in payload.columns if result.keep.at[sid, c]]
-        if skipped.at[sid]:
+        if f["skipped"]:
             row.update(action="skip", reason="the coupling is marked Skipped; restore it to retry")
-        elif result.errors.at[sid] and (compare.at[sid] or not is_coupled.at[sid]):
-            row.update(action="fail" if is_coupled.at[sid] or _creates(mapping, state)
-                       else "ignore",
-                       reason=f"The data could not be transferred: {result.errors.at[sid]}")
-        elif compare.at[sid]:
-            _plan_coupled(row, sid, mapping, sides, payload.drop(columns=keep), target, coup,
-                          force, renames, src_values)
-        elif is_coupled.at[sid]:
-            row.update(action="unchanged", restamp=bool(restamp_only.at[sid]),
-                       target_modified=_iso(coup.at[sid, sides.target_mod_col]),
-                       target_hash=coup.at[sid, sides.target_hash_col],
+        elif errors[sid] and (f["compare"] or not f["coupled"]):
+            row.update(action="fail" if f["coupled"] or creates else "ignore",
+                       reason=f"The data could not be transferred: {errors[sid]}")
+        elif f["compare"]:
+            _plan_coupled(row, mapping, sides, wanted, targets, c, force, renames)
+        elif f["coupled"]:
+            row.update(action="unchanged", restamp=bool(f["restamp"]),
+                       target_modified=_iso(c.get(sides.target_mod_col)),
+                       target_hash=c.get(sides.target_hash_col),
                        reason="no mapped field changed since the last synchronization")
         else:
-            _plan_uncoupled(row, sid, mapping, state, sides, payload.drop(columns=keep), coup,
-                            _creates(mapping, state))
+            _plan_uncoupled(row, mapping, sides, wanted, c, creates)
         if row.get("payload"):
             row["payload"] = to_wire(row["payload"], mapping, direction, tables)
         out.append(row)
@@ -203,7 +211,7 @@ def _target_rows(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
 
 
 def _deleted_target(row: dict[str, Any], mapping: TableMapping, sides: PassSides,
-                    payload: pd.DataFrame, sid: str, tid: str, force: bool) -> None:
+                    wanted: dict[str, Any], tid: str, force: bool) -> None:
     """A coupled record whose counterpart is gone: BC's deletion conflict.
 
     A forced sync (full or single-record) is not a conflict: the stale coupling is replaced
@@ -217,7 +225,7 @@ def _deleted_target(row: dict[str, Any], mapping: TableMapping, sides: PassSides
                    f"{tid} was deleted; the coupling was removed (deletion conflict resolution)")
     elif resolution is DeletionConflict.RESTORE_RECORDS:
         chooses = sides.target_system == "dataverse"
-        values = _insert_values(mapping, sides, payload, sid)
+        values = _insert_values(mapping, sides, wanted)
         row.update(action="insert", restore=True, deleted_target_id=tid,
                    target_id=str(uuid.uuid4()) if chooses else None, payload=values,
                    reason=f"the coupled {_title(sides.target_system)} record {tid} was "
@@ -227,65 +235,62 @@ def _deleted_target(row: dict[str, Any], mapping: TableMapping, sides: PassSides
             target=_title(sides.target_system), target_id=tid))
 
 
-def _plan_coupled(row: dict[str, Any], sid: str, mapping: TableMapping, sides: PassSides,
-                  payload: pd.DataFrame, target: pd.DataFrame, coup: pd.DataFrame,
-                  force: bool, renames: dict[str, str], src_values: pd.DataFrame) -> None:
-    tid = str(coup.at[sid, sides.target_id_col])
-    if tid not in target.index:
-        _deleted_target(row, mapping, sides, payload, sid, tid, force)
+def _plan_coupled(row: dict[str, Any], mapping: TableMapping, sides: PassSides,
+                  wanted: dict[str, Any], targets: dict[str, dict[str, Any]],
+                  coupling: dict[str, Any], force: bool, renames: dict[str, str]) -> None:
+    tid = str(coupling[sides.target_id_col])
+    current = targets.get(tid)
+    if current is None:
+        _deleted_target(row, mapping, sides, wanted, tid, force)
         return
     target_fields = side_fields(mapping, sides.target_system)
-    current = target.loc[[tid]]
-    wanted = payload.loc[[sid]]
-    wanted.index = [tid]
-    diff = changed_columns(wanted, current.rename(columns=renames)).iat[0]
+    seen = {renames.get(k, k): v for k, v in current.items()}
+    diff = [col for col, value in wanted.items() if canon(value) != canon(seen.get(col))]
     back = {w: r for r, w in renames.items()}
-    after = current.reindex(columns=target_fields).copy()
-    for col in wanted.columns:
-        if back.get(col, col) in after.columns:
-            after.at[tid, back.get(col, col)] = wanted.at[tid, col]
-    row["target_hash"] = hash_frame(after, target_fields).iat[0]
-    row["target_values"] = canon_frame(after).iloc[0].to_dict()
-    row["etag"] = current.at[tid, "@odata.etag"]
-    row["target_modified"] = _iso(pd.Timestamp(current.at[tid, sides.target.modified_on]))
+    after = {f: current.get(f) for f in target_fields}
+    for col, value in wanted.items():
+        if back.get(col, col) in after:
+            after[back.get(col, col)] = value
+    row["target_hash"] = row_hash(after, target_fields)
+    row["target_values"] = {k: canon(v) for k, v in after.items()}
+    row["etag"] = current.get("@odata.etag")
+    row["target_modified"] = _iso(current.get(sides.target.modified_on))
     if not diff:
         row.update(action="unchanged", restamp=True, reason="the mapped values already match")
         return
-    current_hash = hash_frame(current.reindex(columns=target_fields), target_fields).iat[0]
-    stored_hash = coup.at[sid, sides.target_hash_col]
-    target_changed = _target_moved(current.at[tid, sides.target.modified_on],
-                                   coup.at[sid, sides.target_mod_col]) or (
-        pd.notna(stored_hash) and current_hash != stored_hash)
+    stored_hash = coupling.get(sides.target_hash_col)
+    target_changed = _target_moved(current.get(sides.target.modified_on),
+                                   coupling.get(sides.target_mod_col)) or (
+        stored_hash is not None and row_hash(current, target_fields) != stored_hash)
     both = mapping.direction is Direction.BIDIRECTIONAL and target_changed
     bidirectional = {write_key(f, sides.target_system) for f in mapping.fields
                      if f.enabled and f.constant is None
                      and f.direction is Direction.BIDIRECTIONAL}
     clash = [c for c in diff if c in bidirectional]
-    update = {"action": "update", "payload": {c: wanted.at[tid, c] for c in diff},
+    update = {"action": "update", "payload": {c: wanted[c] for c in diff},
               "reason": "changed: " + ", ".join(diff)}
     if force or not both or not clash:
         row.update(update, both_modified=bool(both) and _has_reverse_only_fields(mapping, sides))
         return
     if mapping.conflicts.update is UpdateConflict.MERGE:
-        current_values = canon_frame(current.reindex(columns=target_fields)).iloc[0].to_dict()
-        decision = merge.decide(mapping, sides.source_system, coup.at[sid, "synced"],
-                                src_values.loc[sid].to_dict(), current_values, diff)
+        decision = merge.decide(mapping, sides.source_system, coupling.get("synced"),
+                                row["source_values"], {f: current.get(f) for f in target_fields},
+                                diff)
         if decision is not None and not decision.clashes:
-            _plan_merge(row, sides, wanted, tid, decision)
+            _plan_merge(row, sides, wanted, decision)
             return
         if decision is not None:
             clash = decision.clashes
     _resolve_update_conflict(row, mapping, sides, update, clash)
 
 
-def _plan_merge(row: dict[str, Any], sides: PassSides, wanted: pd.DataFrame, tid: str,
+def _plan_merge(row: dict[str, Any], sides: PassSides, wanted: dict[str, Any],
                 decision: merge.MergeDecision) -> None:
     """Both sides changed different fields: send ours, leave theirs for the pass back."""
     fields = ", ".join(decision.send) or "nothing"
     base = {"conflict": True, "both_modified": decision.target_changed}
     if decision.send:
-        row.update(base, action="update",
-                   payload={c: wanted.at[tid, c] for c in decision.send},
+        row.update(base, action="update", payload={c: wanted[c] for c in decision.send},
                    reason=f"merged: both sides changed different fields; sent {fields}, the "
                           f"{_title(sides.target_system)} changes go back in the next pass")
     else:
@@ -326,11 +331,26 @@ def _has_reverse_only_fields(mapping: TableMapping, sides: PassSides) -> bool:
     return any(f.enabled and f.effective_direction is reverse for f in mapping.fields)
 
 
-def _insert_values(mapping: TableMapping, sides: PassSides, payload: pd.DataFrame,
-                   sid: str) -> dict[str, Any]:
+def _insert_values(mapping: TableMapping, sides: PassSides,
+                   wanted: dict[str, Any]) -> dict[str, Any]:
     """A new record's values: the mapping's create values, then the mapped fields."""
     return {**mapping.create_values_for(sides.target_system),
-            **{k: v for k, v in payload.loc[sid].items() if v is not None and v == v}}
+            **{k: v for k, v in wanted.items() if v is not None and v == v}}
+
+
+def _plan_uncoupled(row: dict[str, Any], mapping: TableMapping, sides: PassSides,
+                    wanted: dict[str, Any], coupling: dict[str, Any], creates: bool) -> None:
+    pending = bool(coupling.get("pending"))
+    pending_target = row["target_id"] if pending else None
+    if not creates and not pending:
+        row.update(action="ignore", target_id=None,
+                   reason="not coupled, and the mapping synchronises only coupled records")
+        return
+    values = _insert_values(mapping, sides, wanted)
+    chooses = sides.target_system == "dataverse"
+    target_id = pending_target or (str(uuid.uuid4()) if chooses else None)
+    row.update(action="insert", target_id=target_id, payload=values, resume=pending,
+               reason="resuming an unconfirmed create" if pending else "new record")
 
 
 def _target_moved(current: Any, baseline: Any) -> bool:
@@ -339,19 +359,3 @@ def _target_moved(current: Any, baseline: Any) -> bool:
     if pd.isna(base):
         return True
     return bool(pd.notna(cur) and (cur - base) > TOLERANCE)
-
-
-def _plan_uncoupled(row: dict[str, Any], sid: str, mapping: TableMapping, state: PassState,
-                    sides: PassSides, payload: pd.DataFrame, coup: pd.DataFrame,
-                    creates: bool) -> None:
-    pending = bool(coup.at[sid, "pending"]) if pd.notna(coup.at[sid, "pending"]) else False
-    pending_target = row["target_id"] if pending else None
-    if not creates and not pending:
-        row.update(action="ignore", target_id=None,
-                   reason="not coupled, and the mapping synchronises only coupled records")
-        return
-    values = _insert_values(mapping, sides, payload, sid)
-    chooses = sides.target_system == "dataverse"
-    target_id = pending_target or (str(uuid.uuid4()) if chooses else None)
-    row.update(action="insert", target_id=target_id, payload=values, resume=pending,
-               reason="resuming an unconfirmed create" if pending else "new record")

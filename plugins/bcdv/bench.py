@@ -13,6 +13,7 @@ Prints JSON; no thresholds (figures are for the issue notes, not pass/fail).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -20,12 +21,33 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
+
+
+@contextlib.contextmanager
+def _emulator_process(data_dir: Path, seed: str) -> Iterator[dict[str, Any]]:
+    """The emulators in their own process (as a real service would be), on free ports."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bcdv.emulators", "start", "--data-dir", str(data_dir),
+         "--seed", seed, "--identity-port", "0", "--bc-port", "0", "--dataverse-port", "0",
+         "--no-throttling"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    endpoints = data_dir / "endpoints.json"
+    try:
+        deadline = time.monotonic() + 300
+        while not endpoints.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"emulators did not start: {proc.stderr.read().decode()}")
+            time.sleep(0.2)
+        time.sleep(0.5)
+        yield json.loads(endpoints.read_text())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def engine_bench(rows: int) -> dict[str, Any]:
     """Full sync of ``rows`` customers, then an incremental run with 1 % changed."""
-    from bcdv.emulators.testing import run_emulators
     from bcdv.engine import SyncContext, sync_mapping
     from bcdv.mapping import load_mappings
     from bcdv.settings import endpoints_from_dict
@@ -35,8 +57,8 @@ def engine_bench(rows: int) -> dict[str, Any]:
     customer = mappings["CUSTOMER"].model_copy(update={"direction": mappings[
         "CUSTOMER"].direction})
     out: dict[str, Any] = {"rows": rows}
-    with tempfile.TemporaryDirectory() as tmp, run_emulators(
-            Path(tmp) / "emulators", seed=f"synthetic:{rows}", throttling=False) as ep:
+    with tempfile.TemporaryDirectory() as tmp, _emulator_process(
+            Path(tmp) / "emulators", f"synthetic:{rows}") as ep:
         ctx = SyncContext.create(endpoints_from_dict(ep), f"sqlite:///{tmp}/state.db",
                                  Path(tmp) / "staging", mappings)
         tracemalloc.start()

@@ -9,7 +9,9 @@ import textwrap
 CORE_MODULES = [
     "bcdv", "bcdv.errors", "bcdv.settings", "bcdv.clients", "bcdv.clients.http",
     "bcdv.clients.auth", "bcdv.state", "bcdv.state.store", "bcdv.mapping", "bcdv.engine",
-    "bcdv.engine.plan", "bcdv.engine.apply", "bcdv.cli",
+    "bcdv.engine.plan", "bcdv.engine.apply", "bcdv.engine.records", "bcdv.engine.merge",
+    "bcdv.engine.coupling", "bcdv.clients.batch", "bcdv.clients.bulk", "bcdv.mapping.commands",
+    "bcdv.state.locks", "bcdv.bench", "bcdv.cli",
 ]
 
 

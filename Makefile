@@ -33,5 +33,10 @@ test: venv
 bench: venv
 	$(BIN)/python -m bcdv.bench
 
+# The emulators + airflow standalone with the connections set: DAGs and the bcdv pages on
+# http://localhost:8080 (PORT=... to change); prints the login. Ctrl-C stops everything.
+up: venv
+	$(BIN)/python -m bcdv.cli up --port $(or $(PORT),8080)
+
 clean:
 	rm -rf $(VENV) .airflow .data .artifacts

@@ -70,3 +70,8 @@ def record_run_tasks(request: Request, token: str, run_id: str) -> list[dict[str
     data = _call(request, token, "GET",
                  f"/dags/{RECORD_DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances")
     return list(data.get("task_instances") or [])
+
+
+def record_dag_paused(request: Request, token: str) -> bool:
+    """Whether ``bcdv_sync_record`` is paused (its triggered runs wait until unpaused)."""
+    return bool(_call(request, token, "GET", f"/dags/{RECORD_DAG_ID}").get("is_paused"))

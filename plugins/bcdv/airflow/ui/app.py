@@ -19,6 +19,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
 from bcdv.airflow.ui import airflow_api, security
 from bcdv.airflow.ui.chart import records_chart
@@ -153,6 +154,10 @@ def create_app() -> FastAPI:
         try:
             run = airflow_api.record_run(request, viewer.token, run_id)
             tasks = airflow_api.record_run_tasks(request, viewer.token, run_id)
+            if run.get("state") == "queued" and airflow_api.record_dag_paused(
+                    request, viewer.token):
+                run["error"] = (f"{security.RECORD_DAG_ID} is paused in Airflow: the run "
+                                "starts when the DAG is unpaused.")
         except airflow_api.AirflowApiError as exc:
             run, tasks = {"dag_run_id": run_id, "state": "unknown", "error": str(exc)}, []
         st = store()
@@ -214,7 +219,9 @@ def create_app() -> FastAPI:
         conf = {"mapping": m.name, "side": side, "record_id": str(form.get("record_id", "")),
                 "action": "sync"}
         try:
-            run_id = airflow_api.trigger_record_sync(request, viewer.token, conf)
+            # Not on the event loop: the API server answers this very call.
+            run_id = await run_in_threadpool(airflow_api.trigger_record_sync, request,
+                                             viewer.token, conf)
         except airflow_api.AirflowApiError as exc:
             return back(request, form, err=str(exc))
         return RedirectResponse(f"{URL_PREFIX}/runs/{run_id}", status_code=303)

@@ -212,4 +212,16 @@ def _operator_session(stack: Any, browser: Any, shots: Any) -> None:
                        headers={"Authorization": f"Bearer {stack.token('admin')}"},
                        timeout=30).json()
     assert run["state"] == "success" and run["conf"]["record_id"] == bc_id
+
+    # Retry from the errors page: Business Central still refuses the record; the run page
+    # shows the failure and the message the API gave.
+    page.goto(f"{stack.base}/bcdv/errors?mapping=CUSTOMER")
+    page.locator("[data-testid=errors] tr", has_text="NET45").locator(
+        "button:has-text('Retry')").click()
+    page.wait_for_url("**/bcdv/runs/**")
+    page.locator("[data-testid=run-state]", has_text="success").wait_for(timeout=150_000)
+    result = page.locator("[data-testid=result]").inner_text()
+    assert "CUSTOMER to_business_central (record)" in result and "failed 1" in result
+    assert "NET45" in result
+    shots(page, "11-retry-result")
     context.close()

@@ -17,7 +17,7 @@ from bcdv.state.store import StateStore
 CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]+)"')
 
 
-def test_pages_in_a_real_airflow(airflow_stack: Any, browser: Any, shots: Any) -> None:
+def test_pages_in_a_real_airflow(browser: Any, airflow_stack: Any, shots: Any) -> None:
     """Refusals first (they change nothing), then an operator's session."""
     started = time.monotonic()
     _anonymous_refused(airflow_stack)

@@ -228,3 +228,13 @@ def test_configuration_error_exit_1(fresh: Demo, bcdv: Any, monkeypatch: Any) ->
     fresh.endpoints_file.unlink()
     code, _, err = bcdv(fresh, "sync", "customer")
     assert code == 1 and "endpoints file not found" in err
+
+
+def test_up_refuses_a_busy_port(demo: Demo, bcdv: Any) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        code, _, err = bcdv(demo, "up", "--port", str(busy.getsockname()[1]))
+    assert code == 1 and "is in use" in err

@@ -102,6 +102,13 @@ def _forged_posts_refused(stack: Any) -> None:
     assert cross.status_code == 403
     get = admin.get(f"{stack.base}/bcdv/couplings/uncouple", timeout=30)
     assert get.status_code == 405
+    page = admin.get(f"{stack.base}/bcdv/", timeout=30)
+    assert "script-src 'none'" in page.headers["content-security-policy"]
+    assert "frame-ancestors 'self'" in page.headers["content-security-policy"]
+    first = _session(stack, "admin").get(f"{stack.base}/bcdv/", timeout=30)
+    cookie = first.headers["set-cookie"].lower()
+    assert cookie.startswith("bcdv_csrf=") and "httponly" in cookie
+    assert "samesite=strict" in cookie and "path=/bcdv" in cookie
     assert StateStore(stack.state_url).coupling("CUSTOMER", bc_id=stack.skipped["bc_id"])
 
 

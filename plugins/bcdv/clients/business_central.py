@@ -8,7 +8,7 @@ from typing import Any
 
 from bcdv.clients.auth import TokenProvider
 from bcdv.clients.batch import BatchOp, BatchResult, bc_batch
-from bcdv.clients.http import ApiSession, RetryPolicy
+from bcdv.clients.http import ApiSession, RetryPolicy, page_size_header, query_params
 from bcdv.clients.odata import chunks, id_filter
 from bcdv.errors import NotFoundError
 from bcdv.settings import BusinessCentralSettings
@@ -66,18 +66,10 @@ class BusinessCentralClient:
         page_size: int = 1000,
     ) -> Iterator[list[dict[str, Any]]]:
         """Yield pages of records, using server-driven paging (``odata.maxpagesize``)."""
-        params: dict[str, str] = {}
-        if filter:
-            params["$filter"] = filter
-        if select:
-            params["$select"] = ",".join(select)
-        if orderby:
-            params["$orderby"] = orderby
-        size = max(1, min(page_size, MAX_PAGE_SIZE))
         yield from self.http.iter_pages(
-            self.url(entity_set), params=params or None,
-            headers={"Prefer": f"odata.maxpagesize={size}"},
-        )
+            self.url(entity_set), params=query_params(filter=filter, select=select,
+                                                      orderby=orderby),
+            headers=page_size_header(page_size, MAX_PAGE_SIZE))
 
     def list(self, entity_set: str, **kwargs: Any) -> list[dict[str, Any]]:
         """All records of an entity set matching the filter."""

@@ -9,7 +9,7 @@ from typing import Any
 from bcdv.clients import bulk as _bulk
 from bcdv.clients.auth import TokenProvider
 from bcdv.clients.batch import BatchOp, BatchResult, dv_batch
-from bcdv.clients.http import ApiSession, RetryPolicy
+from bcdv.clients.http import ApiSession, RetryPolicy, page_size_header, query_params
 from bcdv.clients.odata import chunks, id_filter
 from bcdv.errors import NotFoundError
 from bcdv.settings import DataverseSettings
@@ -68,18 +68,10 @@ class DataverseClient:
         page_size: int = MAX_PAGE_SIZE,
     ) -> Iterator[list[dict[str, Any]]]:
         """Yield pages of rows (``Prefer: odata.maxpagesize``; nextLink followed verbatim)."""
-        params: dict[str, str] = {}
-        if select:
-            params["$select"] = ",".join(select)
-        if filter:
-            params["$filter"] = filter
-        if orderby:
-            params["$orderby"] = orderby
-        size = max(1, min(page_size, MAX_PAGE_SIZE))
         yield from self.http.iter_pages(
-            self.url(entity_set), params=params or None,
-            headers={"Prefer": f"odata.maxpagesize={size}"},
-        )
+            self.url(entity_set), params=query_params(filter=filter, select=select,
+                                                      orderby=orderby),
+            headers=page_size_header(page_size, MAX_PAGE_SIZE))
 
     def list(self, entity_set: str, **kwargs: Any) -> list[dict[str, Any]]:
         """All rows matching the filter."""

@@ -18,7 +18,7 @@ import http.cookiejar
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -250,3 +250,21 @@ class ApiSession:
             if link:
                 seen.add(link)
             next_url, next_params = link, None
+
+
+def query_params(*, filter: str | None = None, select: Sequence[str] | None = None,
+                 orderby: str | None = None) -> dict[str, str] | None:
+    """``$filter``/``$select``/``$orderby`` query options (None when there are none)."""
+    params: dict[str, str] = {}
+    if select:
+        params["$select"] = ",".join(select)
+    if filter:
+        params["$filter"] = filter
+    if orderby:
+        params["$orderby"] = orderby
+    return params or None
+
+
+def page_size_header(page_size: int, maximum: int) -> dict[str, str]:
+    """``Prefer: odata.maxpagesize`` clamped to the service's maximum."""
+    return {"Prefer": f"odata.maxpagesize={max(1, min(page_size, maximum))}"}

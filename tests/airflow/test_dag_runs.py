@@ -153,6 +153,8 @@ def test_resync_window_touches_only_records_modified_in_it_and_keeps_the_waterma
     # A backfill run uses its data interval; other runs their watermarks.
     assert backfill_window({}, "backfill", (start, end)) == (start, end)
     assert backfill_window({}, "scheduled", (start, end)) is None
+    with pytest.raises(ValueError, match="empty data interval"):
+        backfill_window({}, "backfill", (start, start))
 
 
 def test_sync_record_actions(sync_env, systems, af) -> None:

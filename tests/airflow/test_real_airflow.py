@@ -3,7 +3,7 @@ PostgreSQL metadata database, driven through the REST API.
 
 bcdv_full_sync runs every mapping with every load task's first try SIGKILLed after its second
 write (the workers die mid-write; Airflow retries them); then bcdv_sync_customer carries one
-change each way. The emulators run in this process; the Airflow workers reach them over HTTPS
+change each way; an Airflow backfill of it re-synchronises a past interval. The emulators run in this process; the Airflow workers reach them over HTTPS
 with the CA bundle named in the connections' extra.
 """
 
@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +114,13 @@ class Airflow:
             if value:
                 return value
             time.sleep(1)
-        raise AssertionError(f"timed out waiting for {what}\n{self.logs()}")
+        try:
+            runs = {d: [(r["dag_run_id"], r["state"]) for r in
+                        self.api("GET", f"/dags/{d}/dagRuns")["dag_runs"]]
+                    for d in ("bcdv_full_sync", "bcdv_sync_customer")}
+        except Exception as exc:  # noqa: BLE001 - diagnostics only
+            runs = {"error": str(exc)}
+        raise AssertionError(f"timed out waiting for {what}; runs: {runs}\n{self.logs()}")
 
     def login(self) -> None:
         resp = self.session.post(f"{self.url}/auth/token",
@@ -279,5 +285,32 @@ def test_full_sync_then_customer_sync_on_a_real_airflow(airflow) -> None:
     for direction in ("to_dataverse", "to_business_central"):
         assert sum(j["modified"] for j in after if j["direction"] == direction) == 1
         assert sum(j["inserted"] for j in after if j["direction"] == direction) == 0
+
+    # An Airflow backfill of the mapping's DAG over a past */30 data interval (older than
+    # the scheduled runs' intervals) re-synchronises the records modified in it; the
+    # watermarks stay put.
+    marks = {d: store.get_watermark("CUSTOMER", d) for d in ("to_dataverse",
+                                                             "to_business_central")}
+    now = datetime.now(timezone.utc)
+    tick = now.replace(minute=now.minute // 30 * 30, second=0, microsecond=0)
+    af.api("POST", "/backfills", json={
+        "dag_id": "bcdv_sync_customer", "from_date": (tick - timedelta(minutes=90)).isoformat(),
+        "to_date": (tick - timedelta(minutes=61)).isoformat(), "max_active_runs": 1,
+        "reprocess_behavior": "completed", "run_backwards": False, "dag_run_conf": {}})
+
+    def backfilled() -> list[dict[str, Any]] | None:
+        runs = [r for r in af.api("GET", "/dags/bcdv_sync_customer/dagRuns")["dag_runs"]
+                if r["run_type"] == "backfill"]
+        return runs if len(runs) == 1 and all(
+            r["state"] in ("success", "failed") for r in runs) else None
+
+    runs = af.wait_until("the backfill run", backfilled, 300)
+    assert {r["state"] for r in runs} == {"success"}, runs
+    for r in runs:
+        jobs = [j for j in store.jobs("CUSTOMER") if j["run_id"] == r["dag_run_id"]
+                and j["type"] != "coupling"]
+        assert {j["mode"] for j in jobs} == {"backfill"}, jobs
+        assert sum(j["inserted"] + j["failed"] for j in jobs) == 0
+    assert {d: store.get_watermark("CUSTOMER", d) for d in marks} == marks
     bc.close()
     dv.close()

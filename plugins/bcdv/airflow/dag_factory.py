@@ -43,6 +43,17 @@ def default_args() -> dict[str, Any]:
 DEFAULT_ARGS: dict[str, Any] = default_args()
 
 
+def mapping_schedule(schedule: str | None) -> Any:
+    """A cron schedule as data intervals ([previous tick, this tick)), so a backfill over a
+    date range covers it with contiguous windows; other schedules are passed as given."""
+    if not schedule or schedule in ("@once", "@continuous") or not (
+            schedule.startswith("@") or len(schedule.split()) in (5, 6)):
+        return schedule
+    from airflow.sdk import CronDataIntervalTimetable
+
+    return CronDataIntervalTimetable(schedule, timezone="UTC")
+
+
 def mapping_asset(name: str) -> Asset:
     """The Asset a mapping's DAG updates after each successful run."""
     return Asset(name=f"bcdv.{name.lower()}", uri=f"bcdv://mapping/{name.lower()}")
@@ -162,7 +173,7 @@ def mapping_dag(file_name: str, dag_file: str | None = None) -> DAG:
     with DAG(
         dag_id=mapping.dag_id,
         description=mapping.description or f"bcdv sync of {name}",
-        schedule=mapping.schedule,
+        schedule=mapping_schedule(mapping.schedule),
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,

@@ -125,7 +125,10 @@ def backfill_window(params: dict[str, Any], run_type: Any, interval: tuple[Any, 
         if since is None or until is None:
             raise ValueError("give both resync_from and resync_until (ISO 8601 date-times)")
         return since, until
-    if _run_type(run_type) == "backfill" and interval[0] is not None and interval[1] is not None:
+    if _run_type(run_type) == "backfill":
+        if interval[0] is None or interval[1] is None or interval[0] >= interval[1]:
+            raise ValueError(f"this backfill run has an empty data interval {interval}: the "
+                             "mapping's schedule must be a cron expression")
         return interval[0], interval[1]
     return None
 

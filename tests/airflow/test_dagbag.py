@@ -34,3 +34,53 @@ def test_customer_dag_shape(dagbag) -> None:
     for task in dag.tasks:
         assert task.retries >= 2
     assert set(dag.params.keys()) >= {"full", "dry_run"}
+
+
+def test_customer_dag_schedule_asset_and_alerts(dagbag) -> None:
+    from airflow.sdk import CronDataIntervalTimetable
+
+    from bcdv.airflow.notifiers import BcdvAlertNotifier
+
+    dag = dagbag.dags["bcdv_sync_customer"]
+    # The mapping's cron schedule as data intervals (what a backfill re-synchronises).
+    assert isinstance(dag.timetable, CronDataIntervalTimetable)
+    assert dag.timetable.expression == "*/30 * * * *"
+    outlets = dag.get_task("commit").outlets
+    assert [a.name for a in outlets] == ["bcdv.customer"]
+    failure = dag.on_failure_callback
+    assert any(isinstance(cb, BcdvAlertNotifier) and cb.kind == "failure" for cb in failure)
+    assert isinstance(dag.on_success_callback, BcdvAlertNotifier)
+    assert dag.on_success_callback.kind == "threshold"
+    # No task-level failure callbacks: one message per failed run, not per try.
+    assert all(not t.on_failure_callback for t in dag.tasks)
+    assert dag.default_args["retry_exponential_backoff"] == 2.0
+    assert set(dag.params.keys()) >= {"resync_from", "resync_until", "lock_wait_seconds"}
+
+
+def test_full_sync_dag_shape(dagbag) -> None:
+    dag = dagbag.dags["bcdv_full_sync"]
+    assert dag.schedule is None
+    assert dag.max_active_runs == 1
+    assert set(dag.params.keys()) >= {"mappings", "dry_run", "couple_first", "chunk_size",
+                                      "batch_size"}
+    assert dag.params["mappings"] == ["CONTACT", "CURRENCY", "CUSTOMER", "SALESPEOPLE",
+                                      "VENDOR"]
+    load = dag.get_task("customer.to_dataverse.load")
+    assert load.max_active_tis_per_dagrun >= 1
+    # Dependency waves: CUSTOMER waits for CURRENCY and SALESPEOPLE; CONTACT for CUSTOMER.
+    assert "currency.commit" in dag.get_task("customer.couple").upstream_task_ids
+    assert "customer.commit" in dag.get_task("contact.couple").upstream_task_ids
+    release = dag.get_task("release_locks")
+    assert release.is_teardown
+
+
+def test_record_and_all_modified_dags(dagbag) -> None:
+    record = dagbag.dags["bcdv_sync_record"]
+    assert record.schedule is None
+    assert set(record.params.keys()) >= {"mapping", "side", "record_id", "action", "couple_to"}
+    assert record.params.get_param("action").schema["enum"] == ["sync", "couple", "uncouple",
+                                                                "restore"]
+    everything = dagbag.dags["bcdv_sync_all_modified"]
+    assert {t.task_id for t in everything.tasks} == {
+        "sync_contact", "sync_currency", "sync_customer", "sync_salespeople", "sync_vendor"}
+    assert "sync_vendor" in everything.get_task("sync_contact").upstream_task_ids

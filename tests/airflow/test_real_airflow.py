@@ -3,8 +3,9 @@ PostgreSQL metadata database, driven through the REST API.
 
 bcdv_full_sync runs every mapping with every load task's first try SIGKILLed after its second
 write (the workers die mid-write; Airflow retries them); then bcdv_sync_customer carries one
-change each way; an Airflow backfill of it re-synchronises a past interval. The emulators run in this process; the Airflow workers reach them over HTTPS
-with the CA bundle named in the connections' extra.
+change each way; an Airflow backfill of it re-synchronises a past interval. The emulators
+run in this process; the Airflow workers reach them over HTTPS with the CA bundle named in
+the connections' extra.
 """
 
 from __future__ import annotations
@@ -265,12 +266,13 @@ def test_full_sync_then_customer_sync_on_a_real_airflow(airflow) -> None:
 
     pairs = store.couplings("CUSTOMER")
     pairs = pairs[~pairs["pending"].astype(bool)].reset_index(drop=True)
-    (bc_a, dv_a), (bc_b, dv_b) = pairs.loc[0, ["bc_id", "dv_id"]], pairs.loc[1, ["bc_id", "dv_id"]]
+    (bc_a, dv_a), (bc_b, dv_b) = (pairs.loc[i, ["bc_id", "dv_id"]] for i in (0, 1))
     edited = datetime.now(timezone.utc)
     current = bc.get("customers", bc_a)
     bc.update("customers", bc_a, {"phoneNumber": "+1 425 555 0700"},
               etag=current["@odata.etag"])
-    resp = dv.http.request("PATCH", dv.url("accounts", dv_b), json={"telephone1": "+1 425 555 0800"},
+    resp = dv.http.request("PATCH", dv.url("accounts", dv_b),
+                           json={"telephone1": "+1 425 555 0800"},
                            headers={"Content-Type": "application/json", "If-Match": "*",
                                     "CallerObjectId": ADMIN_OBJECT_ID})
     assert resp.status_code in (200, 204), resp.text

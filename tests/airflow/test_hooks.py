@@ -82,3 +82,19 @@ def test_hooks_register_the_secret_with_the_masker(sync_env) -> None:
     secret = sync_env["endpoints"]["identity"]["client_secret"]
     DataverseHook().get_settings()
     assert secret not in str(redact(f"token request with {secret}"))
+
+
+def test_state_url_forms() -> None:
+    from types import SimpleNamespace
+
+    from bcdv.airflow.connections import state_url_of
+
+    def conn(**kw):  # type: ignore[no-untyped-def]
+        base = {"host": None, "login": None, "password": None, "port": None, "schema": None,
+                "extra": "{}"}
+        return SimpleNamespace(**{**base, **kw})
+
+    assert state_url_of(conn(host="db", login="u", password="p w", port=5432, schema="bcdv")) \
+        == "postgresql+psycopg2://u:p%20w@db:5432/bcdv"
+    assert state_url_of(conn(host="postgres://u@db/bcdv")) == "postgresql+psycopg2://u@db/bcdv"
+    assert state_url_of(conn(extra='{"url": "sqlite:////tmp/s.db"}')) == "sqlite:////tmp/s.db"

@@ -110,6 +110,8 @@ def state_url_of(conn: Any) -> str:
     """The SQLAlchemy URL of a ``bcdv_state`` connection (extra ``url``, else its URI)."""
     _mask(conn)
     url = _extra(conn).get("url")
+    if not url and conn.host and "://" in conn.host:  # the whole URL typed into "host"
+        url = conn.host
     if not url:
         scheme = "postgresql+psycopg2"
         auth = ""

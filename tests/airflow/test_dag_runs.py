@@ -226,3 +226,19 @@ def test_load_crash_after_a_write_is_retried_without_duplicates(sync_env, system
     assert after == before + job["inserted"]  # the interrupted create made one row, not two
     dv_ids = list(store.couplings("CUSTOMER")["dv_id"])
     assert len(dv_ids) == len(set(dv_ids))
+
+
+def test_full_sync_dry_run_of_selected_mappings_writes_nothing(sync_env, af) -> None:
+    store = StateStore(sync_env["state_url"])
+    run = af.operation_dag("full_sync").test(run_conf={"mappings": ["CURRENCY", "CUSTOMER"],
+                                                       "dry_run": True})
+    states = af.task_states(run)
+    assert run.state == "success", states
+    jobs = [j for j in store.jobs(None, limit=500) if j["run_id"] == run.run_id]
+    assert {j["mapping"] for j in jobs} == {"CURRENCY", "CUSTOMER"}
+    assert all(j["dry_run"] for j in jobs)
+    planned = [j for j in jobs if j["mapping"] == "CUSTOMER" and j["direction"] == "to_dataverse"]
+    assert planned and planned[0]["inserted"] > 0  # what a real run would create
+    assert store.couplings("CUSTOMER").empty and store.couplings("CURRENCY").empty
+    assert store.get_watermark("CUSTOMER", "to_dataverse") is None
+    assert all(store.lock_holder(n) is None for n in MAPPINGS)

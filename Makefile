@@ -7,12 +7,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv demo test test-fast bench up clean help
+.PHONY: venv browser demo test bench up clean help
 
 help:
 	@echo "make demo   - start the emulators, sync customers through Airflow twice, print summaries"
 	@echo "make test   - run the whole test suite"
 	@echo "make bench  - run the benchmarks"
+	@echo "make up     - emulators + Airflow with the bcdv pages on http://localhost:8080"
 	@echo "make clean  - remove the virtualenv and local state"
 
 venv: $(STAMP)
@@ -27,7 +28,12 @@ $(STAMP): requirements.lock pyproject.toml
 demo: venv
 	$(BIN)/python -m bcdv.demo
 
-test: venv
+# Debian's Chromium + ChromeDriver for tests/browser (installed once; needs root, else
+# those tests skip and say why).
+browser:
+	@bash .ci/install-browser.sh || echo "browser tests will be skipped: chromium is not installed"
+
+test: venv browser
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
 bench: venv

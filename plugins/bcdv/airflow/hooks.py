@@ -19,66 +19,9 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from bcdv.airflow import connections as conns
+from bcdv.airflow.connection_types import (BC_BEHAVIOUR, BC_FIELDS, DV_BEHAVIOUR, DV_FIELDS,
+                                           STATE_BEHAVIOUR, STATE_FIELDS, widgets)
 from bcdv.errors import BcdvError
-
-# One declaration of the form fields, used by the provider metadata (Airflow 3.2+ reads it
-# without importing the hook) and by get_connection_form_widgets (older Airflow).
-IDENTITY_FIELDS: dict[str, dict[str, Any]] = {
-    "tenant_id": {"label": "Tenant ID", "description": "Microsoft Entra tenant (GUID or domain)"},
-    "authority": {"label": "Authority URL",
-                  "description": "Optional; default https://login.microsoftonline.com/<tenant>"},
-    "scope": {"label": "Scope", "description": "Optional OAuth scope (…/.default)"},
-    "ca_bundle": {"label": "CA bundle", "description": "Optional path of a CA bundle (PEM)"},
-}
-BC_FIELDS: dict[str, dict[str, Any]] = {
-    "company_id": {"label": "Company ID", "description": "The company's id (GUID)"},
-    "environment": {"label": "Environment", "description": "e.g. Production"},
-    **IDENTITY_FIELDS,
-}
-DV_FIELDS: dict[str, dict[str, Any]] = {
-    **IDENTITY_FIELDS,
-    "api_url": {"label": "Web API URL",
-                "description": "Optional; default <organisation URL>/api/data/v9.2"},
-}
-STATE_FIELDS: dict[str, dict[str, Any]] = {
-    "url": {"label": "SQLAlchemy URL",
-            "description": "Optional full URL, e.g. postgresql+psycopg2://user:pw@host/bcdv "
-                           "or sqlite:////path/state.db (overrides the fields above)"},
-}
-
-
-def conn_fields(fields: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Provider-metadata ``conn-fields`` of a field declaration."""
-    return {name: {"label": f["label"], "description": f.get("description", ""),
-                   "schema": {"type": ["string", "null"]}} for name, f in fields.items()}
-
-
-def _widgets(fields: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
-    from wtforms import StringField
-
-    return {name: StringField(f["label"], widget=BS3TextFieldWidget(),
-                              description=f.get("description", ""))
-            for name, f in fields.items()}
-
-
-API_BEHAVIOUR = {
-    "hidden_fields": ["schema", "port"],
-    "relabeling": {"host": "Base URL", "login": "Client ID", "password": "Client secret"},
-}
-BC_BEHAVIOUR = {**API_BEHAVIOUR, "placeholders": {
-    "host": "https://api.businesscentral.dynamics.com/v2.0/<tenant>/Production/api/v2.0",
-    "login": "application (client) id", "company_id": "00000000-0000-0000-0000-000000000000",
-    "environment": "Production", "scope": "https://api.businesscentral.dynamics.com/.default"}}
-DV_BEHAVIOUR = {**API_BEHAVIOUR, "placeholders": {
-    "host": "https://<org>.crm.dynamics.com", "login": "application (client) id"}}
-STATE_BEHAVIOUR = {
-    "hidden_fields": [],
-    "relabeling": {"schema": "Database"},
-    "placeholders": {"host": "postgres.example.com", "schema": "bcdv", "port": "5432",
-                     "url": "postgresql+psycopg2://user:password@host:5432/bcdv"},
-}
-
 
 def safe_message(exc: BaseException, *secrets: str | None) -> str:
     """An exception's message with any secret removed (defence in depth: ours carry none)."""
@@ -118,9 +61,9 @@ class BusinessCentralHook(_BcdvHook):
     hook_name = "Business Central (bcdv)"
 
     @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
+    def get_connection_formwidgets(cls) -> dict[str, Any]:
         """Extra fields of the connection form (pre-3.2 Airflow)."""
-        return _widgets(BC_FIELDS)
+        return widgets(BC_FIELDS)
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -169,9 +112,9 @@ class DataverseHook(_BcdvHook):
     hook_name = "Dataverse (bcdv)"
 
     @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
+    def get_connection_formwidgets(cls) -> dict[str, Any]:
         """Extra fields of the connection form (pre-3.2 Airflow)."""
-        return _widgets(DV_FIELDS)
+        return widgets(DV_FIELDS)
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -218,9 +161,9 @@ class StateStoreHook(_BcdvHook):
     hook_name = "bcdv state store"
 
     @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
+    def get_connection_formwidgets(cls) -> dict[str, Any]:
         """Extra fields of the connection form (pre-3.2 Airflow)."""
-        return _widgets(STATE_FIELDS)
+        return widgets(STATE_FIELDS)
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:

@@ -19,8 +19,8 @@ def _behaviour(b: dict[str, Any]) -> dict[str, Any]:
 
 def get_provider_info() -> dict[str, Any]:
     """The provider info dictionary Airflow's ProvidersManager validates and loads."""
-    # hooks.py imports airflow.sdk; read its plain-data declarations lazily from there.
-    from bcdv.airflow import hooks
+    # Plain data only: importing the hooks here would import Airflow while it loads us.
+    from bcdv.airflow import connection_types as hooks
 
     module = "bcdv.airflow.hooks"
     return {

@@ -17,20 +17,23 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
-META_DB = ROOT / ".airflow" / f"tests-{WORKER}.db"
+# Per process: concurrent pytest sessions in one checkout never share a SQLite database.
+META_DB = ROOT / ".airflow" / f"tests-{WORKER}-{os.getpid()}.db"
 if "airflow" not in sys.modules:  # Airflow reads its configuration once, at import
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{META_DB}"
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> str:
-    """A migrated metadata database for this worker."""
+def airflow_db() -> Iterator[str]:
+    """A migrated metadata database for this worker, removed at the end of the session."""
     META_DB.parent.mkdir(parents=True, exist_ok=True)
     exe = Path(sys.executable).with_name("airflow")
     proc = subprocess.run([str(exe), "db", "migrate"], env=dict(os.environ),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    yield os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{META_DB}{suffix}").unlink(missing_ok=True)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -35,22 +34,9 @@ def project_root() -> Path:
 def airflow_env(root: Path, endpoints: dict[str, Any], state_url: str,
                 staging: Path) -> dict[str, str]:
     """Environment for the ``airflow`` CLI: local home, our dags and plugins, connections."""
-    from bcdv.airflow.connections import connection_env
+    from bcdv.airflow.connections import local_airflow_env
 
-    home = root / ".airflow"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "BCDV_STATE_URL": state_url,
-        "BCDV_STAGING_DIR": str(staging),
-        "BCDV_MAPPINGS_DIR": str(root / "include" / "mappings"),
-    })
-    env.update(connection_env(endpoints))
-    return env
+    return local_airflow_env(root, root / ".airflow", endpoints, state_url, staging)
 
 
 def _airflow(env: dict[str, str], *args: str, log_file: Path) -> None:

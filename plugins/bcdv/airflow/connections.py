@@ -163,3 +163,22 @@ def connection_env(endpoints: dict[str, Any]) -> dict[str, str]:
                      "extra": {**common, "scope": dv["scope"], "api_url": dv["api_url"]}},
     }
     return {f"AIRFLOW_CONN_{k.upper()}": json.dumps(v) for k, v in conns.items()}
+
+
+def local_airflow_env(root: Path, home: Path, endpoints: dict[str, Any], state_url: str,
+                      staging: Path) -> dict[str, str]:
+    """Environment for a project-local Airflow (the demo, ``bcdv up``): its own home and
+    SQLite metadata DB, this checkout's dags/plugins/mappings, and the connections."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "BCDV_STATE_URL": state_url,
+        "BCDV_STAGING_DIR": str(staging),
+        "BCDV_MAPPINGS_DIR": str(root / "include" / "mappings"),
+    })
+    env.update(connection_env(endpoints))
+    return env

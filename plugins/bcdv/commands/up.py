@@ -43,26 +43,17 @@ def _port_free(port: int) -> bool:
 def airflow_env(root: Path, home: Path, port: int, endpoints: dict[str, Any],
                 state_url: str) -> dict[str, str]:
     """The environment of ``airflow standalone``."""
-    from bcdv.airflow.connections import connection_env
+    from bcdv.airflow.connections import local_airflow_env
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    env = local_airflow_env(root, home, endpoints, state_url, home / "bcdv" / "staging")
     env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
-        "BCDV_STATE_URL": state_url,
-        "BCDV_STAGING_DIR": str(home / "bcdv" / "staging"),
-        "BCDV_MAPPINGS_DIR": str(root / "include" / "mappings"),
         # standalone starts its parts as `airflow ...` from PATH: this virtualenv's first.
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     })
-    env.update(connection_env(endpoints))
     return env
 
 

@@ -26,6 +26,7 @@ from bcdv.engine.extract import extract
 from bcdv.engine.plan import plan
 from bcdv.engine.report import PassReport
 from bcdv.engine.staging import PassState
+from bcdv.engine.staging import prune as prune_staging
 from bcdv.errors import SafetyStopError
 from bcdv.mapping.loader import load_mapping_file
 from bcdv.mapping.model import Direction, TableMapping
@@ -273,6 +274,10 @@ def commit_passes(mapping_file: str, directories: list[str], run_id: str,
         log_reports(reports)
         if release:
             ctx.state.release_lock(mapping.name, run_id)
+        days = float(os.environ.get("BCDV_STAGING_RETENTION_DAYS", "7"))
+        pruned = prune_staging(ctx.staging, days)
+        if pruned:
+            log.info("removed %d staged run directories older than %s days", pruned, days)
         return [small_report(r) for r in reports]
 
 

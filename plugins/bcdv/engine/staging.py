@@ -101,3 +101,26 @@ class PassState:
     def load(cls, directory: str | Path) -> PassState:
         """Read a pass's meta.json."""
         return cls(**json.loads((Path(directory) / "meta.json").read_text()))
+
+
+def prune(root: Path, older_than_days: float) -> int:
+    """Delete run directories (``<root>/<mapping>/<run>``) untouched for that many days.
+
+    Staged files are kept for a while to explain a run (source, plan, outcomes); a committed
+    pass never needs them again. Returns how many run directories were removed.
+    """
+    import shutil
+    import time
+
+    cutoff = time.time() - older_than_days * 86400
+    removed = 0
+    if not root.is_dir():
+        return 0
+    for mapping_dir in (p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
+        for run_dir in (p for p in mapping_dir.iterdir() if p.is_dir()):
+            newest = max((f.stat().st_mtime for f in run_dir.rglob("*")),
+                         default=run_dir.stat().st_mtime)
+            if newest < cutoff:
+                shutil.rmtree(run_dir, ignore_errors=True)
+                removed += 1
+    return removed

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import uuid
 from typing import Any
 
@@ -57,7 +58,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
     mode = "full" if args.full else "modified"
     run_id = f"cli__{uuid.uuid4().hex[:12]}"
     reports = []
-    with sync_context(args, mappings) as ctx:
+    with sync_context(args, mappings) as ctx, contextlib.ExitStack() as locks:
+        # The same run locks as the DAGs: a CLI run never writes a mapping that an Airflow
+        # run is writing (it refuses, naming the holder).
+        names = ([mapping_name(mappings, args.name)] if args.record
+                 else list(dict.fromkeys(m.name for m, _ in _passes(args, mappings))))
+        if not args.dry_run:
+            for name in names:
+                locks.enter_context(ctx.state.mapping_lock(name, run_id))
         if args.record:
             mapping = mappings[mapping_name(mappings, args.name)]
             direction = Direction(args.direction) if args.direction else None

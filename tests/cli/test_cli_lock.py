@@ -1,0 +1,27 @@
+"""`bcdv sync` takes the same run locks as the DAGs."""
+
+from __future__ import annotations
+
+import os
+
+from bcdv.cli import main
+from bcdv.state import StateStore
+
+
+def test_sync_refuses_while_another_run_holds_the_lock(tmp_path, emulators, capsys,
+                                                       monkeypatch) -> None:  # noqa: ANN001
+    endpoints = tmp_path / "emulators" / "endpoints.json"
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.setenv("BCDV_ENDPOINTS", str(endpoints))
+    monkeypatch.setenv("BCDV_STATE_URL", state_url)
+    monkeypatch.setenv("BCDV_STAGING_DIR", str(tmp_path / "staging"))
+    monkeypatch.setenv("BCDV_MAPPINGS_DIR", os.path.join(os.path.dirname(__file__), "..", "..",
+                                                         "include", "mappings"))
+    store = StateStore(state_url)
+    with store.mapping_lock("CUSTOMER", "scheduled__2026-11-25T07:00:00"):
+        code = main(["sync", "customer"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "scheduled__2026-11-25T07:00:00" in err
+    assert store.jobs("CUSTOMER") == []  # nothing ran
+    assert main(["sync", "customer", "--dry-run"]) == 0  # a dry run writes nothing: no lock

@@ -82,3 +82,20 @@ def test_lookup_ids_become_binds_on_the_wire() -> None:
                    Direction.TO_DATAVERSE, TABLES)
     assert wire == {"name": "A",
                     "transactioncurrencyid@odata.bind": "/transactioncurrencies(dv-eur)"}
+
+
+def test_blank_code_is_blank_not_unmapped() -> None:
+    out = transform(pd.DataFrame([{"displayName": "Q", "paymentTermsId": "",
+                                   "currencyCode": ""}], index=["r"]),
+                    MAPPING, Direction.TO_DATAVERSE, TABLES)
+    assert out.errors["r"] is None and not out.keep.at["r", "paymenttermscode"]
+    assert out.values.at["r", "paymenttermscode"] is None
+
+
+def test_a_whole_chunk_in_one_call() -> None:
+    rows = [{"displayName": f"N{i}", "paymentTermsId": "p30" if i % 2 else "p14",
+             "currencyCode": "EUR" if i % 3 else ""} for i in range(300)]
+    out = transform(pd.DataFrame(rows), MAPPING, Direction.TO_DATAVERSE, TABLES)
+    assert out.errors.isna().all()
+    assert int(out.keep["paymenttermscode"].sum()) == 150  # '14 DAYS' has no option: kept
+    assert (out.values["transactioncurrencyid@odata.bind"] == "dv-eur").sum() == 200

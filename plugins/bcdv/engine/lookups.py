@@ -32,36 +32,6 @@ class LookupTable:
     dv_by_value: dict[str, list[str]] = field(default_factory=dict)  # canon(dv match) -> ids
     dv_value: dict[str, Any] = field(default_factory=dict)  # dv id -> its match value
 
-    def to_dataverse(self, value: Any) -> tuple[str | None, bool]:
-        """(Dataverse id or None for blank, found?)."""
-        key = canon(value)
-        if key == "":
-            return None, True
-        bc_id = self.value_to_bc_id.get(key)
-        if bc_id and bc_id in self.bc_to_dv:
-            return self.bc_to_dv[bc_id], True
-        hits = self.dv_by_value.get(key.lower(), [])
-        if len(hits) == 1:
-            return hits[0], True
-        return None, False
-
-    def to_business_central(self, dv_id: Any) -> tuple[Any, bool]:
-        """(Business Central value or "" for blank, found?)."""
-        key = canon(dv_id)
-        if key == "":
-            return "", True
-        bc_id = self.dv_to_bc.get(key)
-        if bc_id and bc_id in self.bc_id_to_value:
-            return self.bc_id_to_value[bc_id], True
-        implicit = self.dv_value.get(key)
-        if implicit is not None and canon(implicit) in self.value_to_bc_id:
-            return self.bc_id_to_value[self.value_to_bc_id[canon(implicit)]], True
-        if implicit is not None:
-            # The referenced Dataverse row has no Business Central record of its own, such as
-            # the base currency, which is BC's local currency (a blank code in BC).
-            return implicit, True
-        return None, False
-
 
 @dataclass
 class Tables:

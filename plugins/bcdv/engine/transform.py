@@ -127,57 +127,106 @@ def _column(src: pd.DataFrame, mapping: TableMapping, f: FieldMapping, direction
         [None] * len(src), index=src.index, dtype=object)
     # Every spelling of "nothing" (BC's null GUID and blank enum, NaN) is None to the rules.
     col = _omap(col, lambda v: None if canon(v) == "" else v)
-    steps: list[Any] = [_safe(lambda v, r=rule: r.apply(v, tables.field_lookups))
-                        for rule in f.rules_for(direction)]
+    rules: list[Any] = [lambda c, r=rule: _omap(c, _safe(lambda v: r.apply(
+        v, tables.field_lookups))) for rule in f.rules_for(direction)]
+    maps: list[Any] = []
     vmap = mapping.value_map_of(f)
     if vmap is not None:
-        steps.append(_safe(lambda v, m=vmap: _map_value(m, v, direction, f)))
+        maps.append(lambda c: _value_map(c, vmap, direction, f))
     if f.lookup is not None:
-        steps.append(_safe(lambda v, t=tables.lookups[f.label]: _resolve(t, v, direction, f)))
-    if direction is Direction.TO_BUSINESS_CENTRAL:
-        # The way back undoes the way there: lookup, then value map, then the rules
-        # (e.g. option 1 -> code 'NET30' -> paymentTerms id).
-        rules = steps[:len(f.rules_for(direction))]
-        steps = steps[len(rules):][::-1] + rules
+        maps.append(lambda c: _lookup(c, tables.lookups[f.label], direction, f))
+    # The way back undoes the way there: lookup, then value map, then the rules
+    # (e.g. option 1 -> code 'NET30' -> paymentTerms id).
+    steps = rules + maps if direction is Direction.TO_DATAVERSE else maps[::-1] + rules
     for step in steps:
-        col = _omap(col, step)
+        col = step(col)
     return col
 
 
-def _map_value(vmap: Any, value: Any, direction: Direction, f: FieldMapping) -> Any:
-    if (direction is Direction.TO_BUSINESS_CENTRAL and _blank(value)
-            and vmap.unmapped is OnFailure.KEEP):
+def _special(col: pd.Series) -> pd.Series:
+    """Cells already decided (an error or a keep mark) pass through later steps."""
+    return pd.Series([isinstance(v, (_Err, _Keep)) for v in col.tolist()], index=col.index,
+                     dtype=bool)
+
+
+def _finish(col: pd.Series, found: pd.Series, missing: pd.Series, on_missing: Any,
+            special: pd.Series) -> pd.Series:
+    """Assemble a mapped column: found values, the policy's value where missing, specials."""
+    out = found.astype(object).where(found.notna(), None)
+    for idx in missing[missing].index:
+        out.at[idx] = on_missing(col.at[idx])
+    out[special] = col[special]
+    return out
+
+
+def _value_map(col: pd.Series, vmap: Any, direction: Direction, f: FieldMapping) -> pd.Series:
+    """A value map applied to a whole column (``Series.map`` of its table)."""
+    special = _special(col)
+    plain = col.where(~special, None)
+    table = vmap.as_dict(direction)
+    if direction is Direction.TO_DATAVERSE:
+        keys = _omap(plain, lambda v: str(v).upper() if canon(v) else None)
+    else:
+        keys = _omap(pd.to_numeric(plain, errors="coerce"),
+                     lambda v: None if pd.isna(v) else int(v))
+    found = keys.map(table)
+    present = keys.notna()
+    missing = present & found.isna()
+    unmapped = vmap.unmapped
+
+    def on_missing(value: Any) -> Any:
+        if unmapped is OnFailure.KEEP:
+            return KEEP
+        if unmapped is OnFailure.CLEAR:
+            return None if direction is Direction.TO_DATAVERSE else ""
+        return _Err(f"{f.label}: {value!r} has no entry in value map {f.value_map}")
+
+    out = _finish(col, found, missing, on_missing, special)
+    if direction is Direction.TO_BUSINESS_CENTRAL and unmapped is OnFailure.KEEP:
         # A blank choice may stand for a code Dataverse has no option for (kept on the way
         # there): never let it blank the code in Business Central.
-        return KEEP
-    try:
-        if direction is Direction.TO_DATAVERSE:
-            return vmap.to_dataverse(None if _blank(value) else value)
-        return vmap.to_business_central(None if _blank(value) else int(value))
-    except LookupError:
-        if vmap.unmapped is OnFailure.KEEP:
-            return KEEP
-        if vmap.unmapped is OnFailure.CLEAR:
-            return None if direction is Direction.TO_DATAVERSE else ""
-        raise LookupError(f"{f.label}: {value!r} has no entry in value map {f.value_map}")
+        out[~present & ~special] = KEEP
+    return out
 
 
-def _resolve(table: Any, value: Any, direction: Direction, f: FieldMapping) -> Any:
+def _lookup(col: pd.Series, table: Any, direction: Direction, f: FieldMapping) -> pd.Series:
+    """A lookup through another mapping's couplings, as joins of the column with its tables
+    (``Series.map``): value -> record -> coupled id, else BC's implicit match."""
     assert f.lookup is not None
+    special = _special(col)
+    keys = _omap(col.where(~special, None), lambda v: canon(v) or None)
+    present = keys.notna()
     if direction is Direction.TO_DATAVERSE:
-        result, found = table.to_dataverse(value)
+        found = keys.map(table.value_to_bc_id).map(table.bc_to_dv)
+        implicit = {k: ids[0] for k, ids in table.dv_by_value.items() if len(ids) == 1}
+        found = found.where(found.notna(), _omap(
+            keys, lambda k: implicit.get(k.lower()) if isinstance(k, str) else None))
     else:
-        result, found = table.to_business_central(value)
-    if found and not (result in (None, "") and f.lookup.on_failure is OnFailure.KEEP):
-        return result
-    if f.lookup.on_failure is OnFailure.KEEP:
-        return KEEP  # BC's Not Null: leave the destination as it is
-    if f.lookup.on_failure is OnFailure.CLEAR:
-        return None if direction is Direction.TO_DATAVERSE else ""
+        found = keys.map(table.dv_to_bc).map(table.bc_id_to_value)
+        implicit = keys.map(table.dv_value)
+        via_bc = _omap(implicit, lambda v: None if canon(v) == "" else
+                       table.bc_id_to_value.get(table.value_to_bc_id.get(canon(v))))
+        found = found.where(found.notna(), via_bc.where(via_bc.notna(), implicit))
+    missing = present & found.isna()
+    policy = f.lookup.on_failure
     where = "Dataverse" if direction is Direction.TO_DATAVERSE else "Business Central"
     source = f.business_central if direction is Direction.TO_DATAVERSE else f.dataverse
-    raise LookupError(f"{source} {value} must be coupled to a record in {where} "
-                      f"(mapping {f.lookup.mapping})")
+
+    def on_missing(value: Any) -> Any:
+        if policy is OnFailure.KEEP:
+            return KEEP  # BC's Not Null: leave the destination as it is
+        if policy is OnFailure.CLEAR:
+            return None if direction is Direction.TO_DATAVERSE else ""
+        return _Err(f"{source} {value} must be coupled to a record in {where} "
+                    f"(mapping {f.lookup.mapping})")
+
+    out = _finish(col, found, missing, on_missing, special)
+    blank = ~present & ~special
+    if policy is OnFailure.KEEP:
+        out[blank] = KEEP
+    else:
+        out[blank] = None if direction is Direction.TO_DATAVERSE else ""
+    return out
 
 
 def transform(src: pd.DataFrame, mapping: TableMapping, direction: Direction,

@@ -14,8 +14,8 @@ import contextlib
 import uuid
 from typing import Any
 
-from bcdv.commands.common import (EXIT_OK, EXIT_PARTIAL, UsageError, load_all, mapping_name,
-                                  print_json, progress, sync_context, wants_json)
+from bcdv.commands.common import (EXIT_OK, EXIT_PARTIAL, UsageError, load_all, load_bar,
+                                  mapping_name, print_json, progress, sync_context, wants_json)
 
 
 def _print_reports(reports: list[Any]) -> None:
@@ -84,8 +84,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
                     assumed = [list(p) for p in result.pairs] if args.dry_run else []
                 progress(f"[{n}/{len(passes)}] {mapping.name} {direction.value} ({mode}"
                          f"{', dry run' if args.dry_run else ''})")
-                report = run_pass(ctx, mapping, direction, mode=mode, dry_run=args.dry_run,
-                                  assumed_pairs=assumed or None, run_id=run_id)
+                with load_bar(f"{mapping.name} {direction.value}") as bar:
+                    report = run_pass(ctx, mapping, direction, mode=mode,
+                                      dry_run=args.dry_run, assumed_pairs=assumed or None,
+                                      run_id=run_id, progress=bar)
                 progress(f"      {report.summary()}")
                 reports.append(report)
     if wants_json(args):

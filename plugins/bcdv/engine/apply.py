@@ -38,7 +38,8 @@ after_write_hook: Callable[[dict[str, Any]], None] | None = None
 
 
 def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
-         batch_size: int | None = None) -> PassState:
+         batch_size: int | None = None,
+         progress: Callable[[int, int], None] | None = None) -> PassState:
     """Execute the plan (nothing is written in a dry run).
 
     Creates and updates go to the service in batches (``$batch``, continue on error) of
@@ -54,7 +55,11 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
     size = max(1, min(batch_size or int(os.environ.get("BCDV_BATCH_SIZE", "100")), cap))
     buffer: list[dict[str, Any]] = []
     quiet: list[dict[str, Any]] = []
+    total, seen = sum(state.planned.values()), 0
     for action in read_jsonl(state.plan_file):
+        seen += 1
+        if progress is not None and seen % 100 == 0:
+            progress(seen, total)
         if action["source_id"] in done:
             continue
         if _batchable(action, sides):
@@ -73,6 +78,8 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
     if buffer:
         _flush(ctx, mapping, state, sides, buffer, prior)
     write_jsonl(state.outcomes_file, quiet, append=True)
+    if progress is not None:
+        progress(total, total)
     return state
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from bcdv.engine.apply import commit, load
 from bcdv.engine.context import SyncContext
@@ -16,14 +17,15 @@ from bcdv.mapping.model import Direction, TableMapping
 def run_pass(ctx: SyncContext, mapping: TableMapping, direction: Direction, *,
              mode: str = "modified", dry_run: bool = False, run_id: str | None = None,
              assumed_pairs: list[list[str]] | None = None,
-             record_ids: list[str] | None = None) -> PassReport:
-    """Extract, plan, load and commit one pass."""
+             record_ids: list[str] | None = None,
+             progress: Callable[[int, int], None] | None = None) -> PassReport:
+    """Extract, plan, load and commit one pass (``progress(done, total)`` while loading)."""
     if not mapping.direction.includes(direction):
         return _not_configured(ctx, mapping, direction, mode, run_id or _run_id(), dry_run)
     state = extract(ctx, mapping, direction, mode=mode, run_id=run_id or _run_id(),
                     dry_run=dry_run, assumed_pairs=assumed_pairs, record_ids=record_ids)
     plan(ctx, mapping, state)
-    load(ctx, mapping, state)
+    load(ctx, mapping, state, progress=progress)
     return commit(ctx, mapping, state)
 
 

@@ -127,10 +127,11 @@ def load_bar(title: str) -> Iterator[Callable[[int, int], None]]:
     if not sys.stderr.isatty():
         yield lambda done, total: None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  transient=True, console=None) as bar:
+                  transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task(title, total=None)
 
         def update(done: int, total: int) -> None:

@@ -259,3 +259,25 @@ def test_delete_jobs_older_than_keeps_jobs_of_skipped_couplings(store: StateStor
     store.restore(M, all=True)   # no longer referenced by a skipped coupling
     assert store.delete_jobs_older_than(30) == 1
     assert [j["id"] for j in store.jobs(M)] == [recent]
+
+
+def test_retry_source_ids_in_sql(store: StateStore) -> None:
+    """Failed (not skipped), pending, unknown-values couplings, and failed creates."""
+    from bcdv.state.store import Stamp
+
+    ok = Stamp("bc-ok", "dv-ok", None, None, "h1", "h2")
+    store.stamp_success("M", "to_dataverse", "job", ok)
+    store.stamp_success("M", "to_dataverse", "job", Stamp("bc-f", "dv-f", None, None, "a", "b"))
+    store.stamp_failure("M", "to_dataverse", "job", bc_id="bc-f", dv_id="dv-f",
+                        message="boom", prior_message=None)
+    store.record_intent("M", bc_id="bc-p", dv_id="dv-p")
+    store.couple("M", "bc-new", "dv-new")  # no hashes yet
+    store.record_error("M", "to_dataverse", "job", source_id="bc-create", bc_id="bc-create",
+                       dv_id=None, message="refused")
+    assert store.retry_source_ids("M", "to_dataverse", failed_creates=False) == {
+        "bc-f", "bc-p", "bc-new"}
+    assert store.retry_source_ids("M", "to_dataverse", failed_creates=True) == {
+        "bc-f", "bc-p", "bc-new", "bc-create"}
+    # The other direction: nothing failed there; the fresh coupling's Dataverse side is unknown.
+    assert store.retry_source_ids("M", "to_business_central", failed_creates=True) == {
+        "dv-p", "dv-new"}

@@ -109,25 +109,8 @@ def _echo_filter(mapping: TableMapping, direction: Direction, mode: str,
 
 def _retry_ids(ctx: SyncContext, mapping: TableMapping, sides: PassSides, *,
                creates: bool) -> set[str]:
-    """Couplings that failed (not skipped), whose create was never confirmed or whose
-    source values are unknown; and, when
-    the pass may create records, uncoupled records whose create failed (BC would wait for
-    them to change again; we retry, so no change is left behind)."""
-    ids: set[str] = set()
-    frame = ctx.state.couplings(mapping.name)
-    if not frame.empty:
-        skipped = frame["skipped"].astype(bool)
-        failed = (frame[sides.result_col] == "failure") & ~skipped
-        pending = frame["pending"].astype(bool)
-        # A side whose values we do not know (a fresh coupling, or one the other pass
-        # overwrote while this side had changes of its own) is compared in this pass even
-        # when no timestamp filter would select it.
-        unknown = frame[sides.source_hash_col].isna() & ~pending & ~skipped
-        ids |= set(frame.loc[failed | pending | unknown, sides.source_id_col].dropna().astype(str))
-    if creates:
-        direction = "to_dataverse" if sides.target_system == "dataverse" else "to_business_central"
-        errors = ctx.state.errors(mapping.name, limit=100000)
-        coupled = set() if frame.empty else set(
-            frame.loc[~frame["pending"].astype(bool), sides.source_id_col].dropna().astype(str))
-        ids |= {e["source_id"] for e in errors if e["direction"] == direction} - coupled
-    return ids
+    """The retry set (see StateStore.retry_source_ids); failed creates are retried only when
+    the pass may create records (BC would wait for them to change again; we retry, so no
+    change is left behind)."""
+    direction = "to_dataverse" if sides.target_system == "dataverse" else "to_business_central"
+    return ctx.state.retry_source_ids(mapping.name, direction, failed_creates=creates)

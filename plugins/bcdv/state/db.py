@@ -86,6 +86,23 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_engines_after_fork)
 
 
+def _set_wal(cur: Any, attempts: int = 100) -> None:
+    """Switch to WAL. On a new file several processes may try at once, and the switch needs
+    the file to itself: SQLite then answers "database is locked" at once instead of waiting
+    for its busy timeout, so wait and try again."""
+    import sqlite3
+    import time
+
+    for attempt in range(attempts):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (1 + attempt % 5))
+
+
 def _sqlite_engine(url: str) -> Engine:
     path = make_url(url).database
     if path and path != ":memory:":
@@ -97,7 +114,7 @@ def _sqlite_engine(url: str) -> Engine:
         # Take transaction control from the driver so BEGIN is ours (see _begin).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        _set_wal(cur)
         # WAL + NORMAL: a commit survives a crash of the process (what exactly-once needs);
         # only an OS crash or power loss can drop the last commits. FULL fsyncs every commit
         # and made the state store the bottleneck of a sync (tens of ms per record).

@@ -32,6 +32,16 @@ from urllib.parse import parse_qsl
 from bcdv.emulators.config import Settings
 
 
+class ServiceError(Exception):
+    """An error a service answers with (status, its own error code, message, headers)."""
+
+    def __init__(self, status: int, code: str, message: str,
+                 headers: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.headers = headers or []
+
+
 class Req:
     """A parsed HTTP request (also synthesised for $batch parts)."""
 

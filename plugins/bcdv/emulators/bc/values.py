@@ -7,7 +7,7 @@ import json
 import uuid
 from typing import Any
 
-from bcdv.emulators.base import Resp
+from bcdv.emulators.base import Resp, ServiceError
 from bcdv.emulators.bc.schema import BLANK
 from bcdv.emulators.model import EntityDef, Prop
 from bcdv.emulators.odata import GUID_RE, valid_date
@@ -15,14 +15,8 @@ from bcdv.emulators.odata import GUID_RE, valid_date
 SUCCESS_CT = "application/json; odata.metadata=minimal; odata.streaming=true"
 
 
-class BCError(Exception):
+class BCError(ServiceError):
     """An error answered in Business Central's shape."""
-
-    def __init__(self, status: int, code: str, message: str,
-                 headers: list[tuple[str, str]] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.headers = headers or []
 
 
 def error_resp(status: int, code: str, message: str,

@@ -7,7 +7,7 @@ import json
 import uuid
 from typing import Any
 
-from bcdv.emulators.base import Resp
+from bcdv.emulators.base import Resp, ServiceError
 from bcdv.emulators.model import EntityDef, Prop
 from bcdv.emulators.odata import GUID_RE, parse_datetime, valid_date
 
@@ -17,14 +17,8 @@ LOOKUP_NAME = "Microsoft.Dynamics.CRM.lookuplogicalname"
 NAV_NAME = "Microsoft.Dynamics.CRM.associatednavigationproperty"
 
 
-class DVError(Exception):
+class DVError(ServiceError):
     """An error answered in Dataverse's shape."""
-
-    def __init__(self, status: int, code: str, message: str,
-                 headers: list[tuple[str, str]] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.headers = headers or []
 
 
 def error_resp(status: int, code: str, message: str,

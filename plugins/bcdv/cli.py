@@ -25,7 +25,7 @@ def cmd_demo(args: argparse.Namespace) -> int:  # noqa: ARG001
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
-    from bcdv.commands import couplings, errors, runs, sync, up
+    from bcdv.commands import couplings, errors, locks, runs, sync, up
     from bcdv.mapping.commands import register as register_mappings
 
     parser = argparse.ArgumentParser(prog="bcdv", description=__doc__.splitlines()[0])
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     couplings.register(sub)
     errors.register(sub)
     runs.register(sub)
+    locks.register(sub)
     up.register(sub)
     sub.add_parser("demo", help="run the demo").set_defaults(func=cmd_demo)
     sub.add_parser("emulators", help="local emulators (bcdv emulators --help)", add_help=False)

@@ -25,3 +25,22 @@ def test_sync_refuses_while_another_run_holds_the_lock(tmp_path, emulators, caps
     assert "scheduled__2026-11-25T07:00:00" in err
     assert store.jobs("CUSTOMER") == []  # nothing ran
     assert main(["sync", "customer", "--dry-run"]) == 0  # a dry run writes nothing: no lock
+
+
+def test_locks_list_and_release(tmp_path, capsys, monkeypatch) -> None:  # noqa: ANN001
+    import json
+
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.setenv("BCDV_STATE_URL", state_url)
+    monkeypatch.setenv("BCDV_MAPPINGS_DIR", os.path.join(os.path.dirname(__file__), "..", "..",
+                                                         "include", "mappings"))
+    store = StateStore(state_url)
+    assert store.acquire_lock("CUSTOMER", "dead-run")
+    assert main(["--json", "locks", "list"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["owner"] == "dead-run"
+    assert main(["locks", "release", "customer"]) == 2  # needs --force
+    assert main(["locks", "release", "customer", "--force"]) == 0
+    assert "held by 'dead-run'" in capsys.readouterr().out
+    assert store.lock_holder("CUSTOMER") is None
+    assert main(["locks", "list"]) == 0
+    assert "no mapping is locked" in capsys.readouterr().out

@@ -101,6 +101,24 @@ class MappingLocks(StoreBase):
             log.warning("run lock of %s is not held by %r: nothing to release", mapping, owner)
         return bool(gone)
 
+    def break_lock(self, mapping: str) -> LockHolder | None:
+        """Remove a mapping's run lock whoever holds it (an operator's decision, e.g. after a
+        run was killed without its cleanup); returns who held it."""
+        holder = self.lock_holder(mapping)
+        if holder is not None:
+            with self._write() as conn:
+                conn.execute(delete(locks).where(locks.c.mapping == mapping,
+                                                 locks.c.owner == holder.owner))
+            log.warning("run lock of %s broken (it was held by %s)", mapping, holder.describe())
+        return holder
+
+    def lock_holders(self) -> list[LockHolder]:
+        """Every mapping's current run lock."""
+        with self.engine.connect() as conn:
+            names = [r[0] for r in conn.execute(select(locks.c.mapping).order_by(
+                locks.c.mapping))]
+        return [h for h in (self.lock_holder(n) for n in names) if h is not None]
+
     def renew_lock(self, mapping: str, owner: str) -> bool:
         """Mark a held lock as alive (a long task calls it now and then, so its lock never
         looks stale); returns False when ``owner`` no longer holds it and must stop writing."""

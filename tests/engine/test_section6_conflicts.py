@@ -227,3 +227,14 @@ def test_b09_sync_record_in_a_chosen_direction(env) -> None:
                          direction=Direction.TO_BUSINESS_CENTRAL)
     assert (report.modified, report.failed) == (1, 0)
     assert env.bc_get(bc_id)["phoneNumber"] == "dv"
+
+
+def test_b18_dry_run_shows_the_coupling_removal(env) -> None:
+    mapping = make_mapping(conflicts={"deletion": "remove_coupling"})
+    bc_id, dv_id = env.coupled_pair(mapping)
+    env.sync(mapping)
+    env.dv.delete("accounts", dv_id)
+    env.bc_edit(bc_id, city="Changed")
+    report = env.sync(mapping, dry_run=True)["to_dataverse"]
+    assert [r.action for r in report.records] == ["uncouple"]
+    assert env.coupling(mapping, bc_id=bc_id) is not None  # a dry run removes nothing

@@ -17,7 +17,7 @@ from typing import Any
 from bcdv.clients.odata import parse_datetime
 from bcdv.engine.adapters import Written, WriteItem
 from bcdv.engine.context import PassSides, SyncContext
-from bcdv.engine.report import PassReport, RecordOutcome
+from bcdv.engine.report import ACTION_RESULT, PassReport, RecordOutcome
 from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
 from bcdv.engine.transform import side_fields
 from bcdv.engine.values import canon, row_hash
@@ -25,8 +25,6 @@ from bcdv.errors import FatalApiError
 from bcdv.mapping.model import Direction, TableMapping
 from bcdv.state.store import Stamp, from_db
 
-RESULT_COUNTER = {"insert": "inserted", "update": "modified", "unchanged": "unchanged",
-                  "skip": "skipped", "fail": "failed", "ignore": None, "uncouple": None}
 # After a write that overwrote changes on both sides, the written side's baseline is set a
 # little behind, so the opposite pass still sees it as changed and carries back the fields
 # mapped only in that direction (BC lowers it by 999 ms for Dataverse, 10 ms for BC).
@@ -146,7 +144,7 @@ def _flush(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pas
 def _outcome(action: dict[str, Any], target_id: str | None = None) -> dict[str, Any]:
     return {"source_id": action["source_id"], "target_id": target_id or action.get("target_id"),
             "name": action.get("name", ""), "action": action["action"],
-            "result": RESULT_COUNTER[action["action"]], "message": action.get("reason", ""),
+            "result": ACTION_RESULT[action["action"]], "message": action.get("reason", ""),
             "conflict": bool(action.get("conflict"))}
 
 

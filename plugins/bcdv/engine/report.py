@@ -9,8 +9,9 @@ from bcdv.engine.staging import PassState
 
 COUNTER_NAMES = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed",
                  "conflicts", "coupled", "uncoupled")
-_PLANNED_RESULT = {"insert": "inserted", "update": "modified", "unchanged": "unchanged",
-                   "skip": "skipped", "fail": "failed", "ignore": None}
+# The counter each planned action lands in (BC's action -> counter table); None: not counted.
+ACTION_RESULT = {"insert": "inserted", "update": "modified", "unchanged": "unchanged",
+                 "skip": "skipped", "fail": "failed", "ignore": None, "uncouple": None}
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class RecordOutcome:
     @classmethod
     def from_row(cls, row: dict[str, Any], *, dry_run: bool) -> RecordOutcome:
         """From a staged outcome (or, in a dry run, a planned action)."""
-        result = _PLANNED_RESULT[row["action"]] if dry_run else row.get("result")
+        result = ACTION_RESULT[row["action"]] if dry_run else row.get("result")
         return cls(row["source_id"], row.get("target_id"), row.get("name", ""), row["action"],
                    result, row.get("message") or row.get("reason", ""),
                    bool(row.get("conflict")))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bcdv.engine.values import canon, changed_columns, hash_frame
+from bcdv.engine.values import canon, hash_frame
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -26,11 +26,3 @@ def test_hash_is_stable_and_order_independent() -> None:
     c = pd.DataFrame([{"name": "X", "city": "Z", "limit": 5000}])
     assert hash_frame(a, ["name", "city", "limit"]).iat[0] != \
         hash_frame(c, ["name", "city", "limit"]).iat[0]
-
-
-def test_changed_columns() -> None:
-    wanted = pd.DataFrame([{"name": "A", "phone": "1", "email": ""},
-                           {"name": "B", "phone": "2", "email": "b@x"}], index=["r1", "r2"])
-    current = pd.DataFrame([{"name": "A", "phone": "9", "email": None},
-                            {"name": "B", "phone": "2", "email": "b@x"}], index=["r1", "r2"])
-    assert changed_columns(wanted, current).to_dict() == {"r1": ["phone"], "r2": []}

@@ -54,17 +54,3 @@ def hash_frame(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     hashes = [row_hash(dict(zip(cols, values)), cols)
               for values in sub.itertuples(index=False, name=None)]
     return pd.Series(hashes, index=frame.index, dtype=object)
-
-
-def changed_columns(wanted: pd.DataFrame, current: pd.DataFrame) -> pd.Series:
-    """Per row, the columns whose wanted value differs from the current one.
-
-    Both frames share the index; ``current`` may lack rows (then every column differs).
-    """
-    cols = list(wanted.columns)
-    if wanted.empty:
-        return pd.Series([], dtype=object, index=wanted.index)
-    a = canon_frame(wanted)
-    b = canon_frame(current.reindex(index=wanted.index, columns=cols))
-    diff = a.ne(b)
-    return diff.apply(lambda row: [c for c in cols if row[c]], axis=1)

@@ -49,7 +49,6 @@ class BusinessCentralAdapter:
     """Business Central side of a mapping."""
 
     system = "business_central"
-    chooses_ids = False  # BC assigns SystemId on POST
 
     def __init__(self, client: BusinessCentralClient, page_size: int = 1000) -> None:
         self.client = client
@@ -75,19 +74,11 @@ class BusinessCentralAdapter:
         """Records by id, ignoring the side filter."""
         return self.client.get_many(side.entity_set, ids, select=columns)
 
-    def create(self, side: Side, payload: dict[str, Any], record_id: str | None,
-               select: Sequence[str] = ()) -> Written:
+    def create(self, side: Side, payload: dict[str, Any], record_id: str | None) -> Written:
         """Create a record (BC chooses the id; the full record comes back)."""
         row = self.client.create(side.entity_set, payload)
         return Written(row["id"], parse_datetime(row.get(side.modified_on)),
                        row.get("@odata.etag"), True, row)
-
-    def update(self, side: Side, record_id: str, payload: dict[str, Any],
-               etag: str | None, select: Sequence[str] = ()) -> Written:
-        """Update changed fields with If-Match (the full record comes back)."""
-        row = self.client.update(side.entity_set, record_id, payload, etag=etag or "*")
-        return Written(record_id, parse_datetime(row.get(side.modified_on)),
-                       row.get("@odata.etag"), False, row)
 
     def find_created(self, side: Side, payload: dict[str, Any],
                      since: datetime | None) -> Written | None:
@@ -131,7 +122,6 @@ class DataverseAdapter:
     """Dataverse side of a mapping."""
 
     system = "dataverse"
-    chooses_ids = True  # we pick the GUID of a new row, which makes creates idempotent
 
     def __init__(self, client: DataverseClient, page_size: int = 5000) -> None:
         self.client = client
@@ -158,24 +148,6 @@ class DataverseAdapter:
     def fetch(self, side: Side, ids: Sequence[str], columns: Sequence[str]) -> list[dict[str, Any]]:
         """Rows by id, ignoring the side filter."""
         return self.client.get_many(side.entity_set, side.key, ids, select=columns)
-
-    def create(self, side: Side, payload: dict[str, Any], record_id: str | None,
-               select: Sequence[str] = ()) -> Written:
-        """Create the row with our chosen id (an upsert: a retry cannot duplicate it)."""
-        assert record_id, "Dataverse creates need the id chosen before the write"
-        cols = list(dict.fromkeys([side.key, side.modified_on, *select]))
-        created, row = self.client.upsert(side.entity_set, record_id, payload, select=cols)
-        return Written(record_id, parse_datetime(row.get(side.modified_on)),
-                       row.get("@odata.etag"), created, row)
-
-    def update(self, side: Side, record_id: str, payload: dict[str, Any],
-               etag: str | None, select: Sequence[str] = ()) -> Written:
-        """Update changed fields with If-Match."""
-        cols = list(dict.fromkeys([side.key, side.modified_on, *select]))
-        row = self.client.update(side.entity_set, record_id, payload, etag=etag or "*",
-                                 select=cols)
-        return Written(record_id, parse_datetime(row.get(side.modified_on)),
-                       row.get("@odata.etag"), False, row)
 
     def write_many(self, side: Side, items: Sequence[WriteItem],
                    select: Sequence[str] = ()) -> list[Written | FatalApiError]:

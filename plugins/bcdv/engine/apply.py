@@ -177,27 +177,18 @@ def _make_stamp(sides: PassSides, action: dict[str, Any], target_id: str,
     )
 
 
-def _write(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
-           action: dict[str, Any]) -> Written:
-    target = ctx.adapter(sides.target_system)
-    if action["action"] == "insert":
-        bc_first = sides.source_system == "business_central"
-        if action.get("restore"):
-            ctx.state.remove_coupling(mapping.name, **{sides.source_id_col: action["source_id"]})
-        if action.get("resume") and not target.chooses_ids:
-            intent = ctx.state.couplings(mapping.name, dv_ids=[action["source_id"]])
-            since = from_db(intent["updated_at"].iat[0]) if not intent.empty else None
-            found = target.find_created(sides.target, action["payload"], since)
-            if found is not None:
-                return found
-        ctx.state.record_intent(
-            mapping.name,
-            bc_id=action["source_id"] if bc_first else None,
-            dv_id=action["target_id"] if bc_first else action["source_id"])
-        return target.create(sides.target, action["payload"], action["target_id"],
-                             select=side_fields(mapping, sides.target_system))
-    return target.update(sides.target, action["target_id"], action["payload"], action["etag"],
-                         select=side_fields(mapping, sides.target_system))
+def _resume_create(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
+                   action: dict[str, Any]) -> Written:
+    """A Business Central create whose outcome was lost: find the record the interrupted
+    attempt made (by name, since the intent was recorded), else create it now."""
+    target = ctx.business_central
+    intent = ctx.state.couplings(mapping.name, dv_ids=[action["source_id"]])
+    since = from_db(intent["updated_at"].iat[0]) if not intent.empty else None
+    found = target.find_created(sides.target, action["payload"], since)
+    if found is not None:
+        return found
+    ctx.state.record_intent(mapping.name, bc_id=None, dv_id=action["source_id"])
+    return target.create(sides.target, action["payload"], None)
 
 
 def _written(mapping: TableMapping, sides: PassSides, action: dict[str, Any],
@@ -231,7 +222,7 @@ def _apply_one(ctx: SyncContext, mapping: TableMapping, state: PassState, sides:
     if kind == "fail":
         return _fail(ctx, mapping, state, sides, action, outcome, action["reason"], prior_error)
     try:
-        written = _write(ctx, mapping, state, sides, action)
+        written = _resume_create(ctx, mapping, sides, action)
     except FatalApiError as exc:
         return _fail(ctx, mapping, state, sides, action, outcome, exc.message or str(exc),
                      prior_error)

@@ -114,10 +114,6 @@ def _omap(col: pd.Series, func: Any) -> pd.Series:
     return pd.Series([func(v) for v in col.tolist()], index=col.index, dtype=object)
 
 
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value) or value == ""
-
-
 def _column(src: pd.DataFrame, mapping: TableMapping, f: FieldMapping, direction: Direction,
             tables: Tables) -> pd.Series:
     if f.constant is not None:

@@ -7,12 +7,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv browser demo test bench up clean help
+.PHONY: venv browser demo test bench contract up clean help
 
 help:
 	@echo "make demo   - start the emulators, sync customers through Airflow twice, print summaries"
 	@echo "make test   - run the whole test suite"
 	@echo "make bench  - run the benchmarks"
+	@echo "make contract - the contract suite against a real tenant (BCDV_CONTRACT_ENDPOINTS=endpoints.json)"
 	@echo "make up     - emulators + Airflow with the bcdv pages on http://localhost:8080"
 	@echo "make clean  - remove the virtualenv and local state"
 
@@ -38,6 +39,12 @@ test: venv browser
 
 bench: venv
 	$(BIN)/python -m bcdv.bench
+
+# The conformance tests of tests/contract against a real tenant (a sandbox): they create
+# records named bcdv-contract-* and delete them again. `make test` runs them on the emulators.
+contract: venv
+	@test -n "$(BCDV_CONTRACT_ENDPOINTS)" || { echo "make contract: set BCDV_CONTRACT_ENDPOINTS=path/to/endpoints.json (see README, 'Checking the emulators against your tenant'); make test runs the suite against the emulators"; exit 2; }
+	BCDV_CONTRACT_ENDPOINTS="$(abspath $(BCDV_CONTRACT_ENDPOINTS))" $(BIN)/python -m pytest tests/contract -q -p no:xdist
 
 # The emulators + airflow standalone with the connections set: DAGs and the bcdv pages on
 # http://localhost:8080 (PORT=... to change); prints the login. Ctrl-C stops everything.

@@ -22,17 +22,18 @@ class Subscriber(BaseHTTPRequestHandler):
     received: list[dict[str, Any]] = []
     echo = True
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
-        token = parse_qs(urlsplit(self.path).query).get("validationToken", [""])[0]
-        body = (token if self.echo else "wrong").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:  # noqa: N802 - http.server API
         length = int(self.headers.get("Content-Length", 0))
-        Subscriber.received.append(json.loads(self.rfile.read(length)))
+        raw = self.rfile.read(length)
+        query = parse_qs(urlsplit(self.path).query)
+        if "validationToken" in query:  # BC's handshake: a POST with the token in the query
+            body = (query["validationToken"][0] if self.echo else "wrong").encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        Subscriber.received.append(json.loads(raw))
         self.send_response(202)
         self.send_header("Content-Length", "0")
         self.end_headers()

@@ -1,6 +1,10 @@
 """SQLite storage: one real table per entity set, WAL mode, nestable transactions.
 
 Rows are plain dicts keyed by column name in stored form (see :mod:`bcdv.emulators.model`).
+``indexes`` ({set name: [columns, ...]}) adds secondary indexes, so the lookups a write makes
+(a number series' next number, a key's uniqueness) cost the same at 2,000 rows as at 50,000.
+:meth:`Database.after_commit` defers work (webhook notifications) until the outermost
+transaction commits, and drops it when that transaction (or the savepoint) rolls back.
 """
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from bcdv.emulators.model import SQLTYPE, EntityDef
 
@@ -22,7 +26,8 @@ class Database:
     """A SQLite file holding the tables of one service."""
 
     def __init__(self, path: Path, entities: Sequence[EntityDef], nocase: bool,
-                 scope_column: str | None = None) -> None:
+                 scope_column: str | None = None,
+                 indexes: dict[str, list[tuple[str, ...]]] | None = None) -> None:
         self.path = path
         self.conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
@@ -30,6 +35,8 @@ class Database:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.lock = threading.RLock()
         self._depth = 0
+        self._pending: list[list[Callable[[], None]]] = []
+        self.indexes = indexes or {}
         self.entities = {e.set_name: e for e in entities}
         self.nocase = nocase
         self.scope_column = scope_column
@@ -50,6 +57,10 @@ class Database:
         self.conn.execute(f"CREATE TABLE IF NOT EXISTS {q(ent.set_name)} ({', '.join(cols)})")
         self.conn.execute(f"CREATE INDEX IF NOT EXISTS {q('ix_rv_' + ent.set_name)} "
                           f"ON {q(ent.set_name)} (_rv)")
+        for cols in self.indexes.get(ent.set_name, []):
+            name = "ix_" + ent.set_name + "_" + "_".join(c.strip("_") for c in cols)
+            self.conn.execute(f"CREATE INDEX IF NOT EXISTS {q(name)} ON {q(ent.set_name)} "
+                              f"({', '.join(q(c) for c in cols)})")
 
     @contextmanager
     def tx(self) -> Iterator[None]:
@@ -61,10 +72,12 @@ class Database:
             else:
                 self.conn.execute(f"SAVEPOINT {name}")
             self._depth += 1
+            self._pending.append([])
             try:
                 yield
             except BaseException:
                 self._depth -= 1
+                self._pending.pop()
                 if self._depth == 0:
                     self.conn.execute("ROLLBACK")
                 else:
@@ -73,10 +86,22 @@ class Database:
                 raise
             else:
                 self._depth -= 1
+                done = self._pending.pop()
                 if self._depth == 0:
                     self.conn.execute("COMMIT")
+                    for callback in done:
+                        callback()
                 else:
                     self.conn.execute(f"RELEASE {name}")
+                    self._pending[-1].extend(done)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the outermost transaction commits (at once outside one)."""
+        with self.lock:
+            if self._pending:
+                self._pending[-1].append(callback)
+                return
+        callback()
 
     def meta_get(self, key: str, default: Any = None) -> Any:
         """Read a value from the key/value table."""

@@ -292,8 +292,8 @@ class Compiler:
 
     def _check_or(self, node: Node) -> None:
         if node.op == "or" and len(self._props_in(node)) > 1:
-            raise QueryError("or_fields", "Or operator is only supported on the same field. "
-                                          "Use separate requests to filter on different fields.")
+            raise QueryError("or_fields", "The 'OR' operator is not supported on distinct "
+                                          "fields on an OData filter.")
         for a in node.args:
             if isinstance(a, Node):
                 self._check_or(a)
@@ -314,7 +314,8 @@ class Compiler:
             return self._cmp(*node.args)
         if node.op == "in":
             if not self.d.nested_functions:
-                raise QueryError("unsupported", "The 'in' operator requires $schemaversion=2.1.")
+                raise QueryError("in_schema", "The 'in' operator is not supported below "
+                                              "$schemaversion=2.1.")
             lsql, lp, _ = self._value(node.args[0])
             items = node.args[1]
             if not items or any(i.op != "lit" for i in items):

@@ -14,7 +14,16 @@ BLANK_GUID = "00000000-0000-0000-0000-000000000000"
 BLANK_DATE = "0001-01-01"
 
 
+# Captions of the read-only page controls, as BC names them in "Control '<caption>' is
+# read-only." (the APIV2 pages' Caption properties).
+CAPTIONS = {"id": "Id", "lastModifiedDateTime": "Last Modified Date", "balanceDue": "Balance Due",
+            "balance": "Balance", "taxAreaDisplayName": "Tax Area Display Name",
+            "companyName": "Company Name", "contactBusinessRelation": "Contact Business Relation",
+            "searchName": "Search Name", "lastInteractionDate": "Last Interaction Date"}
+
+
 def _ro(name: str, kind: str, **kw: object) -> Prop:
+    kw.setdefault("caption", CAPTIONS.get(name, name))
     return Prop(name, kind, read_only=True, **kw)  # type: ignore[arg-type]
 
 
@@ -115,9 +124,30 @@ SALESPEOPLE = EntityDef("salespeoplePurchasers", "salespersonPurchaser", "id", [
     _ro("lastModifiedDateTime", "datetime"),
 ])
 
+# Page 30085 "APIV2- Currency Exchange Rates": InsertAllowed/ModifyAllowed/DeleteAllowed false,
+# so GET only (dynamics_currencyexchangerate.md lists only GET).
+CURRENCY_EXCHANGE_RATES = EntityDef("currencyExchangeRates", "currencyExchangeRate", "id", [
+    _ro("id", "guid"), _ro("currencyCode", "code", max_len=10, default=""),
+    _ro("startingDate", "date", default=BLANK_DATE),
+    _ro("exchangeRateAmount", "decimal", default=0.0),
+    _ro("relationalCurrencyCode", "code", max_len=10, default=""),
+    _ro("relationalExchangeRateAmount", "decimal", default=0.0),
+    _ro("lastModifiedDateTime", "datetime"),
+], methods=("GET",))
+
 ENTITIES = [COMPANIES, CUSTOMERS, VENDORS, CONTACTS, CURRENCIES, PAYMENT_TERMS,
-            SHIPMENT_METHODS, PAYMENT_METHODS, SALESPEOPLE]
+            SHIPMENT_METHODS, PAYMENT_METHODS, SALESPEOPLE, CURRENCY_EXCHANGE_RATES]
 BY_SET = {e.set_name: e for e in ENTITIES}
+
+# Primary keys of the source tables ("No." / "Code"): unique per company, never blank.
+KEY_FIELDS = {"customers": "number", "vendors": "number", "contacts": "number",
+              "currencies": "code", "paymentTerms": "code", "shipmentMethods": "code",
+              "paymentMethods": "code", "salespeoplePurchasers": "code"}
+# SQLite indexes for what writes and common reads look up, so their cost does not grow
+# with the table: the keys above, the contact company link, exchange rates by currency/date.
+INDEXES = {**{s: [("_company", f)] for s, f in KEY_FIELDS.items()},
+           "contacts": [("_company", "number"), ("_company", "companyNumber", "type")],
+           "currencyExchangeRates": [("_company", "currencyCode", "startingDate")]}
 
 # Single-valued navigation properties usable in $expand: name -> (id property, target set).
 NAVIGATION = {

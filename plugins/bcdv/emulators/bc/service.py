@@ -48,7 +48,7 @@ class BCService(Service):
                                               execution_ms=0, concurrent=100, processing=5))
         self.authority = authority
         self.db = Database(settings.data_dir / "bc.sqlite", schema.ENTITIES, nocase=False,
-                           scope_column="_company")
+                           scope_column="_company", indexes=schema.INDEXES)
         self.writer = Writer(self)
         from bcdv.emulators.bc.webhooks import Webhooks
         self.webhooks = Webhooks(self)
@@ -355,8 +355,11 @@ class BCService(Service):
 
     @staticmethod
     def _query_error(exc: QueryError) -> BCError:
-        if exc.kind == "or_fields":
-            return BCError(400, "BadRequest_NotSupported", exc.message)
+        # 'or' across fields and 'in' below $schemaversion=2.1 have no AL filter equivalent:
+        # BC answers 501 BadRequest_MethodNotImplemented (odata-known-limitations.md gives the
+        # 'OR' text; several live recordings give the status and code).
+        if exc.kind in ("or_fields", "in_schema"):
+            return BCError(501, "BadRequest_MethodNotImplemented", exc.message)
         if exc.kind == "unsupported":
             return BCError(400, "BadRequest_NotSupported", exc.message)
         return BCError(400, "BadRequest", exc.message)

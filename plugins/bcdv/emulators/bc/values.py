@@ -110,6 +110,8 @@ def from_wire(ent: EntityDef, p: Prop, value: Any) -> Any:
     if p.kind in ("string", "code"):
         if not isinstance(value, str):
             raise _bad_type(p)
+        if p.kind == "code":  # AL Code: leading/trailing spaces removed, upper-cased
+            value = value.strip()
         if p.max_len is not None and len(value) > p.max_len:
             raise BCError(400, "Application_StringExceededLength",
                           f"The length of the string is {len(value)}, but it must be less than "
@@ -140,8 +142,11 @@ def from_wire(ent: EntityDef, p: Prop, value: Any) -> Any:
             raise _bad_type(p)
         norm = normalise_enum(value)
         if norm not in p.members:
-            raise BCError(400, "Application_EvaluateException",
-                          f'The value "{value}" cannot be evaluated into type Option.')
+            # As use-odata-batch.md shows for items.type (API v2.0): code Unknown, the
+            # members by caption.
+            options = ",".join(m.replace(BLANK, " ") for m in p.members)
+            raise BCError(400, "Unknown", f"'{value}' is not an option. The existing options "
+                                          f"are: {options}")
         return norm
     if p.kind == "date":
         if not isinstance(value, str) or not valid_date(value):

@@ -2,10 +2,14 @@
 change notifications (reference A.14 / D.15).
 
 - ``POST .../api/v2.0/subscriptions`` {notificationUrl, resource, clientState}: the emulator
-  calls ``notificationUrl?validationToken=<t>`` and needs 200 with ``<t>`` as the body, then
-  answers 201; ``expirationDateTime`` = now + 3 days. ``PATCH subscriptions('<id>')`` (If-Match
+  POSTs (empty body) to ``notificationUrl?validationToken=<t>``, as BC does (the token goes on
+  the query string, dynamics-subscriptions.md; the request is a POST, not a GET, as
+  MicrosoftDocs/dynamics365smb-devitpro-pb#264 records), and needs 200 with ``<t>`` as the
+  body, then answers 201; ``expirationDateTime`` = now + 3 days. ``PATCH subscriptions('<id>')`` (If-Match
   required) renews with a new handshake; ``DELETE`` unsubscribes; GET lists/reads.
 - Supported resources are the documented list (contacts and salespeoplePurchasers are not).
+- Changes are queued only when their transaction commits: a write that an
+  ``Isolation: snapshot`` $batch rolls back is never notified.
 - Notifications are POSTed ``bc_webhook_delay_seconds`` (default 30) after the first change:
   ``{"value": [{subscriptionId, clientState, expirationDateTime, resource, changeType,
   lastModifiedDateTime}]}``, changeType created/updated/deleted, or one ``collection``
@@ -223,8 +227,8 @@ class Webhooks:
     def _handshake(self, url: str) -> None:
         token = uuid.uuid4().hex
         try:
-            r = requests.get(url, params={"validationToken": token}, timeout=10,
-                             verify=self.svc.settings.option("bc_webhook_ca_bundle", True))
+            r = requests.post(url, params={"validationToken": token}, timeout=10,
+                              verify=self.svc.settings.option("bc_webhook_ca_bundle", True))
             ok = r.status_code == 200 and r.text.strip() == token
         except requests.RequestException:
             ok = False

@@ -6,6 +6,14 @@ Options (``run_emulators(..., bc_read_only="reject")`` or CLI settings):
   read-only property in a body; ``"ignore"`` drops it silently.
 - ``bc_delete_requires_if_match``: False (default; a recorded BC 25.4 container deleted without
   If-Match); True answers 400 ``BadRequest_InvalidToken`` like PATCH.
+
+Keys: every APIV2 page declares ``id`` (SystemId) ``Editable = false`` and inserts with
+``Rec.Insert(true)`` (no InsertWithSystemId), so an ``id`` in a POST body is refused like any
+read-only control (400 ``BadRequest_InvalidOperation`` "Control 'Id' is read-only."): the
+client can never choose a record's id. The source tables' primary keys (``number`` = "No."
+Code[20], ``code`` = "Code" Code[10]/Code[20], NotBlank) are unique per company: a blank key
+fails the field's TestField, a taken one the insert (409 ``Internal_EntityWithSameKeyExists``).
+Customers, vendors and contacts without a ``number`` get the next one of their number series.
 """
 from __future__ import annotations
 
@@ -13,7 +21,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from bcdv.emulators.bc import relations
-from bcdv.emulators.bc.schema import BLANK_GUID, GUID_REFS, EntityDef
+from bcdv.emulators.bc.schema import BLANK_GUID, GUID_REFS, KEY_FIELDS, EntityDef
 from bcdv.emulators.bc.values import BCError, etag, etag_wellformed, from_wire, sql_datetime_ms
 
 if TYPE_CHECKING:
@@ -23,7 +31,6 @@ TABLE_CAPTIONS = {"customers": "Customer", "vendors": "Vendor", "contacts": "Con
                   "currencies": "Currency", "paymentTerms": "Payment Terms",
                   "shipmentMethods": "Shipment Method", "paymentMethods": "Payment Method",
                   "salespeoplePurchasers": "Salesperson/Purchaser"}
-KEY_FIELDS = {"customers": "number", "vendors": "number", "contacts": "number"}
 
 
 def _concurrency_error() -> BCError:
@@ -75,7 +82,7 @@ class Writer:
                 if mode == "ignore":
                     continue
                 raise BCError(400, "BadRequest_InvalidOperation",
-                              f"Control '{name}' is read-only.")
+                              f"Control '{p.caption or name}' is read-only.")
             out[name] = from_wire(ent, p, value)
         return out
 
@@ -147,10 +154,11 @@ class Writer:
 
     def _check_unique(self, ent: EntityDef, company: str, changes: dict[str, Any],
                       self_id: str | None) -> None:
-        field = KEY_FIELDS.get(ent.set_name, "code" if "code" in ent.by_name else None)
-        if field is None or field not in changes:
+        """The primary key: required on insert (NotBlank), never blank, unique (indexed)."""
+        field = KEY_FIELDS.get(ent.set_name)
+        if field is None or (self_id is not None and field not in changes):
             return
-        value = changes[field]
+        value = changes.get(field, "")
         if not value:
             caption = "No." if field == "number" else "Code"
             raise BCError(400, "Application_FieldValidationException",
@@ -195,12 +203,13 @@ class Writer:
             self._check_rule(ent, "POST", row, company)
             self.db.insert(ent.set_name, row)
             relations.on_created(self, ent, company, row)
-        self.svc.webhooks.record(company, ent.set_name, row["id"], "created",
-                                 row["lastModifiedDateTime"])
+        self._notify(company, ent, row["id"], "created", row["lastModifiedDateTime"])
         return row
 
     def next_number(self, ent: EntityDef, company: str) -> str:
-        """The next free number of ``ent``'s number series (C00010, V00010, CT000010...)."""
+        """The next free number of ``ent``'s number series (C00010, V00010, CT000010...): the
+        series' last number (a counter, like No. Series Line's Last No. Used) plus one, skipped
+        past numbers taken by hand (an indexed lookup each)."""
         while True:
             n = self.db.next_counter(f"no:{company}:{ent.set_name}", 1)
             number = f"{ent.number_prefix}{n * 10:05d}" if ent.number_prefix != "CT" \
@@ -227,8 +236,7 @@ class Writer:
             self._check_rule(ent, "PATCH", new, company)
             self.db.update(ent.set_name, "id", row["id"], changes)
             relations.on_updated(self, ent, company, row, changes)
-        self.svc.webhooks.record(company, ent.set_name, row["id"], "updated",
-                                 changes["lastModifiedDateTime"])
+        self._notify(company, ent, row["id"], "updated", changes["lastModifiedDateTime"])
         return new
 
     def delete(self, ent: EntityDef, company: str, row: dict[str, Any],
@@ -240,5 +248,11 @@ class Writer:
             self._check_rule(ent, "DELETE", row, company)
             self.db.delete(ent.set_name, "id", row["id"])
             relations.on_deleted(self, ent, row)
-        self.svc.webhooks.record(company, ent.set_name, row["id"], "deleted",
-                                 self.svc.now_ms())
+        self._notify(company, ent, row["id"], "deleted", self.svc.now_ms())
+
+    def _notify(self, company: str, ent: EntityDef, key: str, change: str,
+                modified: Any) -> None:
+        """Queue a webhook notification once the change is committed: a snapshot $batch
+        that rolls back notifies nothing."""
+        hooks = self.svc.webhooks
+        self.db.after_commit(lambda: hooks.record(company, ent.set_name, key, change, modified))

@@ -4,7 +4,9 @@
 
 ``demo`` adds (all in that company):
 
-- currencies EUR, GBP, CAD, MXN (LCY USD is not a row, as in BC);
+- currencies EUR, GBP, CAD, MXN (LCY USD is not a row, as in BC), and currencyExchangeRates
+  for each of them starting 2025-01-01 and 2026-01-01 (relational currency blank = LCY; amount
+  1 of the currency = relationalExchangeRateAmount USD, as CRONUS sets them up);
 - paymentTerms 14 DAYS, 1M(8D), 30 DAYS, CM, COD; shipmentMethods CFR, CIF, DDP, EXW, FOB,
   PICKUP; paymentMethods BANK, CASH, CHECK;
 - salespeoplePurchasers PS Peter Saddow, JO Jim Olive, OF Otis Falls, HR Helen Ray,
@@ -60,6 +62,11 @@ def load_empty(db: Database) -> None:
 
 CURRENCIES = [("EUR", "Euro", "€"), ("GBP", "British Pound", "£"),
               ("CAD", "Canadian Dollar", "$"), ("MXN", "Mexican Peso", "$")]
+# currency -> ((starting date, exchangeRateAmount, relationalExchangeRateAmount), ...)
+EXCHANGE_RATES = {"EUR": (("2025-01-01", 1.0, 1.0412), ("2026-01-01", 1.0, 1.1718)),
+                  "GBP": (("2025-01-01", 1.0, 1.2516), ("2026-01-01", 1.0, 1.3461)),
+                  "CAD": (("2025-01-01", 1.0, 0.6953), ("2026-01-01", 1.0, 0.7289)),
+                  "MXN": (("2025-01-01", 10.0, 0.4812), ("2026-01-01", 10.0, 0.5497))}
 TERMS = [("14 DAYS", "Net 14 days", "14D", "", 0), ("1M(8D)", "1 Month/2% 8 days", "1M", "8D", 2),
          ("30 DAYS", "Net 30 days", "30D", "", 0), ("CM", "Current month", "CM", "", 0),
          ("COD", "Cash on delivery", "0D", "", 0)]
@@ -139,9 +146,11 @@ def load_demo(db: Database) -> None:
         minute += 1
         return minute
 
+    currency_minute = {}
     for code, name, symbol in CURRENCIES:
-        _row(db, "currencies", code, tick(), code=code, displayName=name, symbol=symbol,
-             amountDecimalPlaces="2:2", amountRoundingPrecision=0.01)
+        currency_minute[code] = tick()
+        _row(db, "currencies", code, currency_minute[code], code=code, displayName=name,
+             symbol=symbol, amountDecimalPlaces="2:2", amountRoundingPrecision=0.01)
     for code, name, due, disc, pct in TERMS:
         _row(db, "paymentTerms", code, tick(), code=code, displayName=name,
              dueDateCalculation=due, discountDateCalculation=disc, discountPercent=pct,
@@ -182,6 +191,12 @@ def load_demo(db: Database) -> None:
         _contact(db, f"P:{name}", name, "Person", company_key, "None", tick(), "", "", "", "",
                  phone, mobile, email, "", job)
     db.meta_set(f"no:{COMPANY_ID}:contacts", int(db.meta_get("_contact_seq", 0)))
+    # Last, so the other records keep their timestamps and row versions (etags).
+    for code, rates in EXCHANGE_RATES.items():
+        for start, amount, relational in rates:
+            _row(db, "currencyExchangeRates", f"{code}:{start}", currency_minute[code],
+                 currencyCode=code, startingDate=start, exchangeRateAmount=amount,
+                 relationalCurrencyCode="", relationalExchangeRateAmount=relational)
 
 
 def _contact(db: Database, key: str, name: str, ctype: str, company_key: str, relation: str,

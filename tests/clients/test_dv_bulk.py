@@ -36,12 +36,12 @@ def test_upsert_and_update_multiple_round_trip(dv: DataverseClient) -> None:
     tag = _tag()
     existing = dv.create_multiple("accounts", "account", [{"name": f"{tag}-old"}])[0]
     new_id = str(uuid.uuid4())
-    results = dv.upsert_multiple("accounts", "account", [
+    ids = dv.upsert_multiple("accounts", "account", [
         {"accountid": existing, "name": f"{tag}-old-upserted"},
         {"accountid": new_id, "name": f"{tag}-new"},
     ])
-    assert [r["RecordCreated"] for r in results] == [False, True]
-    assert results[1]["Target"]["accountid"] == new_id
+    # The service answers 204 without a body; the ids are the ones the rows addressed.
+    assert ids == [existing, new_id]
     dv.update_multiple("accounts", "account", [{"accountid": new_id, "telephone1": "42"}])
     row = dv.get("accounts", new_id, select=["name", "telephone1"])
     assert row and row["name"] == f"{tag}-new" and row["telephone1"] == "42"
@@ -105,3 +105,16 @@ def test_write_rows_all_good_goes_through_the_bulk_message_once(dv: DataverseCli
     made = dv.write_rows("create", "accounts", "account",
                          [{"accountid": chosen, "name": f"{tag}-c"}])
     assert made[0].ok and made[0].id == chosen
+
+
+def test_upsert_by_odata_id_reports_the_addressed_ids(dv: DataverseClient) -> None:
+    """UpsertMultiple answers 204 No Content (Learn: webapi/reference/upsertmultiple): the
+    row ids come from what was sent (``@odata.id``), not from a response body."""
+    tag = _tag()
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    rows = [{"@odata.id": f"accounts({a})", "name": f"{tag}-a"},
+            {"@odata.id": f"/accounts(accountid={b.upper()})", "name": f"{tag}-b"}]
+    assert dv.upsert_multiple("accounts", "account", rows) == [a, b]
+    res = dv.write_rows("upsert", "accounts", "account", rows)
+    assert _summary(res) == [(True, "bulk")] * 2 and [r.id for r in res] == [a, b]
+    assert _names(dv, tag) == [f"{tag}-a", f"{tag}-b"]

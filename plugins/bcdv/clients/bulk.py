@@ -8,10 +8,14 @@ the bad rows are isolated with the service's own message and the others go throu
 Every target carries ``@odata.type`` = ``Microsoft.Dynamics.CRM.<logical name>``; update and
 upsert targets carry their primary key column (or an ``@odata.id`` such as
 ``accounts(accountnumber='A-1')``).
+
+Responses (Learn: bulk-operations, webapi/reference/upsertmultiple): CreateMultiple 200 with
+the new ``Ids``; UpdateMultiple and UpsertMultiple 204 with no body.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -91,15 +95,36 @@ def update_multiple(http: ApiSession, api_url: str, entity_set: str, logical_nam
 
 
 def upsert_multiple(http: ApiSession, api_url: str, entity_set: str, logical_name: str,
-                    rows: Sequence[Mapping[str, Any]], *, chunk_size: int = DEFAULT_CHUNK
-                    ) -> list[dict[str, Any]]:
-    """UpsertMultiple in chunks; the service's ``Results`` (RecordCreated, Target) in order."""
-    out: list[dict[str, Any]] = []
+                    rows: Sequence[Mapping[str, Any]], *, key: str | None = None,
+                    chunk_size: int = DEFAULT_CHUNK) -> list[str | None]:
+    """UpsertMultiple in chunks; the id each row addressed, in row order.
+
+    The Web API answers 204 No Content: it does not return UpsertMultipleResponse, so it says
+    neither the ids nor which rows it created (Learn: webapi/reference/upsertmultiple). The
+    ids are therefore the ones sent: the primary key column ``key`` (default
+    ``<logical_name>id``) or a GUID in ``@odata.id``; a row addressed by an alternate key
+    gives None (read it back by that key if its id is needed). A caller that must tell
+    creates from updates knows which ids it had coupled, or reads them first
+    (``DataverseClient.get_many``).
+    """
+    key = key or f"{logical_name}id"
     for _, chunk in _chunks(rows, chunk_size):
-        body = _post(http, api_url, entity_set, "UpsertMultiple",
-                     {"Targets": targets(logical_name, chunk)}, idempotent=True)
-        out += list(body.get("Results", []))
-    return out
+        _post(http, api_url, entity_set, "UpsertMultiple",
+              {"Targets": targets(logical_name, chunk)}, idempotent=True)
+    return [target_id(r, key) for r in rows]
+
+
+GUID_KEY_RE = re.compile(r"\((?:\w+=)?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                         r"[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\)$")
+
+
+def target_id(row: Mapping[str, Any], key: str) -> str | None:
+    """The primary key a bulk target addresses: its ``key`` column, or the GUID of an
+    ``@odata.id`` such as ``accounts(<guid>)``; None for an alternate key."""
+    if row.get(key):
+        return str(row[key])
+    m = GUID_KEY_RE.search(str(row.get("@odata.id") or ""))
+    return m.group(1).lower() if m else None
 
 
 def _key_url(entity_set: str, row: Mapping[str, Any], key: str) -> str:
@@ -159,21 +184,12 @@ def _bulk_chunk(http: ApiSession, api_url: str, message: str, entity_set: str,
         return [RowResult(start + n, True, i) for n, i in enumerate(ids)]
     if message == "update":
         update_multiple(http, api_url, entity_set, logical_name, chunk, chunk_size=len(chunk))
-        return [RowResult(start + n, True, _row_id(r, key)) for n, r in enumerate(chunk)]
-    res = upsert_multiple(http, api_url, entity_set, logical_name, chunk, chunk_size=len(chunk))
-    out = []
-    for n, r in enumerate(chunk):
-        target = res[n].get("Target") or {} if n < len(res) else {}
-        found = target.get(key) or _row_id(r, key)
-        out.append(RowResult(start + n, True, str(found) if found else None))
-    return out
-
-
-def _row_id(row: Mapping[str, Any], key: str) -> str | None:
-    value = row.get(key)
-    return str(value) if value else None
+        return [RowResult(start + n, True, target_id(r, key)) for n, r in enumerate(chunk)]
+    ids = upsert_multiple(http, api_url, entity_set, logical_name, chunk, key=key,
+                          chunk_size=len(chunk))
+    return [RowResult(start + n, True, i) for n, i in enumerate(ids)]
 
 
 def _from_batch(index: int, r: BatchResult, row: Mapping[str, Any], key: str) -> RowResult:
-    return RowResult(index, r.ok, r.entity_id or _row_id(row, key), "batch", r.status,
+    return RowResult(index, r.ok, r.entity_id or target_id(row, key), "batch", r.status,
                      r.error_code, r.error_message)

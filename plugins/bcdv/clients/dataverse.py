@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,11 +12,26 @@ from bcdv.clients.auth import TokenProvider
 from bcdv.clients.batch import BatchOp, BatchResult, dv_batch
 from bcdv.clients.http import ApiSession, RetryPolicy, page_size_header, query_params
 from bcdv.clients.odata import chunks, id_filter
-from bcdv.errors import NotFoundError
+from bcdv.errors import FatalApiError, NotFoundError
 from bcdv.settings import DataverseSettings
 
 MAX_PAGE_SIZE = 5000
 IDS_PER_FILTER = 40
+
+
+@dataclass
+class Changes:
+    """The result of :meth:`DataverseClient.changes`.
+
+    Attributes:
+        rows: new or changed rows (the selected columns, the primary key, ``@odata.etag``).
+        deleted: ids of deleted rows.
+        delta_link: the link that reads the changes after this read.
+    """
+
+    rows: list[dict[str, Any]]
+    deleted: list[str]
+    delta_link: str
 
 
 class DataverseClient:
@@ -76,6 +92,42 @@ class DataverseClient:
     def list(self, entity_set: str, **kwargs: Any) -> list[dict[str, Any]]:
         """All rows matching the filter."""
         return [row for page in self.iter_pages(entity_set, **kwargs) for row in page]
+
+    def changes(
+        self, entity_set: str, *, select: Sequence[str] | None = None,
+        delta_link: str | None = None, page_size: int = MAX_PAGE_SIZE,
+    ) -> Changes:
+        """A change-tracking read: every row (``delta_link`` None) or the changes since a
+        previous ``delta_link``, following ``@odata.nextLink`` page by page until the page
+        that carries the new ``@odata.deltaLink``.
+
+        https://learn.microsoft.com/power-apps/developer/data-platform/use-change-tracking-synchronize-data-external-systems
+        """
+        headers = {"Prefer": f"odata.track-changes,"
+                             f"{page_size_header(page_size, MAX_PAGE_SIZE)['Prefer']}"}
+        url: str | None = delta_link or self.url(entity_set)
+        params = None if delta_link else query_params(select=select)
+        out = Changes([], [], "")
+        seen: set[str] = set()
+        while url:
+            body = self.http.request("GET", url, params=params, headers=headers).json()
+            for row in body.get("value", []):
+                if str(row.get("@odata.context", "")).endswith("/$deletedEntity"):
+                    out.deleted.append(str(row["id"]))
+                else:
+                    out.rows.append(row)
+            url, params = body.get("@odata.nextLink"), None
+            if url in seen:
+                raise FatalApiError(0, "PagingLoop",
+                                    f"the service returned the same nextLink twice: {url}")
+            if url:
+                seen.add(url)
+            else:
+                out.delta_link = str(body.get("@odata.deltaLink") or "")
+        if not out.delta_link:
+            raise FatalApiError(0, "NoDeltaLink", f"{entity_set}: the last page of a "
+                                                  "change-tracking read had no deltaLink")
+        return out
 
     def get_many(
         self, entity_set: str, key: str, ids: Sequence[str], *,
@@ -169,8 +221,12 @@ class DataverseClient:
     def upsert_multiple(
         self, entity_set: str, logical_name: str, rows: Sequence[dict[str, Any]], *,
         chunk_size: int = _bulk.DEFAULT_CHUNK,
-    ) -> list[dict[str, Any]]:
-        """UpsertMultiple in chunks; rows carry the primary key or ``@odata.id``."""
+    ) -> list[str | None]:
+        """UpsertMultiple in chunks; rows carry the primary key or ``@odata.id``.
+
+        Returns the id each row addressed (None for an alternate key): the service answers
+        204 with no body, so it tells neither ids nor created-vs-updated (see
+        :func:`bcdv.clients.bulk.upsert_multiple`)."""
         return _bulk.upsert_multiple(self.http, self.settings.api_url, entity_set,
                                      logical_name, rows, chunk_size=chunk_size)
 

@@ -186,7 +186,7 @@ def _execute(svc: "DVService", outer: Req, api: str, method: str, url: str,
     if path.startswith(api_path):
         rest = path[len(api_path):].lstrip("/")
     elif path.startswith("/"):
-        return error_resp(404, "0x80060888", f"Resource not found for the segment '{path}'.")
+        return error_resp(404, "0x8006088a", f"Resource not found for the segment '{path}'.")
     else:
         rest = path
     if rest == "$batch":

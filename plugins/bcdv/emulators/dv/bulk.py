@@ -4,16 +4,19 @@ Targets need ``@odata.type`` (``Microsoft.Dynamics.CRM.<logicalname>``, with or 
 ``#``); a missing or foreign type, a missing key (UpdateMultiple) or any failing target rolls
 the whole request back and answers that target's error. The exact texts of the @odata.type
 errors are unverified (reference E); they use code 0x80040203 (InvalidArgument).
+
+Responses (https://learn.microsoft.com/power-apps/developer/data-platform/bulk-operations and
+https://learn.microsoft.com/power-apps/developer/data-platform/webapi/reference/upsertmultiple):
+CreateMultiple 200 + ``Ids``; UpdateMultiple and UpsertMultiple 204 No Content, no body.
 DeleteMultiple answers Dataverse's "not yet implemented" for standard tables.
 """
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
-from bcdv.emulators.base import Req, Resp, strict_json
+from bcdv.emulators.base import Req, Resp
 from bcdv.emulators.dv.schema import EntityDef
-from bcdv.emulators.dv.values import DVError, not_found
+from bcdv.emulators.dv.values import DVError, not_found, parse_json_body, segment_not_found
 
 if TYPE_CHECKING:
     from bcdv.emulators.dv.service import DVService
@@ -22,11 +25,7 @@ MESSAGES = ("CreateMultiple", "UpdateMultiple", "UpsertMultiple", "DeleteMultipl
 
 
 def _targets(req: Req, ent: EntityDef) -> list[dict[str, Any]]:
-    try:
-        body = strict_json(req.body.decode("utf-8")) if req.body.strip() else None
-    except (ValueError, UnicodeDecodeError):
-        raise DVError(400, "0x80040203", "An error occurred while validating input parameters: "
-                                         "Microsoft.OData.ODataException: Invalid JSON.") from None
+    body = parse_json_body(req.body, ent.set_name)
     if not isinstance(body, dict) or not isinstance(body.get("Targets"), list):
         raise DVError(400, "0x80040203", "Required parameter 'Targets' is missing or is not a "
                                          "collection of entities.")
@@ -57,15 +56,13 @@ def _targets(req: Req, ent: EntityDef) -> list[dict[str, Any]]:
 def bulk(svc: "DVService", req: Req, api: str, ent: EntityDef, message: str) -> Resp:
     """Run one bulk message in a single transaction."""
     if message not in MESSAGES:
-        raise DVError(404, "0x80060888", f"Resource not found for the segment "
-                                         f"'Microsoft.Dynamics.CRM.{message}'.")
+        raise segment_not_found(f"Microsoft.Dynamics.CRM.{message}")
     if message == "DeleteMultiple":
         raise DVError(400, "0x80040203", "DeleteMultiple has not yet been implemented.")
     targets = _targets(req, ent)
     user = svc.app_user(req)
     w = svc.writer
     ids: list[str] = []
-    results: list[dict[str, Any]] = []
     with svc.db.tx():
         for t in targets:
             if message == "CreateMultiple":
@@ -84,28 +81,20 @@ def bulk(svc: "DVService", req: Req, api: str, ent: EntityDef, message: str) -> 
                 continue
             if row is None:
                 changes = w.parse_body(ent, body, creating=True)
-                new = w.create(ent, changes, user, key)
-                created = True
+                w.create(ent, changes, user, key)
             else:
                 changes = w.parse_body(ent, body, creating=False)
                 if key[0] == "alt":
                     for col in key[1]:
                         changes.pop(col, None)
-                new = w.update(ent, row, changes, user)
-                created = False
-            results.append({"RecordCreated": created,
-                            "Target": {"@odata.type": f"#Microsoft.Dynamics.CRM."
-                                                      f"{ent.logical_name}",
-                                       ent.key: new[ent.key]}})
-    if message == "UpdateMultiple":
-        return Resp(204, b"", [], ent.set_name)
+                w.update(ent, row, changes, user)
     if message == "CreateMultiple":
         doc: dict[str, Any] = {"@odata.context": f"{api}/$metadata#Microsoft.Dynamics.CRM."
                                                  "CreateMultipleResponse", "Ids": ids}
-    else:
-        doc = {"@odata.context": f"{api}/$metadata#Microsoft.Dynamics.CRM."
-                                 "UpsertMultipleResponse", "Results": results}
-    return svc._ok(200, doc, entity=ent.set_name)
+        return svc._ok(200, doc, entity=ent.set_name)
+    # UpdateMultiple and UpsertMultiple: 204, no body (UpsertMultipleResponse is not returned
+    # by the Web API, so which targets were created is not reported).
+    return Resp(204, b"", [], ent.set_name)
 
 
 def _target_key(svc: "DVService", ent: EntityDef, t: dict[str, Any]) -> tuple[str, Any]:

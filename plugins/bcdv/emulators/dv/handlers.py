@@ -1,29 +1,24 @@
 """Dataverse entity-set requests: list/paging, retrieve, create, update/upsert, delete."""
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from bcdv.emulators.base import Req, Resp, strict_json
+from bcdv.emulators.base import Req, Resp
 from bcdv.emulators.dv.schema import EntityDef, nav_map
 from bcdv.emulators.dv.service import MAX_PAGE, decode_cookie, encode_cookie
-from bcdv.emulators.dv.values import DVError, annotation_filter, not_found
+from bcdv.emulators.dv.values import (DVError, annotation_filter, not_found, parse_json_body,
+                                      segment_not_found)
 
 if TYPE_CHECKING:
     from bcdv.emulators.dv.service import DVService
 
 
-def _json_body(req: Req) -> Any:
+def _json_body(req: Req, ent: EntityDef) -> Any:
     ctype = (req.header("content-type") or "application/json").lower()
     if "json" not in ctype:
         raise DVError(415, "0x80040203", f"The content type '{ctype}' is not supported.")
-    try:
-        return strict_json(req.body.decode("utf-8")) if req.body.strip() else None
-    except (ValueError, UnicodeDecodeError):
-        raise DVError(400, "0x80040203", "An error occurred while validating input parameters: "
-                                         "Microsoft.OData.ODataException: Invalid JSON. The "
-                                         "request body could not be parsed.") from None
+    return parse_json_body(req.body, ent.set_name)
 
 
 def _annotations(req: Req) -> tuple[list[str], list[tuple[str, str]]]:
@@ -40,6 +35,9 @@ def entity_request(svc: "DVService", req: Req, api: str, ent: EntityDef, key: st
     """Dispatch one request on an entity set."""
     m = req.method
     if key is None:
+        if rest == ["$count"] and m == "GET" and req.param("$deltatoken") is not None:
+            from bcdv.emulators.dv.changes import count_changes
+            return count_changes(svc, ent, req.param("$deltatoken") or "")
         if rest == ["$count"] and m == "GET":
             where, params = svc.where(ent, req.param("$filter"))
             return Resp(200, str(min(svc.db.count(ent.set_name, where, params), 5000)).encode(),
@@ -48,10 +46,10 @@ def entity_request(svc: "DVService", req: Req, api: str, ent: EntityDef, key: st
             from bcdv.emulators.dv.bulk import bulk
             return bulk(svc, req, api, ent, rest[0].split(".")[-1])
         if rest:
-            raise DVError(404, "0x80060888", f"Resource not found for the segment '{rest[0]}'.")
+            raise segment_not_found(rest[0])
         if m == "GET":
-            if "odata.track-changes" in req.prefer() or req.param("$deltatoken") is not None:
-                from bcdv.emulators.dv.changes import track_changes
+            from bcdv.emulators.dv.changes import is_tracking_request, track_changes
+            if is_tracking_request(req):
                 return track_changes(svc, req, api, ent)
             return list_rows(svc, req, api, ent)
         if m == "POST":
@@ -117,7 +115,7 @@ def _single(svc: "DVService", req: Req, api: str, ent: EntityDef, row: dict[str,
 def create(svc: "DVService", req: Req, api: str, ent: EntityDef) -> Resp:
     """POST: 204 + OData-EntityId, or 201 + body with return=representation."""
     user = svc.app_user(req)
-    changes = svc.writer.parse_body(ent, _json_body(req), creating=True)
+    changes = svc.writer.parse_body(ent, _json_body(req, ent), creating=True)
     with svc.db.tx():
         row = svc.writer.create(ent, changes, user)
     return _written(svc, req, api, ent, row, created=True)
@@ -135,7 +133,7 @@ def _written(svc: "DVService", req: Req, api: str, ent: EntityDef, row: dict[str
 def patch(svc: "DVService", req: Req, api: str, ent: EntityDef, kind: str, kval: Any) -> Resp:
     """PATCH: update, update-only (If-Match), create-only (If-None-Match: *) or upsert."""
     user = svc.app_user(req)
-    body = _json_body(req)
+    body = _json_body(req, ent)
     if_match, if_none = req.header("if-match"), req.header("if-none-match")
     with svc.db.tx():
         row = svc.find(ent, kind, kval)
@@ -174,7 +172,7 @@ def _property_request(svc: "DVService", req: Req, ent: EntityDef, kind: str, kva
         return Resp(204, b"", [], ent.set_name)
     p = ent.by_name.get(name)
     if len(rest) != 1 or p is None or p.kind == "lookup" or p.hidden:
-        raise DVError(404, "0x80060888", f"Resource not found for the segment '{name}'.")
+        raise segment_not_found(name)
     if req.method == "GET":
         from bcdv.emulators.dv.values import to_wire
         return svc._ok(200, {"value": to_wire(p, row.get(p.column))}, entity=ent.set_name)
@@ -182,7 +180,7 @@ def _property_request(svc: "DVService", req: Req, ent: EntityDef, kind: str, kva
         user = svc.app_user(req)
         value = None
         if req.method == "PUT":
-            body = _json_body(req)
+            body = _json_body(req, ent)
             if not isinstance(body, dict) or "value" not in body:
                 raise DVError(400, "0x80040203", "The request body must contain 'value'.")
             value = body["value"]
@@ -194,7 +192,13 @@ def _property_request(svc: "DVService", req: Req, ent: EntityDef, kind: str, kva
 
 
 def list_rows(svc: "DVService", req: Req, api: str, ent: EntityDef) -> Resp:
-    """GET collection with $select/$filter/$orderby/$top/$count and cookie paging."""
+    """GET collection with $select/$filter/$orderby/$top/$count and cookie paging.
+
+    Paging follows
+    https://learn.microsoft.com/power-apps/developer/data-platform/webapi/query/page-results:
+    pages of ``odata.maxpagesize`` (at most 5,000) linked by ``@odata.nextLink``; ``$top``
+    alone truncates without a nextLink, and is ignored when ``odata.maxpagesize`` is given.
+    """
     if req.param("$skip") is not None:
         raise DVError(400, "0x80060888", "The query parameter $skip is not supported.")
     if req.param("$apply") is not None:
@@ -214,21 +218,13 @@ def list_rows(svc: "DVService", req: Req, api: str, ent: EntityDef) -> Resp:
     count_opt = (req.param("$count") or "false").lower()
     if count_opt not in ("true", "false"):
         raise DVError(400, "0x80060888", f"'{count_opt}' is not a valid count option.")
-    prefs = req.prefer()
     ann, applied = _annotations(req)
-    page = MAX_PAGE
-    headers: list[tuple[str, str]] = list(applied)
-    if "odata.maxpagesize" in prefs:
-        raw = prefs["odata.maxpagesize"]
-        if not raw.isdigit() or int(raw) < 1:
-            raise DVError(400, "0x80060888", f"The value '{raw}' of odata.maxpagesize is not "
-                                             "valid.")
-        asked = int(raw)
-        if asked > MAX_PAGE and svc.settings.option("dv_maxpagesize_over_limit", "cap") == "400":
-            raise DVError(400, "0x80060888", f"The maxpagesize {asked} exceeds the maximum of "
-                                             f"{MAX_PAGE}.")
-        page = min(asked, MAX_PAGE)
-        headers.append(("Preference-Applied", f"odata.maxpagesize={page}"))
+    page, headers = page_size(svc, req)
+    headers = list(applied) + headers
+    if "odata.maxpagesize" in req.prefer():
+        # "Don't use $top with the Prefer: odata.maxpagesize request header. If you include
+        # both, $top is ignored." (Learn: Page results using OData)
+        top = None
     cols = [(p.column, desc) for p, desc in order]
     order_sql = ", ".join(f'"{c}" {"DESC" if d else "ASC"}' for c, d in cols + [(ent.key, False)])
     offset, page_no = 0, 1
@@ -267,6 +263,22 @@ def list_rows(svc: "DVService", req: Req, api: str, ent: EntityDef) -> Resp:
         doc["@odata.nextLink"] = (f"{api}/{ent.set_name}?{qs + '&' if qs else ''}"
                                   f"$skiptoken={quote(cookie, safe='')}")
     return svc._ok(200, doc, headers, ent.set_name)
+
+
+def page_size(svc: "DVService", req: Req) -> tuple[int, list[tuple[str, str]]]:
+    """``Prefer: odata.maxpagesize`` -> (page size, its Preference-Applied header)."""
+    raw = req.prefer().get("odata.maxpagesize")
+    if raw is None:
+        return MAX_PAGE, []
+    if not raw.isdigit() or int(raw) < 1:
+        raise DVError(400, "0x80060888", f"The value '{raw}' of odata.maxpagesize is not "
+                                         "valid.")
+    asked = int(raw)
+    if asked > MAX_PAGE and svc.settings.option("dv_maxpagesize_over_limit", "cap") == "400":
+        raise DVError(400, "0x80060888", f"The maxpagesize {asked} exceeds the maximum of "
+                                         f"{MAX_PAGE}.")
+    page = min(asked, MAX_PAGE)
+    return page, [("Preference-Applied", f"odata.maxpagesize={page}")]
 
 
 def parse_expand(svc: "DVService", ent: EntityDef, raw: str | None

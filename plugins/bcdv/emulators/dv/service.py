@@ -26,7 +26,8 @@ from bcdv.emulators.model import Prop
 from bcdv.emulators.dv import schema
 from bcdv.emulators.dv.schema import BY_SET, EntityDef
 from bcdv.emulators.dv.values import (FORMATTED, LOOKUP_NAME, NAV_NAME, SUCCESS_CT, DVError,
-                                      error_resp, formatted, to_wire, wants)
+                                      error_resp, formatted, segment_not_found, to_wire,
+                                      wants)
 from bcdv.emulators.odata import (GUID_RE, Compiler, Dialect, QueryError, parse_orderby,
                                   parse_select)
 from bcdv.emulators.tokens import TokenAuthority
@@ -291,11 +292,11 @@ class DVService(Service):
         segs = [unquote(s) for s in _split_path(rest)]
         m = SEGMENT_RE.match(segs[0])
         if not m:
-            raise DVError(404, "0x80060888", f"Resource not found for the segment '{segs[0]}'.")
+            raise segment_not_found(segs[0])
         name, key = m.group(1), m.group(2)
         ent = BY_SET.get(name)
         if ent is None:
-            raise DVError(404, "0x80060888", f"Resource not found for the segment '{name}'.")
+            raise segment_not_found(name)
         for k, _ in req.query:
             if k.startswith("$") and k not in QUERY_OPTIONS:
                 raise DVError(400, "0x80060888", f"The query parameter {k} is not supported.")
@@ -339,9 +340,7 @@ class DVService(Service):
             raise DVError(400, "0x80060888", "Bad Request - Error in query syntax.")
         wanted = sorted(parts)
         if not any(sorted(k) == wanted for k in self.alt_keys.get(ent.set_name, [])):
-            raise DVError(400, "0x80060888",
-                          f"Invalid key '{','.join(wanted)}' for entity '{ent.logical_name}': no "
-                          "alternate key with these attributes is defined.")
+            raise invalid_key_segment(ent)
         for col in parts:
             if col not in ent.by_name:
                 raise invalid_key(ent, col)
@@ -401,6 +400,18 @@ class DVService(Service):
                                  f"Microsoft.Dynamics.CRM.{ent.logical_name}")
         except QueryError as exc:
             raise self.query_error(exc) from None
+
+
+def invalid_key_segment(ent: EntityDef) -> DVError:
+    """A key segment whose columns are not the primary key nor a defined alternate key.
+
+    https://learn.microsoft.com/power-apps/developer/data-platform/use-alternate-key-reference-record
+    """
+    typ = f"Microsoft.Dynamics.CRM.{ent.logical_name}"
+    return DVError(400, "0x80060888", f"The key in the request URI is not valid for resource "
+                                      f"'{typ}'. Ensure that the names and number of key "
+                                      f"properties match the declared or alternate key "
+                                      f"properties for the resource '{typ}'.")
 
 
 def invalid_key(ent: EntityDef, col: str) -> DVError:

@@ -38,6 +38,55 @@ def invalid_property(ent: EntityDef, name: str) -> DVError:
                                "in non-open type.")
 
 
+HELP_LINK = "https://go.microsoft.com/fwlink/?linkid=2195293"
+
+
+def segment_not_found(segment: str) -> DVError:
+    """404 0x8006088a for an unknown entity set, function or action name (case-sensitive).
+
+    https://learn.microsoft.com/troubleshoot/power-platform/power-apps/web-api-client-errors
+    """
+    return DVError(404, "0x8006088a", f"Resource not found for the segment '{segment}'.")
+
+
+def payload_error(set_name: str, inner: str) -> DVError:
+    """400 0x80048d19: the OData reader rejected an entity payload (``inner`` is the
+    InnerException text, e.g. an undeclared @odata.bind navigation property).
+
+    https://learn.microsoft.com/troubleshoot/power-platform/power-apps/web-api-client-errors
+    """
+    return DVError(400, "0x80048d19", f"Error identified in Payload provided by the user for "
+                                      f"Entity :'{set_name}', For more information on this "
+                                      f"error please follow this help link {HELP_LINK}  ---->  "
+                                      f"InnerException : {inner}")
+
+
+def invalid_json(set_name: str) -> DVError:
+    """A body that is not JSON (truncated, bad escapes, lone surrogates, too deep).
+
+    The envelope is the payload error's; the inner text is the emulator's (unverified)."""
+    return payload_error(set_name, "Microsoft.OData.ODataException: Invalid JSON. The request "
+                                   "body could not be parsed as JSON.")
+
+
+def parse_json_body(body: bytes, set_name: str) -> Any:
+    """Request bytes -> JSON value (None when empty); anything unparsable -> 400, never 500.
+
+    Catches whatever the shared strict parser raises (ValueError family), nesting too deep
+    for the parser (RecursionError), and strings the service could not store: lone UTF-16
+    surrogates (``"\\ud800"``) survive Python's json but not UTF-8 encoding.
+    """
+    from bcdv.emulators.base import strict_json
+    if not body.strip():
+        return None
+    try:
+        value = strict_json(body.decode("utf-8"))
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError, RecursionError, TypeError):
+        raise invalid_json(set_name) from None
+    return value
+
+
 def not_found(logical: str, key: str) -> DVError:
     """404 0x80040217."""
     return DVError(404, "0x80040217", f"{logical} With Id = {key} Does Not Exist")

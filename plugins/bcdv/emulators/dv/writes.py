@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from bcdv.emulators.dv.schema import BY_SET, STATUS_STATE, EntityDef, nav_map
-from bcdv.emulators.dv.values import DVError, from_wire, invalid_property, not_found
+from bcdv.emulators.dv.values import (DVError, from_wire, invalid_property, not_found,
+                                      payload_error)
 from bcdv.emulators.odata import GUID_RE
 
 if TYPE_CHECKING:
@@ -44,14 +45,8 @@ class Writer:
                 nav = name[: -len("@odata.bind")]
                 prop = navs.get(nav)
                 if prop is None or prop.read_only:
-                    raise DVError(400, "0x0", "An error occurred while validating input "
-                                              "parameters: Microsoft.OData.ODataException: An "
-                                              f"undeclared property '{nav}' which only has "
-                                              "property annotations in the payload but no "
-                                              "property value was found in the payload. In "
-                                              "OData, only declared navigation properties and "
-                                              "declared named streams can be represented as "
-                                              "properties without values.")
+                    # read-only lookups (createdby...) answer like undeclared ones: unverified
+                    raise payload_error(ent.set_name, undeclared(nav))
                 if value is None:
                     out[prop.column] = None
                     if f"_{prop.name}_type" in ent.by_name:
@@ -238,6 +233,19 @@ class Writer:
                 if p.kind == "lookup" and any(ent.set_name in s for s in p.targets.values()):
                     self.db.conn.execute(f'UPDATE "{other.set_name}" SET "{p.column}" = NULL '
                                          f'WHERE "{p.column}" = ?', (row[ent.key],))
+
+
+def undeclared(nav: str) -> str:
+    """The OData reader's text for ``<nav>@odata.bind`` when ``nav`` is no navigation property
+    (e.g. the lookup's logical name ``parentcustomerid`` instead of
+    ``parentcustomerid_account``).
+
+    https://learn.microsoft.com/troubleshoot/power-platform/power-apps/web-api-client-errors
+    """
+    return (f"Microsoft.OData.ODataException: An undeclared property '{nav}' which only has "
+            "property annotations in the payload but no property value was found in the "
+            "payload. In OData, only declared navigation properties and declared named streams "
+            "can be represented as properties without values.")
 
 
 def check_guid(value: Any) -> bool:

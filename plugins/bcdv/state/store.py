@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bcdv.state.admin import OperatorViews
 from bcdv.state.db import aware_row, from_db, to_db, upsert_insert, utcnow
+from bcdv.state.errors import same_error
 from bcdv.state.locks import LockHolder, MappingLocks
 from bcdv.state.schema import couplings, jobs, record_errors, watermarks
 
@@ -249,7 +250,9 @@ class StateStore(MappingLocks, OperatorViews):
     ) -> bool:
         """Record a failed sync of a coupled pair; returns True if it is now Skipped.
 
-        BC's rule: the same error twice in a row in the same direction marks it Skipped.
+        BC's rule: the same error twice in a row in the same direction marks it Skipped
+        (the same by ``bcdv.state.errors.error_identity``, not by raw text: every API answer
+        carries its own correlation id).
         """
         result_col, job_col = _result_columns(direction)
         with self._write() as conn:
@@ -259,8 +262,7 @@ class StateStore(MappingLocks, OperatorViews):
                                ).mappings().first()
             if row is None:
                 return False
-            skip = bool(row[result_col] == "failure" and prior_message
-                        and prior_message == message)
+            skip = row[result_col] == "failure" and same_error(prior_message, message)
             conn.execute(update(couplings).where(couplings.c.id == row["id"]).values(
                 **{result_col: "failure", job_col: job_id, "updated_at": to_db(utcnow())},
                 **({"skipped": True} if skip else {})))
@@ -358,14 +360,18 @@ class StateStore(MappingLocks, OperatorViews):
         """Add or refresh the error row of a record (attempts counted)."""
         now = to_db(utcnow())
         with self._write() as conn:
-            row = conn.execute(select(record_errors.c.id, record_errors.c.attempts).where(
+            # The same error is matched by its identity (code, field, message without the
+            # ids and timestamps every answer carries); the row keeps the latest full text.
+            rows = conn.execute(select(record_errors.c.id, record_errors.c.attempts,
+                                       record_errors.c.message).where(
                 record_errors.c.mapping == mapping, record_errors.c.direction == direction,
                 record_errors.c.source_id == source_id, record_errors.c.resolved.is_(False),
-                record_errors.c.message == message)).first()
+            ).order_by(record_errors.c.last_seen.desc())).all()
+            row = next((r for r in rows if same_error(r.message, message)), None)
             if row is not None:
                 conn.execute(update(record_errors).where(record_errors.c.id == row.id).values(
                     attempts=row.attempts + 1, last_seen=now, job_id=job_id,
-                    bc_id=bc_id, dv_id=dv_id))
+                    bc_id=bc_id, dv_id=dv_id, message=message))
             else:
                 conn.execute(insert(record_errors).values(
                     mapping=mapping, direction=direction, source_id=source_id, bc_id=bc_id,

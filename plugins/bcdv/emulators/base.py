@@ -462,13 +462,52 @@ class Service:
         return json_resp(404, {"error": f"unknown admin route {m} {req.path}"})
 
 
+class InvalidJson(ValueError):
+    """A request body that is not JSON the services could store (a ValueError, so every
+    caller's ``except ValueError`` turns it into that service's 400)."""
+
+
 def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+    raise InvalidJson(f"{name} is not valid JSON")
+
+
+def _surrogate_free(value: Any) -> None:
+    """Raise InvalidJson if a string (key or value) holds a lone UTF-16 surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidJson("a string holds a lone UTF-16 surrogate") from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def strict_json(text: str) -> Any:
-    """json.loads that rejects NaN/Infinity (not JSON; Python would accept them)."""
-    return json.loads(text, parse_constant=_no_constants)
+    """json.loads for request bodies: anything that is not storable JSON raises InvalidJson.
+
+    Python's json accepts what JSON (RFC 8259) and the services do not: NaN/Infinity, and
+    ``"\\ud800"`` (a lone surrogate escape, which decodes to a str UTF-8 cannot encode, so it
+    would fail later, as a 500, when stored or echoed). Nesting too deep for the parser
+    (RecursionError) is refused the same way.
+    """
+    try:
+        value = json.loads(text, parse_constant=_no_constants)
+    except RecursionError:
+        raise InvalidJson("JSON nested too deeply") from None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidJson("the body is not UTF-8") from None
+    if "\\u" in text:
+        # Past the check above, an escape is the only way a lone surrogate gets in.
+        _surrogate_free(value)
+    return value
 
 
 def correlation_id() -> str:

@@ -5,16 +5,26 @@ Routes (``{tenant}`` = the tenant id or ``cronus.onmicrosoft.com``):
 - ``GET  /{tenant}/v2.0/.well-known/openid-configuration`` (and the v1 ``/.well-known/...``)
 - ``GET  /{tenant}/discovery/v2.0/keys`` (and ``/common/discovery/keys``)
 - ``POST /{tenant}/oauth2/v2.0/token`` (``scope=<resource>/.default``) and the v1
-  ``/{tenant}/oauth2/token`` (``resource=<resource>``)
+  ``/{tenant}/oauth2/token`` (``resource=<resource>``); the client-credentials grant needs a
+  tenant id or verified domain (``/common``, ``/organizations``, ``/consumers``: AADSTS50059)
 
 Errors use Microsoft's JSON body (error, error_description with AADSTS code, error_codes,
-timestamp, trace_id, correlation_id, error_uri). Tokens are RS256 JWTs (``aud`` = resource,
-``tid``, ``appid``, ``oid``, ``roles``, ``exp`` = now + 3599 s on the identity clock).
+timestamp, trace_id, correlation_id, error_uri). Tokens are Entra's v1 app-only tokens for the
+two resources (see :mod:`bcdv.emulators.tokens`), ``exp`` = now + 3599 s on the identity clock.
+
+Admin API, besides the common one of :mod:`bcdv.emulators.base`:
+
+- ``PUT /_emulator/token-faults`` {"status": 429|500|502|503|504, "count": N,
+  "retry_after": s} -> the next N token requests (and only those: discovery and keys still
+  answer) fail with that status, ``Retry-After: s`` on 429/502/503, and Entra's
+  ``temporarily_unavailable`` body; ``GET`` shows what is left, ``DELETE`` or a reset clears.
 """
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
+import re
 import uuid
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -25,6 +35,10 @@ from bcdv.emulators.config import (BC_RESOURCE, CLIENT_ID, TENANT_DOMAIN, TENANT
 from bcdv.emulators.tokens import TokenAuthority
 
 TOKEN_LIFETIME = 3599
+GENERAL_TENANTS = ("common", "organizations", "consumers")
+"""Multi-tenant authorities: fine for discovery, not for the client-credentials grant."""
+TOKEN_FAULT_STATUSES = (429, 500, 502, 503, 504)
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
 class IdentityService(Service):
@@ -35,6 +49,7 @@ class IdentityService(Service):
     def __init__(self, settings: Settings, authority: TokenAuthority) -> None:
         super().__init__(settings, Throttling(enabled=False))
         self.authority = authority
+        self.token_faults: dict[str, int] = {}
 
     def reset_data(self, seed: str) -> None:
         """Identity has no seeded data."""
@@ -45,13 +60,17 @@ class IdentityService(Service):
         return _aad_error(status, code, message, self.state.now())
 
     def fault_error(self, status: int) -> Resp:
-        """Injected faults look like Entra's temporarily_unavailable."""
+        """Injected faults look like Entra's temporarily_unavailable answers."""
         if status == 429:
             return _aad_error(429, "temporarily_unavailable",
-                              "AADSTS50196: The server terminated an operation because it "
-                              "encountered a client request loop.", self.state.now())
+                              "AADSTS90055: There are too many incoming requests. Please try "
+                              "again later.", self.state.now())
+        if status == 503:
+            return _aad_error(503, "temporarily_unavailable",
+                              "AADSTS90033: The Microsoft Online Directory Service (MSODS) "
+                              "isn't available. Please try again.", self.state.now())
         return _aad_error(status, "temporarily_unavailable",
-                          "AADSTS90033: A transient error has occurred. Please try again.",
+                          "AADSTS90024: A transient error has occurred. Please try again.",
                           self.state.now())
 
     def handle(self, req: Req) -> Resp:
@@ -75,9 +94,8 @@ class IdentityService(Service):
                 return self.error(405, "invalid_request",
                                   "AADSTS900561: The endpoint only accepts POST requests. "
                                   f"Received a {req.method} request.")
-            if not known:
-                return self._unknown_tenant(tenant)
-            return self._token(req, v2=rest == "oauth2/v2.0/token")
+            refused = self._take_token_fault() or self._token_tenant_error(tenant)
+            return refused or self._token(req, v2=rest == "oauth2/v2.0/token")
         return json_resp(404, {"error": "not_found"})
 
     def _discovery(self, tenant: str, v2: bool) -> dict[str, Any]:
@@ -107,6 +125,21 @@ class IdentityService(Service):
             "cloud_graph_host_name": "graph.windows.net",
             "msgraph_host": "graph.microsoft.com",
         }
+
+    def _token_tenant_error(self, tenant: str) -> Resp | None:
+        """Why the token endpoint refuses this tenant segment (None: it is ours)."""
+        if tenant.lower() in (TENANT_ID, TENANT_DOMAIN):
+            return None
+        if tenant.lower() in GENERAL_TENANTS:
+            # The client-credentials grant has no user to infer the tenant from.
+            return self.error(400, "invalid_request",
+                              "AADSTS50059: No tenant-identifying information found in either "
+                              "the request or implied by any provided credentials.")
+        if not _GUID.match(tenant) and "." not in tenant:
+            return self.error(400, "invalid_request",
+                              f"AADSTS900023: Specified tenant identifier '{tenant}' is neither "
+                              "a valid DNS name, nor a valid external domain.")
+        return self._unknown_tenant(tenant)
 
     def _unknown_tenant(self, tenant: str) -> Resp:
         return self.error(400, "invalid_tenant",
@@ -157,16 +190,26 @@ class IdentityService(Service):
                               "being sent in the request is the client secret value, not the "
                               f"client secret ID, for a secret added to app '{CLIENT_ID}'.")
         if v2:
+            if "resource" in form:
+                return self.error(400, "invalid_request",
+                                  "AADSTS901002: The 'resource' request parameter is not "
+                                  "supported.")
             scope = form.get("scope")
             if not scope:
                 return self._missing("scope")
             scopes = scope.split()
-            if len(scopes) != 1 or not scopes[0].endswith("/.default"):
+            if not all(s.endswith("/.default") for s in scopes):
                 return self.error(400, "invalid_scope",
                                   f"AADSTS1002012: The provided value for scope {scope} is not "
                                   "valid. Client credential flows must have a scope value with "
                                   "/.default suffixed to the resource identifier "
                                   "(application ID URI).")
+            resources = {s[: -len("/.default")].rstrip("/").lower() for s in scopes}
+            if len(resources) > 1:
+                return self.error(400, "invalid_scope",
+                                  "AADSTS700022: The provided value for the input parameter "
+                                  "scope is not valid because it contains more than one "
+                                  f"resource. Scope {scope} is not valid.")
             resource = scopes[0][: -len("/.default")]
         else:
             resource = form.get("resource", "")
@@ -181,8 +224,7 @@ class IdentityService(Service):
                               "tenant or consented to by any user in the tenant. You might have "
                               "sent your authentication request to the wrong tenant.")
         now = self.state.now()
-        roles = ["API.ReadWrite.All", "Automation.ReadWrite.All"] if audience == BC_RESOURCE else []
-        token = self.authority.mint(audience, now=now, lifetime=TOKEN_LIFETIME, roles=roles)
+        token = self.authority.mint(audience, now=now, lifetime=TOKEN_LIFETIME)
         doc: dict[str, Any] = {"token_type": "Bearer", "expires_in": TOKEN_LIFETIME,
                                "ext_expires_in": TOKEN_LIFETIME, "access_token": token}
         if not v2:
@@ -201,6 +243,49 @@ class IdentityService(Service):
             if aud.rstrip("/").lower() == norm.lower():
                 return norm
         return None
+
+    # --- fault injection on the token endpoint ------------------------------------------
+    def _take_token_fault(self) -> Resp | None:
+        """Consume one injected token-endpoint fault, if any is left."""
+        with self.state.lock:
+            if not self.token_faults.get("remaining"):
+                return None
+            self.token_faults["remaining"] -= 1
+            status, retry = self.token_faults["status"], self.token_faults["retry_after"]
+        resp = self.fault_error(status)
+        if status in (429, 502, 503):
+            resp.headers.append(("Retry-After", str(retry)))
+        return resp
+
+    def _admin(self, req: Req) -> Resp:
+        route = req.path.rstrip("/")
+        if route == "/_emulator/reset" and req.method == "POST":
+            with self.state.lock:
+                self.token_faults = {}
+        if route != "/_emulator/token-faults":
+            return super()._admin(req)
+        if req.method == "PUT":
+            try:
+                doc = json.loads(req.body or b"{}")
+                status, count = int(doc["status"]), int(doc.get("count", 1))
+                retry = int(doc.get("retry_after", 1))
+                if status not in TOKEN_FAULT_STATUSES or count < 0 or retry < 0:
+                    raise ValueError(doc)
+            except (ValueError, TypeError, KeyError, AttributeError):
+                return json_resp(400, {"error": "body must be {\"status\": one of "
+                                                f"{list(TOKEN_FAULT_STATUSES)}, \"count\": N, "
+                                                "\"retry_after\": seconds}"})
+            with self.state.lock:
+                self.token_faults = {"status": status, "remaining": count,
+                                     "retry_after": retry}
+        elif req.method == "DELETE":
+            with self.state.lock:
+                self.token_faults = {}
+        elif req.method != "GET":
+            return json_resp(405, {"error": "GET, PUT or DELETE"})
+        with self.state.lock:
+            return json_resp(200, {"status": None, "remaining": 0, "retry_after": None,
+                                   **self.token_faults})
 
     def _missing(self, name: str) -> Resp:
         return self.error(400, "invalid_request",

@@ -30,9 +30,11 @@ def run_emulators(data_dir: str | Path, seed: str = "empty", **options: Any
 
 
 def mint_token(data_dir: str | Path, audience: str, lifetime: int = 3599,
-               now: float | None = None) -> str:
-    """A token signed with DIR's key (e.g. already expired: ``lifetime=-600``), for tests."""
-    return TokenAuthority.load(Path(data_dir)).mint(audience, now=now, lifetime=lifetime)
+               now: float | None = None, claims: dict[str, Any] | None = None) -> str:
+    """A token signed with DIR's key, for tests: already expired (``lifetime=-600``), or with
+    claims Entra would not issue (``claims={"appid": other, "roles": None}``; None removes)."""
+    return TokenAuthority.load(Path(data_dir)).mint(audience, now=now, lifetime=lifetime,
+                                                    claims=claims)
 
 
 __all__ = ["run_emulators", "mint_token", "TENANT_ID"]

@@ -3,10 +3,15 @@
 1. UpsertMultiple of N accounts (alternate key accountnumber) at 1,000 per request;
 2. the same again (all updates);
 3. paging the N accounts at ``Prefer: odata.maxpagesize=5000``;
-4. paging N BC customers (``synthetic:N``) at 5,000 per page.
+4. paging N BC customers (``synthetic:N``) at 5,000 per page;
+5. "BC create cost at 2,000 and 50,000 customers" (``--scenario bc-create-cost``, also part
+   of the default run): seed ``synthetic:N``, then time single customer POSTs over HTTPS
+   (each also numbers and creates the company contact) and report ms/create per size and
+   the ratio large/small. The number series, the key uniqueness and the contact link are
+   indexed lookups, so the ratio should stay under 1.2; the scenario exits non-zero if not.
 
 Prints one JSON document with seconds and rows/second per step. Real HTTPS on loopback,
-a fresh temporary data directory; no timing assertions.
+a fresh temporary data directory.
 """
 from __future__ import annotations
 
@@ -86,13 +91,58 @@ def run(rows: int) -> dict[str, Any]:
     return out
 
 
+CREATE_COST_LIMIT = 1.2
+
+
+def _create_ms(sizes: tuple[int, ...], creates: int, rounds: int) -> dict[int, float]:
+    """Best-of-``rounds`` ms per customer POST with ``synthetic:N`` seeded, per N."""
+    out: dict[int, float] = {}
+    for size in sizes:
+        with tempfile.TemporaryDirectory() as tmp, run_emulators(
+                tmp, seed=f"synthetic:{size}", throttling=False) as ep:
+            bc = ep["business_central"]
+            url = f"{bc['base_url']}/companies({bc['company_id']})/customers"
+            headers = {"Authorization": f"Bearer {_token(ep, bc['scope'])}"}
+            s = requests.Session()
+            best = float("inf")
+            for r in range(rounds + 1):  # round 0 warms the connection and caches up
+                t = time.perf_counter()
+                for i in range(creates):
+                    resp = s.post(url, json={"displayName": f"Bench {size} {r} {i}"},
+                                  headers=headers, verify=ep["ca_bundle"], timeout=60)
+                    resp.raise_for_status()
+                if r:
+                    best = min(best, (time.perf_counter() - t) * 1000 / creates)
+            out[size] = round(best, 3)
+    return out
+
+
+def bc_create_cost(small: int = 2_000, large: int = 50_000, creates: int = 200,
+                   rounds: int = 3) -> dict[str, Any]:
+    """BC create cost at ``small`` and ``large`` customers, and their ratio."""
+    ms = _create_ms((small, large), creates, rounds)
+    ratio = ms[large] / ms[small]
+    return {"scenario": f"BC create cost at {small:,} and {large:,} customers",
+            "creates_per_round": creates, "rounds": rounds,
+            "ms_per_create": {str(k): v for k, v in ms.items()},
+            "ratio": round(ratio, 3), "limit": CREATE_COST_LIMIT,
+            "ok": ratio < CREATE_COST_LIMIT}
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     p = argparse.ArgumentParser(prog="python -m bcdv.emulators.bench")
     p.add_argument("--rows", type=int, default=100_000)
+    p.add_argument("--scenario", choices=("all", "paging", "bc-create-cost"), default="all")
+    p.add_argument("--creates", type=int, default=200)
     args = p.parse_args(argv)
-    print(json.dumps(run(args.rows), indent=2))
-    return 0
+    result: dict[str, Any] = {}
+    if args.scenario in ("all", "paging"):
+        result = run(args.rows)
+    if args.scenario in ("all", "bc-create-cost"):
+        result["bc_create_cost"] = bc_create_cost(creates=args.creates)
+    print(json.dumps(result, indent=2))
+    return 0 if result.get("bc_create_cost", {}).get("ok", True) else 1
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Any
 from bcdv.clients.auth import TokenProvider
 from bcdv.clients.batch import BatchOp, BatchResult, bc_batch
 from bcdv.clients.http import ApiSession, RetryPolicy, page_size_header, query_params
-from bcdv.clients.odata import chunks, id_filter
+from bcdv.clients.odata import chunks, id_filter, identifier, key_segment
 from bcdv.errors import NotFoundError
 from bcdv.settings import BusinessCentralSettings
 
@@ -45,12 +45,14 @@ class BusinessCentralClient:
     @property
     def company_url(self) -> str:
         """``{base}/companies({company_id})``."""
-        return f"{self.settings.base_url}/companies({self.settings.company_id})"
+        company = key_segment("companies", self.settings.company_id, name="company_id")
+        return f"{self.settings.base_url}/{company}"
 
     def url(self, entity_set: str, record_id: str | None = None) -> str:
         """URL of an entity set, or of one record in it."""
-        base = f"{self.company_url}/{entity_set}"
-        return f"{base}({record_id})" if record_id else base
+        if record_id:
+            return f"{self.company_url}/{key_segment(entity_set, record_id)}"
+        return f"{self.company_url}/{identifier(entity_set, 'entity set')}"
 
     def server_time(self) -> datetime | None:
         """The service's clock as of its last response (from the Date header)."""
@@ -125,8 +127,10 @@ class BusinessCentralClient:
 
     def batch_url(self, entity_set: str, record_id: str | None = None) -> str:
         """An entity URL relative to the API root, as ``$batch`` operations take it."""
-        base = f"companies({self.settings.company_id})/{entity_set}"
-        return f"{base}({record_id})" if record_id else base
+        company = key_segment("companies", self.settings.company_id, name="company_id")
+        if record_id:
+            return f"{company}/{key_segment(entity_set, record_id)}"
+        return f"{company}/{identifier(entity_set, 'entity set')}"
 
     def create_many(
         self, entity_set: str, bodies: Sequence[dict[str, Any]], *,

@@ -40,6 +40,17 @@ def staging_dir() -> Path:
     return Path(os.environ.get("BCDV_STAGING_DIR") or ".data/staging")
 
 
+def guid_arg(value: str, name: str) -> str:
+    """A record id given on the command line that will reach a URL: a GUID, else a usage
+    error naming the argument."""
+    from bcdv.clients.odata import InvalidValue, guid
+
+    try:
+        return guid(value, name)
+    except InvalidValue as exc:
+        raise UsageError(str(exc)) from None
+
+
 def load_all(args: argparse.Namespace) -> dict[str, Any]:
     """Every effective mapping by name."""
     from bcdv.mapping import load_mappings

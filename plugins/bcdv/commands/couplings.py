@@ -10,8 +10,8 @@ from typing import Any
 
 from bcdv.commands import views
 from bcdv.commands.common import (EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, UsageError, add_json_flag,
-                                  load_all, mapping_name, open_store, print_json, print_table,
-                                  sync_context, wants_json)
+                                  guid_arg, load_all, mapping_name, open_store, print_json,
+                                  print_table, sync_context, wants_json)
 from bcdv.errors import BcdvError
 
 HEAD = ("BUSINESS CENTRAL ID", "DATAVERSE ID", "NAME", "TO DV", "TO BC", "SKIPPED", "UPDATED")
@@ -71,6 +71,7 @@ def cmd_couple(args: argparse.Namespace) -> int:
     from bcdv.engine.records import couple_record
     from bcdv.mapping.model import Direction
 
+    args.bc_id, args.dv_id = guid_arg(args.bc_id, "bc_id"), guid_arg(args.dv_id, "dv_id")
     mappings, mapping = _mapping(args)
     direction = Direction(args.sync) if args.sync else None
     with sync_context(args, mappings) as ctx:

@@ -14,8 +14,8 @@ import contextlib
 import uuid
 from typing import Any
 
-from bcdv.commands.common import (EXIT_OK, EXIT_PARTIAL, UsageError, load_all, load_bar,
-                                  mapping_name, print_json, progress, sync_context, wants_json)
+from bcdv.commands.common import (EXIT_OK, EXIT_PARTIAL, UsageError, guid_arg, load_all,
+                                  load_bar, mapping_name, print_json, progress, sync_context, wants_json)
 
 
 def _print_reports(reports: list[Any]) -> None:
@@ -54,6 +54,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         raise UsageError("give a mapping name or --all")
     if args.record and (args.all or not args.side):
         raise UsageError("--record needs a mapping name and --side business_central|dataverse")
+    if args.record:
+        args.record = guid_arg(args.record, "--record")
     mappings = load_all(args)
     mode = "full" if args.full else "modified"
     run_id = f"cli__{uuid.uuid4().hex[:12]}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from bcdv.clients.odata import parse_datetime
+from bcdv.clients.odata import Guid, compare, parse_datetime
 from bcdv.engine.context import PassSides, SyncContext
 from bcdv.engine.staging import PassState, write_jsonl
 from bcdv.engine.transform import source_columns
@@ -104,7 +104,7 @@ def _echo_filter(mapping: TableMapping, direction: Direction, mode: str,
            for f in mapping.fields):
         return None
     user_id = getattr(source, "user_id", None)
-    return f"_modifiedby_value ne {user_id}" if user_id else None
+    return compare("_modifiedby_value", "ne", Guid(user_id)) if user_id else None
 
 
 def _retry_ids(ctx: SyncContext, mapping: TableMapping, sides: PassSides, *,

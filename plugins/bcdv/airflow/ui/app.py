@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bcdv.airflow.ui import airflow_api, security
 from bcdv.airflow.ui.chart import records_chart
+from bcdv.clients.odata import InvalidValue, guid
 from bcdv.commands import views
 
 URL_PREFIX = "/bcdv"
@@ -197,7 +198,11 @@ def create_app() -> FastAPI:
     async def recouple(request: Request) -> Response:
         _, form = await action(request)
         m = _mapping(str(form.get("mapping", "")))
-        bc_id, dv_id = str(form.get("bc_id", "")), str(form.get("dv_id", ""))
+        try:  # the ids reach OData URLs on the next run: GUIDs only
+            bc_id = guid(str(form.get("bc_id", "")), "bc_id")
+            dv_id = guid(str(form.get("dv_id", "")), "dv_id")
+        except InvalidValue as exc:
+            return back(request, form, err=str(exc))
         if not store().couple(m.name, bc_id, dv_id):
             return back(request, form, err=f"{bc_id} or {dv_id} is already coupled")
         return back(request, form, msg=f"Coupled {bc_id} ↔ {dv_id} again.")
@@ -222,8 +227,11 @@ def create_app() -> FastAPI:
         if side not in ("business_central", "dataverse"):
             raise HTTPException(status_code=400, detail="side must be business_central or "
                                                         "dataverse")
-        conf = {"mapping": m.name, "side": side, "record_id": str(form.get("record_id", "")),
-                "action": "sync"}
+        try:
+            record_id = guid(str(form.get("record_id", "")), "record_id")
+        except InvalidValue as exc:
+            return back(request, form, err=str(exc))
+        conf = {"mapping": m.name, "side": side, "record_id": record_id, "action": "sync"}
         try:
             # Not on the event loop: the API server answers this very call.
             run_id = await run_in_threadpool(airflow_api.trigger_record_sync, request,

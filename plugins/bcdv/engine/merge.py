@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bcdv.engine.transform import read_key, write_key
-from bcdv.engine.values import canon
+from bcdv.engine.values import same
 from bcdv.mapping.model import TableMapping
 
 
@@ -56,8 +56,8 @@ def decide(mapping: TableMapping, source_system: str, synced_json: Any,
         src_col, tgt_col = (bc_col, dv_col) if source_system == "business_central" else (
             dv_col, bc_col)
         written = dv_write if target_system == "dataverse" else bc_col
-        src_moved = canon(source_now.get(src_col)) != canon(base_src.get(src_col))
-        tgt_moved = canon(target_now.get(tgt_col)) != canon(base_tgt.get(tgt_col))
+        src_moved = not same(source_now.get(src_col), base_src.get(src_col))
+        tgt_moved = not same(target_now.get(tgt_col), base_tgt.get(tgt_col))
         target_changed |= tgt_moved
         if written not in diff:
             continue

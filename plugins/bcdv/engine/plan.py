@@ -24,7 +24,7 @@ from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
 from bcdv.engine.lookups import Tables, load_tables
 from bcdv.engine.transform import compare_columns, side_fields, to_wire, transform, write_key
 from bcdv.engine import merge
-from bcdv.engine.values import canon, canon_frame, hash_frame, row_hash
+from bcdv.engine.values import canon, canon_frame, hash_frame, row_hash, same
 from bcdv.mapping.model import DeletionConflict, Direction, TableMapping, UpdateConflict
 
 CHUNK_SIZE = 5000
@@ -126,7 +126,8 @@ def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides
     # same modified-on, so "not older than the baseline" plus a different hash is a change.
     not_older = baseline.isna() | ((baseline - src_mod) <= TOLERANCE)
     same_values = src_hash.eq(coup[sides.source_hash_col])
-    changed = force | failed_before | (not_older & ~same_values)
+    source_changed = failed_before | (not_older & ~same_values)
+    changed = force | source_changed
     restamp_only = is_coupled & ~skipped & ~changed & moved
     compare = is_coupled & ~skipped & changed
 
@@ -144,7 +145,8 @@ def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides
                  for sid, row in result.keep.to_dict("index").items()}
     errors = result.errors.to_dict()
     flags = pd.DataFrame({"skipped": skipped, "compare": compare, "coupled": is_coupled,
-                          "restamp": restamp_only}).to_dict("index")
+                          "restamp": restamp_only, "source_changed": source_changed}
+                         ).to_dict("index")
     targets = target.astype(object).where(target.notna(), None).to_dict("index")
     creates = _creates(mapping, state)
     out: list[dict[str, Any]] = []
@@ -166,7 +168,9 @@ def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides
             row.update(action="fail" if f["coupled"] or creates else "ignore",
                        reason=f"The data could not be transferred: {errors[sid]}")
         elif f["compare"]:
-            _plan_coupled(row, mapping, sides, wanted, targets, c, force, renames)
+            _plan_coupled(row, mapping, sides, wanted, targets, c, force, renames,
+                          full_sync=state.mode == "full",
+                          source_changed=bool(f["source_changed"]))
         elif f["coupled"]:
             row.update(action="unchanged", restamp=bool(f["restamp"]),
                        target_modified=_iso(c.get(sides.target_mod_col)),
@@ -237,7 +241,16 @@ def _deleted_target(row: dict[str, Any], mapping: TableMapping, sides: PassSides
 
 def _plan_coupled(row: dict[str, Any], mapping: TableMapping, sides: PassSides,
                   wanted: dict[str, Any], targets: dict[str, dict[str, Any]],
-                  coupling: dict[str, Any], force: bool, renames: dict[str, str]) -> None:
+                  coupling: dict[str, Any], force: bool, renames: dict[str, str], *,
+                  full_sync: bool = False, source_changed: bool = True) -> None:
+    """Plan a coupled record that is compared with its counterpart.
+
+    BC's full synchronisation force-modifies every coupled record; bcdv goes further and
+    never loses a change made on the destination since the last sync: when only the
+    destination moved, the pass back carries its change; when both moved, the mapping's
+    update-conflict rule decides (merge, a winner, or a reported conflict), as in any run.
+    Only a destination that did not move is overwritten (BC's forced modify).
+    """
     tid = str(coupling[sides.target_id_col])
     current = targets.get(tid)
     if current is None:
@@ -245,7 +258,7 @@ def _plan_coupled(row: dict[str, Any], mapping: TableMapping, sides: PassSides,
         return
     target_fields = side_fields(mapping, sides.target_system)
     seen = {renames.get(k, k): v for k, v in current.items()}
-    diff = [col for col, value in wanted.items() if canon(value) != canon(seen.get(col))]
+    diff = [col for col, value in wanted.items() if not same(value, seen.get(col))]
     back = {w: r for r, w in renames.items()}
     after = {f: current.get(f) for f in target_fields}
     for col, value in wanted.items():
@@ -269,6 +282,21 @@ def _plan_coupled(row: dict[str, Any], mapping: TableMapping, sides: PassSides,
     clash = [c for c in diff if c in bidirectional]
     update = {"action": "update", "payload": {c: wanted[c] for c in diff},
               "reason": "changed: " + ", ".join(diff)}
+    # A pair never synchronised (just coupled) has no baseline: BC's forced modify applies.
+    protect = force and both and clash and full_sync and _iso(
+        coupling.get(sides.target_mod_col)) is not None
+    if protect and not source_changed:
+        # Only the destination changed (a person's edit): nothing is lost, the pass back
+        # carries it. The destination's baseline stays where it was, so it is still seen as
+        # changed; its last synced values stay too (a merge needs them).
+        row.update(action="unchanged", restamp=True, target_modified=None, target_hash=None,
+                   payload={}, target_values=_synced_part(coupling.get("synced"),
+                                                          sides.target_system),
+                   reason="the destination changed since the last synchronization and this "
+                          "record did not: its change goes back in the next pass")
+        return
+    if protect:
+        force = False  # both sides moved: the update-conflict rule decides, as in any run
     if force or not both or not clash:
         row.update(update, both_modified=bool(both) and _has_reverse_only_fields(mapping, sides))
         return

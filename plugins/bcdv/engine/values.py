@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from typing import Any
 
 import pandas as pd
 
 NULL_GUID = "00000000-0000-0000-0000-000000000000"
 _BLANKS = frozenset({"", "_x0020_", NULL_GUID, "0001-01-01"})
+_GUID = re.compile(r"^\{?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                   r"[0-9a-fA-F]{12})\}?$")
 
 
 def canon(value: Any) -> str:
@@ -29,7 +32,32 @@ def canon(value: Any) -> str:
         number = float(value)
         return repr(round(number, 6)) if number != int(number) else str(int(number))
     text = str(value).strip()
+    guid = _GUID.match(text)
+    if guid:  # GUIDs are case-insensitive and may come in braces
+        text = guid.group(1).lower()
     return "" if text in _BLANKS else text
+
+
+def same(a: Any, b: Any) -> bool:
+    """Whether two values of one field, read from either system, are the same value.
+
+    BC's field transfer compares per type, and Dataverse answers null where Business Central
+    has the type's initial value: a null decimal or integer is 0, a null boolean is false, a
+    null text, GUID, date or option is blank. The type is the non-null side's (the mapping
+    does not declare types), so ``same(None, 0)`` and ``same(False, None)`` hold while
+    ``same(None, "0")`` (a text) does not. The one place where values are compared.
+    """
+    ca, cb = canon(a), canon(b)
+    if ca == cb:
+        return True
+    if ca and cb:
+        return False
+    other = b if ca == "" else a
+    if isinstance(other, bool):
+        return other is False
+    if isinstance(other, (int, float)):
+        return other == 0
+    return False
 
 
 def canon_frame(frame: pd.DataFrame) -> pd.DataFrame:

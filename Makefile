@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv browser demo test bench contract up clean help
+.PHONY: venv browser node demo test bench contract up clean help
 
 help:
 	@echo "make demo   - start the emulators, sync customers through Airflow twice, print summaries"
@@ -34,7 +34,20 @@ demo: venv
 browser:
 	@bash .ci/install-browser.sh || echo "browser tests will be skipped: chromium is not installed"
 
-test: venv browser
+# The pinned npm packages of tests/contract/node (the dynamics-web-api client of the contract
+# suite): npm ci, only when node_modules is missing or older than the lock file. Without npm
+# the test that needs them skips and says why.
+NODE_DIR := tests/contract/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.package-lock.json
+
+node: $(NODE_STAMP)
+
+$(NODE_STAMP): $(NODE_DIR)/package-lock.json $(NODE_DIR)/package.json
+	@if command -v npm >/dev/null; then \
+		cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.package-lock.json; \
+	else echo "npm not found: the dynamics-web-api contract test will be skipped"; fi
+
+test: venv browser node
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
 bench: venv

@@ -30,6 +30,7 @@ from bcdv.engine.staging import prune as prune_staging
 from bcdv.errors import SafetyStopError
 from bcdv.mapping.loader import load_mapping_file
 from bcdv.mapping.model import Direction, TableMapping
+from bcdv.state.jsonsafe import json_safe
 
 log = logging.getLogger(__name__)
 AUTOMATIC_RUN_TYPES = ("scheduled", "backfill", "asset_triggered", "asset_materialization")
@@ -294,4 +295,4 @@ def small_report(report: PassReport) -> dict[str, Any]:
     """The counters of a pass (XCom stays small; records stay in the state store)."""
     data = report.to_dict()
     data["records"] = data["records"][:10]
-    return data
+    return json_safe(data)  # type: ignore[no-any-return]

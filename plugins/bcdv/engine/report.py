@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bcdv.engine.staging import PassState
+from bcdv.state.jsonsafe import json_safe, safe_text
 
 COUNTER_NAMES = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed",
                  "conflicts", "coupled", "uncoupled")
@@ -30,9 +31,12 @@ class RecordOutcome:
     def from_row(cls, row: dict[str, Any], *, dry_run: bool) -> RecordOutcome:
         """From a staged outcome (or, in a dry run, a planned action)."""
         result = ACTION_RESULT[row["action"]] if dry_run else row.get("result")
-        return cls(row["source_id"], row.get("target_id"), row.get("name", ""), row["action"],
-                   result, row.get("message") or row.get("reason", ""),
-                   bool(row.get("conflict")))
+        # A staged row holds the record's own values (a nameless account's name is NaN):
+        # they are made JSON-safe here, so no value can fail the report, XCom or the log.
+        message = safe_text(row.get("message")) or safe_text(row.get("reason")) or ""
+        return cls(str(row["source_id"]), safe_text(row.get("target_id")),
+                   safe_text(row.get("name")) or "", row["action"], result, message,
+                   bool(json_safe(row.get("conflict"))))
 
 
 @dataclass
@@ -106,4 +110,4 @@ class PassReport:
         data = asdict(self)
         data["records"] = [asdict(r) for r in self.records[:100]]
         data["records_truncated"] = max(0, len(self.records) - 100)
-        return data
+        return json_safe(data)  # type: ignore[no-any-return]

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from bcdv.state.admin import OperatorViews
 from bcdv.state.db import aware_row, from_db, to_db, upsert_insert, utcnow
 from bcdv.state.errors import same_error
+from bcdv.state.jsonsafe import safe_text
 from bcdv.state.locks import LockHolder, MappingLocks
 from bcdv.state.schema import couplings, jobs, record_errors, watermarks
 
@@ -358,6 +359,7 @@ class StateStore(MappingLocks, OperatorViews):
     def record_error(self, mapping: str, direction: str, job_id: str, *, source_id: str,
                      bc_id: str | None, dv_id: str | None, message: str) -> None:
         """Add or refresh the error row of a record (attempts counted)."""
+        message = safe_text(message) or ""
         now = to_db(utcnow())
         with self._write() as conn:
             # The same error is matched by its identity (code, field, message without the

@@ -117,7 +117,8 @@ class TokenAuthority:
         return jwt.encode(doc, self.key, algorithm="RS256",
                           headers={"kid": self.kid, "x5t": self.kid})
 
-    def verify(self, token: str, audiences: set[str]) -> dict[str, Any] | None:
+    def verify(self, token: str, audiences: set[str], now: float | None = None
+               ) -> dict[str, Any] | None:
         """Return the claims of a token Entra issued this tenant's app for one of
         ``audiences``, else None.
 
@@ -125,13 +126,19 @@ class TokenAuthority:
         an ``appid``; for Business Central also that the app is the one registered in its
         Microsoft Entra Applications page and holds API.ReadWrite.All. For Dataverse the app
         is checked against the environment's application users by the service itself.
+        ``now`` is the calling service's clock (default: real time), so a service whose clock
+        was moved forward sees tokens expire as the real service would.
         """
         try:
             claims = jwt.decode(token, self.key.public_key(), algorithms=["RS256"],
                                 audience=list(audiences), issuer=ISSUER,
                                 leeway=LEEWAY_SECONDS,
-                                options={"require": ["exp", "nbf", "aud", "iss", "tid"]})
+                                options={"require": ["exp", "nbf", "aud", "iss", "tid"],
+                                         "verify_exp": now is None, "verify_nbf": now is None})
         except jwt.PyJWTError:
+            return None
+        if now is not None and not (claims["nbf"] - LEEWAY_SECONDS <= now
+                                    < claims["exp"] + LEEWAY_SECONDS):
             return None
         if claims.get("tid") != TENANT_ID or claims.get("ver") != "1.0":
             return None

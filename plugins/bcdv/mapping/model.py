@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bcdv.clients.odata import IDENTIFIER_RE, InvalidValue, parse_filter
 from bcdv.mapping.rules import FieldLookup, Rule, RuleDirection
 
 Scalar = str | int | float | bool
@@ -70,6 +71,52 @@ class Side(_Strict):
     filter: str | None = Field(default=None, description="OData $filter applied on this side")
     name_field: str | None = Field(default=None, description="column shown as the record name")
 
+    @field_validator("entity_set", "key", "modified_on", "name_field")
+    @classmethod
+    def _odata_name(cls, value: str | None) -> str | None:
+        return odata_name(value)
+
+    @field_validator("filter")
+    @classmethod
+    def _parsable_filter(cls, value: str | None) -> str | None:
+        # Parsed by the OData $filter grammar now, so a run never sends one the service
+        # refuses, and composed from its syntax tree later (clients.odata.and_filters).
+        if value is not None and value.strip():
+            try:
+                parse_filter(value)
+            except InvalidValue as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
+def odata_name(value: str | None) -> str | None:
+    """A property or entity-set name as it will appear in a URL (letters, digits, '_')."""
+    if value is not None and not IDENTIFIER_RE.match(value):
+        raise ValueError(f"{value!r} is not an OData name (letters, digits and '_', "
+                         "starting with a letter or '_')")
+    return value
+
+
+# Airflow's cron presets (airflow.sdk.definitions.timetables._cron.CRON_PRESETS) and the two
+# schedules that are not cron expressions.
+SCHEDULE_PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly",
+                    "@quarterly", "@yearly")
+
+
+def check_schedule(value: str | None) -> str | None:
+    """A schedule the DAG import accepts: None, a preset, or a cron expression croniter
+    (what Airflow's cron timetables use) parses."""
+    if value is None or value in SCHEDULE_PRESETS:
+        return value
+    from croniter import croniter
+
+    fields = value.split()
+    if value.startswith("@") or len(fields) not in (5, 6) or not croniter.is_valid(value):
+        raise ValueError(f"{value!r} is not a cron expression Airflow accepts (five fields, "
+                         f"e.g. '*/30 * * * *') nor one of {', '.join(SCHEDULE_PRESETS)}, "
+                         "or null for no schedule")
+    return value
+
 
 class Lookup(_Strict):
     """A field whose value refers to a record of another mapping (resolved via its couplings).
@@ -83,6 +130,11 @@ class Lookup(_Strict):
     match_on: str | None = Field(default=None, description="BC field of the referenced record; "
                                  "default: the referenced mapping's Business Central key")
     on_failure: OnFailure = OnFailure.ERROR
+
+    @field_validator("match_on")
+    @classmethod
+    def _odata_name(cls, value: str | None) -> str | None:
+        return odata_name(value)
 
 
 class FieldMapping(_Strict):
@@ -101,6 +153,11 @@ class FieldMapping(_Strict):
     lookup: Lookup | None = None
     navigation: str | None = Field(default=None, description="Dataverse single-valued navigation "
                                    "property for @odata.bind, e.g. parentcustomerid_account")
+
+    @field_validator("business_central", "dataverse", "navigation")
+    @classmethod
+    def _odata_name(cls, value: str | None) -> str | None:
+        return odata_name(value)
 
     @model_validator(mode="after")
     def _sides(self) -> FieldMapping:
@@ -302,6 +359,11 @@ class TableMapping(_Strict):
     value_maps: dict[str, ValueMap] = Field(default_factory=dict)
     alerts: Alerts = Field(default_factory=Alerts)
     fields: list[FieldMapping] = Field(min_length=1)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        return check_schedule(value)
 
     @field_validator("depends_on")
     @classmethod

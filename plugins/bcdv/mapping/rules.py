@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+ODATA_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
 # Decimal and thousands separators of the cultures BC's Decimal Formatting rule is used with.
 CULTURES: dict[str, tuple[str, str]] = {
     "invariant": (".", ""), "en-US": (".", ","), "en-GB": (".", ","), "da-DK": (",", "."),
@@ -248,9 +250,10 @@ class FieldLookup(_Rule):
     """
 
     type: Literal["field_lookup"]
-    entity_set: str = Field(min_length=1)
-    key: str = Field(default="id", min_length=1)
-    field: str = Field(min_length=1)
+    # OData names: the engine reads ``entity_set`` with ``$select=key,field``.
+    entity_set: str = Field(min_length=1, pattern=ODATA_NAME)
+    key: str = Field(default="id", min_length=1, pattern=ODATA_NAME)
+    field: str = Field(min_length=1, pattern=ODATA_NAME)
     if_not_found: Literal["error", "blank", "original"] = Field(
         default="error", description="BC's Field Lookup Rule: Target / Original If Target Is Blank")
 

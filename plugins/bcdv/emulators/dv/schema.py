@@ -5,6 +5,9 @@ also keep the target's entity set in a hidden ``_x_type`` column.
 """
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 from bcdv.emulators.model import EntityDef, Prop
 
 STATE = {0: "Active", 1: "Inactive"}
@@ -177,3 +180,132 @@ def nav_map(ent: EntityDef) -> dict[str, Prop]:
             for nav in p.targets:
                 out[nav] = p
     return out
+
+
+# --- table definitions (EntityMetadata) --------------------------------------------------------
+# Values from Learn's table/entity reference pages (learn.microsoft.com/power-apps/developer/
+# data-platform/reference/entities/<table>): names, ownership, description, object type code.
+
+
+@dataclass(frozen=True)
+class Table:
+    """The EntityMetadata facts of one served table that its columns do not say."""
+
+    schema_name: str
+    collection_schema_name: str
+    display_name: str
+    display_collection_name: str
+    object_type_code: int
+    ownership: str
+    """OwnershipTypes member: UserOwned, BusinessOwned, OrganizationOwned."""
+    description: str
+    metadata_id: str = ""
+    """The MetadataId of a system table, the same in every environment (empty: generated)."""
+    activities: bool = False
+    """HasActivities, HasNotes, IsActivityParty and the other customer-table switches."""
+
+
+TABLES = {
+    "account": Table("Account", "Accounts", "Account", "Accounts", 1, "UserOwned",
+                     "Business that represents a customer or potential customer. The company "
+                     "that is billed in business transactions.",
+                     "70816501-edb9-4740-a16c-6a5efbc05d84", activities=True),
+    "contact": Table("Contact", "Contacts", "Contact", "Contacts", 2, "UserOwned",
+                     "Person with whom a business unit has a relationship, such as customer, "
+                     "supplier, and colleague.", activities=True),
+    "systemuser": Table("SystemUser", "SystemUsers", "User", "Users", 8, "BusinessOwned",
+                        "Person with access to the Microsoft CRM system and who owns objects in "
+                        "the Microsoft CRM database."),
+    "transactioncurrency": Table("TransactionCurrency", "TransactionCurrencies", "Currency",
+                                 "Currencies", 9105, "OrganizationOwned",
+                                 "Currency in which a financial transaction is carried out."),
+    "businessunit": Table("BusinessUnit", "BusinessUnits", "Business Unit", "Business Units", 10,
+                          "BusinessOwned", "Business, division, or department in the Microsoft "
+                          "Dynamics 365 database."),
+    "team": Table("Team", "Teams", "Team", "Teams", 9, "BusinessOwned",
+                  "Collection of system users that routinely collaborate. Teams can be used to "
+                  "simplify record sharing and provide team members with common access to "
+                  "organization data when team members belong to different Business Units."),
+}
+
+# SchemaName words of the served columns ("address1_city" -> "Address1_City"); a part not
+# listed is capitalised.
+SCHEMA_WORDS = {
+    "accountid": "AccountId", "accountnumber": "AccountNumber", "stateorprovince":
+    "StateOrProvince", "postalcode": "PostalCode", "addresstypecode": "AddressTypeCode",
+    "freighttermscode": "FreightTermsCode", "shippingmethodcode": "ShippingMethodCode",
+    "emailaddress1": "EMailAddress1", "emailaddress2": "EMailAddress2", "websiteurl": "WebSiteURL",
+    "customertypecode": "CustomerTypeCode", "paymenttermscode": "PaymentTermsCode",
+    "creditlimit": "CreditLimit", "creditonhold": "CreditOnHold", "industrycode": "IndustryCode",
+    "accountcategorycode": "AccountCategoryCode", "ownershipcode": "OwnershipCode",
+    "numberofemployees": "NumberOfEmployees", "primarycontactid": "PrimaryContactId",
+    "parentaccountid": "ParentAccountId", "statecode": "StateCode", "statuscode": "StatusCode",
+    "ownerid": "OwnerId", "owningbusinessunit": "OwningBusinessUnit",
+    "transactioncurrencyid": "TransactionCurrencyId", "exchangerate": "ExchangeRate",
+    "createdon": "CreatedOn", "modifiedon": "ModifiedOn", "createdby": "CreatedBy",
+    "modifiedby": "ModifiedBy", "versionnumber": "VersionNumber", "contactid": "ContactId",
+    "firstname": "FirstName", "middlename": "MiddleName", "lastname": "LastName",
+    "fullname": "FullName", "jobtitle": "JobTitle", "mobilephone": "MobilePhone",
+    "parentcustomerid": "ParentCustomerId", "birthdate": "BirthDate",
+    "systemuserid": "SystemUserId", "internalemailaddress": "InternalEMailAddress",
+    "domainname": "DomainName", "isdisabled": "IsDisabled", "islicensed": "IsLicensed",
+    "isintegrationuser": "IsIntegrationUser", "accessmode": "AccessMode",
+    "applicationid": "ApplicationId", "azureactivedirectoryobjectid":
+    "AzureActiveDirectoryObjectId", "businessunitid": "BusinessUnitId",
+    "isocurrencycode": "ISOCurrencyCode",
+    "currencyname": "CurrencyName", "currencysymbol": "CurrencySymbol",
+    "currencyprecision": "CurrencyPrecision", "teamid": "TeamId",
+}
+
+# DisplayName labels of the served columns (Learn's table references); keyed by logical name,
+# or "table.column" where tables differ.
+LABELS = {
+    "account.name": "Account Name", "accountnumber": "Account Number", "account.accountid":
+    "Account", "contact.contactid": "Contact", "systemuser.systemuserid": "User",
+    "transactioncurrencyid": "Currency", "businessunit.businessunitid": "Business Unit",
+    "team.teamid": "Team", "businessunit.name": "Name", "team.name": "Team Name",
+    "account.telephone1": "Main Phone", "contact.telephone1": "Business Phone",
+    "telephone2": "Other Phone", "fax": "Fax", "emailaddress1": "Email",
+    "emailaddress2": "Email Address 2", "websiteurl": "Website", "customertypecode":
+    "Relationship Type", "paymenttermscode": "Payment Terms", "creditlimit": "Credit Limit",
+    "creditlimit_base": "Credit Limit (Base)", "creditonhold": "Credit Hold", "industrycode":
+    "Industry", "accountcategorycode": "Category", "ownershipcode": "Ownership", "revenue":
+    "Annual Revenue", "revenue_base": "Annual Revenue (Base)", "numberofemployees":
+    "Number of Employees", "description": "Description", "primarycontactid": "Primary Contact",
+    "parentaccountid": "Parent Account", "statecode": "Status", "statuscode": "Status Reason",
+    "ownerid": "Owner", "owningbusinessunit": "Owning Business Unit", "exchangerate":
+    "Exchange Rate", "createdon": "Created On", "modifiedon": "Modified On", "createdby":
+    "Created By", "modifiedby": "Modified By", "versionnumber": "Version Number", "firstname":
+    "First Name", "middlename": "Middle Name", "lastname": "Last Name", "fullname": "Full Name",
+    "jobtitle": "Job Title", "salutation": "Salutation", "mobilephone": "Mobile Phone",
+    "parentcustomerid": "Company Name", "birthdate": "Birthday", "internalemailaddress":
+    "Primary Email", "domainname": "User Name", "title": "Title", "isdisabled": "Status",
+    "islicensed": "User Licensed", "isintegrationuser": "Integration user mode", "accessmode":
+    "Access Mode", "applicationid": "Application ID", "azureactivedirectoryobjectid":
+    "Azure AD Object ID", "businessunitid": "Business Unit", "isocurrencycode": "Currency Code",
+    "currencyname": "Currency Name", "currencysymbol": "Currency Symbol", "currencyprecision":
+    "Currency Precision", "transactioncurrency.transactioncurrencyid": "Transaction Currency",
+}
+# The address columns' labels after "Address 1: " (Learn, account: "Address 1: Street 1", ...).
+ADDRESS_LABELS = {"line1": "Street 1", "line2": "Street 2", "line3": "Street 3",
+                  "stateorprovince": "State/Province", "postalcode": "ZIP/Postal Code",
+                  "country": "Country/Region", "telephone1": "Telephone 1",
+                  "addresstypecode": "Address Type", "freighttermscode": "Freight Terms",
+                  "shippingmethodcode": "Shipping Method", "composite": "Address"}
+
+
+def schema_name(column: str) -> str:
+    """The SchemaName of a served column (``address1_city`` -> ``Address1_City``)."""
+    return "_".join(SCHEMA_WORDS.get(part) or part[:1].upper() + part[1:]
+                    for part in column.split("_"))
+
+
+def label_of(ent: EntityDef, p: Prop) -> str:
+    """The DisplayName label of a served column."""
+    found = LABELS.get(f"{ent.logical_name}.{p.name}") or LABELS.get(p.name)
+    if found:
+        return found
+    if p.name.startswith(("address1_", "address2_")):
+        rest = p.name.split("_", 1)[1]
+        return f"Address {p.name[7]}: {ADDRESS_LABELS.get(rest) or rest.title()}"
+    return re.sub(r"(?<=[a-z])(?=[A-Z0-9])", " ", schema_name(p.name))

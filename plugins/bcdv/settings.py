@@ -12,10 +12,25 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bcdv.errors import ConfigError
 
 DEFAULT_TIMEOUT = 60.0
+
+
+def https_url(value: str, setting: str) -> str:
+    """``value`` if it is an https URL with a host, else a ConfigError naming ``setting``.
+
+    Bearer tokens and the client secret travel with these URLs: never in clear text, not even
+    on loopback (the emulators serve https too).
+    """
+    parts = urlsplit(str(value).strip())
+    if parts.scheme.lower() != "https" or not parts.hostname:
+        shown = str(value) if len(str(value)) <= 120 else str(value)[:117] + "..."
+        raise ConfigError(f"{setting}: {shown!r} is not an https URL; only https is accepted "
+                          "(tokens and the client secret must never travel in clear text)")
+    return str(value).strip()
 
 
 @dataclass(frozen=True)
@@ -27,6 +42,9 @@ class IdentitySettings:
     client_id: str
     client_secret: str = field(repr=False)
     ca_bundle: str | None = None
+
+    def __post_init__(self) -> None:
+        https_url(self.authority, "identity authority")
 
 
 @dataclass(frozen=True)
@@ -44,6 +62,9 @@ class BusinessCentralSettings:
     environment: str = "Production"
     timeout: float = DEFAULT_TIMEOUT
 
+    def __post_init__(self) -> None:
+        https_url(self.base_url, "Business Central base_url")
+
 
 @dataclass(frozen=True)
 class DataverseSettings:
@@ -56,6 +77,9 @@ class DataverseSettings:
     timeout: float = DEFAULT_TIMEOUT
 
     def __post_init__(self) -> None:
+        https_url(self.base_url, "Dataverse base_url")
+        if self.api_url:
+            https_url(self.api_url, "Dataverse api_url")
         base = self.base_url.rstrip("/")
         object.__setattr__(self, "base_url", base)
         if not self.api_url:
@@ -79,9 +103,20 @@ def _require(data: dict[str, Any], key: str, where: str) -> Any:
     return value
 
 
-def endpoints_from_dict(data: dict[str, Any], where: str = "endpoints") -> Endpoints:
-    """Build settings from the endpoints.json structure the emulators write."""
+def endpoints_from_dict(data: dict[str, Any], where: str = "endpoints",
+                        names: dict[str, str] | None = None) -> Endpoints:
+    """Build settings from the endpoints.json structure the emulators write.
+
+    Every URL must be https; an error names ``where`` and the key (or, through ``names``,
+    what the user set instead, e.g. an environment variable).
+    """
     ident = data.get("identity") or {}
+    for section, key in (("identity", "authority"), ("business_central", "base_url"),
+                         ("dataverse", "base_url"), ("dataverse", "api_url")):
+        value = (data.get(section) or {}).get(key)
+        if value:
+            label = f"{section}.{key}"
+            https_url(value, (names or {}).get(label) or f"{where}: {label}")
     identity = IdentitySettings(
         authority=_require(ident, "authority", f"{where}.identity"),
         tenant_id=_require(ident, "tenant_id", f"{where}.identity"),
@@ -142,4 +177,10 @@ def endpoints_from_env(environ: dict[str, str] | None = None) -> Endpoints:
         },
         "dataverse": {"base_url": env.get("BCDV_DATAVERSE_URL", "")},
     }
-    return endpoints_from_dict(data, where="environment (BCDV_ENDPOINTS or BCDV_* variables)")
+    return endpoints_from_dict(data, where="environment (BCDV_ENDPOINTS or BCDV_* variables)",
+                               names=_ENV_NAMES)
+
+
+_ENV_NAMES = {"identity.authority": "BCDV_AUTHORITY (or BCDV_TENANT_ID)",
+              "business_central.base_url": "BCDV_BC_BASE_URL",
+              "dataverse.base_url": "BCDV_DATAVERSE_URL"}

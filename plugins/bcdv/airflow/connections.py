@@ -18,6 +18,7 @@ from bcdv.settings import (
     DataverseSettings,
     Endpoints,
     IdentitySettings,
+    https_url,
 )
 from bcdv.state.store import default_state_url
 
@@ -40,6 +41,7 @@ def _identity(conn: Any, extra: dict[str, Any], conn_id: str) -> IdentitySetting
                               ("extra.tenant_id or extra.authority", authority)) if not v]
     if missing:
         raise ConfigError(f"connection {conn_id!r} is missing {', '.join(missing)}")
+    https_url(authority, f"connection {conn_id!r} extra.authority")
     return IdentitySettings(authority=authority, tenant_id=tenant, client_id=conn.login,
                             client_secret=conn.password, ca_bundle=extra.get("ca_bundle"))
 
@@ -71,6 +73,7 @@ def business_central_settings(conn: Any, conn_id: str = BC_CONN_ID) -> BusinessC
     if not conn.host or not extra.get("company_id"):
         raise ConfigError(f"connection {conn_id!r} needs host (the API base URL ending in "
                           "/api/v2.0) and extra.company_id")
+    https_url(conn.host, f"connection {conn_id!r} host")
     return BusinessCentralSettings(
         base_url=conn.host.rstrip("/"), company_id=extra["company_id"],
         identity=_identity(conn, extra, conn_id),
@@ -84,6 +87,9 @@ def dataverse_settings(conn: Any, conn_id: str = DV_CONN_ID) -> DataverseSetting
     extra = _extra(conn)
     if not conn.host:
         raise ConfigError(f"connection {conn_id!r} needs host (the organisation URL)")
+    https_url(conn.host, f"connection {conn_id!r} host")
+    if extra.get("api_url"):
+        https_url(extra["api_url"], f"connection {conn_id!r} extra.api_url")
     return DataverseSettings(base_url=conn.host, identity=_identity(conn, extra, conn_id),
                              api_url=extra.get("api_url", ""), scope=extra.get("scope", ""))
 

@@ -35,7 +35,7 @@ def _assert_error_400(r: requests.Response) -> dict[str, str]:
 def test_bc_body_that_is_not_json_is_bad_request(company: Api, name: str, kind: str) -> None:
     """A customer POST whose body is not JSON is 400 BadRequest ("Invalid Request Body") and
     creates nothing.
-    https://learn.microsoft.com/dynamics365/business-central/dev-itpro/developer/devenv-connect-apps-error-codes"""
+    https://learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/dynamics-error-codes"""
     r = company.post("customers", data=_body(kind, "displayName", name),
                      headers={"Content-Type": "application/json"})
     assert _assert_error_400(r)["code"] == "BadRequest"

@@ -194,3 +194,21 @@ def test_unparsable_json_body_is_400(dv: Api, created: Any, name: str) -> None:
                 created.add(dv, f"accounts({i})")
             assert r.status_code == 400, (method, path, body, r.status_code, r.text)
             assert error_of(r)["message"]
+
+
+def test_total_record_count_annotations_only_when_asked(dv: Api, created: Any,
+                                                       name: str) -> None:
+    """https://learn.microsoft.com/power-apps/developer/data-platform/webapi/query/count-rows
+    ``$count=true`` gives @odata.count; the totalrecordcount annotations come with the
+    odata.include-annotations preference, and totalrecordcount is -1 without $count."""
+    _accounts(dv, created, name, 2)
+    query = f"accounts?$select=name&$filter=startswith(name,'{name}')"
+    plain = dv.get(f"{query}&$count=true").json()
+    assert plain["@odata.count"] == 2
+    assert not any(k.startswith("@Microsoft.Dynamics.CRM.totalrecordcount") for k in plain)
+    asked = {"Prefer": 'odata.include-annotations="Microsoft.Dynamics.CRM.totalrecordcount,'
+                       'Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"'}
+    doc = dv.get(f"{query}&$count=true", headers=asked).json()
+    assert doc["@Microsoft.Dynamics.CRM.totalrecordcount"] == 2
+    assert doc["@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"] is False
+    assert dv.get(query, headers=asked).json()["@Microsoft.Dynamics.CRM.totalrecordcount"] == -1

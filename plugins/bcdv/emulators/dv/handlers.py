@@ -8,10 +8,12 @@ from bcdv.emulators.base import Req, Resp
 from bcdv.emulators.dv.schema import EntityDef, nav_map
 from bcdv.emulators.dv.service import MAX_PAGE, decode_cookie, encode_cookie
 from bcdv.emulators.dv.values import (DVError, annotation_filter, not_found, parse_json_body,
-                                      segment_not_found)
+                                      segment_not_found, wants)
 
 if TYPE_CHECKING:
     from bcdv.emulators.dv.service import DVService
+
+TOTAL_COUNT = "Microsoft.Dynamics.CRM.totalrecordcount"
 
 
 def _json_body(req: Req, ent: EntityDef) -> Any:
@@ -245,13 +247,17 @@ def list_rows(svc: "DVService", req: Req, api: str, ent: EntityDef) -> Resp:
     if select:
         ctx += "(" + ",".join(p.column for p in select) + ")"
     doc: dict[str, Any] = {"@odata.context": ctx}
+    # Learn (webapi/query/count-rows): @odata.count is capped at 5,000; the totalrecordcount
+    # annotations come only when odata.include-annotations asks for them (-1 without $count).
+    total = -1
     if count_opt == "true":
         cwhere, cparams = svc.where(ent, req.param("$filter"))
         total = svc.db.count(ent.set_name, cwhere, cparams)
         doc["@odata.count"] = min(total, 5000)
-        doc["@Microsoft.Dynamics.CRM.totalrecordcount"] = min(total, 5000) if total <= 5000 \
-            else -1
-        doc["@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"] = total > 5000
+    if wants(ann, TOTAL_COUNT):
+        doc[f"@{TOTAL_COUNT}"] = min(total, 5000)
+    if wants(ann, TOTAL_COUNT + "limitexceeded"):
+        doc[f"@{TOTAL_COUNT}limitexceeded"] = total > 5000
     doc["@Microsoft.Dynamics.CRM.globalmetadataversion"] = "8675309"
     expand = parse_expand(svc, ent, req.param("$expand"))
     doc["value"] = [with_expand(svc, ent, r, select, ann, expand) for r in rows]

@@ -743,6 +743,8 @@ def entity_definitions(svc: "DVService", req: Req, api: str, rest: str) -> Resp:
             raise _bad(f"The emulator does not serve {nav} (relationship definitions).", 501)
         raise _bad(f"Resource not found for the segment '{nav}'.", 404)
     segs = [s for s in (tail or "").split("/") if s]
+    if sub is not None:
+        return _one_attribute(svc, req, api, ent, sub, segs, expand)
     cast = None
     if segs and segs[0].startswith(f"{NS}."):
         cast = segs.pop(0)[len(NS) + 1:]
@@ -753,24 +755,19 @@ def entity_definitions(svc: "DVService", req: Req, api: str, rest: str) -> Resp:
     if cast:
         items = [i for i in items if i["@odata.type"] == f"#{NS}.{cast}"]
         base += f"/{NS}.{cast}"
-    if sub is None:
-        if segs:
-            raise _bad(f"Resource not found for the segment '{segs[0]}'.", 404)
-        names = _selected(req.param("$select"), type_name)
-        items = _filtered(items, req.param("$filter"), type_name)
-        value = [_project(_expand_attribute(ent, i, cast, expand), names, tuple(expand))
-                 for i in items]
-        return svc._ok(200, {"@odata.context": _context(api, base, names, expand),
-                             "value": value})
-    return _one_attribute(svc, req, api, ent, sub, cast, segs, expand)
+    if segs:
+        raise _bad(f"Resource not found for the segment '{segs[0]}'.", 404)
+    names = _selected(req.param("$select"), type_name)
+    items = _filtered(items, req.param("$filter"), type_name)
+    value = [_project(_expand_attribute(ent, i, cast, expand), names, tuple(expand))
+             for i in items]
+    return svc._ok(200, {"@odata.context": _context(api, base, names, expand), "value": value})
 
 
 def _one_attribute(svc: "DVService", req: Req, api: str, ent: EntityDef, sub: str,
-                   cast: str | None, segs: list[str],
-                   expand: dict[str, dict[str, str]]) -> Resp:
+                   segs: list[str], expand: dict[str, dict[str, str]]) -> Resp:
     """``Attributes(<key>)[/<cast>][/OptionSet]``."""
-    if cast is not None:
-        raise _bad(f"Resource not found for the segment '{NS}.{cast}'.", 404)
+    cast = None
     key = sub.strip()
     m = re.fullmatch(r"LogicalName='((?:[^']|'')*)'", key)
     items = attributes(ent)

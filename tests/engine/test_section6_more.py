@@ -171,15 +171,17 @@ def test_b60_no_sync_after_coupling_when_switched_off(env) -> None:
 
 
 def test_b62_currency_creation_fails_without_an_exchange_rate(env) -> None:
-    """Dataverse needs an exchange rate for a new currency; API v2.0 exposes none in the
-    standard entities, so the record fails with the service's message and nothing else is lost."""
+    """BC sets a new Dataverse currency's exchange rate from its own latest rate
+    (currencyExchangeRates); with no rate for the currency the record fails with BC's message
+    ("Exchange Rate must have a value") and nothing else is lost."""
     from bcdv.engine import sync_mapping
 
     currency = load_mappings(ROOT_MAPPINGS)["CURRENCY"]
     env.bc.create("currencies", {"code": "CHF", "displayName": "Swiss Franc", "symbol": "CHF"})
     report = sync_mapping(env.ctx, currency, mode="full")[0]
     assert (report.inserted, report.failed) == (0, 1)
-    assert "exchangerate" in report.records[0].message
+    assert "Exchange Rate must have a value" in report.records[0].message
+    assert "CHF" in report.records[0].message
     assert env.state.errors("CURRENCY")[0]["message"] == report.records[0].message
 
 

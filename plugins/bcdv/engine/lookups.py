@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bcdv.engine.entity_rules import EntityFacts, gather
 from bcdv.engine.values import canon
 from bcdv.errors import ConfigError
 from bcdv.mapping.model import Direction, FieldMapping, TableMapping
@@ -39,6 +40,7 @@ class Tables:
 
     field_lookups: dict[str, dict[Any, Any]] = field(default_factory=dict)
     lookups: dict[str, LookupTable] = field(default_factory=dict)
+    entity: EntityFacts = field(default_factory=EntityFacts)  # BC's per-table rules
 
 
 def _referenced(mappings: dict[str, TableMapping], f: FieldMapping) -> TableMapping:
@@ -59,7 +61,7 @@ def _dv_match_field(ref: TableMapping, match_on: str) -> str | None:
 
 def load_tables(ctx: Any, mapping: TableMapping, direction: Direction) -> Tables:
     """Read the reference data a pass's field mappings need."""
-    tables = Tables()
+    tables = Tables(entity=gather(ctx, mapping, direction))
     for f in mapping.fields_for(direction):
         for rule in f.rules_for(direction):
             if getattr(rule, "type", "") == "field_lookup" and \

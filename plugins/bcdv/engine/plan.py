@@ -24,6 +24,7 @@ from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
 from bcdv.engine.lookups import Tables, load_tables
 from bcdv.engine.transform import compare_columns, side_fields, to_wire, transform, write_key
 from bcdv.engine import merge
+from bcdv.engine.entity_rules import RuleError, complete_insert, extra_columns, wanted_values
 from bcdv.engine.values import canon, canon_frame, hash_frame, row_hash, same
 from bcdv.mapping.model import DeletionConflict, Direction, TableMapping, UpdateConflict
 
@@ -153,6 +154,10 @@ def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides
     for sid in src.index:
         c, f = coup_rows[sid], flags[sid]
         wanted = {k: v for k, v in payload_rows[sid].items() if k not in keep_cols[sid]}
+        try:
+            wanted = wanted_values(sides.target.entity_set, wanted, tables.entity)
+        except RuleError as exc:
+            errors[sid] = errors[sid] or str(exc)
         row: dict[str, Any] = {
             "source_id": sid, "name": names.get(sid, ""),
             "source_modified": mods[sid], "source_hash": src_hash.at[sid],
@@ -178,6 +183,13 @@ def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides
                        reason="no mapped field changed since the last synchronization")
         else:
             _plan_uncoupled(row, mapping, sides, wanted, c, creates)
+        if row.get("action") == "insert":
+            try:
+                row["payload"] = complete_insert(sides.target.entity_set, row["payload"],
+                                                 tables.entity, source_id=sid)
+            except RuleError as exc:
+                row.update(action="fail", payload={},
+                           reason=f"The data could not be transferred: {exc}")
         if row.get("payload"):
             row["payload"] = to_wire(row["payload"], mapping, direction, tables)
         out.append(row)
@@ -205,7 +217,8 @@ def _target_rows(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
                  else Direction.TO_BUSINESS_CENTRAL)
     cols = list(dict.fromkeys([sides.target.key, sides.target.modified_on,
                                *side_fields(mapping, sides.target_system),
-                               *compare_columns(mapping, direction).values()]))
+                               *compare_columns(mapping, direction).values(),
+                               *extra_columns(sides.target.entity_set)]))
     if not wanted:
         return pd.DataFrame(columns=[*cols, "@odata.etag"])
     rows = ctx.adapter(sides.target_system).fetch(sides.target, wanted, cols)

@@ -101,7 +101,8 @@ def test_sdk_resolves_a_table_by_logical_name(dv: Api) -> None:
 
     https://learn.microsoft.com/power-apps/developer/data-platform/webapi/query-metadata-web-api
     """
-    select = "MetadataId,LogicalName,SchemaName,EntitySetName,PrimaryNameAttribute,PrimaryIdAttribute"
+    select = ("MetadataId,LogicalName,SchemaName,EntitySetName,PrimaryNameAttribute,"
+              "PrimaryIdAttribute")
     items = _ok(dv.get("EntityDefinitions", params={
         "$select": select, "$filter": "LogicalName eq 'account'"}))["value"]
     assert len(items) == 1
@@ -279,7 +280,7 @@ def test_derived_properties_need_a_cast(dv: Api) -> None:
 
 
 def test_required_level_filter(dv: Api) -> None:
-    """``RequiredLevel/Value eq Microsoft.Dynamics.CRM.AttributeRequiredLevel'ApplicationRequired'``.
+    """Attributes filtered on ``RequiredLevel/Value`` with an AttributeRequiredLevel member.
 
     https://learn.microsoft.com/power-apps/developer/data-platform/webapi/query-metadata-web-api#filtering-by-required-level
     """

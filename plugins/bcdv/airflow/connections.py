@@ -56,19 +56,22 @@ def _get_connection(conn_id: str) -> Any:
                           f"{type(exc).__name__}") from None
 
 
-def _mask(conn: Any) -> None:
-    if getattr(conn, "password", None):
-        try:
-            from airflow.sdk.log import mask_secret
+def redact_connection(conn: Any) -> None:
+    """Keep the connection's password out of every log record.
 
-            mask_secret(conn.password)
-        except ImportError:  # pragma: no cover - outside Airflow
-            pass
+    Airflow registers a connection's password with its secrets masker when the connection
+    is read; calling ``mask_secret`` again only sends the value once more through Airflow's
+    comms, whose DEBUG log shows the message. bcdv's own redaction (no logging) is added.
+    """
+    from bcdv.clients import redact
+
+    redact.install()
+    redact.register_secret(getattr(conn, "password", None))
 
 
 def business_central_settings(conn: Any, conn_id: str = BC_CONN_ID) -> BusinessCentralSettings:
     """Business Central settings of one connection (host = API base URL ending in /api/v2.0)."""
-    _mask(conn)
+    redact_connection(conn)
     extra = _extra(conn)
     if not conn.host or not extra.get("company_id"):
         raise ConfigError(f"connection {conn_id!r} needs host (the API base URL ending in "
@@ -83,7 +86,7 @@ def business_central_settings(conn: Any, conn_id: str = BC_CONN_ID) -> BusinessC
 
 def dataverse_settings(conn: Any, conn_id: str = DV_CONN_ID) -> DataverseSettings:
     """Dataverse settings of one connection (host = organisation URL)."""
-    _mask(conn)
+    redact_connection(conn)
     extra = _extra(conn)
     if not conn.host:
         raise ConfigError(f"connection {conn_id!r} needs host (the organisation URL)")
@@ -114,7 +117,7 @@ def endpoints_from_connections() -> Endpoints:
 
 def state_url_of(conn: Any) -> str:
     """The SQLAlchemy URL of a ``bcdv_state`` connection (extra ``url``, else its URI)."""
-    _mask(conn)
+    redact_connection(conn)
     url = _extra(conn).get("url")
     if not url and conn.host and "://" in conn.host:  # the whole URL typed into "host"
         url = conn.host

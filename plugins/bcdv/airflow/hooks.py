@@ -8,8 +8,9 @@
 - ``bcdv_state``: host/login/password/schema/port of a PostgreSQL server, or a full
   SQLAlchemy URL in the extra ``url``. "Test connection" runs ``SELECT 1``.
 
-The client secret is registered with Airflow's secrets masker whenever a hook reads it, and
-no message these hooks produce contains it.
+Airflow masks the client secret when it reads a connection; the hooks also install bcdv's log
+redaction (secret, bearer tokens) for every stdlib log record, at every level, and no message
+these hooks produce contains it.
 """
 
 from __future__ import annotations
@@ -43,12 +44,10 @@ class _BcdvHook(BaseHook):
         self.conn_id = conn_id or self.default_conn_name
 
     def connection(self) -> Any:
-        """The Airflow connection, its password registered with the secrets masker."""
+        """The Airflow connection; its password is redacted from every log record (Airflow
+        masks it when reading the connection; bcdv's redaction covers stdlib loggers)."""
         conn = self.get_connection(self.conn_id)
-        if conn.password:
-            from airflow.sdk.log import mask_secret
-
-            mask_secret(conn.password)
+        conns.redact_connection(conn)
         return conn
 
 

@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 import msal
 import requests
 
+from bcdv.clients import redact
 from bcdv.errors import AuthenticationError
 from bcdv.settings import IdentitySettings
 
@@ -46,6 +47,8 @@ _APPS_LOCK = threading.Lock()
 
 def _msal_app(identity: IdentitySettings) -> msal.ConfidentialClientApplication:
     key = (identity.authority.rstrip("/"), identity.client_id)
+    redact.install()
+    redact.register_secret(identity.client_secret)
     with _APPS_LOCK:
         app = _APPS.get(key)
         if app is None:
@@ -89,6 +92,7 @@ class TokenProvider:
                 f"token request for scope {self.scope} at {self.identity.authority} "
                 f"(client id {self.identity.client_id}) failed: {error}: {first_line}"
             )
+        redact.register_secret(str(token))
         return str(token)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import requests
 
+from bcdv.clients import redact
 from bcdv.errors import (
     ApiError,
     ConcurrencyError,
@@ -135,6 +136,7 @@ class ApiSession:
         default_headers: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        redact.install()  # no token or secret in any log record (urllib3's and msal's too)
         self._token = token
         self.verify: str | bool = ca_bundle or True
         self.timeout = timeout

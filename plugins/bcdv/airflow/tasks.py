@@ -30,6 +30,7 @@ from bcdv.engine.staging import prune as prune_staging
 from bcdv.errors import SafetyStopError
 from bcdv.mapping.loader import load_mapping_file
 from bcdv.mapping.model import Direction, TableMapping
+from bcdv.state import locks
 from bcdv.state.jsonsafe import json_safe
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,10 @@ def _mapping(path: str) -> TableMapping:
 
 
 def lock_stale_seconds() -> float:
-    """A lock not renewed for this long is taken over (``BCDV_LOCK_STALE_SECONDS``)."""
-    return float(os.environ.get("BCDV_LOCK_STALE_SECONDS", "3600"))
+    """A lock not renewed for this long is taken over (``BCDV_LOCK_STALE_SECONDS``, default
+    180: every task renews its run's lock every ``BCDV_LOCK_HEARTBEAT_SECONDS`` while it
+    runs; between two tasks of a run the scheduler must start the next one within it)."""
+    return locks.lock_stale_seconds()
 
 
 @contextmanager
@@ -100,6 +103,15 @@ def renew_lock(ctx: SyncContext, mapping: str, run_id: str) -> None:
     ctx.state.acquire_lock(mapping, run_id, stale_after_seconds=lock_stale_seconds())
 
 
+@contextmanager
+def holding_lock(ctx: SyncContext, mapping: str, run_id: str) -> Iterator[None]:
+    """A task body of a locked run: re-take the run lock, then renew it in the background
+    while the body runs (its heartbeat), so a live run never looks stale."""
+    renew_lock(ctx, mapping, run_id)
+    with ctx.state.heartbeat(mapping, run_id):
+        yield
+
+
 def release_lock(mapping: str, run_id: str) -> bool:
     """Release the mapping's run lock if this run holds it (teardown; idempotent)."""
     from bcdv.state.store import StateStore
@@ -143,9 +155,9 @@ def couple(mapping_file: str, params: dict[str, Any], run_id: str) -> dict[str, 
 
     with sync_context(mapping_file) as ctx:
         mapping = _mapping(mapping_file)
-        renew_lock(ctx, mapping.name, run_id)
         dry = bool(params.get("dry_run"))
-        report = match_couple(ctx, mapping, run_id=run_id, dry_run=dry)
+        with holding_lock(ctx, mapping.name, run_id):
+            report = match_couple(ctx, mapping, run_id=run_id, dry_run=dry)
         log.info("%s", report.summary())
         if dry:
             _save_assumed(ctx.staging, mapping.name, run_id, report.pairs)
@@ -173,31 +185,38 @@ def extract_pass(mapping_file: str, direction: str, params: dict[str, Any], run_
     """Extract one pass; returns its staging directory (the only thing passed on)."""
     with sync_context(mapping_file) as ctx:
         mapping = _mapping(mapping_file)
-        renew_lock(ctx, mapping.name, run_id)
-        dry = bool(params.get("dry_run"))
-        if params.get("batch_size"):  # records per page read (default: the adapters' own)
-            ctx.business_central.page_size = ctx.dataverse.page_size = int(params["batch_size"])
-        if window is not None:
-            from bcdv.airflow.window import extract_window
+        with holding_lock(ctx, mapping.name, run_id):
+            return _extract(ctx, mapping, direction, params, run_id, window)
 
-            state = extract_window(ctx, mapping, Direction(direction), since=window[0],
-                                   until=window[1], run_id=run_id, dry_run=dry)
-            log.info("backfill window %s .. %s: %d %s candidates", window[0].isoformat(),
-                     window[1].isoformat(), state.extracted, direction)
-            return state.directory
-        mode = "full" if params.get("full") else "modified"
-        assumed = _load_assumed(ctx.staging, mapping.name, run_id) if dry else None
-        state = extract(ctx, mapping, Direction(direction), mode=mode, run_id=run_id,
-                        dry_run=dry, assumed_pairs=assumed)
-        log.info("extracted %d %s candidates (%d from the retry set)", state.extracted,
-                 direction, state.retried)
+
+def _extract(ctx: SyncContext, mapping: TableMapping, direction: str, params: dict[str, Any],
+             run_id: str, window: tuple[datetime, datetime] | None) -> str:
+    dry = bool(params.get("dry_run"))
+    if params.get("batch_size"):  # records per page read (default: the adapters' own)
+        ctx.business_central.page_size = ctx.dataverse.page_size = int(params["batch_size"])
+    if window is not None:
+        from bcdv.airflow.window import extract_window
+
+        state = extract_window(ctx, mapping, Direction(direction), since=window[0],
+                               until=window[1], run_id=run_id, dry_run=dry)
+        log.info("backfill window %s .. %s: %d %s candidates", window[0].isoformat(),
+                 window[1].isoformat(), state.extracted, direction)
         return state.directory
+    mode = "full" if params.get("full") else "modified"
+    assumed = _load_assumed(ctx.staging, mapping.name, run_id) if dry else None
+    state = extract(ctx, mapping, Direction(direction), mode=mode, run_id=run_id,
+                    dry_run=dry, assumed_pairs=assumed)
+    log.info("extracted %d %s candidates (%d from the retry set)", state.extracted,
+             direction, state.retried)
+    return state.directory
 
 
 def plan_pass(mapping_file: str, directory: str) -> str:
     """Transform and plan one pass."""
     with sync_context(mapping_file) as ctx:
-        state = plan(ctx, _mapping(mapping_file), PassState.load(directory))
+        mapping, state = _mapping(mapping_file), PassState.load(directory)
+        with ctx.state.heartbeat(mapping.name, state.run_id):
+            state = plan(ctx, mapping, state)
         log.info("plan: %s", state.planned)
         return directory
 
@@ -206,35 +225,9 @@ def load_pass(mapping_file: str, directory: str, try_number: int = 1) -> str:
     """Apply one pass's plan (safe to retry: done actions are not redone)."""
     with sync_context(mapping_file) as ctx:
         mapping, state = _mapping(mapping_file), PassState.load(directory)
-        renew_lock(ctx, mapping.name, state.run_id)
-        with _keep_lock_alive(ctx, mapping.name, state.run_id), _kill_switch(try_number):
+        with holding_lock(ctx, mapping.name, state.run_id), _kill_switch(try_number):
             load(ctx, mapping, state)
         return directory
-
-
-@contextmanager
-def _keep_lock_alive(ctx: SyncContext, mapping: str, run_id: str,
-                     every: float = 60.0) -> Iterator[None]:
-    """Renew the run lock in the background while a long load runs, so it never looks stale."""
-    import threading
-
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(every):
-            try:
-                if not ctx.state.renew_lock(mapping, run_id):
-                    log.warning("run lock of %s is no longer held by %s", mapping, run_id)
-            except Exception:  # a missed renewal is retried at the next beat
-                log.warning("could not renew the run lock of %s", mapping, exc_info=True)
-
-    thread = threading.Thread(target=beat, name="bcdv-lock-renewal", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
 
 
 @contextmanager
@@ -270,8 +263,8 @@ def commit_passes(mapping_file: str, directories: list[str], run_id: str,
     """Commit every pass (job log, watermarks), release the run lock; small reports (XCom)."""
     with sync_context(mapping_file) as ctx:
         mapping = _mapping(mapping_file)
-        renew_lock(ctx, mapping.name, run_id)
-        reports = [commit(ctx, mapping, PassState.load(d)) for d in directories if d]
+        with holding_lock(ctx, mapping.name, run_id):
+            reports = [commit(ctx, mapping, PassState.load(d)) for d in directories if d]
         log_reports(reports)
         if release:
             ctx.state.release_lock(mapping.name, run_id)

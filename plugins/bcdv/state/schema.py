@@ -6,6 +6,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -107,8 +109,11 @@ record_errors = Table(
 
 # One row per mapping whose runs are locked (revision 0002). A DAG run holds it from its
 # first task to its last, across task processes, so two runs of one mapping never both
-# write. ``renewed_at`` is the last acquire by the holder: a lock not renewed for longer than
+# write. ``renewed_at`` is the holder's last heartbeat: a lock not renewed for longer than
 # the caller's stale limit may be taken over (a run that died without releasing).
+# Revision 0004: ``bound`` marks a lock that lives only as long as the process that took it
+# (``bcdv sync``); with ``process_start`` (that process's start time, so a reused pid is not
+# mistaken for it) a contender on the same host takes it over as soon as the process is gone.
 locks = Table(
     "bcdv_locks",
     metadata,
@@ -118,4 +123,6 @@ locks = Table(
     Column("renewed_at", DateTime, nullable=False),
     Column("host", String(250), nullable=True),
     Column("pid", Integer, nullable=True),
+    Column("process_start", Float, nullable=True),
+    Column("bound", Boolean, nullable=False, default=False, server_default=false()),
 )

@@ -8,14 +8,17 @@ caps how far the watermark may later move.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from bcdv.clients.odata import Guid, compare, parse_datetime
+from bcdv.clients.odata import Guid, chunks, compare, id_filter, parse_datetime
+from bcdv.engine.adapters import Adapter
 from bcdv.engine.context import PassSides, SyncContext
 from bcdv.engine.staging import PassState, write_jsonl
 from bcdv.engine.transform import source_columns
-from bcdv.mapping.model import Direction, TableMapping
+from bcdv.mapping.model import Direction, Side, TableMapping
 
 MODES = ("modified", "full", "record")
 
@@ -80,7 +83,7 @@ def extract(
     retry = _retry_ids(ctx, mapping, sides, creates=mode == "full" or not mapping.sync_only_coupled)
     retry -= seen
     if retry:
-        rows = source.fetch(sides.source, sorted(retry), columns)
+        rows = _fetch_in_filter(source, sides.source, sorted(retry), columns)
         write_jsonl(state.source_file, rows, append=True)
         state.retried = len(rows)
         seen.update(r[key] for r in rows)
@@ -105,6 +108,18 @@ def _echo_filter(mapping: TableMapping, direction: Direction, mode: str,
         return None
     user_id = getattr(source, "user_id", None)
     return compare("_modifiedby_value", "ne", Guid(user_id)) if user_id else None
+
+
+def _fetch_in_filter(source: Adapter, side: Side, ids: list[str],
+                     columns: Sequence[str]) -> list[dict[str, Any]]:
+    """Retry-set records by id that still match the side's filter: a failed record changed
+    so that it left the mapping's filter is not retried (nor its error counted again)."""
+    rows: list[dict[str, Any]] = []
+    for group in chunks(ids, 40):
+        for page in source.iter_records(side, None, columns,
+                                        extra_filter=id_filter(side.key, group)):
+            rows.extend(page)
+    return rows
 
 
 def _retry_ids(ctx: SyncContext, mapping: TableMapping, sides: PassSides, *,

@@ -3,20 +3,36 @@
 One msal application per (authority, client id) is shared by every client in the process, so
 Business Central and Dataverse tokens come from one cache and each is fetched once an hour,
 not once per request.
+
+Token requests follow the APIs' retry policy (clients.http): a 429 or 5xx from the identity
+endpoint, or a connection that fails, is retried with the same backoff, honouring
+Retry-After, inside the HTTP session msal uses; a failure that outlasts the policy is a
+RetriableApiError naming the token endpoint, never an msal traceback.
 """
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import threading
+import time
 from typing import Any
 from urllib.parse import urlparse
 
 import msal
 import requests
+from msal.exceptions import MsalServiceError
 
 from bcdv.clients import redact
-from bcdv.errors import AuthenticationError
+from bcdv.clients.http import RETRY_STATUSES, RetryPolicy, parse_retry_after, retry_delay
+from bcdv.errors import AuthenticationError, RetriableApiError
 from bcdv.settings import IdentitySettings
+
+log = logging.getLogger(__name__)
+
+# The retry policy of the client asking for a token (msal's session is shared by all).
+_POLICY: contextvars.ContextVar[RetryPolicy | None] = contextvars.ContextVar(
+    "bcdv_token_retry_policy", default=None)
 
 MICROSOFT_AUTHORITY_HOSTS = frozenset({
     "login.microsoftonline.com", "login.microsoft.com", "login.windows.net",
@@ -25,20 +41,70 @@ MICROSOFT_AUTHORITY_HOSTS = frozenset({
 
 
 class _VerifyingSession(requests.Session):
-    """A requests session that passes ``verify`` on every request.
+    """The requests session msal uses: ``verify`` on every request, and retries.
 
     msal sets ``Session.verify``, which REQUESTS_CA_BUNDLE silently overrides; an explicit
-    per-request value is the only one requests never overrides.
+    per-request value is the only one requests never overrides. A token request has no side
+    effect, so every 429/5xx and connection failure is retried under the caller's policy.
     """
 
-    def __init__(self, verify: str | bool) -> None:
+    def __init__(self, verify: str | bool, sleep: Any = time.sleep) -> None:
         super().__init__()
         self._verify = verify
+        self._sleep = sleep
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         kwargs["verify"] = self._verify
         kwargs.setdefault("timeout", 30)
-        return super().request(method, url, *args, **kwargs)
+        policy = _POLICY.get() or RetryPolicy()
+        deadline = time.monotonic() + policy.budget_seconds
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                resp = super().request(method, url, *args, **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if not self._wait(policy, attempt, None, deadline):
+                    raise RetriableApiError(0, type(exc).__name__,
+                                            f"token endpoint unreachable: {exc}",
+                                            method=method, url=url) from None
+                log.warning("%s %s: %s; retrying (attempt %d)", method, url,
+                            type(exc).__name__, attempt + 1)
+                continue
+            if resp.status_code not in RETRY_STATUSES:
+                return resp
+            hint = parse_retry_after(resp.headers.get("Retry-After"))
+            if not self._wait(policy, attempt, hint, deadline):
+                raise _token_unavailable(resp, method, url, attempt, hint)
+            log.warning("%s %s: %d; retrying (attempt %d)", method, url, resp.status_code,
+                        attempt + 1)
+
+    def _wait(self, policy: RetryPolicy, attempt: int, hint: float | None,
+              deadline: float) -> bool:
+        if attempt >= policy.max_attempts:
+            return False
+        delay = retry_delay(policy, attempt, hint)
+        if time.monotonic() + delay > deadline:
+            return False
+        self._sleep(delay)
+        return True
+
+
+def _token_unavailable(resp: requests.Response, method: str, url: str, attempts: int,
+                       retry_after: float | None) -> RetriableApiError:
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {}
+    code = str(body.get("error") or resp.status_code) if isinstance(body, dict) else ""
+    desc = str(body.get("error_description") or resp.reason or "") if isinstance(
+        body, dict) else ""
+    first = desc.splitlines()[0] if desc else ""
+    return RetriableApiError(resp.status_code, code,
+                             f"the token endpoint answered {resp.status_code} {attempts} "
+                             f"time(s): {first}", method=method, url=url,
+                             request_id=resp.headers.get("x-ms-request-id"),
+                             retry_after=retry_after)
 
 
 _APPS: dict[tuple[str, str], msal.ConfidentialClientApplication] = {}
@@ -77,12 +143,22 @@ def _msal_app(identity: IdentitySettings) -> msal.ConfidentialClientApplication:
 class TokenProvider:
     """Callable returning a bearer token for one scope (``https://.../.default``)."""
 
-    def __init__(self, identity: IdentitySettings, scope: str) -> None:
+    def __init__(self, identity: IdentitySettings, scope: str,
+                 retry: RetryPolicy | None = None) -> None:
         self.identity = identity
         self.scope = scope
+        self.retry = retry
 
     def __call__(self) -> str:
-        result = _msal_app(self.identity).acquire_token_for_client([self.scope])
+        reset = _POLICY.set(self.retry)
+        try:
+            result = _msal_app(self.identity).acquire_token_for_client([self.scope])
+        except MsalServiceError as exc:  # a status our session returned after retrying
+            raise RetriableApiError(0, "MsalServiceError",
+                                    f"token request for scope {self.scope} at "
+                                    f"{self.identity.authority} failed: {exc}") from None
+        finally:
+            _POLICY.reset(reset)
         token = result.get("access_token") if isinstance(result, dict) else None
         if not token:
             error = (result or {}).get("error", "unknown_error")

@@ -35,7 +35,7 @@ class BusinessCentralClient:
     ) -> None:
         self.settings = settings
         self.http = ApiSession(
-            token or TokenProvider(settings.identity, settings.scope),
+            token or TokenProvider(settings.identity, settings.scope, retry=retry),
             ca_bundle=settings.identity.ca_bundle,
             timeout=settings.timeout,
             retry=retry,

@@ -52,6 +52,15 @@ class RetryPolicy:
     max_delay: float = 60.0
 
 
+def retry_delay(policy: RetryPolicy, attempt: int, hint: float | None) -> float:
+    """Seconds before attempt ``attempt + 1``: the service's Retry-After when it gave one,
+    else capped exponential backoff with jitter."""
+    if hint is not None:
+        return hint
+    return min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1)) * random.uniform(
+        0.8, 1.2)
+
+
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
     """Refuse every cookie: Dataverse advises dropping ARRAffinity to spread load."""
 
@@ -164,9 +173,7 @@ class ApiSession:
 
     def _wait(self, attempt: int, hint: float | None, deadline: float) -> bool:
         """Sleep before the next attempt; False when the budget does not allow it."""
-        delay = hint if hint is not None else min(
-            self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1)
-        ) * random.uniform(0.8, 1.2)
+        delay = retry_delay(self.retry, attempt, hint)
         if time.monotonic() + delay > deadline:
             return False
         self._sleep(delay)

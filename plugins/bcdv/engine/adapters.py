@@ -80,25 +80,22 @@ class BusinessCentralAdapter:
         return Written(row["id"], parse_datetime(row.get(side.modified_on)),
                        row.get("@odata.etag"), True, row)
 
-    def find_created(self, side: Side, payload: dict[str, Any],
-                     since: datetime | None) -> Written | None:
-        """Recovery lookup for a create whose outcome was lost (crash after the POST).
-
-        BC assigns the id, so an interrupted create is found again by its name among the
-        records modified since the intent was recorded; exactly one hit is taken as ours.
-        """
-        name = payload.get(side.name_field) if side.name_field else None
-        if not name or since is None:
-            return None
-        window = since - timedelta(seconds=5)
-        flt = (f"{side.name_field} eq {quote(str(name))} and {side.modified_on} ge "
-               f"{datetime_literal(window, milliseconds=True)}")
-        rows = self.client.list(side.entity_set, filter=flt, select=[side.key, side.modified_on])
-        if len(rows) != 1:
-            return None
-        row = rows[0]
-        return Written(row[side.key], parse_datetime(row.get(side.modified_on)),
-                       row.get("@odata.etag"), False)
+    def created_since(self, side: Side, payloads: Sequence[dict[str, Any]],
+                      since: datetime) -> list[dict[str, Any]]:
+        """Candidates for creates whose response was lost: records with one of the payloads'
+        names, modified since a little before the first attempt, with the payloads' fields
+        (the caller decides which, if any, is exactly the one a create made)."""
+        if not side.name_field:
+            return []
+        names = sorted({str(p[side.name_field]) for p in payloads if p.get(side.name_field)})
+        columns = sorted({side.key, side.modified_on, side.name_field,
+                          *(k for p in payloads for k in p)})
+        window = datetime_literal(since - timedelta(seconds=5), milliseconds=True)
+        rows: list[dict[str, Any]] = []
+        for name in names:
+            flt = f"{side.name_field} eq {quote(name)} and {side.modified_on} ge {window}"
+            rows.extend(self.client.list(side.entity_set, filter=flt, select=columns))
+        return rows
 
     def write_many(self, side: Side, items: Sequence[WriteItem],
                    select: Sequence[str] = ()) -> list[Written | FatalApiError]:

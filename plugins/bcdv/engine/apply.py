@@ -20,10 +20,10 @@ from bcdv.engine.context import PassSides, SyncContext
 from bcdv.engine.report import ACTION_RESULT, PassReport, RecordOutcome
 from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
 from bcdv.engine.transform import side_fields
-from bcdv.engine.values import canon, row_hash
+from bcdv.engine.values import canon, row_hash, same
 from bcdv.errors import FatalApiError
 from bcdv.mapping.model import Direction, TableMapping
-from bcdv.state.store import Stamp, from_db
+from bcdv.state.store import Stamp, from_db, intent_of
 
 # After a write that overwrote changes on both sides, the written side's baseline is set a
 # little behind, so the opposite pass still sees it as changed and carries back the fields
@@ -53,12 +53,16 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
     size = max(1, min(batch_size or int(os.environ.get("BCDV_BATCH_SIZE", "100")), cap))
     buffer: list[dict[str, Any]] = []
     quiet: list[dict[str, Any]] = []
+    resumes: list[dict[str, Any]] = []
     total, seen = sum(state.planned.values()), 0
     for action in read_jsonl(state.plan_file):
         seen += 1
         if progress is not None and seen % 100 == 0:
             progress(seen, total)
         if action["source_id"] in done:
+            continue
+        if _resumes_bc_create(action, sides):
+            resumes.append(action)
             continue
         if _batchable(action, sides):
             buffer.append(action)
@@ -75,18 +79,22 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
             quiet = []
     if buffer:
         _flush(ctx, mapping, state, sides, buffer, prior)
+    if resumes:
+        quiet.extend(_resume_bc_creates(ctx, mapping, state, sides, resumes, prior))
     write_jsonl(state.outcomes_file, quiet, append=True)
     if progress is not None:
         progress(total, total)
     return state
 
 
-def _batchable(action: dict[str, Any], sides: PassSides) -> bool:
-    if action["action"] not in ("insert", "update"):
-        return False
-    # An interrupted Business Central create is first looked for (see find_created).
-    return not (action["action"] == "insert" and action.get("resume")
+def _resumes_bc_create(action: dict[str, Any], sides: PassSides) -> bool:
+    """An interrupted Business Central create: first looked for (see _resume_bc_creates)."""
+    return bool(action["action"] == "insert" and action.get("resume")
                 and sides.target_system == "business_central")
+
+
+def _batchable(action: dict[str, Any], sides: PassSides) -> bool:
+    return action["action"] in ("insert", "update") and not _resumes_bc_create(action, sides)
 
 
 def _already_applied(ctx: SyncContext, mapping: TableMapping, state: PassState,
@@ -114,8 +122,11 @@ def _flush(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pas
         if a["action"] == "insert":
             if a.get("restore"):
                 ctx.state.remove_coupling(mapping.name, **{sides.source_id_col: a["source_id"]})
+            # A Business Central create keeps what it sent: the service chooses the id, so
+            # recovery after a lost response must recognise the record by its values.
             intents.append((a["source_id"] if bc_first else None,
-                            a["target_id"] if bc_first else a["source_id"]))
+                            a["target_id"] if bc_first else a["source_id"],
+                            *(() if bc_first else (a["payload"],))))
     ctx.state.record_intents(mapping.name, intents)
     items = [WriteItem(a["action"], a.get("target_id"), a["payload"], a.get("etag"))
              for a in todo]
@@ -177,18 +188,117 @@ def _make_stamp(sides: PassSides, action: dict[str, Any], target_id: str,
     )
 
 
-def _resume_create(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
-                   action: dict[str, Any]) -> Written:
-    """A Business Central create whose outcome was lost: find the record the interrupted
-    attempt made (by name, since the intent was recorded), else create it now."""
+def _resume_bc_creates(ctx: SyncContext, mapping: TableMapping, state: PassState,
+                       sides: PassSides, actions: list[dict[str, Any]],
+                       prior: dict[str, str]) -> list[dict[str, Any]]:
+    """Business Central creates whose outcome was lost (a reset after the server committed,
+    or a crash after the POST): find exactly the records they made, else create them now.
+
+    Business Central chooses a new record's id (API v2.0 refuses ``id`` on POST), so the
+    records are recognised by what was sent: a candidate was modified since a little before
+    the first attempt, has the intent's name and every value sent, and is not coupled to
+    anything. Intents that sent the same values form a group (identical twins): k intents
+    and m such records are paired when m <= k (identical records are interchangeable), and
+    the k - m left over are created. When m > k, someone else made a lookalike in the same
+    window: bcdv does not guess, the record fails with an explanation and stays pending (it
+    is never created a second time); couple it by hand.
+    """
     target = ctx.business_central
-    intent = ctx.state.couplings(mapping.name, dv_ids=[action["source_id"]])
-    since = from_db(intent["updated_at"].iat[0]) if not intent.empty else None
-    found = target.find_created(sides.target, action["payload"], since)
-    if found is not None:
-        return found
-    ctx.state.record_intent(mapping.name, bc_id=None, dv_id=action["source_id"])
-    return target.create(sides.target, action["payload"], None)
+    intents = ctx.state.couplings(mapping.name, dv_ids=[a["source_id"] for a in actions])
+    info = {str(r["dv_id"]): r for r in intents.to_dict("records") if r.get("pending")}
+    sent: dict[str, dict[str, Any]] = {}
+    since: dict[str, datetime] = {}
+    for a in actions:
+        intent = intent_of(info.get(a["source_id"], {}).get("synced"))
+        sent[a["source_id"]] = intent.get("sent") or a["payload"]
+        first = parse_datetime(intent.get("since")) if intent.get("since") else None
+        if first is None and a["source_id"] in info:
+            first = from_db(info[a["source_id"]]["updated_at"])
+        if first is not None:
+            since[a["source_id"]] = first
+    outcomes: list[dict[str, Any]] = []
+    candidates = (target.created_since(sides.target, [sent[s] for s in since],
+                                       min(since.values())) if since else [])
+    key = sides.target.key
+    taken = set()
+    if candidates:
+        known = ctx.state.couplings(mapping.name, bc_ids=[str(c[key]) for c in candidates])
+        taken = set(known.loc[~known["pending"].astype(bool), "bc_id"].astype(str))
+    free = [c for c in candidates if str(c[key]) not in taken]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for a in actions:
+        groups.setdefault(_values_key(sent[a["source_id"]]), []).append(a)
+    for group in groups.values():
+        payload = sent[group[0]["source_id"]]
+        first = min((since[a["source_id"]] for a in group if a["source_id"] in since),
+                    default=None)
+        matches = [c for c in free if first is not None and _is_made_from(c, payload, sides,
+                                                                          first)]
+        if len(matches) > len(group):
+            for a in group:
+                outcomes.append(_ambiguous(ctx, mapping, state, sides, a, len(matches)))
+            continue
+        for a in group:
+            outcome = _outcome(a)
+            try:
+                if matches:
+                    row = matches.pop(0)
+                    free.remove(row)
+                    written = Written(str(row[key]), parse_datetime(row.get(
+                        sides.target.modified_on)), row.get("@odata.etag"), False, row)
+                else:
+                    ctx.state.record_intents(mapping.name, [(None, a["source_id"],
+                                                             a["payload"])])
+                    written = target.create(sides.target, a["payload"], None)
+            except FatalApiError as exc:
+                outcomes.append(_fail(ctx, mapping, state, sides, a, outcome,
+                                      exc.message or str(exc), prior.get(a["source_id"])))
+                continue
+            if after_write_hook is not None:
+                after_write_hook(a)
+            target_hash, target_values = _written(mapping, sides, a, written)
+            _stamp(ctx, mapping, state, sides, a, written.record_id, written.modified,
+                   target_hash, target_values)
+            if not written.created:
+                outcome["message"] = "create resumed after an interruption (no duplicate made)"
+            outcome["target_id"] = written.record_id
+            outcomes.append(outcome)
+    return outcomes
+
+
+def _values_key(payload: dict[str, Any]) -> str:
+    return json.dumps({k: canon(v).lower() for k, v in payload.items()}, sort_keys=True)
+
+
+def _is_made_from(row: dict[str, Any], payload: dict[str, Any], sides: PassSides,
+                  first: datetime) -> bool:
+    """Whether ``row`` carries every value ``payload`` sent (the service may upper-case a
+    Code field) and was modified since a little before the first attempt."""
+    modified = parse_datetime(row.get(sides.target.modified_on))
+    if modified is None or modified < first - timedelta(seconds=5):
+        return False
+    return all(same(v, row.get(k)) or canon(v).lower() == canon(row.get(k)).lower()
+               for k, v in payload.items() if k in row)
+
+
+def _ambiguous(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
+               action: dict[str, Any], found: int) -> dict[str, Any]:
+    """Recovery cannot tell which lookalike is ours: an error row, the intent stays."""
+    message = (f"An earlier create of this record may have succeeded, but {found} "
+               f"{_title_of(sides)} records with the same values were made since then, more "
+               "than the creates that were interrupted; bcdv will not guess which one is "
+               "this record's and will not create another. Couple it by hand (bcdv couplings "
+               "couple) or delete the extra records, then run again.")
+    ctx.state.record_error(mapping.name, state.direction, state.job_id,
+                           source_id=action["source_id"], bc_id=None,
+                           dv_id=action["source_id"], message=message)
+    outcome = _outcome(action)
+    outcome.update(result="failed", message=message)
+    return outcome
+
+
+def _title_of(sides: PassSides) -> str:
+    return "Dataverse" if sides.target_system == "dataverse" else "Business Central"
 
 
 def _written(mapping: TableMapping, sides: PassSides, action: dict[str, Any],
@@ -221,20 +331,7 @@ def _apply_one(ctx: SyncContext, mapping: TableMapping, state: PassState, sides:
         return outcome
     if kind == "fail":
         return _fail(ctx, mapping, state, sides, action, outcome, action["reason"], prior_error)
-    try:
-        written = _resume_create(ctx, mapping, sides, action)
-    except FatalApiError as exc:
-        return _fail(ctx, mapping, state, sides, action, outcome, exc.message or str(exc),
-                     prior_error)
-    if after_write_hook is not None:
-        after_write_hook(action)
-    target_hash, target_values = _written(mapping, sides, action, written)
-    _stamp(ctx, mapping, state, sides, action, written.record_id, written.modified, target_hash,
-           target_values)
-    if kind == "insert" and not written.created:
-        outcome["message"] = "create resumed after an interruption (no duplicate made)"
-    outcome["target_id"] = written.record_id
-    return outcome
+    raise ValueError(f"action {kind!r} is written in batches, not one by one")
 
 
 def _fail(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,

@@ -8,6 +8,7 @@ per mapping live in ``bcdv.state.locks``, the operator views in ``bcdv.state.adm
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,21 @@ from bcdv.state.jsonsafe import safe_text
 from bcdv.state.locks import LockHolder, MappingLocks
 from bcdv.state.schema import couplings, jobs, record_errors, watermarks
 
+
+def intent_of(synced: Any) -> dict[str, Any]:
+    """The intent a pending coupling recorded (``sent`` payload, first ``since``), or {}."""
+    if not isinstance(synced, str) or not synced:
+        return {}
+    try:
+        doc = json.loads(synced)
+    except ValueError:
+        return {}
+    intent = doc.get("intent") if isinstance(doc, dict) else None
+    return intent if isinstance(intent, dict) else {}
+
+
 __all__ = ["COUNTERS", "LockHolder", "Stamp", "StateStore", "default_state_url", "from_db",
+           "intent_of",
            "to_db", "utcnow"]
 
 COUNTERS = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed",
@@ -140,12 +155,18 @@ class StateStore(MappingLocks, OperatorViews):
         """
         _retry_on_conflict(lambda: self._record_intent(mapping, bc_id=bc_id, dv_id=dv_id))
 
-    def record_intents(self, mapping: str, pairs: list[tuple[str | None, str | None]]) -> None:
-        """``record_intent`` for many (bc_id, dv_id) pairs in one transaction."""
+    def record_intents(self, mapping: str, pairs: list[tuple[Any, ...]]) -> None:
+        """``record_intent`` for many (bc_id, dv_id[, sent payload]) in one transaction.
+
+        With a payload (a Business Central create, whose id the service chooses), the intent
+        keeps what was sent and when it was first sent, so that recovery after a lost
+        response finds exactly the records that create made (see engine/apply.py).
+        """
         def run() -> None:
             with self._write() as conn:
-                for bc_id, dv_id in pairs:
-                    self._intent_row(conn, mapping, bc_id, dv_id)
+                for pair in pairs:
+                    self._intent_row(conn, mapping, pair[0], pair[1],
+                                     pair[2] if len(pair) > 2 else None)
         if pairs:
             _retry_on_conflict(run)
 
@@ -154,19 +175,27 @@ class StateStore(MappingLocks, OperatorViews):
             self._intent_row(conn, mapping, bc_id, dv_id)
 
     def _intent_row(self, conn: Any, mapping: str, bc_id: str | None,
-                    dv_id: str | None) -> None:
+                    dv_id: str | None, sent: dict[str, Any] | None = None) -> None:
         now = to_db(utcnow())
         col = couplings.c.bc_id if bc_id else couplings.c.dv_id
-        existing = conn.execute(select(couplings.c.id).where(
-            couplings.c.mapping == mapping, col == (bc_id or dv_id)).with_for_update()
-        ).first()
+        existing = conn.execute(select(couplings.c.id, couplings.c.pending, couplings.c.synced)
+                                .where(couplings.c.mapping == mapping, col == (bc_id or dv_id))
+                                .with_for_update()).first()
+        values: dict[str, Any] = {"bc_id": bc_id, "dv_id": dv_id, "pending": True,
+                                  "updated_at": now}
+        if sent is not None:
+            # A pending intent's ``synced`` holds the create as sent and when it was first
+            # sent (a resend keeps the first time: the lost create may be the first one).
+            first = intent_of(existing.synced if existing is not None and existing.pending
+                              else None).get("since") or from_db(now).isoformat()
+            values["synced"] = json.dumps({"intent": {"sent": sent, "since": first}},
+                                          default=str)
         if existing is not None:
-            conn.execute(update(couplings).where(couplings.c.id == existing.id).values(
-                bc_id=bc_id, dv_id=dv_id, pending=True, updated_at=now))
+            conn.execute(update(couplings).where(couplings.c.id == existing.id).values(**values))
         else:
             conn.execute(insert(couplings).values(
-                mapping=mapping, bc_id=bc_id, dv_id=dv_id, pending=True, skipped=False,
-                to_dv_result="", to_bc_result="", created_at=now, updated_at=now))
+                mapping=mapping, skipped=False, to_dv_result="", to_bc_result="",
+                created_at=now, **values))
 
     def retry_source_ids(self, mapping: str, direction: str, *, failed_creates: bool) -> set[str]:
         """Source ids a pass must look at whatever their timestamps (the retry set), in SQL.

@@ -56,8 +56,8 @@ def test_every_value_becomes_json_compliant(value: Any, expected: Any) -> None:
 
 def test_report_with_nan_names_and_messages_serialises_strictly() -> None:
     report = PassReport("CUSTOMER", "to_business_central", "full", False, "job", 2)
-    report.records = [RecordOutcome("id-1", None, float("nan"), "fail", "failed",  # type: ignore[arg-type]
-                                    float("nan"))]  # type: ignore[arg-type]
+    nan: Any = float("nan")  # what a staged row holds for a missing name or message
+    report.records = [RecordOutcome("id-1", None, nan, "fail", "failed", nan)]
     data = report.to_dict()
     assert data["records"][0]["name"] is None and data["records"][0]["message"] is None
     json.dumps(data, allow_nan=False)

@@ -12,6 +12,11 @@ Admin API (plainly not Microsoft's; loopback only, no auth), on every service:
 - ``GET|DELETE /_emulator/requests``                 -> counters by service/method/entity/status
 - ``GET|PUT /_emulator/clock`` {"offset_seconds": n} -> the service's now = real now + n
 - ``GET|PUT|DELETE /_emulator/faults``               -> see :class:`Faults`
+- ``GET|DELETE /_emulator/faults/injected``         -> faults injected so far, by kind
+  ({"429": n, "503": n, "reset": n, "timeout": n, "lost_response": n, "held": n, ...}, plus
+  "lost_response:<request kind>"), and how many requests are held right now
+- ``POST /_emulator/faults/release``                 -> let held requests go (they are then
+  dropped without an answer: their client is gone)
 - ``GET|PUT /_emulator/throttling``                  -> see :class:`Throttling`
 - ``GET /_emulator/records/<entity>``                -> stored rows of an entity, as served
 """
@@ -124,10 +129,24 @@ class Faults:
     - ``latency_ms``: added to every request.
     - ``error_rates``: {"429": 0.1, "503": 0.05, ...} probability per status (429/500/502/503/504).
     - ``next``: deterministic list of statuses for the next requests (consumed one per request);
-      the entry ``"reset"`` resets the connection and ``"timeout"`` stalls.
+      the entry ``"reset"`` resets the connection, ``"timeout"`` stalls and ``"lost"`` serves
+      the request and then drops the connection without answering.
     - ``retry_after``: seconds sent in Retry-After with injected 429/502/503.
-    - ``reset_rate`` / ``timeout_rate``: probability of a connection reset / a stall of
-      ``timeout_seconds`` followed by 504.
+    - ``reset_rate`` / ``timeout_rate``: probability of a connection reset before the request
+      is processed / a stall of ``timeout_seconds`` followed by 504 (nothing processed).
+    - ``kinds``: request kinds the random and ``next`` faults above apply to (None: all).
+      Kinds: ``read`` (GET), ``batch`` ($batch), ``bulk`` (Dataverse CreateMultiple,
+      UpdateMultiple, UpsertMultiple), ``create`` (another POST), ``update`` (PATCH/PUT),
+      ``delete``, ``token`` (the identity token endpoint).
+    - ``lost_response_rate`` / ``lost_response_count``: a write of one of ``lost_kinds``
+      (default batch, bulk, create, update) is applied and committed, then the connection is
+      dropped without an answer (the client sees a reset / RemoteDisconnected), with that
+      probability, or for the next ``lost_response_count`` such writes. Only successful
+      answers are lost (a write the service refused changed nothing).
+    - ``hold``: ``{"kinds": ["batch"], "nth": 2, "when": "before"|"after"}`` stalls the nth
+      request of those kinds (counted from this PUT) before or after it is applied, until
+      ``POST /_emulator/faults/release`` (or new faults); it is then dropped unanswered. A
+      drill kills its client meanwhile (a crash between two batches, or after a write).
     - ``rules``: record failure rules, e.g. ``{"entity": "accounts", "match": {"name": "X"},
       "status": 400, "code": "0x80040203", "message": "...", "methods": ["POST", "PATCH"]}``;
       a write whose resulting record matches fails with that error (bulk and batch too).
@@ -141,8 +160,51 @@ class Faults:
     reset_rate: float = 0.0
     timeout_rate: float = 0.0
     timeout_seconds: float = 30.0
+    kinds: list[str] | None = None
+    lost_response_rate: float = 0.0
+    lost_response_count: int = 0
+    lost_kinds: list[str] = field(default_factory=lambda: list(WRITE_KINDS))
+    hold: dict[str, Any] | None = None
     rules: list[dict[str, Any]] = field(default_factory=list)
     random_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("kinds", "lost_kinds"):
+            unknown = set(getattr(self, name) or ()) - set(REQUEST_KINDS)
+            if unknown:
+                raise ValueError(f"{name}: unknown request kinds {sorted(unknown)}; "
+                                 f"known: {list(REQUEST_KINDS)}")
+        for status in self.error_rates:
+            if int(status) not in (429, 500, 502, 503, 504):
+                raise ValueError(f"error_rates: {status} is not 429/500/502/503/504")
+        if self.hold is not None:
+            hold = {"kinds": list(WRITE_KINDS), "nth": 1, "when": "before", **self.hold}
+            if hold["when"] not in ("before", "after") or int(hold["nth"]) < 1:
+                raise ValueError("hold: when is before|after, nth >= 1")
+            self.hold = hold
+
+
+REQUEST_KINDS = ("read", "batch", "bulk", "create", "update", "delete", "token")
+WRITE_KINDS = ("batch", "bulk", "create", "update")
+BULK_MESSAGES = ("CreateMultiple", "UpdateMultiple", "UpsertMultiple", "DeleteMultiple")
+
+
+def request_kind(req: Req) -> str:
+    """What a request is, for fault targeting (see :class:`Faults`)."""
+    path = req.path.rstrip("/")
+    if req.method in ("GET", "HEAD", "OPTIONS"):
+        return "read"
+    if req.method == "DELETE":
+        return "delete"
+    if req.method in ("PATCH", "PUT", "MERGE"):
+        return "update"
+    if path.endswith("/$batch"):
+        return "batch"
+    if path.endswith("/token"):
+        return "token"
+    if path.rsplit(".", 1)[-1] in BULK_MESSAGES:
+        return "bulk"
+    return "create"
 
 
 @dataclass
@@ -172,6 +234,10 @@ class ServiceState:
         self.default_throttling = throttling
         self.throttling = Throttling(**asdict(throttling))
         self.counters: Counter[tuple[str, str, int]] = Counter()
+        self.injected: Counter[str] = Counter()
+        self.hold_seen = 0
+        self.held = 0
+        self.release = 0  # bumped to let held requests go
         self.window: dict[str, deque[tuple[float, float]]] = {}
         self.in_flight: dict[str, int] = {}
         self.lock = threading.Lock()
@@ -296,6 +362,50 @@ class Service:
         f = st.faults
         if f.latency_ms:
             await asyncio.sleep(f.latency_ms / 1000)
+        kind = request_kind(req)
+        injected = self._draw(f, kind)
+        if injected == "reset":
+            self._count(req.method, "-", 0)
+            if self._drop(send):
+                return None
+            injected = 502
+        if injected == "timeout":
+            await asyncio.sleep(f.timeout_seconds)
+            injected = 504
+        if injected is not None and injected != "lost":
+            resp = self.fault_error(int(injected))
+            if int(injected) in (429, 502, 503) and not resp.header("retry-after"):
+                resp.headers.append(("Retry-After", str(f.retry_after)))
+            self._count(req.method, "-", resp.status)
+            return resp
+        hold = self._take_hold(f, kind)
+        if hold == "before":
+            await self._held(send)
+            return None
+        if self.state.throttling.enabled and self.state.throttling.processing:
+            if self._semaphore is None:
+                self._semaphore = asyncio.Semaphore(self.state.throttling.processing)
+            async with self._semaphore:
+                resp = await asyncio.to_thread(self._guarded, req)
+        else:
+            resp = await asyncio.to_thread(self._guarded, req)
+        self._count(req.method, resp.entity, resp.status)
+        if hold == "after":
+            await self._held(send)
+            return None
+        if resp.status < 400 and (injected == "lost" or self._lose(f, kind)):
+            with st.lock:
+                st.injected["lost_response"] += 1
+                st.injected[f"lost_response:{kind}"] += 1
+            if self._drop(send):
+                return None
+        return resp
+
+    def _draw(self, f: Faults, kind: str) -> Any:
+        """The fault to inject before serving a request of ``kind`` (None: serve it)."""
+        st = self.state
+        if f.kinds is not None and kind not in f.kinds:
+            return None
         injected: Any = None
         with st.lock:
             if f.next:
@@ -309,31 +419,57 @@ class Service:
                     injected = "reset"
                 if injected is None and f.timeout_rate and st.rng.random() < f.timeout_rate:
                     injected = "timeout"
-        if injected == "reset":
-            self._count(req.method, "-", 0)
-            transport = getattr(getattr(send, "__self__", None), "transport", None)
-            if transport is not None:
-                transport.abort()  # an RST instead of a response, like a dropped connection
+            if injected is not None and injected != "lost":
+                st.injected[str(injected)] += 1
+        return injected
+
+    def _lose(self, f: Faults, kind: str) -> bool:
+        """Whether this served write's answer is lost (see Faults.lost_response_*)."""
+        if kind not in f.lost_kinds:
+            return False
+        st = self.state
+        with st.lock:
+            if f.lost_response_count > 0:
+                f.lost_response_count -= 1
+                return True
+            return bool(f.lost_response_rate) and st.rng.random() < f.lost_response_rate
+
+    def _take_hold(self, f: Faults, kind: str) -> str | None:
+        """"before"/"after" when this request is the one ``Faults.hold`` stalls."""
+        hold = f.hold
+        if not hold or kind not in hold["kinds"]:
+            return None
+        with self.state.lock:
+            self.state.hold_seen += 1
+            if self.state.hold_seen != int(hold["nth"]):
                 return None
-            injected = 502
-        if injected == "timeout":
-            await asyncio.sleep(f.timeout_seconds)
-            injected = 504
-        if injected is not None:
-            resp = self.fault_error(int(injected))
-            if int(injected) in (429, 502, 503) and not resp.header("retry-after"):
-                resp.headers.append(("Retry-After", str(f.retry_after)))
-            self._count(req.method, "-", resp.status)
-            return resp
-        if self.state.throttling.enabled and self.state.throttling.processing:
-            if self._semaphore is None:
-                self._semaphore = asyncio.Semaphore(self.state.throttling.processing)
-            async with self._semaphore:
-                resp = await asyncio.to_thread(self._guarded, req)
-        else:
-            resp = await asyncio.to_thread(self._guarded, req)
-        self._count(req.method, resp.entity, resp.status)
-        return resp
+            self.state.injected["held"] += 1
+            self.state.injected[f"held:{hold['when']}:{kind}"] += 1
+        return str(hold["when"])
+
+    async def _held(self, send: Callable) -> None:
+        """Stall until released (or 10 minutes), then drop the connection unanswered."""
+        st = self.state
+        with st.lock:
+            st.held += 1
+            mark = st.release
+        try:
+            deadline = time.monotonic() + 600
+            while st.release == mark and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+        finally:
+            with st.lock:
+                st.held -= 1
+        self._drop(send)
+
+    @staticmethod
+    def _drop(send: Callable) -> bool:
+        """Abort the connection (an RST instead of a response); False if we cannot."""
+        transport = getattr(getattr(send, "__self__", None), "transport", None)
+        if transport is None:
+            return False
+        transport.abort()
+        return True
 
     def _guarded(self, req: Req) -> Resp:
         try:
@@ -391,6 +527,23 @@ class Service:
                     max(0.0, st.throttling.execution_ms / 1000 - spent))
 
     # --- admin ----------------------------------------------------------------------------
+    def _admin_injected(self, route: str, method: str) -> Resp:
+        """``faults/injected`` (GET, DELETE) and ``faults/release`` (POST)."""
+        st = self.state
+        if route == "release" and method == "POST":
+            with st.lock:
+                st.release += 1
+                return json_resp(200, {"released": st.held})
+        if route == "injected" and method in ("GET", "DELETE"):
+            with st.lock:
+                doc = {"service": self.name, "injected": dict(sorted(st.injected.items())),
+                       "total": sum(v for k, v in st.injected.items() if ":" not in k),
+                       "held": st.held}
+                if method == "DELETE":
+                    st.injected.clear()
+            return json_resp(200, doc)
+        return json_resp(404, {"error": f"unknown admin route {method} faults/{route}"})
+
     def _admin(self, req: Req) -> Resp:
         try:
             doc = json.loads(req.body) if req.body.strip() else {}
@@ -410,6 +563,9 @@ class Service:
                     st.offset = 0.0
                     st.faults = Faults()
                     st.counters.clear()
+                    st.injected.clear()
+                    st.hold_seen = 0
+                    st.release += 1
                     st.window.clear()
                     st.throttling = Throttling(**asdict(st.default_throttling))
                 with self.db_lock:
@@ -433,15 +589,20 @@ class Service:
                 if m == "PUT":
                     st.offset = float(doc.get("offset_seconds", 0))
                 return json_resp(200, {"offset_seconds": st.offset, "now": st.now()})
+            if what == "faults" and len(parts) == 2:
+                return self._admin_injected(parts[1], m)
             if what == "faults":
                 if m == "PUT":
                     faults = Faults(**doc)
                     with st.lock:
                         st.faults = faults
                         st.rng = random.Random(faults.random_seed)
+                        st.hold_seen = 0
+                        st.release += 1
                 elif m == "DELETE":
                     with st.lock:
                         st.faults = Faults()
+                        st.release += 1
                 return json_resp(200, asdict(st.faults))
             if what == "throttling":
                 if m == "PUT":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import ssl
 import threading
@@ -22,6 +23,20 @@ from bcdv.emulators.config import Settings, endpoints_document, load_or_create_s
 from bcdv.emulators.seeds import parse_seed
 from bcdv.emulators.tls import ensure_certificates
 from bcdv.emulators.tokens import TokenAuthority
+
+
+class _QuietDrops(logging.Filter):
+    """Drop uvicorn's complaint about a request left unanswered: the fault injection (reset,
+    lost response, held request) does that on purpose, hundreds of times in a drill."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "returned without starting response" not in record.getMessage()
+
+
+def _quiet_drops() -> None:
+    log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _QuietDrops) for f in log.filters):
+        log.addFilter(_QuietDrops())
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -87,6 +102,7 @@ def start(data_dir: str | Path, seed: str = "empty", host: str = "127.0.0.1",
     from bcdv.emulators.identity import IdentityService
 
     parse_seed(seed)
+    _quiet_drops()
     ddir = Path(data_dir).resolve()
     ddir.mkdir(parents=True, exist_ok=True)
     # The host name clients use (in URLs, tokens' audiences and the certificate): the bind

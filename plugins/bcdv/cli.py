@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bcdv.commands.common import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, UsageError
+from bcdv.commands.common import (EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, UsageError,
+                                  terminal_safe_output)
 from bcdv.errors import BcdvError
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "build_parser", "main"]
@@ -53,18 +54,21 @@ def main(argv: list[str] | None = None) -> int:
         from bcdv.emulators.cli import main as emulators_main
 
         return emulators_main(argv[1:])
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:  # argparse: 2 on a usage error, 0 for --help
-        return int(exc.code or 0)
-    try:
-        return int(args.func(args))
-    except UsageError as exc:
-        print(f"usage error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except BcdvError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    # Values from mappings, the state store and the services reach the terminal: none may
+    # carry escape sequences or other control characters.
+    with terminal_safe_output():
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # argparse: 2 on a usage error, 0 for --help
+            return int(exc.code or 0)
+        try:
+            return int(args.func(args))
+        except UsageError as exc:
+            print(f"usage error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except BcdvError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
 
 
 if __name__ == "__main__":

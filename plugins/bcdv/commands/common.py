@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from bcdv.errors import ConfigError
 
@@ -19,6 +21,57 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
 class UsageError(ConfigError):
     """Wrong arguments (an unknown mapping, a missing id): exit code 2."""
+
+
+# Escape sequences (CSI, OSC, other ESC x), then single control characters: C0 but tab and
+# newline, DEL, C1, and the bidirectional overrides/isolates that reorder what is shown.
+_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])?")
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e"
+                       "\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` without terminal control: escape sequences removed, other control
+    characters (tab and newline kept) dropped. Every CLI output goes through it."""
+    return _CONTROLS.sub("", _ESCAPES.sub("", text))
+
+
+class TerminalSafeStream(io.TextIOBase):
+    """A text stream writing :func:`terminal_safe` text to another (stdout, stderr)."""
+
+    def __init__(self, raw: TextIO) -> None:
+        super().__init__()
+        self.raw = raw
+
+    def write(self, text: str) -> int:  # type: ignore[override]
+        self.raw.write(terminal_safe(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def isatty(self) -> bool:
+        return bool(getattr(self.raw, "isatty", lambda: False)())
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.raw, "encoding", None) or "utf-8"
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+
+@contextmanager
+def terminal_safe_output() -> Iterator[None]:
+    """While inside, everything printed to stdout and stderr is made terminal-safe."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = TerminalSafeStream(saved[0]), TerminalSafeStream(saved[1])
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        sys.stdout, sys.stderr = saved
 
 
 def state_url(args: argparse.Namespace) -> str:
@@ -141,8 +194,11 @@ def load_bar(title: str) -> Iterator[Callable[[int, int], None]]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    # The bar draws with escape sequences: it writes to the real stream, its title is safe.
+    raw = getattr(sys.stderr, "raw", sys.stderr)
+    title = terminal_safe(title)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  transient=True, console=Console(stderr=True)) as bar:
+                  transient=True, console=Console(file=raw)) as bar:
         task = bar.add_task(title, total=None)
 
         def update(done: int, total: int) -> None:

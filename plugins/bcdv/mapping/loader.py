@@ -22,6 +22,13 @@ from bcdv.mapping.model import TableMapping
 from bcdv.mapping.rules import RULE_TYPES
 
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
+# A table mapping is a few KiB; the limit keeps validation (and a DAG file's import) short.
+MAX_FILE_BYTES = 1024 * 1024
+# Nodes after alias expansion: pydantic walks aliases as copies ("billion laughs").
+MAX_NODES = 200_000
+# libyaml stops at 1000 nesting levels; the pure-Python parser would hit the recursion limit.
+MAX_DEPTH = 200
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _REL = re.compile(r"^@([^:]*): ")
 
 
@@ -117,14 +124,99 @@ class LoadedMapping:
         return f"{self.path}:{self.line_of(*loc)}: {_path(loc)}"
 
 
-def _parse(p: Path) -> tuple[yaml.Node | None, Any]:
-    text = p.read_text(encoding="utf-8")
+def read_text(p: Path) -> str:
+    """A mapping file's text: at most MAX_FILE_BYTES of UTF-8 without NUL or other binary
+    control characters, else a MappingError naming the file (and line)."""
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
+        size = p.stat().st_size
+    except OSError as exc:
+        raise MappingError(f"{p}:1: cannot read the file: {exc.strerror or exc}") from None
+    if size > MAX_FILE_BYTES:
+        raise MappingError(f"{p}:1: the file is {size:,} bytes, over the limit of "
+                           f"{MAX_FILE_BYTES // (1024 * 1024)} MiB for a mapping file")
+    raw = p.read_bytes()[:MAX_FILE_BYTES + 1]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise MappingError(f"{p}:{line}: not a text file (invalid UTF-8 at byte "
+                           f"{exc.start})") from None
+    bad = _BINARY.search(text)
+    if bad:
+        line = text.count("\n", 0, bad.start()) + 1
+        raise MappingError(f"{p}:{line}: not a text file (control character "
+                           f"U+{ord(bad.group()):04X})")
+    return text
+
+
+_BINARY = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _parse(p: Path) -> tuple[yaml.Node | None, Any]:
+    """Parse once (libyaml when present): the node tree for line numbers and the data."""
+    text = read_text(p)
+    loader = _LOADER(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            _check_shape(p, node)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
-        raise MappingError(f"{p}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+        raise MappingError(f"{p}:{line}: not valid YAML: {problem}") from None
+    except RecursionError:
+        raise MappingError(f"{p}:{_mark_line(loader)}: not valid YAML: nested more than "
+                           f"{MAX_DEPTH} levels deep") from None
+    finally:
+        loader.dispose()
+    return node, data
+
+
+def _mark_line(loader: Any) -> int:
+    try:
+        return int(loader.get_mark().line) + 1
+    except Exception:  # the C loader keeps no Python-side mark
+        return 1
+
+
+def _check_shape(p: Path, root: yaml.Node) -> None:
+    """Refuse nesting deeper than MAX_DEPTH and more than MAX_NODES nodes once aliases are
+    expanded, walking each distinct node once (iteratively: no recursion to exhaust)."""
+    expanded: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    on_path: set[int] = set()
+    while stack:
+        node, depth, done = stack.pop()
+        key = id(node)
+        if depth > MAX_DEPTH:
+            raise MappingError(f"{p}:{node.start_mark.line + 1}: not valid YAML: nested more "
+                               f"than {MAX_DEPTH} levels deep")
+        children = _children(node)
+        if done:
+            on_path.discard(key)
+            expanded[key] = 1 + sum(expanded[id(c)] for c in children)
+            if expanded[key] > MAX_NODES:
+                raise MappingError(f"{p}:{node.start_mark.line + 1}: the document is too large "
+                                   f"once its aliases are expanded (over {MAX_NODES:,} nodes)")
+            continue
+        if key in expanded:
+            continue
+        if key in on_path:  # a recursive alias
+            raise MappingError(f"{p}:{node.start_mark.line + 1}: not valid YAML: an alias "
+                               "refers to a node that contains it")
+        on_path.add(key)
+        stack.append((node, depth, True))
+        stack.extend((c, depth + 1, False) for c in children if id(c) not in expanded)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
 
 
 def parse_mapping_file(path: str | Path) -> LoadedMapping:
@@ -204,8 +296,8 @@ class _DirectoryIndex:
             if p.resolve() == exclude.resolve():
                 continue
             try:
-                data = yaml.safe_load(p.read_text(encoding="utf-8"))
-            except (OSError, yaml.YAMLError):
+                _, data = _parse(p)
+            except MappingError:
                 complete = False
                 continue
             name = data.get("name") if isinstance(data, dict) else None

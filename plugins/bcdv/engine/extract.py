@@ -16,7 +16,8 @@ from typing import Any
 from bcdv.clients.odata import Guid, chunks, compare, id_filter, parse_datetime
 from bcdv.engine.adapters import Adapter
 from bcdv.engine.context import PassSides, SyncContext
-from bcdv.engine.staging import PassState, write_jsonl
+from bcdv.engine.matches import matches
+from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
 from bcdv.engine.transform import source_columns
 from bcdv.mapping.model import Direction, Side, TableMapping
 
@@ -80,6 +81,10 @@ def extract(
                 latest = ts
         write_jsonl(state.source_file, fresh, append=True)
 
+    if dry_run:
+        state.signpost = signpost.isoformat()
+        seen |= _first_pass_creates(ctx, mapping, direction, state, seen, echo=extra is not None)
+
     retry = _retry_ids(ctx, mapping, sides, creates=mode == "full" or not mapping.sync_only_coupled)
     retry -= seen
     if retry:
@@ -93,6 +98,48 @@ def extract(
     state.save()
     ctx.state.update_job(job_id, signpost=signpost, latest_modified=latest)
     return state
+
+
+def _first_pass_creates(ctx: SyncContext, mapping: TableMapping, direction: Direction,
+                        state: PassState, seen: set[str], *, echo: bool) -> set[str]:
+    """A dry run's second pass sees what the first pass would have written.
+
+    In a real run the records the first pass creates exist when the pass back reads; in a
+    dry run they do not, so they are staged from the first pass's plan (its insert
+    payloads, with the id the create would get), unless the echo filter would hide them.
+    Returns the ids added.
+    """
+    passes = mapping.passes()
+    if len(passes) < 2 or direction is not passes[1]:
+        return set()
+    first = pass_directory(ctx.staging, mapping.name, state.run_id, passes[0]) / "plan.jsonl"
+    if not first.exists():
+        return set()
+    state.prior_plan = str(first)
+    sides = PassSides.of(mapping, direction)
+    key, name, mod = sides.source.key, sides.source.name_field, sides.source.modified_on
+    rows = []
+    for action in read_jsonl(first):
+        tid = action.get("target_id")
+        if action.get("action") != "insert" or not tid or tid in seen or echo:
+            continue
+        row = {k: v for k, v in (action.get("payload") or {}).items() if "@" not in k}
+        # The new record is read back only if the pass back's filter returns it (a column
+        # the create does not set is null there); unknown filters count it in.
+        probe = {**{c: None for c in _filter_columns(sides.source.filter)}, **row}
+        if matches(sides.source.filter, probe) is False:
+            continue
+        row.update({key: tid, mod: state.signpost})
+        rows.append(row)
+    write_jsonl(state.source_file, rows, append=True)
+    return {r[key] for r in rows}
+
+
+def _filter_columns(text: str | None) -> list[str]:
+    """Plain column names a filter mentions (for nulls in a probe row)."""
+    import re
+
+    return re.findall(r"\b([A-Za-z_][A-Za-z0-9_]*)\s+(?:eq|ne|gt|ge|lt|le)\b", text or "")
 
 
 def _echo_filter(mapping: TableMapping, direction: Direction, mode: str,

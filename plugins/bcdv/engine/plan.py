@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import uuid
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -98,14 +99,43 @@ def plan(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
     counts: dict[str, int] = {}
     write_jsonl(state.plan_file, [])
     tables = load_tables(ctx, mapping, Direction(state.direction)) if state.extracted else Tables()
+    written = first_pass_writes(state, sides.source.name_field)
     for src in _chunks(state, sides.source.key, chunk_size):
         actions = _plan_frame(ctx, mapping, state, sides, src, tables)
+        for a in actions:
+            if a["source_id"] in written and a["action"] != "skip":
+                a.update(action="unchanged", payload={}, restamp=False,
+                         name=written[a["source_id"]] or a.get("name", ""),
+                         reason="written by this run's first pass; nothing to carry back")
         write_jsonl(state.plan_file, actions, append=True)
         for a in actions:
             counts[a["action"]] = counts.get(a["action"], 0) + 1
     state.planned = counts
     state.save()
     return state
+
+
+def first_pass_writes(state: PassState, name_field: str | None) -> dict[str, str | None]:
+    """Dry runs: ids the same run's first pass would write and stamp, so that in a real run
+    the pass back finds them in sync (created, updated or re-stamped with their values).
+
+    Not included: a destination the first pass leaves alone because it changed (its change
+    goes back), an update that overwrote changes on both sides with fields to carry back
+    (its baseline is set behind on purpose), and anything that fails.
+    Returns each id with the name the record will have (None when the write leaves it).
+    """
+    if not state.dry_run or not state.prior_plan:
+        return {}
+    out: dict[str, str | None] = {}
+    for a in read_jsonl(Path(state.prior_plan)):
+        kind, tid = a.get("action"), a.get("target_id")
+        if not tid or a.get("both_modified"):
+            continue
+        if kind in ("insert", "update") or (kind == "unchanged" and a.get("restamp")
+                                            and a.get("target_hash") is not None):
+            name = (a.get("payload") or {}).get(name_field) if name_field else None
+            out[str(tid)] = str(name) if name is not None else None
+    return out
 
 
 def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,

@@ -69,6 +69,9 @@ class PassState:
     planned: dict[str, int] = field(default_factory=dict)
     # Dry runs only: couplings match-based coupling would make, as [bc_id, dv_id] pairs.
     assumed_pairs: list[list[str]] = field(default_factory=list)
+    # Dry runs only: the plan file of the same run's first pass, whose writes the second
+    # pass would see in a real run (see plan.first_pass_writes).
+    prior_plan: str | None = None
 
     @property
     def path(self) -> Path:

@@ -7,11 +7,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv browser node demo test bench contract up clean help
+.PHONY: venv browser node demo test soak bench contract up clean help
 
 help:
 	@echo "make demo   - start the emulators, sync customers through Airflow twice, print summaries"
-	@echo "make test   - run the whole test suite"
+	@echo "make test   - run the whole test suite (without the long soaks)"
+	@echo "make soak   - the long fault, crash and property drills (tests/drills, marker soak)"
 	@echo "make bench  - run the benchmarks"
 	@echo "make contract - the contract suite against a real tenant (BCDV_CONTRACT_ENDPOINTS=endpoints.json)"
 	@echo "make up     - emulators + Airflow with the bcdv pages on http://localhost:8080"
@@ -48,7 +49,12 @@ $(NODE_STAMP): $(NODE_DIR)/package-lock.json $(NODE_DIR)/package.json
 	else echo "npm not found: the dynamics-web-api contract test will be skipped"; fi
 
 test: venv browser node
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m "not soak"
+
+# The long drills: more runs, more data, more Hypothesis examples (BCDV_DRILL_SEED=n varies
+# every random draw; the figures are printed with -s).
+soak: venv
+	$(BIN)/python -m pytest -m soak tests/drills -q
 
 bench: venv
 	$(BIN)/python -m bcdv.bench

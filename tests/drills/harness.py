@@ -51,7 +51,10 @@ class DrillEnv(Env):
 
     def renew(self) -> None:
         """New clients (a new process's: tokens fetched again), same state store."""
+        from bcdv.clients.auth import reset_token_cache
+
         self.ctx.close()
+        reset_token_cache()
         eps = endpoints_from_dict(self.endpoints)
         eps = dataclasses.replace(
             eps, business_central=dataclasses.replace(eps.business_central,
@@ -75,6 +78,10 @@ class DrillEnv(Env):
                 if svc == "id":  # an identity endpoint cannot lose a write's answer
                     seeded = {k: v for k, v in seeded.items() if not k.startswith("lost")}
                 self.admin(svc, "PUT", "faults", seeded)
+
+    def requests_served(self) -> dict[str, int]:
+        """Requests each service answered (or dropped) so far."""
+        return {svc: int(self.admin(svc, "GET", "requests")["total"]) for svc in SERVICES}
 
     def injected(self) -> dict[str, Counter[str]]:
         """Faults injected so far, per service and kind."""

@@ -61,7 +61,7 @@ bench: venv
 
 # The conformance tests of tests/contract against a real tenant (a sandbox): they create
 # records named bcdv-contract-* and delete them again. `make test` runs them on the emulators.
-contract: venv
+contract: venv node
 	@test -n "$(BCDV_CONTRACT_ENDPOINTS)" || { echo "make contract: set BCDV_CONTRACT_ENDPOINTS=path/to/endpoints.json (see README, 'Checking the emulators against your tenant'); make test runs the suite against the emulators"; exit 2; }
 	BCDV_CONTRACT_ENDPOINTS="$(abspath $(BCDV_CONTRACT_ENDPOINTS))" $(BIN)/python -m pytest tests/contract -q -p no:xdist
 

@@ -3,6 +3,7 @@ timeout, edits made as a person, and the checks (nothing lost, nothing duplicate
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import random
 from collections import Counter
@@ -13,7 +14,7 @@ from bcdv.clients.http import RetryPolicy
 from bcdv.engine import SyncContext
 from bcdv.mapping.model import TableMapping
 from bcdv.settings import endpoints_from_dict
-from engine.conftest import Env, make_mapping
+from engine.conftest import BASE, Env, make_mapping
 
 CLIENT_TIMEOUT = 1.5
 """Seconds a drill's clients wait for an answer (an injected timeout stalls longer)."""
@@ -22,14 +23,28 @@ SERVICES = ("bc", "dv", "id")
 STATUSES = ("429", "500", "502", "503", "504")
 
 
+DRILL_CHANGES: dict[str, Any] = {
+    "sync_only_coupled": False, "conflicts": {"update": "merge"},
+    # as the shipped CUSTOMER mapping: new accounts are customers, so they pass the
+    # mapping's Dataverse filter on the way back
+    "create_values": {"dataverse": {"customertypecode": 3}},
+}
+
+
 def drill_mapping(**changes: Any) -> TableMapping:
     """The CUSTOMER-like mapping of the engine tests, creating new records both ways and
     merging update conflicts field by field (so 'every change arrives' is well defined)."""
-    return make_mapping(**{"sync_only_coupled": False, "conflicts": {"update": "merge"},
-                           # as the shipped CUSTOMER mapping: new accounts are customers, so
-                           # they pass the mapping's Dataverse filter on the way back
-                           "create_values": {"dataverse": {"customertypecode": 3}},
-                           **changes})
+    return make_mapping(**{**DRILL_CHANGES, **changes})
+
+
+def write_mapping_dir(directory: Path) -> Path:
+    """The drill mapping as a mappings directory for the CLI (BCDV_MAPPINGS_DIR)."""
+    import yaml
+
+    directory.mkdir(parents=True, exist_ok=True)
+    data = {**copy.deepcopy(BASE), **copy.deepcopy(DRILL_CHANGES)}
+    (directory / "customer.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return directory
 
 
 def fault_doc(rate: float, seed: int, timeout_seconds: float = CLIENT_TIMEOUT + 1.0

@@ -10,7 +10,8 @@
 
 Killing between two write batches is done from outside (the emulators hold the nth batch and
 the drill kills this process), so it needs no point here. Nothing in the engine is changed:
-the points wrap the functions the CLI calls.
+the points wrap the functions the CLI calls. ``BCDV_DRILL_LOG=DEBUG`` logs everything to
+stderr (the secrets drill reads it).
 """
 
 from __future__ import annotations
@@ -87,6 +88,10 @@ def install(point: str, nth: int) -> None:
 
 
 def main() -> int:
+    if os.environ.get("BCDV_DRILL_LOG"):  # e.g. DEBUG: every library's records on stderr
+        import logging
+
+        logging.basicConfig(level=os.environ["BCDV_DRILL_LOG"], stream=sys.stderr)
     point, _, nth = os.environ.get("BCDV_DRILL_KILL", "").partition(":")
     install(point, int(nth or 1))
     from bcdv.cli import main as bcdv

@@ -105,13 +105,6 @@ def assert_converged(result: dict[str, Any], model: Model) -> None:
     assert result["couplings"] == len(model.records), result
 
 
-# Known engine bug (BC create recovery, being fixed in engine/apply.py + adapters.py): the
-# process killed after a BC create $batch of 2 was answered, before the couplings committed;
-# the rerun recovers one record and creates the other again (2 copies in BC, then 2 in DV).
-BC_CREATE_RECOVERY = pytest.mark.xfail(strict=False, reason=(
-    "engine: BC creates answered but not yet coupled when the process died are partly "
-    "created again on the rerun (one of the batch's 2 records duplicated on both sides)"))
-
 POINTS = [
     pytest.param("after_extract:1", id="after-extract-to-dataverse"),
     pytest.param("after_extract:2", id="after-extract-to-business-central"),
@@ -119,10 +112,8 @@ POINTS = [
     pytest.param("mid_transform:2", id="mid-transform-to-business-central"),
     pytest.param("after_write:1", id="after-write-before-coupling-dataverse-create"),
     pytest.param("after_write:4", id="after-write-before-coupling-dataverse-4th"),
-    pytest.param("after_write:6", id="after-write-before-coupling-bc-1st",
-                 marks=BC_CREATE_RECOVERY),
-    pytest.param("after_write:9", id="after-write-before-coupling-bc-4th",
-                 marks=BC_CREATE_RECOVERY),
+    pytest.param("after_write:6", id="after-write-before-coupling-bc-1st"),
+    pytest.param("after_write:9", id="after-write-before-coupling-bc-4th"),
     pytest.param("before_watermark:1", id="before-watermark-to-dataverse"),
     pytest.param("before_watermark:2", id="before-watermark-to-business-central"),
 ]
@@ -145,9 +136,7 @@ HELD = [
     pytest.param("dv", "before", id="between-two-batches-dataverse"),
     pytest.param("bc", "before", id="between-two-batches-bc"),
     pytest.param("dv", "after", id="write-applied-unanswered-dataverse"),
-    pytest.param("bc", "after", id="write-applied-unanswered-bc", marks=pytest.mark.xfail(
-        strict=False, reason="engine: a BC create $batch applied but unanswered (process "
-                             "killed) is created again by the rerun - known bug being fixed")),
+    pytest.param("bc", "after", id="write-applied-unanswered-bc"),
 ]
 
 

@@ -7,12 +7,6 @@ import pytest
 
 from .harness import DrillEnv, drill_mapping
 
-# Known engine bug, being fixed in bcdv/engine/apply.py + adapters.py: a BC create $batch
-# applied but unanswered is created again by the rerun (each record 2 copies on both sides).
-BC_LOST_CREATE = pytest.mark.xfail(strict=False, reason=(
-    "engine: a lost Business Central create $batch response duplicates the records on the "
-    "rerun (1 -> 2 copies on both sides; identical twins 2 -> 4)"))
-
 KINDS = {"bc": ["batch", "create", "update"], "dv": ["batch", "bulk", "create", "update"]}
 
 
@@ -22,8 +16,8 @@ def _counts(drill: DrillEnv, names: list[str]) -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.parametrize("target, twins", [
-    pytest.param("bc", False, id="bc-creates", marks=BC_LOST_CREATE),
-    pytest.param("bc", True, id="bc-creates-identical-twins", marks=BC_LOST_CREATE),
+    pytest.param("bc", False, id="bc-creates"),
+    pytest.param("bc", True, id="bc-creates-identical-twins"),
     pytest.param("dv", False, id="dv-creates"),
     pytest.param("dv", True, id="dv-creates-identical-twins"),
 ])

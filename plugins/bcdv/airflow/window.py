@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bcdv.clients.odata import datetime_literal
+from bcdv.clients.odata import compare
 from bcdv.engine.context import PassSides, SyncContext
 from bcdv.engine.extract import pass_directory
 from bcdv.engine.staging import PassState, write_jsonl
@@ -21,7 +21,7 @@ from bcdv.mapping.model import Direction, TableMapping
 
 def upper_bound_filter(system: str, modified_on: str, until: datetime) -> str:
     """``<modified_on> lt <until>`` in the precision the system's filter takes."""
-    return f"{modified_on} lt {datetime_literal(until, milliseconds=system == 'business_central')}"
+    return compare(modified_on, "lt", until, milliseconds=system == "business_central")
 
 
 def extract_window(ctx: SyncContext, mapping: TableMapping, direction: Direction, *,

@@ -10,7 +10,7 @@ from typing import Any
 from bcdv.clients.batch import BatchOp, BatchResult
 from bcdv.clients.business_central import BusinessCentralClient
 from bcdv.clients.dataverse import DataverseClient
-from bcdv.clients.odata import and_filters, datetime_literal, parse_datetime, quote
+from bcdv.clients.odata import and_filters, compare, key_segment, parse_datetime
 from bcdv.errors import FatalApiError
 from bcdv.mapping.model import Side
 
@@ -64,8 +64,7 @@ class BusinessCentralAdapter:
     def iter_records(self, side: Side, since: datetime | None, columns: Sequence[str],
                      extra_filter: str | None = None) -> Iterator[list[dict[str, Any]]]:
         """Pages of records matching the side's filter, modified at or after ``since``."""
-        wm = (f"{side.modified_on} ge {datetime_literal(since, milliseconds=True)}"
-              if since else None)
+        wm = compare(side.modified_on, "ge", since, milliseconds=True) if since else None
         yield from self.client.iter_pages(
             side.entity_set, filter=and_filters(side.filter, wm, extra_filter),
             select=columns, page_size=self.page_size)
@@ -90,10 +89,10 @@ class BusinessCentralAdapter:
         names = sorted({str(p[side.name_field]) for p in payloads if p.get(side.name_field)})
         columns = sorted({side.key, side.modified_on, side.name_field,
                           *(k for p in payloads for k in p)})
-        window = datetime_literal(since - timedelta(seconds=5), milliseconds=True)
+        window = compare(side.modified_on, "ge", since - timedelta(seconds=5))
         rows: list[dict[str, Any]] = []
         for name in names:
-            flt = f"{side.name_field} eq {quote(name)} and {side.modified_on} ge {window}"
+            flt = and_filters(compare(side.name_field, "eq", name), window)
             rows.extend(self.client.list(side.entity_set, filter=flt, select=columns))
         return rows
 
@@ -136,8 +135,7 @@ class DataverseAdapter:
     def iter_records(self, side: Side, since: datetime | None, columns: Sequence[str],
                      extra_filter: str | None = None) -> Iterator[list[dict[str, Any]]]:
         """Pages of rows matching the side's filter, modified at or after ``since``."""
-        wm = (f"{side.modified_on} ge {datetime_literal(since, milliseconds=False)}"
-              if since else None)
+        wm = compare(side.modified_on, "ge", since, milliseconds=False) if since else None
         yield from self.client.iter_pages(
             side.entity_set, filter=and_filters(side.filter, wm, extra_filter),
             select=columns, page_size=self.page_size)
@@ -156,7 +154,7 @@ class DataverseAdapter:
             headers = {"Prefer": "return=representation"}
             if it.kind != "insert":
                 headers["If-Match"] = it.etag or "*"
-            ops.append(BatchOp("PATCH", f"{side.entity_set}({it.record_id})?$select={cols}",
+            ops.append(BatchOp("PATCH", f"{key_segment(side.entity_set, it.record_id)}?$select={cols}",
                                it.payload, headers))
         out: list[Written | FatalApiError] = []
         for it, res in zip(items, self.client.batch(ops, continue_on_error=True)):

@@ -188,6 +188,72 @@ def _make_stamp(sides: PassSides, action: dict[str, Any], target_id: str,
     )
 
 
+def _lost_bc_creates(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
+                     sources: list[str], payloads: dict[str, dict[str, Any]]
+                     ) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    """Which records unconfirmed Business Central creates made (see _resume_bc_creates).
+
+    Returns (source id -> the record it made) and (source id -> lookalikes found, for
+    the intents recovery will not guess for). Sources with nothing found are in neither.
+    """
+    intents = ctx.state.couplings(mapping.name, dv_ids=sources)
+    info = {str(r["dv_id"]): r for r in intents.to_dict("records") if r.get("pending")}
+    sent: dict[str, dict[str, Any]] = {}
+    since: dict[str, datetime] = {}
+    for sid in sources:
+        intent = intent_of(info.get(sid, {}).get("synced"))
+        sent[sid] = intent.get("sent") or payloads.get(sid) or {}
+        first = parse_datetime(intent.get("since")) if intent.get("since") else None
+        if first is None and sid in info:
+            first = from_db(info[sid]["updated_at"])
+        if first is not None and sent[sid]:
+            since[sid] = first
+    if not since:
+        return {}, {}
+    candidates = ctx.business_central.created_since(sides.target, [sent[s] for s in since],
+                                                    min(since.values()))
+    key = sides.target.key
+    taken: set[str] = set()
+    if candidates:
+        known = ctx.state.couplings(mapping.name, bc_ids=[str(c[key]) for c in candidates])
+        taken = set(known.loc[~known["pending"].astype(bool), "bc_id"].astype(str))
+    free = [c for c in candidates if str(c[key]) not in taken]
+    groups: dict[str, list[str]] = {}
+    for sid in since:
+        groups.setdefault(_values_key(sent[sid]), []).append(sid)
+    found: dict[str, dict[str, Any]] = {}
+    ambiguous: dict[str, int] = {}
+    for group in groups.values():
+        first = min(since[s] for s in group)
+        matches = [c for c in free if _is_made_from(c, sent[group[0]], sides, first)]
+        if len(matches) > len(group):
+            ambiguous.update({s: len(matches) for s in group})
+            continue
+        for sid, row in zip(group, matches):
+            found[sid] = row
+            free.remove(row)
+    return found, ambiguous
+
+
+def recover_lost_bc_creates(ctx: SyncContext, mapping: TableMapping) -> int:
+    """Couple the records that unconfirmed Business Central creates made, before any pass
+    reads Business Central: otherwise the pass to Dataverse would take them for new records
+    and create them in Dataverse a second time. Returns how many were recovered."""
+    if not mapping.direction.includes(Direction.TO_BUSINESS_CENTRAL):
+        return 0
+    sources = ctx.state.pending_bc_creates(mapping.name)
+    if not sources:
+        return 0
+    sides = PassSides.of(mapping, Direction.TO_BUSINESS_CENTRAL)
+    found, _ = _lost_bc_creates(ctx, mapping, sides, sources, {})
+    stamps = [Stamp(bc_id=str(row[sides.target.key]), dv_id=sid, bc_modified=None,
+                    dv_modified=None, bc_hash=None, dv_hash=None, synced=None)
+              for sid, row in found.items()]
+    # No baselines: the next passes compare both sides and find them equal.
+    ctx.state.stamp_many(mapping.name, Direction.TO_BUSINESS_CENTRAL.value, "recovery", stamps)
+    return len(stamps)
+
+
 def _resume_bc_creates(ctx: SyncContext, mapping: TableMapping, state: PassState,
                        sides: PassSides, actions: list[dict[str, Any]],
                        prior: dict[str, str]) -> list[dict[str, Any]]:
@@ -204,65 +270,37 @@ def _resume_bc_creates(ctx: SyncContext, mapping: TableMapping, state: PassState
     is never created a second time); couple it by hand.
     """
     target = ctx.business_central
-    intents = ctx.state.couplings(mapping.name, dv_ids=[a["source_id"] for a in actions])
-    info = {str(r["dv_id"]): r for r in intents.to_dict("records") if r.get("pending")}
-    sent: dict[str, dict[str, Any]] = {}
-    since: dict[str, datetime] = {}
-    for a in actions:
-        intent = intent_of(info.get(a["source_id"], {}).get("synced"))
-        sent[a["source_id"]] = intent.get("sent") or a["payload"]
-        first = parse_datetime(intent.get("since")) if intent.get("since") else None
-        if first is None and a["source_id"] in info:
-            first = from_db(info[a["source_id"]]["updated_at"])
-        if first is not None:
-            since[a["source_id"]] = first
-    outcomes: list[dict[str, Any]] = []
-    candidates = (target.created_since(sides.target, [sent[s] for s in since],
-                                       min(since.values())) if since else [])
     key = sides.target.key
-    taken = set()
-    if candidates:
-        known = ctx.state.couplings(mapping.name, bc_ids=[str(c[key]) for c in candidates])
-        taken = set(known.loc[~known["pending"].astype(bool), "bc_id"].astype(str))
-    free = [c for c in candidates if str(c[key]) not in taken]
-    groups: dict[str, list[dict[str, Any]]] = {}
+    found, ambiguous = _lost_bc_creates(ctx, mapping, sides, [a["source_id"] for a in actions],
+                                        {a["source_id"]: a["payload"] for a in actions})
+    outcomes: list[dict[str, Any]] = []
     for a in actions:
-        groups.setdefault(_values_key(sent[a["source_id"]]), []).append(a)
-    for group in groups.values():
-        payload = sent[group[0]["source_id"]]
-        first = min((since[a["source_id"]] for a in group if a["source_id"] in since),
-                    default=None)
-        matches = [c for c in free if first is not None and _is_made_from(c, payload, sides,
-                                                                          first)]
-        if len(matches) > len(group):
-            for a in group:
-                outcomes.append(_ambiguous(ctx, mapping, state, sides, a, len(matches)))
+        sid = a["source_id"]
+        if sid in ambiguous:
+            outcomes.append(_ambiguous(ctx, mapping, state, sides, a, ambiguous[sid]))
             continue
-        for a in group:
-            outcome = _outcome(a)
-            try:
-                if matches:
-                    row = matches.pop(0)
-                    free.remove(row)
-                    written = Written(str(row[key]), parse_datetime(row.get(
-                        sides.target.modified_on)), row.get("@odata.etag"), False, row)
-                else:
-                    ctx.state.record_intents(mapping.name, [(None, a["source_id"],
-                                                             a["payload"])])
-                    written = target.create(sides.target, a["payload"], None)
-            except FatalApiError as exc:
-                outcomes.append(_fail(ctx, mapping, state, sides, a, outcome,
-                                      exc.message or str(exc), prior.get(a["source_id"])))
-                continue
-            if after_write_hook is not None:
-                after_write_hook(a)
-            target_hash, target_values = _written(mapping, sides, a, written)
-            _stamp(ctx, mapping, state, sides, a, written.record_id, written.modified,
-                   target_hash, target_values)
-            if not written.created:
-                outcome["message"] = "create resumed after an interruption (no duplicate made)"
-            outcome["target_id"] = written.record_id
-            outcomes.append(outcome)
+        outcome = _outcome(a)
+        try:
+            row = found.get(sid)
+            if row is not None:
+                written = Written(str(row[key]), parse_datetime(row.get(
+                    sides.target.modified_on)), row.get("@odata.etag"), False, row)
+            else:
+                ctx.state.record_intents(mapping.name, [(None, sid, a["payload"])])
+                written = target.create(sides.target, a["payload"], None)
+        except FatalApiError as exc:
+            outcomes.append(_fail(ctx, mapping, state, sides, a, outcome,
+                                  exc.message or str(exc), prior.get(sid)))
+            continue
+        if after_write_hook is not None:
+            after_write_hook(a)
+        target_hash, target_values = _written(mapping, sides, a, written)
+        _stamp(ctx, mapping, state, sides, a, written.record_id, written.modified,
+               target_hash, target_values)
+        if not written.created:
+            outcome["message"] = "create resumed after an interruption (no duplicate made)"
+        outcome["target_id"] = written.record_id
+        outcomes.append(outcome)
     return outcomes
 
 

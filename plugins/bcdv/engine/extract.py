@@ -57,6 +57,12 @@ def extract(
         # the run fails (Airflow retries it; BC keeps its job-queue entry Ready likewise).
         ctx.state.finish_job(job_id, status="failed", message=str(exc)[:2000])
         raise
+    if not dry_run and direction is Direction.TO_DATAVERSE:
+        # Before Business Central is read: records made by creates whose answer was lost are
+        # coupled to their Dataverse sources, not taken for new records (no duplicate).
+        from bcdv.engine.apply import recover_lost_bc_creates
+
+        recover_lost_bc_creates(ctx, mapping)
     since = None if mode == "full" else ctx.state.get_watermark(mapping.name, direction.value)
     columns = source_columns(mapping, direction)
     key, modified_col = sides.source.key, sides.source.modified_on

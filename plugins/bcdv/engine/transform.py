@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from bcdv.engine.lookups import Tables
+from bcdv.clients.odata import key_segment
 from bcdv.engine.values import NULL_GUID, canon
 from bcdv.mapping.model import Direction, FieldMapping, OnFailure, TableMapping
 
@@ -265,5 +266,5 @@ def to_wire(values: dict[str, Any], mapping: TableMapping, direction: Direction,
     for f in mapping.lookups(direction):
         key = write_key(f, "dataverse")
         if key in out and out[key] is not None:
-            out[key] = f"/{tables.lookups[f.label].target_entity_set}({out[key]})"
+            out[key] = "/" + key_segment(tables.lookups[f.label].target_entity_set, out[key])
     return out

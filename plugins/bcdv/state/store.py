@@ -139,6 +139,14 @@ class StateStore(MappingLocks, OperatorViews):
             frame[col] = pd.to_datetime(frame[col], utc=True)
         return frame
 
+    def pending_bc_creates(self, mapping: str) -> list[str]:
+        """Dataverse ids of unconfirmed Business Central creates (intents without a BC id)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(couplings.c.dv_id).where(
+                couplings.c.mapping == mapping, couplings.c.pending.is_(True),
+                couplings.c.bc_id.is_(None), couplings.c.dv_id.is_not(None))).all()
+        return [str(r.dv_id) for r in rows]
+
     def coupling_count(self, mapping: str) -> int:
         """Number of couplings (pending intents excluded)."""
         with self.engine.connect() as conn:

@@ -37,14 +37,14 @@ TABLES = Tables(
                    "paymentTerms.code->id": {"NET30": "p30", "NET60": "p60"}},
     lookups={"currencyCode -> transactioncurrencyid": LookupTable(
         target_entity_set="transactioncurrencies", value_to_bc_id={"EUR": "bc-eur"},
-        bc_id_to_value={"bc-eur": "EUR"}, bc_to_dv={"bc-eur": "dv-eur"},
-        dv_to_bc={"dv-eur": "bc-eur"})},
+        bc_id_to_value={"bc-eur": "EUR"}, bc_to_dv={"bc-eur": "0b6c1f0e-0000-4000-8000-00000000e0e0"},
+        dv_to_bc={"0b6c1f0e-0000-4000-8000-00000000e0e0": "bc-eur"})},
 )
 
 
 @pytest.mark.parametrize(("row", "expected", "keep", "error"), [
     ({"displayName": " Adatum ", "paymentTermsId": "p30", "currencyCode": "EUR"},
-     {"name": "ADATUM", "paymenttermscode": 1, "transactioncurrencyid@odata.bind": "dv-eur"},
+     {"name": "ADATUM", "paymenttermscode": 1, "transactioncurrencyid@odata.bind": "0b6c1f0e-0000-4000-8000-00000000e0e0"},
      [], None),
     ({"displayName": "X", "paymentTermsId": NULL, "currencyCode": ""},
      {"name": "X", "paymenttermscode": None, "transactioncurrencyid@odata.bind": None}, [], None),
@@ -64,7 +64,7 @@ def test_to_dataverse(row, expected, keep, error) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize(("row", "expected", "keep"), [
-    ({"name": " Adatum ", "paymenttermscode": 4, "_transactioncurrencyid_value": "dv-eur"},
+    ({"name": " Adatum ", "paymenttermscode": 4, "_transactioncurrencyid_value": "0b6c1f0e-0000-4000-8000-00000000e0e0"},
      {"displayName": "Adatum", "paymentTermsId": "p60", "currencyCode": "EUR"}, []),
     ({"name": "B", "paymenttermscode": None, "_transactioncurrencyid_value": None},
      {"displayName": "B", "currencyCode": ""}, ["paymentTermsId"]),  # blank choice keeps BC
@@ -78,10 +78,10 @@ def test_to_business_central(row, expected, keep) -> None:  # noqa: ANN001
 
 
 def test_lookup_ids_become_binds_on_the_wire() -> None:
-    wire = to_wire({"name": "A", "transactioncurrencyid@odata.bind": "dv-eur"}, MAPPING,
+    wire = to_wire({"name": "A", "transactioncurrencyid@odata.bind": "0b6c1f0e-0000-4000-8000-00000000e0e0"}, MAPPING,
                    Direction.TO_DATAVERSE, TABLES)
     assert wire == {"name": "A",
-                    "transactioncurrencyid@odata.bind": "/transactioncurrencies(dv-eur)"}
+                    "transactioncurrencyid@odata.bind": "/transactioncurrencies(0b6c1f0e-0000-4000-8000-00000000e0e0)"}
 
 
 def test_blank_code_is_blank_not_unmapped() -> None:
@@ -98,4 +98,4 @@ def test_a_whole_chunk_in_one_call() -> None:
     out = transform(pd.DataFrame(rows), MAPPING, Direction.TO_DATAVERSE, TABLES)
     assert out.errors.isna().all()
     assert int(out.keep["paymenttermscode"].sum()) == 150  # '14 DAYS' has no option: kept
-    assert (out.values["transactioncurrencyid@odata.bind"] == "dv-eur").sum() == 200
+    assert (out.values["transactioncurrencyid@odata.bind"] == "0b6c1f0e-0000-4000-8000-00000000e0e0").sum() == 200

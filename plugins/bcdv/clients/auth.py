@@ -13,6 +13,7 @@ RetriableApiError naming the token endpoint, never an msal traceback.
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import logging
 import threading
 import time
@@ -111,8 +112,16 @@ _APPS: dict[tuple[str, str], msal.ConfidentialClientApplication] = {}
 _APPS_LOCK = threading.Lock()
 
 
+def _app_key(identity: IdentitySettings) -> tuple[str, ...]:
+    """What makes two identity setups share a token cache: the same authority, app, secret
+    (by digest) and CA. A changed secret or CA bundle gets its own application and tokens."""
+    secret = hashlib.sha256(identity.client_secret.encode()).hexdigest()
+    return (identity.authority.rstrip("/"), identity.client_id, secret,
+            str(identity.ca_bundle or ""))
+
+
 def _msal_app(identity: IdentitySettings) -> msal.ConfidentialClientApplication:
-    key = (identity.authority.rstrip("/"), identity.client_id)
+    key = _app_key(identity)
     redact.install()
     redact.register_secret(identity.client_secret)
     with _APPS_LOCK:
@@ -170,6 +179,15 @@ class TokenProvider:
             )
         redact.register_secret(str(token))
         return str(token)
+
+    def invalidate(self) -> None:
+        """Drop the cached tokens of this app, so the next call asks Entra for a new one
+        (a service refused the cached token: revoked, or signed by a key it no longer
+        trusts)."""
+        with _APPS_LOCK:
+            app = _APPS.get(_app_key(self.identity))
+        if app is not None:
+            app.remove_tokens_for_client()
 
 
 def reset_token_cache() -> None:

@@ -199,6 +199,7 @@ class ApiSession:
         safe_to_repeat = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
         deadline = time.monotonic() + self.retry.budget_seconds
         attempt = 0
+        refreshed = False
         while True:
             attempt += 1
             hdrs = {"Authorization": f"Bearer {self._token()}", **(headers or {})}
@@ -223,6 +224,13 @@ class ApiSession:
             self._note_server_time(resp)
             if resp.status_code < 400 or resp.status_code in expected:
                 return resp
+            if resp.status_code == 401 and not refreshed and hasattr(self._token,
+                                                                    "invalidate"):
+                # A cached token the service no longer accepts: fetch a new one, once.
+                refreshed = True
+                self._token.invalidate()
+                log.warning("%s %s: 401; retrying once with a new token", method, url)
+                continue
             err = _error_from_response(resp, method, url)
             may_retry = resp.status_code in RETRY_STATUSES and (
                 safe_to_repeat or resp.status_code in NOT_PROCESSED_STATUSES

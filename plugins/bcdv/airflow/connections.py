@@ -49,6 +49,10 @@ def _identity(conn: Any, extra: dict[str, Any], conn_id: str) -> IdentitySetting
 def _get_connection(conn_id: str) -> Any:
     from airflow.sdk import BaseHook
 
+    from bcdv.airflow import masking
+
+    masking.install()
+
     try:
         return BaseHook.get_connection(conn_id)
     except Exception as exc:  # Airflow raises its own not-found type per version

@@ -20,6 +20,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from bcdv.airflow import connections as conns
+from bcdv.airflow import masking
 from bcdv.airflow.connection_types import (BC_BEHAVIOUR, BC_FIELDS, DV_BEHAVIOUR, DV_FIELDS,
                                            STATE_BEHAVIOUR, STATE_FIELDS, widgets)
 from bcdv.errors import BcdvError
@@ -46,6 +47,7 @@ class _BcdvHook(BaseHook):
     def connection(self) -> Any:
         """The Airflow connection; its password is redacted from every log record (Airflow
         masks it when reading the connection; bcdv's redaction covers stdlib loggers)."""
+        masking.install()
         conn = self.get_connection(self.conn_id)
         conns.redact_connection(conn)
         return conn

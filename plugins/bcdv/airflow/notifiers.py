@@ -141,6 +141,9 @@ def send_email(subject: str, body: str) -> bool:
         return False
     from airflow.sdk import BaseHook
 
+    from bcdv.airflow import masking
+
+    masking.install()
     conn = BaseHook.get_connection(setting("bcdv_alert_smtp_conn_id", "smtp_default"))
     extra = conn.extra_dejson or {}
     msg = EmailMessage()
@@ -174,6 +177,9 @@ def webhook_url() -> str | None:
         return None
     from airflow.sdk import BaseHook
 
+    from bcdv.airflow import masking
+
+    masking.install()
     conn = BaseHook.get_connection(conn_id)
     extra = conn.extra_dejson or {}
     if extra.get("url"):

@@ -21,7 +21,7 @@ POSTGRES_URL = os.environ.get("BCDV_TEST_POSTGRES_URL",
 @pytest.fixture
 def emulators(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """The three emulators with the demo data, on free ports, for one test."""
-    from bcdv.emulators.testing import run_emulators
+    from bcdv_emulators.testing import run_emulators
 
     with run_emulators(tmp_path / "emulators", seed="demo") as endpoints:
         yield endpoints

@@ -1,6 +1,6 @@
 """``make bench``: benchmarks of the emulators alone and of the sync engine end to end.
 
-1. Emulators alone (``python -m bcdv.emulators.bench``): UpsertMultiple and paging of
+1. Emulators alone (``python -m bcdv_emulators.bench``): UpsertMultiple and paging of
    100,000 accounts, paging 100,000 BC customers, and "BC create cost at 2,000 and 50,000
    customers" (ms per single POST at each size; that run fails if the ratio reaches 1.2).
 2. Engine: a full synchronisation of N synthetic Business Central customers to Dataverse
@@ -30,7 +30,7 @@ from typing import Any
 def _emulator_process(data_dir: Path, seed: str) -> Iterator[dict[str, Any]]:
     """The emulators in their own process (as a real service would be), on free ports."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bcdv.emulators", "start", "--data-dir", str(data_dir),
+        [sys.executable, "-m", "bcdv_emulators", "start", "--data-dir", str(data_dir),
          "--seed", seed, "--identity-port", "0", "--bc-port", "0", "--dataverse-port", "0",
          "--no-throttling"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     endpoints = data_dir / "endpoints.json"
@@ -91,6 +91,9 @@ def engine_bench(rows: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run both benchmarks and print their figures."""
+    from bcdv.local_emulators import emulators_module
+
+    emulators_module("server")  # the benchmarks run against the emulators: installed?
     parser = argparse.ArgumentParser(prog="python -m bcdv.bench")
     parser.add_argument("--emulator-rows", type=int, default=100_000)
     parser.add_argument("--engine-rows", type=int, default=10_000)
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result: dict[str, Any] = {}
     if not args.skip_emulators:
-        proc = subprocess.run([sys.executable, "-m", "bcdv.emulators.bench", "--rows",
+        proc = subprocess.run([sys.executable, "-m", "bcdv_emulators.bench", "--rows",
                                str(args.emulator_rows)], capture_output=True, text=True,
                               check=True)
         result["emulators"] = json.loads(proc.stdout)

@@ -51,9 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bcdv`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "emulators":
-        from bcdv.emulators.cli import main as emulators_main
+        from bcdv.local_emulators import emulators_module
 
-        return emulators_main(argv[1:])
+        try:
+            emulators_cli = emulators_module("cli")
+        except BcdvError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        return int(emulators_cli.main(argv[1:]))
     # Values from mappings, the state store and the services reach the terminal: none may
     # carry escape sequences or other control characters.
     with terminal_safe_output():

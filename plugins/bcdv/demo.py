@@ -79,9 +79,11 @@ def _print_errors(store: Any) -> None:
 def main() -> int:
     """Run the demo; 0 when both runs behaved as expected."""
     from bcdv.clients.business_central import BusinessCentralClient
-    from bcdv.emulators.testing import run_emulators
+    from bcdv.local_emulators import emulators_module
     from bcdv.settings import endpoints_from_dict
     from bcdv.state.store import StateStore
+
+    run_emulators = emulators_module("testing").run_emulators
 
     root = project_root()
     work = root / ".data" / "demo"

@@ -42,7 +42,7 @@ def sync_env(airflow_db: str, tmp_path: Path,
     """Emulators with the demo data, Airflow connections to them, a fresh state store and
     staging directory; fast retries (1 retry after 1 s)."""
     from bcdv.airflow.connections import connection_env
-    from bcdv.emulators.testing import run_emulators
+    from bcdv_emulators.testing import run_emulators
 
     state = f"sqlite:///{tmp_path / 'state.db'}"
     with run_emulators(tmp_path / "emulators", seed="demo") as endpoints:

@@ -166,7 +166,7 @@ class Airflow:
 @pytest.fixture
 def airflow(metadata_db: str, tmp_path: Path) -> Iterator[tuple[Airflow, dict[str, Any]]]:
     from bcdv.airflow.connections import connection_env
-    from bcdv.emulators.testing import run_emulators
+    from bcdv_emulators.testing import run_emulators
 
     home = tmp_path / "airflow"
     home.mkdir()

@@ -73,7 +73,7 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Emulators + demo state + `airflow api-server` + `airflow scheduler`."""
-    from bcdv.emulators.testing import run_emulators
+    from bcdv_emulators.testing import run_emulators
 
     home = tmp_path_factory.mktemp("airflow")
     started = time.monotonic()

@@ -59,7 +59,7 @@ class Demo:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """Read-only demo environment shared by a module's tests."""
-    from bcdv.emulators.testing import run_emulators
+    from bcdv_emulators.testing import run_emulators
 
     root = tmp_path_factory.mktemp("cli-demo")
     with run_emulators(root / "emulators", seed="demo") as endpoints:
@@ -71,7 +71,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
 @pytest.fixture
 def fresh(tmp_path: Path) -> Iterator[Demo]:
     """A demo environment of one's own (for commands that change things)."""
-    from bcdv.emulators.testing import run_emulators
+    from bcdv_emulators.testing import run_emulators
 
     with run_emulators(tmp_path / "emulators", seed="demo") as endpoints:
         yield Demo(tmp_path, endpoints, f"sqlite:///{tmp_path / 'state.db'}")

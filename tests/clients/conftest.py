@@ -10,7 +10,7 @@ import requests
 
 from bcdv.clients import BusinessCentralClient, DataverseClient
 from bcdv.clients.http import RetryPolicy
-from bcdv.emulators.testing import run_emulators
+from bcdv_emulators.testing import run_emulators
 from bcdv.settings import endpoints_from_dict
 
 
@@ -43,7 +43,7 @@ def bc(ep: dict[str, Any]) -> Iterator[BusinessCentralClient]:
 
 def faults(ep: dict[str, Any], service: str, doc: dict[str, Any] | None) -> None:
     """Set (or with None clear) a service's injected faults through its admin API."""
-    from bcdv.emulators.cli import service_urls
+    from bcdv_emulators.cli import service_urls
 
     url = f"{service_urls(ep)[service]}/_emulator/faults"
     resp = requests.request("PUT" if doc else "DELETE", url, json=doc,

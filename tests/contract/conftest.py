@@ -48,7 +48,7 @@ class Target:
         """Call an emulator's admin API (``service``: identity, business_central, dataverse)."""
         import requests
 
-        from bcdv.emulators.cli import service_urls
+        from bcdv_emulators.cli import service_urls
 
         assert self.is_emulator, "the admin API exists only on the emulators"
         url = f"{service_urls(self.endpoints)[service]}/_emulator/{route}"
@@ -72,7 +72,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     if path:
         yield Target(json.loads(Path(path).read_text()), None)
         return
-    from bcdv.emulators.testing import run_emulators
+    from bcdv_emulators.testing import run_emulators
 
     data_dir = tmp_path_factory.mktemp("contract-emulators")
     with run_emulators(data_dir, seed="demo") as endpoints:

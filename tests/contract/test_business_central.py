@@ -215,7 +215,7 @@ class _Subscriber(BaseHTTPRequestHandler):
 @pytest.fixture
 def webhook_bc(tmp_path: Path) -> Iterator[tuple[Api, str, str]]:
     """Own emulators with a short notification delay, and a local subscriber URL."""
-    from bcdv.emulators.testing import run_emulators
+    from bcdv_emulators.testing import run_emulators
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Subscriber)
     threading.Thread(target=server.serve_forever, daemon=True).start()

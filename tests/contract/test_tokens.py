@@ -126,7 +126,7 @@ def test_client_id_that_is_not_an_app_of_the_tenant_is_unauthorized_client(
 def test_tenant_by_domain_name_issues_the_tenant_guid_token(target: Target) -> None:
     """The {tenant} segment may be the verified domain; the token names the tenant GUID.
     https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow"""
-    from bcdv.emulators.config import TENANT_DOMAIN, TENANT_ID
+    from bcdv_emulators.config import TENANT_DOMAIN, TENANT_ID
     r = _post_token(target, tenant=TENANT_DOMAIN)
     assert r.status_code == 200, r.text
     claims = _claims(r.json()["access_token"])
@@ -162,7 +162,7 @@ def test_token_endpoint_transient_faults_carry_retry_after(target: Target) -> No
 # --- the services refuse tokens Entra would not issue this app -----------------------------
 
 def _forged(target: Target, audience: str, claims: dict[str, Any]) -> str:
-    from bcdv.emulators.testing import mint_token
+    from bcdv_emulators.testing import mint_token
     assert target.emulator_dir is not None
     return mint_token(target.emulator_dir, audience, claims=claims)
 
@@ -199,7 +199,7 @@ def test_bc_refuses_token_of_another_issuer_tenant_or_app(target: Target, bc: Ap
     """BC accepts only v1 tokens its tenant's Entra issued to a registered app; anything
     else is 401 Authentication_InvalidCredentials.
     https://learn.microsoft.com/dynamics365/business-central/dev-itpro/administration/automation-apis-using-s2s-authentication"""
-    from bcdv.emulators.config import BC_RESOURCE, TENANT_ID
+    from bcdv_emulators.config import BC_RESOURCE, TENANT_ID
     token = _forged(target, BC_RESOURCE, FORGED[case](TENANT_ID))
     _assert_bc_401(Api(bc.base, token, bc.ca).get("companies"))
 
@@ -213,7 +213,7 @@ def test_bc_refuses_app_not_registered_or_without_api_role(target: Target, bc: A
     """BC's APIs need the app in its Microsoft Entra Applications page and a token with the
     API.ReadWrite.All role; otherwise 401 Authentication_InvalidCredentials.
     https://learn.microsoft.com/dynamics365/business-central/dev-itpro/administration/automation-apis-using-s2s-authentication"""
-    from bcdv.emulators.config import BC_RESOURCE
+    from bcdv_emulators.config import BC_RESOURCE
     token = _forged(target, BC_RESOURCE, claims)
     _assert_bc_401(Api(bc.base, token, bc.ca).get("companies"))
 
@@ -225,7 +225,7 @@ def test_dv_refuses_token_of_another_issuer_or_tenant(target: Target, dv: Api,
     """Dataverse answers 401 with a WWW-Authenticate challenge to a token not issued by its
     tenant's Entra (v1 issuer, tenant, app id).
     https://learn.microsoft.com/power-apps/developer/data-platform/authenticate-oauth"""
-    from bcdv.emulators.config import TENANT_ID
+    from bcdv_emulators.config import TENANT_ID
     audience = _dv_scope(target)[: -len("/.default")]
     token = _forged(target, audience, FORGED[case](TENANT_ID))
     _assert_dv_401(Api(dv.base, token, dv.ca).get("WhoAmI"))

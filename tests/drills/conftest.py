@@ -17,7 +17,7 @@ SEED = int(os.environ.get("BCDV_DRILL_SEED", "11"))
 @pytest.fixture
 def drill(tmp_path: Path) -> Iterator[DrillEnv]:
     """Empty emulators (company and base currency only), a fresh SQLite state store."""
-    from bcdv.emulators.testing import run_emulators
+    from bcdv_emulators.testing import run_emulators
 
     with run_emulators(tmp_path / "emulators", seed="empty") as endpoints:
         env = DrillEnv(endpoints, f"sqlite:///{tmp_path / 'state.db'}", tmp_path / "staging")

@@ -135,7 +135,7 @@ class Env:
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
     """Empty emulators (just the company and base currency) and a fresh state store."""
-    from bcdv.emulators.testing import run_emulators
+    from bcdv_emulators.testing import run_emulators
 
     with run_emulators(tmp_path / "emulators", seed="empty") as endpoints:
         e = Env(endpoints, f"sqlite:///{tmp_path / 'state.db'}", tmp_path / "staging")

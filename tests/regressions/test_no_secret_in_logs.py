@@ -55,7 +55,7 @@ def test_no_secret_or_token_in_debug_logs_of_a_token_request_and_an_api_call(
     from bcdv.clients.auth import reset_token_cache
     from bcdv.clients.business_central import BusinessCentralClient
     from bcdv.clients.dataverse import DataverseClient
-    from bcdv.emulators.testing import run_emulators
+    from bcdv_emulators.testing import run_emulators
 
     import airflow.sdk.log
 

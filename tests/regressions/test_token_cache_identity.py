@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bcdv.clients.auth import reset_token_cache
 from bcdv.clients.business_central import BusinessCentralClient
-from bcdv.emulators.testing import run_emulators
+from bcdv_emulators.testing import run_emulators
 from bcdv.settings import endpoints_from_dict
 
 

@@ -22,7 +22,7 @@ FAST = RetryPolicy(max_attempts=4, budget_seconds=30, base_delay=0.05, max_delay
 
 @pytest.fixture(scope="module")
 def ep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    from bcdv.emulators.testing import run_emulators
+    from bcdv_emulators.testing import run_emulators
 
     with run_emulators(Path(tmp_path_factory.mktemp("emulators")), seed="demo",
                        throttling=False) as endpoints:
@@ -30,7 +30,7 @@ def ep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 
 def _token_faults(ep: dict[str, Any], doc: dict[str, Any] | None) -> dict[str, Any]:
-    from bcdv.emulators.cli import service_urls
+    from bcdv_emulators.cli import service_urls
 
     url = f"{service_urls(ep)['identity']}/_emulator/token-faults"
     resp = requests.request("PUT" if doc else "GET", url, json=doc, verify=ep["ca_bundle"],
@@ -50,7 +50,7 @@ def client(ep: dict[str, Any]) -> Iterator[BusinessCentralClient]:
 
 
 def _url(ep: dict[str, Any]) -> str:
-    from bcdv.emulators.cli import service_urls
+    from bcdv_emulators.cli import service_urls
 
     return f"{service_urls(ep)['identity']}/_emulator/token-faults"
 

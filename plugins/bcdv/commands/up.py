@@ -128,7 +128,9 @@ def _interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Start the emulators and Airflow; block until Ctrl-C (or SIGTERM)."""
-    from bcdv.emulators.testing import run_emulators
+    from bcdv.local_emulators import emulators_module
+
+    run_emulators = emulators_module("testing").run_emulators
 
     signal.signal(signal.SIGTERM, _interrupt)
 

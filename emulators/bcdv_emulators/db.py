@@ -1,0 +1,192 @@
+"""SQLite storage: one real table per entity set, WAL mode, nestable transactions.
+
+Rows are plain dicts keyed by column name in stored form (see :mod:`bcdv_emulators.model`).
+``indexes`` ({set name: [columns, ...]}) adds secondary indexes, so the lookups a write makes
+(a number series' next number, a key's uniqueness) cost the same at 2,000 rows as at 50,000.
+:meth:`Database.after_commit` defers work (webhook notifications) until the outermost
+transaction commits, and drops it when that transaction (or the savepoint) rolls back.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from bcdv_emulators.model import SQLTYPE, EntityDef
+
+
+def q(name: str) -> str:
+    """Quote an SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Database:
+    """A SQLite file holding the tables of one service."""
+
+    def __init__(self, path: Path, entities: Sequence[EntityDef], nocase: bool,
+                 scope_column: str | None = None,
+                 indexes: dict[str, list[tuple[str, ...]]] | None = None) -> None:
+        self.path = path
+        self.conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.lock = threading.RLock()
+        self._depth = 0
+        self._pending: list[list[Callable[[], None]]] = []
+        self.indexes = indexes or {}
+        self.entities = {e.set_name: e for e in entities}
+        self.nocase = nocase
+        self.scope_column = scope_column
+        self.conn.execute("CREATE TABLE IF NOT EXISTS _meta (k TEXT PRIMARY KEY, v)")
+        for ent in entities:
+            self._create(ent)
+
+    def _create(self, ent: EntityDef) -> None:
+        cols = []
+        if self.scope_column and ent.company_scoped:
+            cols.append(f"{q(self.scope_column)} TEXT NOT NULL")
+        for p in ent.props:
+            collate = " COLLATE NOCASE" if self.nocase and SQLTYPE[p.kind] == "TEXT" \
+                and p.kind not in ("guid", "lookup") else ""
+            cols.append(f"{q(p.column)} {SQLTYPE[p.kind]}{collate}")
+        cols.append("_rv INTEGER NOT NULL DEFAULT 0")
+        cols.append(f"PRIMARY KEY ({q(ent.key)})")
+        self.conn.execute(f"CREATE TABLE IF NOT EXISTS {q(ent.set_name)} ({', '.join(cols)})")
+        self.conn.execute(f"CREATE INDEX IF NOT EXISTS {q('ix_rv_' + ent.set_name)} "
+                          f"ON {q(ent.set_name)} (_rv)")
+        for cols in self.indexes.get(ent.set_name, []):
+            name = "ix_" + ent.set_name + "_" + "_".join(c.strip("_") for c in cols)
+            self.conn.execute(f"CREATE INDEX IF NOT EXISTS {q(name)} ON {q(ent.set_name)} "
+                              f"({', '.join(q(c) for c in cols)})")
+
+    @contextmanager
+    def tx(self) -> Iterator[None]:
+        """A (nestable) transaction: savepoints inside an outer BEGIN."""
+        with self.lock:
+            name = f"sp{self._depth}"
+            if self._depth == 0:
+                self.conn.execute("BEGIN IMMEDIATE")
+            else:
+                self.conn.execute(f"SAVEPOINT {name}")
+            self._depth += 1
+            self._pending.append([])
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                self._pending.pop()
+                if self._depth == 0:
+                    self.conn.execute("ROLLBACK")
+                else:
+                    self.conn.execute(f"ROLLBACK TO {name}")
+                    self.conn.execute(f"RELEASE {name}")
+                raise
+            else:
+                self._depth -= 1
+                done = self._pending.pop()
+                if self._depth == 0:
+                    self.conn.execute("COMMIT")
+                    for callback in done:
+                        callback()
+                else:
+                    self.conn.execute(f"RELEASE {name}")
+                    self._pending[-1].extend(done)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the outermost transaction commits (at once outside one)."""
+        with self.lock:
+            if self._pending:
+                self._pending[-1].append(callback)
+                return
+        callback()
+
+    def meta_get(self, key: str, default: Any = None) -> Any:
+        """Read a value from the key/value table."""
+        row = self.conn.execute("SELECT v FROM _meta WHERE k=?", (key,)).fetchone()
+        return default if row is None else row[0]
+
+    def meta_set(self, key: str, value: Any) -> None:
+        """Write a value to the key/value table."""
+        self.conn.execute("INSERT INTO _meta(k, v) VALUES(?, ?) "
+                          "ON CONFLICT(k) DO UPDATE SET v=excluded.v", (key, value))
+
+    def next_counter(self, key: str, start: int = 1) -> int:
+        """Increment and return a persistent counter."""
+        with self.lock:
+            val = int(self.meta_get(key, start - 1)) + 1
+            self.meta_set(key, val)
+            return val
+
+    def insert(self, set_name: str, row: dict[str, Any]) -> None:
+        """Insert one stored-form row."""
+        self.insert_many(set_name, [row])
+
+    def insert_many(self, set_name: str, rows: list[dict[str, Any]]) -> None:
+        """Insert rows that all have the same columns."""
+        if not rows:
+            return
+        cols = list(rows[0].keys())
+        sql = (f"INSERT INTO {q(set_name)} ({', '.join(q(c) for c in cols)}) "
+               f"VALUES ({', '.join('?' for _ in cols)})")
+        with self.lock:
+            self.conn.executemany(sql, [tuple(r.get(c) for c in cols) for r in rows])
+
+    def update(self, set_name: str, key_col: str, key: Any, changes: dict[str, Any]) -> None:
+        """Update columns of one row."""
+        if not changes:
+            return
+        sets = ", ".join(f"{q(c)}=?" for c in changes)
+        with self.lock:
+            self.conn.execute(f"UPDATE {q(set_name)} SET {sets} WHERE {q(key_col)}=?",
+                              (*changes.values(), key))
+
+    def delete(self, set_name: str, key_col: str, key: Any) -> None:
+        """Delete one row."""
+        with self.lock:
+            self.conn.execute(f"DELETE FROM {q(set_name)} WHERE {q(key_col)}=?", (key,))
+
+    def get(self, set_name: str, key_col: str, key: Any) -> dict[str, Any] | None:
+        """One row by key."""
+        with self.lock:
+            row = self.conn.execute(f"SELECT * FROM {q(set_name)} WHERE {q(key_col)}=?",
+                                    (key,)).fetchone()
+        return dict(row) if row is not None else None
+
+    def select(self, set_name: str, where: str = "", params: Sequence[Any] = (),
+               order: str = "", limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        """Rows matching an SQL condition."""
+        sql = f"SELECT * FROM {q(set_name)}"
+        if where:
+            sql += f" WHERE {where}"
+        if order:
+            sql += f" ORDER BY {order}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+            if offset:
+                sql += f" OFFSET {int(offset)}"
+        with self.lock:
+            return [dict(r) for r in self.conn.execute(sql, tuple(params))]
+
+    def count(self, set_name: str, where: str = "", params: Sequence[Any] = ()) -> int:
+        """Number of rows matching an SQL condition."""
+        sql = f"SELECT COUNT(*) FROM {q(set_name)}" + (f" WHERE {where}" if where else "")
+        with self.lock:
+            return int(self.conn.execute(sql, tuple(params)).fetchone()[0])
+
+    def wipe(self) -> None:
+        """Delete every row of every table (schema kept)."""
+        with self.lock:
+            names = [r[0] for r in self.conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")]
+            self.conn.execute("BEGIN IMMEDIATE")
+            for n in names:
+                self.conn.execute(f"DELETE FROM {q(n)}")
+            self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self.lock:
+            self.conn.close()

@@ -195,7 +195,7 @@ def _extract(ctx: SyncContext, mapping: TableMapping, direction: str, params: di
     if params.get("batch_size"):  # records per page read (default: the adapters' own)
         ctx.business_central.page_size = ctx.dataverse.page_size = int(params["batch_size"])
     if window is not None:
-        from bcdv.airflow.window import extract_window
+        from bcdv.engine.extract import extract_window
 
         state = extract_window(ctx, mapping, Direction(direction), since=window[0],
                                until=window[1], run_id=run_id, dry_run=dry)

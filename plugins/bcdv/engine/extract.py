@@ -106,6 +106,53 @@ def extract(
     return state
 
 
+def upper_bound_filter(system: str, modified_on: str, until: datetime) -> str:
+    """``<modified_on> lt <until>`` in the precision the system's filter takes."""
+    return compare(modified_on, "lt", until, milliseconds=system == "business_central")
+
+
+def extract_window(ctx: SyncContext, mapping: TableMapping, direction: Direction, *,
+                   since: datetime, until: datetime, run_id: str,
+                   dry_run: bool = False) -> PassState:
+    """Stage the records of one pass modified in [since, until) (a backfill); opens the
+    job-log row (mode ``backfill``).
+
+    The pass is planned and loaded as an incremental (``modified``) pass, which is
+    idempotent (records already in sync are "unchanged"), but its candidates are only the
+    records whose modified-on falls in the window, and it never moves the watermark. The
+    retry set is left to the scheduled runs.
+    """
+    if until <= since:
+        raise ValueError(f"empty window: {since.isoformat()} .. {until.isoformat()}")
+    sides = PassSides.of(mapping, direction)
+    source = ctx.adapter(sides.source_system)
+    job_id = ctx.state.start_job(mapping.name, direction.value, mode="backfill",
+                                 run_id=run_id, dry_run=dry_run)
+    state = PassState(mapping=mapping.name, direction=direction.value, mode="modified",
+                      dry_run=dry_run, job_id=job_id, run_id=run_id,
+                      directory=str(pass_directory(ctx.staging, mapping.name, run_id, direction)))
+    try:
+        signpost = source.signpost()
+        state.source_file.unlink(missing_ok=True)
+        key = sides.source.key
+        seen: set[str] = set()
+        upper = upper_bound_filter(sides.source_system, sides.source.modified_on, until)
+        for page in source.iter_records(sides.source, since, source_columns(mapping, direction),
+                                        extra_filter=upper):
+            fresh = [r for r in page if r[key] not in seen]
+            seen.update(r[key] for r in fresh)
+            write_jsonl(state.source_file, fresh, append=True)
+    except Exception as exc:
+        ctx.state.finish_job(job_id, status="failed", message=str(exc)[:2000])
+        raise
+    state.extracted = len(seen)
+    state.signpost = signpost.isoformat()
+    state.latest_modified = None  # a backfill never moves the watermark
+    state.save()
+    ctx.state.update_job(job_id, signpost=signpost)
+    return state
+
+
 def _first_pass_creates(ctx: SyncContext, mapping: TableMapping, direction: Direction,
                         state: PassState, seen: set[str], *, echo: bool) -> set[str]:
     """A dry run's second pass sees what the first pass would have written.

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 
 from bcdv.engine.apply import commit, load
 from bcdv.engine.context import SyncContext
 from bcdv.engine.coupling import match_couple
-from bcdv.engine.extract import extract
+from bcdv.engine.extract import extract, extract_window
 from bcdv.engine.plan import plan
 from bcdv.engine.report import PassReport
 from bcdv.mapping.model import Direction, TableMapping
@@ -18,12 +19,21 @@ def run_pass(ctx: SyncContext, mapping: TableMapping, direction: Direction, *,
              mode: str = "modified", dry_run: bool = False, run_id: str | None = None,
              assumed_pairs: list[list[str]] | None = None,
              record_ids: list[str] | None = None,
+             window: tuple[datetime, datetime] | None = None,
              progress: Callable[[int, int], None] | None = None) -> PassReport:
-    """Extract, plan, load and commit one pass (``progress(done, total)`` while loading)."""
+    """Extract, plan, load and commit one pass (``progress(done, total)`` while loading).
+
+    ``window=(since, until)`` re-synchronises the records modified in it (a backfill: the
+    watermark is left alone).
+    """
     if not mapping.direction.includes(direction):
         return _not_configured(ctx, mapping, direction, mode, run_id or _run_id(), dry_run)
-    state = extract(ctx, mapping, direction, mode=mode, run_id=run_id or _run_id(),
-                    dry_run=dry_run, assumed_pairs=assumed_pairs, record_ids=record_ids)
+    if window is not None:
+        state = extract_window(ctx, mapping, direction, since=window[0], until=window[1],
+                               run_id=run_id or _run_id(), dry_run=dry_run)
+    else:
+        state = extract(ctx, mapping, direction, mode=mode, run_id=run_id or _run_id(),
+                        dry_run=dry_run, assumed_pairs=assumed_pairs, record_ids=record_ids)
     plan(ctx, mapping, state)
     load(ctx, mapping, state, progress=progress)
     return commit(ctx, mapping, state)
@@ -31,7 +41,8 @@ def run_pass(ctx: SyncContext, mapping: TableMapping, direction: Direction, *,
 
 def sync_mapping(ctx: SyncContext, mapping: TableMapping, *, mode: str = "modified",
                  dry_run: bool = False, run_id: str | None = None,
-                 couple_first: bool = True, lock_wait: float = 0) -> list[PassReport]:
+                 couple_first: bool = True, lock_wait: float = 0,
+                 window: tuple[datetime, datetime] | None = None) -> list[PassReport]:
     """Every pass of a mapping in BC's order (to Dataverse first, then back).
 
     A full synchronisation first couples matching records (match-based coupling), so records
@@ -46,7 +57,7 @@ def sync_mapping(ctx: SyncContext, mapping: TableMapping, *, mode: str = "modifi
             coupling = match_couple(ctx, mapping, run_id=rid, dry_run=dry_run)
             assumed = [list(p) for p in coupling.pairs] if dry_run else []
         return [run_pass(ctx, mapping, d, mode=mode, dry_run=dry_run, run_id=rid,
-                         assumed_pairs=assumed) for d in mapping.passes()]
+                         assumed_pairs=assumed, window=window) for d in mapping.passes()]
 
 
 def _not_configured(ctx: SyncContext, mapping: TableMapping, direction: Direction, mode: str,

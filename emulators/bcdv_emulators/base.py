@@ -30,8 +30,9 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl
 
 from bcdv_emulators.config import Settings
@@ -119,7 +120,7 @@ def json_resp(status: int, doc: Any, content_type: str = "application/json",
               headers: list[tuple[str, str]] | None = None, entity: str = "-") -> Resp:
     """A JSON response."""
     body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
-    return Resp(status, body, [("Content-Type", content_type)] + list(headers or []), entity)
+    return Resp(status, body, [("Content-Type", content_type), *(headers or [])], entity)
 
 
 @dataclass

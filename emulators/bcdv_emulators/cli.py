@@ -29,8 +29,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bcdv_emulators.config import (DEFAULT_BC_PORT, DEFAULT_DV_PORT, DEFAULT_HOST,
-                                   DEFAULT_IDENTITY_PORT)
+from bcdv_emulators.config import (
+    DEFAULT_BC_PORT,
+    DEFAULT_DV_PORT,
+    DEFAULT_HOST,
+    DEFAULT_IDENTITY_PORT,
+)
 
 SERVICES = ("identity", "business_central", "dataverse")
 ALIASES = {"bc": "business_central", "dv": "dataverse", "id": "identity"}

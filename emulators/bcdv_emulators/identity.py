@@ -30,8 +30,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from bcdv_emulators.base import Req, Resp, Service, Throttling, json_resp
-from bcdv_emulators.config import (BC_RESOURCE, CLIENT_ID, TENANT_DOMAIN, TENANT_ID,
-                                   Settings)
+from bcdv_emulators.config import BC_RESOURCE, CLIENT_ID, TENANT_DOMAIN, TENANT_ID, Settings
 from bcdv_emulators.tokens import TokenAuthority
 
 TOKEN_LIFETIME = 3599

@@ -6,6 +6,7 @@ start of a data directory creates certificates, keys, the secret and seeds the d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -76,10 +77,8 @@ class Emulators:
             r.server.force_exit = not graceful
         for r in self._running:
             r.thread.join(timeout=10)
-            try:
+            with contextlib.suppress(OSError):
                 r.sock.close()
-            except OSError:
-                pass
         for svc in self.services.values():
             close = getattr(svc, "close", None)
             if close is not None:
@@ -108,7 +107,7 @@ def start(data_dir: str | Path, seed: str = "empty", host: str = "127.0.0.1",
     # The host name clients use (in URLs, tokens' audiences and the certificate): the bind
     # address unless that is a wildcard, or --public-host (e.g. a docker compose service).
     advertised = public_host or (host if host not in ("0.0.0.0", "::", "") else "127.0.0.1")
-    ca, cert, key = ensure_certificates(ddir, [advertised])
+    _ca, cert, key = ensure_certificates(ddir, [advertised])
     socks = {"identity": _bind(host, identity_port), "bc": _bind(host, bc_port),
              "dv": _bind(host, dv_port)}
     ports = {k: s.getsockname()[1] for k, s in socks.items()}
@@ -123,7 +122,7 @@ def start(data_dir: str | Path, seed: str = "empty", host: str = "127.0.0.1",
         bc.reset_data(seed)
     if fresh or not dv.has_data():
         dv.reset_data(seed)
-    for svc, name in ((bc, "bc"), (dv, "dv")):
+    for svc in (bc, dv):
         throttling = options.get("throttling")
         if throttling is False:
             svc.state.throttling.enabled = False
@@ -136,7 +135,8 @@ def start(data_dir: str | Path, seed: str = "empty", host: str = "127.0.0.1",
     try:
         for (svc, key_name) in ((ident, "identity"), (bc, "bc"), (dv, "dv")):
             config = uvicorn.Config(svc, host=host, port=ports[key_name], log_level="warning",
-                                    access_log=False, lifespan="off", http="h11", ws="none", loop="asyncio",
+                                    access_log=False, lifespan="off", http="h11", ws="none",
+                                    loop="asyncio",
                                     server_header=False, date_header=False,
                                     timeout_graceful_shutdown=2, timeout_keep_alive=30,
                                     ssl_ciphers="TLSv1.2:TLSv1.3",

@@ -1,9 +1,10 @@
 """In-process emulators for tests: ``with run_emulators(tmp_path) as endpoints: ...``."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from bcdv_emulators import server
 from bcdv_emulators.config import TENANT_ID
@@ -37,4 +38,4 @@ def mint_token(data_dir: str | Path, audience: str, lifetime: int = 3599,
                                                     claims=claims)
 
 
-__all__ = ["run_emulators", "mint_token", "TENANT_ID"]
+__all__ = ["TENANT_ID", "mint_token", "run_emulators"]

@@ -64,12 +64,14 @@ class TokenAuthority:
     kid: str
 
     @classmethod
-    def load(cls, data_dir: Path) -> "TokenAuthority":
+    def load(cls, data_dir: Path) -> TokenAuthority:
         """Load DIR/signing.key, creating it on first use."""
         path = data_dir / "signing.key"
         if path.exists():
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            assert isinstance(key, rsa.RSAPrivateKey)
+            if not isinstance(key, rsa.RSAPrivateKey):
+                raise ValueError(f"{path} does not hold an RSA private key "
+                                 f"({type(key).__name__}); delete it to have a new one made")
         else:
             data_dir.mkdir(parents=True, exist_ok=True)
             key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

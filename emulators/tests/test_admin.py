@@ -17,6 +17,7 @@ import requests
 
 from bcdv_emulators.cli import env_exports
 from bcdv_emulators.testing import run_emulators
+
 from .conftest import Api, admin, get_token
 
 

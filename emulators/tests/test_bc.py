@@ -6,8 +6,8 @@ import re
 from datetime import datetime
 from typing import Any
 
-
 from bcdv_emulators.config import TENANT_DOMAIN, TENANT_ID
+
 from .conftest import Api
 
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

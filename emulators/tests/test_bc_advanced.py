@@ -124,6 +124,7 @@ def test_bc_top_across_pages_and_count_path(cust: Api) -> None:
 
 def test_bc_strict_delete_option(tmp_path: Any) -> None:
     from bcdv_emulators.testing import run_emulators
+
     from .conftest import get_token
     with run_emulators(tmp_path, seed="demo", bc_delete_requires_if_match=True,
                        bc_read_only="ignore") as ep:

@@ -4,25 +4,28 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from bcdv_emulators.testing import run_emulators
+
 from .conftest import Api, get_token
 
 
 class Subscriber(BaseHTTPRequestHandler):
     """Echoes validation tokens and records notification bodies."""
 
-    received: list[dict[str, Any]] = []
+    # Shared by every handler instance (one per request); the test resets it.
+    received: ClassVar[list[dict[str, Any]]] = []
     echo = True
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server API
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         raw = self.rfile.read(length)
         query = parse_qs(urlsplit(self.path).query)

@@ -13,6 +13,7 @@ import msal
 import pytest
 
 from bcdv_emulators.testing import run_emulators
+
 from .test_identity import VerifyingSession
 
 dataverse = pytest.importorskip("PowerPlatform.Dataverse.client")

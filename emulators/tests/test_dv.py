@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from bcdv_emulators.seeds.dv_demo import APP_USER_ID, BASE_CURRENCY_ID, BU_ID
+
 from .conftest import Api
 
 DV_DT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")

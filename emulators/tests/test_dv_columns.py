@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 from bcdv_emulators.seeds.dv_demo import APP_USER_ID
+
 from .conftest import Api, admin
 
 
@@ -17,8 +18,9 @@ def _new(dv: Api, set_name: str, body: dict[str, Any]) -> dict[str, Any]:
 
 def test_dv_single_property_and_ref(dv: Api) -> None:
     parent = _new(dv, "accounts", {"name": "Ref Parent"})
+    bind = f"/accounts({parent['accountid']})"
     child = _new(dv, "accounts", {"name": "Ref Child", "description": "d",
-                                  "parentaccountid@odata.bind": f"/accounts({parent['accountid']})"})
+                                  "parentaccountid@odata.bind": bind})
     url = f"accounts({child['accountid']})"
     assert dv.request("PUT", f"{url}/name", json={"value": "Renamed"}).status_code == 204
     assert dv.get(f"{url}/name").json()["value"] == "Renamed"

@@ -10,6 +10,7 @@ import requests
 
 from bcdv_emulators.config import BC_RESOURCE, CLIENT_ID, TENANT_DOMAIN, TENANT_ID
 from bcdv_emulators.testing import mint_token
+
 from .conftest import Api, jwt_claims
 
 

@@ -10,8 +10,8 @@ import requests
 
 from bcdv.clients import BusinessCentralClient, DataverseClient
 from bcdv.clients.http import RetryPolicy
-from bcdv_emulators.testing import run_emulators
 from bcdv.settings import endpoints_from_dict
+from bcdv_emulators.testing import run_emulators
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -194,7 +194,8 @@ def test_enum_value_not_an_option(company: Api, created: Created, name: str) -> 
 class _Subscriber(BaseHTTPRequestHandler):
     """Answers BC's handshake and records every request it gets."""
 
-    calls: list[tuple[str, str, bytes]] = []
+    # Shared by every handler instance (one per request); the test resets it.
+    calls: ClassVar[list[tuple[str, str, bytes]]] = []
 
     def _answer(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -206,7 +207,7 @@ class _Subscriber(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    do_GET = do_POST = _answer  # noqa: N815 - http.server API
+    do_GET = do_POST = _answer
 
     def log_message(self, *args: Any) -> None:
         """Quiet."""

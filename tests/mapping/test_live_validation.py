@@ -10,9 +10,9 @@ import pytest
 
 from bcdv.cli import main
 from bcdv.mapping import load_mapping_set
-from bcdv.mapping.live import (Column, DataverseMetadata, dataverse_column, parse_csdl,
-                               validate_live)
+from bcdv.mapping.live import Column, DataverseMetadata, dataverse_column, parse_csdl, validate_live
 from bcdv.mapping.loader import DEFAULTS_DIR
+
 
 @pytest.fixture
 def mdir(tmp_path: Path) -> Path:
@@ -22,22 +22,22 @@ def mdir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def live_env(emulators, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def live_env(emulators, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "endpoints.json"
     path.write_text(json.dumps(emulators))
     monkeypatch.setenv("BCDV_ENDPOINTS", str(path))
 
 
-def _errors(mdir: Path, endpoints) -> list[str]:  # noqa: ANN001
+def _errors(mdir: Path, endpoints) -> list[str]:
     return [str(f) for f in validate_live(load_mapping_set(mdir), endpoints)
             if f.level == "error"]
 
 
-def test_shipped_mappings_pass(mdir: Path, endpoints) -> None:  # noqa: ANN001
+def test_shipped_mappings_pass(mdir: Path, endpoints) -> None:
     assert _errors(mdir, endpoints) == []
 
 
-def test_renamed_field_fails_with_file_line_and_path(mdir: Path, endpoints) -> None:  # noqa: ANN001
+def test_renamed_field_fails_with_file_line_and_path(mdir: Path, endpoints) -> None:
     path = mdir / "currency.yaml"
     path.write_text(path.read_text().replace("dataverse: currencysymbol",
                                              "dataverse: currencysign"))
@@ -47,7 +47,7 @@ def test_renamed_field_fails_with_file_line_and_path(mdir: Path, endpoints) -> N
            "Dataverse transactioncurrencies" in errors
 
 
-def test_filters_are_tried_on_the_services(mdir: Path, endpoints) -> None:  # noqa: ANN001
+def test_filters_are_tried_on_the_services(mdir: Path, endpoints) -> None:
     path = mdir / "vendor.yaml"
     path.write_text(path.read_text().replace("customertypecode eq 11", "customertype eq 11"))
     line = next(i for i, t in enumerate(path.read_text().splitlines(), 1)
@@ -57,7 +57,7 @@ def test_filters_are_tried_on_the_services(mdir: Path, endpoints) -> None:  # no
                             "filter: ") and "customertype" in e for e in errors), errors
 
 
-def test_bc_field_and_value_map_option_are_checked(mdir: Path, endpoints) -> None:  # noqa: ANN001
+def test_bc_field_and_value_map_option_are_checked(mdir: Path, endpoints) -> None:
     path = mdir / "customer.yaml"
     text = path.read_text().replace("business_central: phoneNumber, dataverse: telephone1",
                                     "business_central: phone, dataverse: telephone1")
@@ -71,7 +71,7 @@ def test_bc_field_and_value_map_option_are_checked(mdir: Path, endpoints) -> Non
            "'paymenttermscode' (1, 2, 3, 4)" in errors
 
 
-def test_cli_validate_live(capsys, mdir: Path, live_env) -> None:  # noqa: ANN001
+def test_cli_validate_live(capsys, mdir: Path, live_env) -> None:
     code = main(["--mappings", str(mdir), "--json", "mappings", "validate", "--live"])
     doc = json.loads(capsys.readouterr().out)
     assert code == 0 and doc["valid"] is True
@@ -131,7 +131,7 @@ def test_dataverse_attribute_metadata_shape() -> None:
     assert iso.create_only and not iso.read_only and iso.max_length == 5
 
 
-def test_option_sets_through_the_picklist_cast(endpoints) -> None:  # noqa: ANN001
+def test_option_sets_through_the_picklist_cast(endpoints) -> None:
     """Real Dataverse lists attributes without OptionSet; the checker then uses the cast."""
     from bcdv.clients.dataverse import DataverseClient
 

@@ -54,7 +54,7 @@ fields:
       - {type: field_lookup, entity_set: paymentTerms, key: id, field: code, direction: to_dataverse}
   - {business_central: creditLimit, dataverse: creditlimit, direction: to_dataverse}
   - {dataverse: customertypecode, constant: 3, direction: to_dataverse}
-"""
+"""  # noqa: E501 - the tests below replace text in this YAML and assert its line numbers
 #  line numbers of CUSTOMER, for reading the assertions below:
 #  11 depends_on | 13 update | 17 match group | 18 value_maps | 23 fields | 24 fields[0]
 #  25 fields[1] | 27 lookup | 28 fields[2] | 30 value_map | 32 transform[0]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bcdv.state.errors import error_identity
-from engine.conftest import env, make_mapping  # noqa: F401 - the engine harness
+from engine.conftest import make_mapping
 
 BC_LENGTH = ("The length of the string is 40, but it must be less than or equal to 30 "
              "characters. Value: {value}  CorrelationId:  {cid}.")

@@ -10,8 +10,14 @@ from typing import Any
 import pytest
 
 from bcdv.errors import ConfigError
-from bcdv.settings import (BusinessCentralSettings, DataverseSettings, IdentitySettings,
-                           endpoints_from_dict, endpoints_from_env, load_endpoints)
+from bcdv.settings import (
+    BusinessCentralSettings,
+    DataverseSettings,
+    IdentitySettings,
+    endpoints_from_dict,
+    endpoints_from_env,
+    load_endpoints,
+)
 
 GUID = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
 
@@ -49,11 +55,11 @@ def test_an_http_url_in_the_environment_is_refused_naming_the_variable() -> None
     env = {"BCDV_TENANT_ID": GUID, "BCDV_CLIENT_ID": GUID, "BCDV_CLIENT_SECRET": "s3cret",
            "BCDV_BC_BASE_URL": "http://api.businesscentral.dynamics.com/v2.0/t/P/api/v2.0",
            "BCDV_BC_COMPANY_ID": GUID, "BCDV_DATAVERSE_URL": "https://org.crm.dynamics.com"}
-    with pytest.raises(ConfigError, match="BCDV_BC_BASE_URL.*https"):
+    with pytest.raises(ConfigError, match=r"BCDV_BC_BASE_URL.*https"):
         endpoints_from_env(env)
     env["BCDV_BC_BASE_URL"] = env["BCDV_BC_BASE_URL"].replace("http:", "https:")
     env["BCDV_AUTHORITY"] = f"http://login.microsoftonline.com/{GUID}"
-    with pytest.raises(ConfigError, match="BCDV_AUTHORITY.*https"):
+    with pytest.raises(ConfigError, match=r"BCDV_AUTHORITY.*https"):
         endpoints_from_env(env)
 
 
@@ -74,9 +80,9 @@ def test_an_http_airflow_connection_is_refused_naming_the_connection() -> None:
     extra = {"tenant_id": GUID, "company_id": GUID, "authority": f"https://login/{GUID}"}
     bc = SimpleNamespace(host="http://api.businesscentral.dynamics.com/v2.0/t/P/api/v2.0",
                          login=GUID, password="s3cret", extra=json.dumps(extra))
-    with pytest.raises(ConfigError, match="bcdv_business_central.*host.*https"):
+    with pytest.raises(ConfigError, match=r"bcdv_business_central.*host.*https"):
         conns.business_central_settings(bc)
     dv = SimpleNamespace(host="https://org.crm.dynamics.com", login=GUID, password="s3cret",
                          extra=json.dumps({**extra, "authority": f"http://login/{GUID}"}))
-    with pytest.raises(ConfigError, match="bcdv_dataverse.*authority.*https"):
+    with pytest.raises(ConfigError, match=r"bcdv_dataverse.*authority.*https"):
         conns.dataverse_settings(dv)

@@ -21,7 +21,6 @@ from bcdv.errors import SafetyStopError
 from bcdv.state import StateStore
 from bcdv.state.db import to_db, utcnow
 from bcdv.state.schema import locks
-from state.conftest import backend_url, pg_database, store  # noqa: F401 - SQLite + PostgreSQL
 
 M = "CUSTOMER"
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,6 +19,7 @@ LOGGERS = ("", "urllib3", "urllib3.connectionpool", "msal", "msal.application",
 def debug_everything() -> Iterator[list[str]]:
     """Every logger at DEBUG, records written through a plain handler to a list."""
     import airflow.sdk.log  # noqa: F401  (Airflow configures logging on import: first)
+
     from bcdv.airflow import connections  # noqa: F401
 
     lines: list[str] = []
@@ -51,13 +52,13 @@ def _tokens_seen(client: Any) -> list[str]:
 def test_no_secret_or_token_in_debug_logs_of_a_token_request_and_an_api_call(
         tmp_path: Path, debug_everything: list[str], capfd: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
+    import airflow.sdk.log
+
     from bcdv.airflow import connections as conns
     from bcdv.clients.auth import reset_token_cache
     from bcdv.clients.business_central import BusinessCentralClient
     from bcdv.clients.dataverse import DataverseClient
     from bcdv_emulators.testing import run_emulators
-
-    import airflow.sdk.log
 
     masked: list[Any] = []
 

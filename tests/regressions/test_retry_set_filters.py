@@ -4,7 +4,7 @@ the next runs, and its error is not counted again."""
 
 from __future__ import annotations
 
-from engine.conftest import env, make_mapping  # noqa: F401 - the engine harness
+from engine.conftest import make_mapping
 
 
 def test_failed_record_moved_out_of_the_bc_table_filter_is_not_retried(env) -> None:

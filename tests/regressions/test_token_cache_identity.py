@@ -18,8 +18,8 @@ from pathlib import Path
 
 from bcdv.clients.auth import reset_token_cache
 from bcdv.clients.business_central import BusinessCentralClient
-from bcdv_emulators.testing import run_emulators
 from bcdv.settings import endpoints_from_dict
+from bcdv_emulators.testing import run_emulators
 
 
 def _free_port() -> int:

@@ -41,7 +41,7 @@ def pg_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the server means skip
+    except Exception as exc:
         admin.dispose()
         pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {exc}")
     yield name

@@ -11,9 +11,9 @@ import time
 from typing import Any
 
 import pytest
+import state_workers
 from sqlalchemy import inspect, text
 
-import state_workers
 from bcdv.errors import SafetyStopError
 from bcdv.state import StateStore
 
@@ -51,17 +51,15 @@ def test_mapping_lock_keeps_a_lock_held_before_the_block(store: StateStore) -> N
         assert store.lock_holder(M).owner == "run-a"
     assert store.lock_holder(M).owner == "run-a"
     store.release_lock(M, "run-a")                          # the last task
-    with store.mapping_lock(M, "run-b"):
-        with pytest.raises(SafetyStopError):
-            with store.mapping_lock(M, "run-c"):
-                pass
+    with (store.mapping_lock(M, "run-b"), pytest.raises(SafetyStopError),
+          store.mapping_lock(M, "run-c")):
+        pass
     assert store.lock_holder(M) is None
 
 
 def test_lock_is_released_when_the_block_raises(store: StateStore) -> None:
-    with pytest.raises(RuntimeError):
-        with store.mapping_lock(M, "run-a"):
-            raise RuntimeError("pass failed")
+    with pytest.raises(RuntimeError), store.mapping_lock(M, "run-a"):
+        raise RuntimeError("pass failed")
     assert store.lock_holder(M) is None
 
 
@@ -70,7 +68,7 @@ def test_wait_seconds_waits_for_the_holder(store: StateStore) -> None:
     timer = threading.Timer(0.4, store.release_lock, args=(M, "run-a"))
     timer.start()
     began = time.monotonic()
-    with pytest.raises(SafetyStopError, match="after waiting 0.1 s"):
+    with pytest.raises(SafetyStopError, match=r"after waiting 0\.1 s"):
         store.acquire_lock(M, "run-b", wait_seconds=0.1)
     assert store.acquire_lock(M, "run-b", wait_seconds=5) is True
     assert 0.3 < time.monotonic() - began < 4

@@ -56,7 +56,7 @@ def _parse(req: Req) -> list[dict[str, Any]]:
     return ops
 
 
-def run_batch(svc: "BCService", req: Req, root: str) -> Resp:
+def run_batch(svc: BCService, req: Req, root: str) -> Resp:
     """Execute a JSON batch."""
     ops = _parse(req)
     if any("atomicityGroup" in op for op in ops) and \
@@ -106,7 +106,7 @@ def _to_json(op_id: Any, resp: Resp) -> dict[str, Any]:
     return out
 
 
-def _execute(svc: "BCService", outer: Req, root: str, op: dict[str, Any]) -> Resp:
+def _execute(svc: BCService, outer: Req, root: str, op: dict[str, Any]) -> Resp:
     url = op["url"]
     parts = urlsplit(url)
     path = parts.path

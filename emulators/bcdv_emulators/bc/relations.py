@@ -18,7 +18,7 @@ SYNCED = ("displayName", "addressLine1", "addressLine2", "city", "state", "count
           "postalCode", "phoneNumber", "email", "website")
 
 
-def _enabled(w: "Writer", ent: EntityDef) -> bool:
+def _enabled(w: Writer, ent: EntityDef) -> bool:
     return ent.set_name in RELATION and \
         bool(w.svc.settings.option("bc_business_relation_contacts", True))
 
@@ -28,7 +28,7 @@ def link_key(set_name: str, record_id: str) -> str:
     return f"rel:{set_name}:{record_id}"
 
 
-def on_created(w: "Writer", ent: EntityDef, company: str, row: dict[str, Any]) -> None:
+def on_created(w: Writer, ent: EntityDef, company: str, row: dict[str, Any]) -> None:
     """Create the company contact of a new customer/vendor."""
     if not _enabled(w, ent):
         return
@@ -47,7 +47,7 @@ def on_created(w: "Writer", ent: EntityDef, company: str, row: dict[str, Any]) -
     w.db.meta_set(link_key(ent.set_name, row["id"]), contact["id"])
 
 
-def on_updated(w: "Writer", ent: EntityDef, company: str, row: dict[str, Any],
+def on_updated(w: Writer, ent: EntityDef, company: str, row: dict[str, Any],
                changes: dict[str, Any]) -> None:
     """Carry changed fields over to the company contact (and its persons' companyName)."""
     if not _enabled(w, ent):
@@ -71,7 +71,7 @@ def on_updated(w: "Writer", ent: EntityDef, company: str, row: dict[str, Any],
     w.db.update("contacts", "id", contact["id"], fields)
 
 
-def on_deleted(w: "Writer", ent: EntityDef, row: dict[str, Any]) -> None:
+def on_deleted(w: Writer, ent: EntityDef, row: dict[str, Any]) -> None:
     """The contact stays; its business relation goes."""
     if not _enabled(w, ent):
         return

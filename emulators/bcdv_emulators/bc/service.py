@@ -21,13 +21,11 @@ from urllib.parse import quote
 from bcdv_emulators.base import Req, Resp, Service, Throttling, strict_json
 from bcdv_emulators.bc import schema
 from bcdv_emulators.bc.schema import BY_SET, NAVIGATION, EntityDef
-from bcdv_emulators.bc.values import (SUCCESS_CT, BCError, error_resp, etag, normalise_enum,
-                                      to_wire)
+from bcdv_emulators.bc.values import SUCCESS_CT, BCError, error_resp, etag, normalise_enum, to_wire
 from bcdv_emulators.bc.writes import Writer
 from bcdv_emulators.config import BC_RESOURCE, ENVIRONMENT, TENANT_DOMAIN, TENANT_ID, Settings
 from bcdv_emulators.db import Database
-from bcdv_emulators.odata import (GUID_RE, Compiler, Dialect, QueryError, parse_orderby,
-                                  parse_select)
+from bcdv_emulators.odata import GUID_RE, Compiler, Dialect, QueryError, parse_orderby, parse_select
 from bcdv_emulators.tokens import TokenAuthority
 
 MAX_PAGE = 20_000
@@ -108,7 +106,8 @@ class BCService(Service):
         """BC's 429 (documented body; Retry-After sent, see section E)."""
         t = self.state.throttling
         if facet == "concurrent":
-            msg = f"Too many requests reached. Actual ({t.concurrent + 1}). Maximum ({t.concurrent})."
+            msg = (f"Too many requests reached. Actual ({t.concurrent + 1}). "
+                   f"Maximum ({t.concurrent}).")
         else:
             msg = f"Too many requests reached. Actual ({t.requests + 1}). Maximum ({t.requests})."
         return error_resp(429, "Application_TooManyRequests", msg,
@@ -258,7 +257,7 @@ class BCService(Service):
     def _ok(self, status: int, doc: Any, headers: list[tuple[str, str]] | None = None,
             entity: str = "-") -> Resp:
         body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
-        return Resp(status, body, [("Content-Type", SUCCESS_CT)] + list(headers or []), entity)
+        return Resp(status, body, [("Content-Type", SUCCESS_CT), *(headers or [])], entity)
 
     def extra_headers(self, req: Req, resp: Resp) -> list[tuple[str, str]]:
         """Headers of a BC SaaS response."""

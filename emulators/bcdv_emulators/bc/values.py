@@ -127,8 +127,8 @@ def from_wire(ent: EntityDef, p: Prop, value: Any) -> Any:
     if p.kind in ("decimal", "int", "bigint"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _bad_type(p)
-        if p.min_value is not None and value < p.min_value or \
-                p.max_value is not None and value > p.max_value:
+        if (p.min_value is not None and value < p.min_value) or \
+                (p.max_value is not None and value > p.max_value):
             raise BCError(400, "Application_FieldValidationException",
                           f"The value must be greater than or equal to {p.min_value:g} and less "
                           f"than or equal to {p.max_value:g}. Value: {value}")

@@ -5,8 +5,9 @@ change notifications (reference A.14 / D.15).
   POSTs (empty body) to ``notificationUrl?validationToken=<t>``, as BC does (the token goes on
   the query string, dynamics-subscriptions.md; the request is a POST, not a GET, as
   MicrosoftDocs/dynamics365smb-devitpro-pb#264 records), and needs 200 with ``<t>`` as the
-  body, then answers 201; ``expirationDateTime`` = now + 3 days. ``PATCH subscriptions('<id>')`` (If-Match
-  required) renews with a new handshake; ``DELETE`` unsubscribes; GET lists/reads.
+  body, then answers 201; ``expirationDateTime`` = now + 3 days.
+  ``PATCH subscriptions('<id>')`` (If-Match required) renews with a new handshake;
+  ``DELETE`` unsubscribes; GET lists/reads.
 - Supported resources are the documented list (contacts and salespeoplePurchasers are not).
 - Changes are queued only when their transaction commits: a write that an
   ``Isolation: snapshot`` $batch rolls back is never notified.
@@ -45,7 +46,7 @@ COLLECTION_THRESHOLD = 1000
 class Webhooks:
     """Subscriptions (kept in the BC database) and the notification dispatcher thread."""
 
-    def __init__(self, svc: "BCService") -> None:
+    def __init__(self, svc: BCService) -> None:
         self.svc = svc
         self.db = svc.db
         self.db.conn.execute("CREATE TABLE IF NOT EXISTS _subscriptions (id TEXT PRIMARY KEY, "

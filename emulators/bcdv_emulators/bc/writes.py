@@ -58,7 +58,7 @@ def check_if_match(header: str | None, row: dict[str, Any], required: bool) -> N
 class Writer:
     """Applies validated writes to the BC database."""
 
-    def __init__(self, svc: "BCService") -> None:
+    def __init__(self, svc: BCService) -> None:
         self.svc = svc
         self.db = svc.db
 

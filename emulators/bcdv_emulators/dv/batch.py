@@ -93,7 +93,7 @@ def _http_part(resp: Resp, content_id: str | None = None) -> str:
     return "\r\n".join(lines)
 
 
-def run_batch(svc: "DVService", req: Req, api: str) -> Resp:
+def run_batch(svc: DVService, req: Req, api: str) -> Resp:
     """Execute a multipart batch."""
     if req.method != "POST":
         raise DVError(405, "0x80060888", "The $batch endpoint only accepts POST.")
@@ -139,7 +139,7 @@ def _multipart(status: int, boundary: str, parts: list[str]) -> Resp:
                                          f"multipart/mixed; boundary={boundary}")], "$batch")
 
 
-def _changeset(svc: "DVService", req: Req, api: str,
+def _changeset(svc: DVService, req: Req, api: str,
                reqs: list[tuple[str, str, dict[str, str], bytes]]) -> tuple[Resp, str]:
     ids: dict[str, str] = {}
     results: list[tuple[Resp, str | None]] = []
@@ -170,7 +170,7 @@ def _changeset(svc: "DVService", req: Req, api: str,
     return Resp(200), f"Content-Type: multipart/mixed; boundary={inner}\r\n\r\n{text}"
 
 
-def _execute(svc: "DVService", outer: Req, api: str, method: str, url: str,
+def _execute(svc: DVService, outer: Req, api: str, method: str, url: str,
              headers: dict[str, str], body: bytes, ids: dict[str, str]) -> Resp:
     """Run one inner request through the normal dispatcher."""
     for ref, target in ids.items():

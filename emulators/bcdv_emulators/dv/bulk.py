@@ -53,7 +53,7 @@ def _targets(req: Req, ent: EntityDef) -> list[dict[str, Any]]:
     return targets
 
 
-def bulk(svc: "DVService", req: Req, api: str, ent: EntityDef, message: str) -> Resp:
+def bulk(svc: DVService, req: Req, api: str, ent: EntityDef, message: str) -> Resp:
     """Run one bulk message in a single transaction."""
     if message not in MESSAGES:
         raise segment_not_found(f"Microsoft.Dynamics.CRM.{message}")
@@ -97,7 +97,7 @@ def bulk(svc: "DVService", req: Req, api: str, ent: EntityDef, message: str) -> 
     return Resp(204, b"", [], ent.set_name)
 
 
-def _target_key(svc: "DVService", ent: EntityDef, t: dict[str, Any]) -> tuple[str, Any]:
+def _target_key(svc: DVService, ent: EntityDef, t: dict[str, Any]) -> tuple[str, Any]:
     """The key of an Update/UpsertMultiple target: ``@odata.id`` or the primary key column."""
     oid = t.get("@odata.id")
     if oid is not None:

@@ -39,13 +39,13 @@ def is_tracking_request(req: Req) -> bool:
             or 'istracking="True"' in (req.param("$skiptoken") or ""))
 
 
-def _token(svc: "DVService") -> str:
+def _token(svc: DVService) -> str:
     vn = int(svc.db.meta_get("vn", 1000000))
     stamp = dt.datetime.fromtimestamp(svc.now_ms() // 1000, dt.timezone.utc)
     return f"{vn}!{stamp.strftime('%m/%d/%Y %H:%M:%S')}"
 
 
-def _since(svc: "DVService", token: str) -> int:
+def _since(svc: DVService, token: str) -> int:
     """The version a delta token stands for (raises if malformed or expired)."""
     m = TOKEN_RE.match(token)
     if not m:
@@ -83,13 +83,13 @@ def _select_qs(req: Req) -> str:
     return f"$select={quote(sel, safe=',')}&" if sel else ""
 
 
-def _changed(svc: "DVService", ent: EntityDef, since: int, after: int, limit: int
+def _changed(svc: DVService, ent: EntityDef, since: int, after: int, limit: int
              ) -> list[dict[str, Any]]:
     return svc.db.select(ent.set_name, '"_rv" > ? AND "_rv" > ?', (since, after), '"_rv"',
                          limit)
 
 
-def _deleted(svc: "DVService", ent: EntityDef, since: int, after: int, limit: int | None
+def _deleted(svc: DVService, ent: EntityDef, since: int, after: int, limit: int | None
              ) -> list[tuple[str, int]]:
     """Ids deleted after ``since`` (latest deletion each) that do not exist again."""
     sql = (f'SELECT id, MAX(vn) AS v FROM _deleted WHERE entity=? AND vn>? AND id NOT IN '
@@ -101,7 +101,7 @@ def _deleted(svc: "DVService", ent: EntityDef, since: int, after: int, limit: in
             sql, (ent.set_name, since, after)).fetchall()]
 
 
-def count_changes(svc: "DVService", ent: EntityDef, token: str) -> Resp:
+def count_changes(svc: DVService, ent: EntityDef, token: str) -> Resp:
     """``{set}/$count?$deltatoken=...``: the number of changes since the token."""
     if ent.set_name not in CHANGE_TRACKED:
         raise _not_tracked(ent)
@@ -116,7 +116,7 @@ def _not_tracked(ent: EntityDef) -> DVError:
                                       f"'{ent.logical_name}'.")
 
 
-def track_changes(svc: "DVService", req: Req, api: str, ent: EntityDef) -> Resp:
+def track_changes(svc: DVService, req: Req, api: str, ent: EntityDef) -> Resp:
     """Initial (full) or delta read of a change-tracked table, one page."""
     from bcdv_emulators.dv.handlers import page_size
     if ent.set_name not in CHANGE_TRACKED:
@@ -155,7 +155,7 @@ def track_changes(svc: "DVService", req: Req, api: str, ent: EntityDef) -> Resp:
     return svc._ok(200, doc, headers, ent.set_name)
 
 
-def _delta_page(svc: "DVService", api: str, ent: EntityDef, select: list[Any] | None,
+def _delta_page(svc: DVService, api: str, ent: EntityDef, select: list[Any] | None,
                 since: int, phase: str, last: str, page: int
                 ) -> tuple[list[dict[str, Any]], tuple[str, str] | None]:
     """One page of changes: changed rows by version, then deletions."""

@@ -7,8 +7,14 @@ from urllib.parse import quote
 from bcdv_emulators.base import Req, Resp
 from bcdv_emulators.dv.schema import EntityDef, nav_map
 from bcdv_emulators.dv.service import MAX_PAGE, decode_cookie, encode_cookie
-from bcdv_emulators.dv.values import (DVError, annotation_filter, not_found, parse_json_body,
-                                      segment_not_found, wants)
+from bcdv_emulators.dv.values import (
+    DVError,
+    annotation_filter,
+    not_found,
+    parse_json_body,
+    segment_not_found,
+    wants,
+)
 
 if TYPE_CHECKING:
     from bcdv_emulators.dv.service import DVService
@@ -32,7 +38,7 @@ def _annotations(req: Req) -> tuple[list[str], list[tuple[str, str]]]:
                                      f'odata.include-annotations="{raw}"')]
 
 
-def entity_request(svc: "DVService", req: Req, api: str, ent: EntityDef, key: str | None,
+def entity_request(svc: DVService, req: Req, api: str, ent: EntityDef, key: str | None,
                    rest: list[str]) -> Resp:
     """Dispatch one request on an entity set."""
     m = req.method
@@ -98,7 +104,7 @@ def _check_if_match(header: str | None, row: dict[str, Any]) -> None:
                                          "RowVersion property provided.")
 
 
-def _single(svc: "DVService", req: Req, api: str, ent: EntityDef, row: dict[str, Any],
+def _single(svc: DVService, req: Req, api: str, ent: EntityDef, row: dict[str, Any],
             status: int, headers: list[tuple[str, str]]) -> Resp:
     select = svc.select(ent, req.param("$select"))
     ann, applied = _annotations(req)
@@ -108,13 +114,13 @@ def _single(svc: "DVService", req: Req, api: str, ent: EntityDef, row: dict[str,
     expand = parse_expand(svc, ent, req.param("$expand"))
     doc = {"@odata.context": ctx + "/$entity",
            **with_expand(svc, ent, row, select, ann, expand)}
-    hdrs = headers + [("ETag", f'W/"{row.get("versionnumber")}"')]
+    hdrs = [*headers, ("ETag", f'W/"{row.get("versionnumber")}"')]
     if applied and applied[0] not in hdrs:
         hdrs += applied
     return svc._ok(status, doc, hdrs, ent.set_name)
 
 
-def create(svc: "DVService", req: Req, api: str, ent: EntityDef) -> Resp:
+def create(svc: DVService, req: Req, api: str, ent: EntityDef) -> Resp:
     """POST: 204 + OData-EntityId, or 201 + body with return=representation."""
     user = svc.app_user(req)
     changes = svc.writer.parse_body(ent, _json_body(req, ent), creating=True)
@@ -123,7 +129,7 @@ def create(svc: "DVService", req: Req, api: str, ent: EntityDef) -> Resp:
     return _written(svc, req, api, ent, row, created=True)
 
 
-def _written(svc: "DVService", req: Req, api: str, ent: EntityDef, row: dict[str, Any],
+def _written(svc: DVService, req: Req, api: str, ent: EntityDef, row: dict[str, Any],
              created: bool) -> Resp:
     loc = f"{api}/{ent.set_name}({row[ent.key]})"
     if req.prefer().get("return") == "representation":
@@ -132,7 +138,7 @@ def _written(svc: "DVService", req: Req, api: str, ent: EntityDef, row: dict[str
     return Resp(204, b"", [("OData-EntityId", loc)], ent.set_name)
 
 
-def patch(svc: "DVService", req: Req, api: str, ent: EntityDef, kind: str, kval: Any) -> Resp:
+def patch(svc: DVService, req: Req, api: str, ent: EntityDef, kind: str, kval: Any) -> Resp:
     """PATCH: update, update-only (If-Match), create-only (If-None-Match: *) or upsert."""
     user = svc.app_user(req)
     body = _json_body(req, ent)
@@ -156,7 +162,7 @@ def patch(svc: "DVService", req: Req, api: str, ent: EntityDef, kind: str, kval:
     return _written(svc, req, api, ent, new, created=False)
 
 
-def _property_request(svc: "DVService", req: Req, ent: EntityDef, kind: str, kval: Any,
+def _property_request(svc: DVService, req: Req, ent: EntityDef, kind: str, kval: Any,
                       rest: list[str]) -> Resp:
     row = svc.find(ent, kind, kval)
     if row is None:
@@ -193,7 +199,7 @@ def _property_request(svc: "DVService", req: Req, ent: EntityDef, kind: str, kva
     raise DVError(405, "0x80060888", f"The HTTP method '{req.method}' is not allowed.")
 
 
-def list_rows(svc: "DVService", req: Req, api: str, ent: EntityDef) -> Resp:
+def list_rows(svc: DVService, req: Req, api: str, ent: EntityDef) -> Resp:
     """GET collection with $select/$filter/$orderby/$top/$count and cookie paging.
 
     Paging follows
@@ -228,7 +234,7 @@ def list_rows(svc: "DVService", req: Req, api: str, ent: EntityDef) -> Resp:
         # both, $top is ignored." (Learn: Page results using OData)
         top = None
     cols = [(p.column, desc) for p, desc in order]
-    order_sql = ", ".join(f'"{c}" {"DESC" if d else "ASC"}' for c, d in cols + [(ent.key, False)])
+    order_sql = ", ".join(f'"{c}" {"DESC" if d else "ASC"}' for c, d in [*cols, (ent.key, False)])
     offset, page_no = 0, 1
     token = req.param("$skiptoken")
     if token is not None and top is None:
@@ -238,7 +244,7 @@ def list_rows(svc: "DVService", req: Req, api: str, ent: EntityDef) -> Resp:
         elif last is not None:
             where = f"({where}) AND " if where else ""
             where += f'"{ent.key}" > ?'
-            params = list(params) + [last]
+            params = [*params, last]
     limit = min(top, MAX_PAGE) if top is not None else page
     rows = svc.db.select(ent.set_name, where, params, order_sql, limit + 1, offset)
     more = top is None and len(rows) > limit
@@ -271,7 +277,7 @@ def list_rows(svc: "DVService", req: Req, api: str, ent: EntityDef) -> Resp:
     return svc._ok(200, doc, headers, ent.set_name)
 
 
-def page_size(svc: "DVService", req: Req) -> tuple[int, list[tuple[str, str]]]:
+def page_size(svc: DVService, req: Req) -> tuple[int, list[tuple[str, str]]]:
     """``Prefer: odata.maxpagesize`` -> (page size, its Preference-Applied header)."""
     raw = req.prefer().get("odata.maxpagesize")
     if raw is None:
@@ -287,7 +293,7 @@ def page_size(svc: "DVService", req: Req) -> tuple[int, list[tuple[str, str]]]:
     return page, [("Preference-Applied", f"odata.maxpagesize={page}")]
 
 
-def parse_expand(svc: "DVService", ent: EntityDef, raw: str | None
+def parse_expand(svc: DVService, ent: EntityDef, raw: str | None
                  ) -> list[tuple[str, Any, list[Any] | None]]:
     """$expand of single-valued navigation properties, with an optional nested $select.
 
@@ -297,6 +303,7 @@ def parse_expand(svc: "DVService", ent: EntityDef, raw: str | None
     if raw is None:
         return []
     import re
+
     from bcdv_emulators.dv.schema import BY_SET
     navs = nav_map(ent)
     out = []
@@ -323,7 +330,7 @@ def parse_expand(svc: "DVService", ent: EntityDef, raw: str | None
     return out
 
 
-def with_expand(svc: "DVService", ent: EntityDef, row: dict[str, Any], select: list[Any] | None,
+def with_expand(svc: DVService, ent: EntityDef, row: dict[str, Any], select: list[Any] | None,
                 ann: list[str], expand: list[tuple[str, Any, list[Any] | None]]
                 ) -> dict[str, Any]:
     """Entity JSON plus expanded single-valued navigation properties (null if unset)."""

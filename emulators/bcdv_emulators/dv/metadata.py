@@ -28,14 +28,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
 from bcdv_emulators.base import Req, Resp
-from bcdv_emulators.dv.schema import (BY_LOGICAL, BY_SET, CHANGE_TRACKED, ENTITIES, STATUS_STATE,
-                                      TABLES, EntityDef, label_of, schema_name)
+from bcdv_emulators.dv.schema import (
+    BY_LOGICAL,
+    BY_SET,
+    CHANGE_TRACKED,
+    ENTITIES,
+    STATUS_STATE,
+    TABLES,
+    EntityDef,
+    label_of,
+    schema_name,
+)
 from bcdv_emulators.dv.values import DVError
 from bcdv_emulators.model import Prop
 from bcdv_emulators.seeds import gid
@@ -341,7 +350,7 @@ def attributes(ent: EntityDef) -> list[dict[str, Any]]:
     return [attribute(ent, p) for p in ent.props if not p.hidden]
 
 
-def keys(svc: "DVService", ent: EntityDef) -> list[dict[str, Any]]:
+def keys(svc: DVService, ent: EntityDef) -> list[dict[str, Any]]:
     """EntityKeyMetadata of the configured alternate keys."""
     out = []
     for cols in svc.alt_keys.get(ent.set_name, []):
@@ -359,13 +368,13 @@ def keys(svc: "DVService", ent: EntityDef) -> list[dict[str, Any]]:
 # --- property catalogues (what $select, $filter and $expand may name) --------------------------
 
 
-@lru_cache(maxsize=None)
+@cache
 def _catalogue(type_name: str) -> dict[str, Any]:
     """Property name -> a sample value, for EntityMetadata, AttributeMetadata or a derived type."""
     if type_name == "EntityMetadata":
         return {**definition(ENTITIES[0]), **{n: [] for n in ENTITY_NAVS}}
     if type_name == "EntityKeyMetadata":
-        return {k: v for k, v in keys_sample().items()}
+        return dict(keys_sample())
     samples = [attribute(e, p) for e in ENTITIES for p in e.props if not p.hidden]
     common = set.intersection(*(set(s) for s in samples)) - {"@odata.type"}
     if type_name == "AttributeMetadata":
@@ -666,7 +675,7 @@ def _context(api: str, path: str, names: list[str] | None,
     return ctx + ("/$entity" if entity else "")
 
 
-def _expand_entity(svc: "DVService", ent: EntityDef, doc: dict[str, Any],
+def _expand_entity(svc: DVService, ent: EntityDef, doc: dict[str, Any],
                    expand: dict[str, dict[str, str]]) -> dict[str, Any]:
     for nav, opts in expand.items():
         if nav not in ENTITY_NAVS:
@@ -706,7 +715,7 @@ def _expand_attribute(ent: EntityDef, doc: dict[str, Any], cast: str | None,
     return doc
 
 
-def entity_definitions(svc: "DVService", req: Req, api: str, rest: str) -> Resp:
+def entity_definitions(svc: DVService, req: Req, api: str, rest: str) -> Resp:
     """GET on EntityDefinitions and its Attributes/Keys (see the module docstring)."""
     if req.method != "GET":
         raise _bad("Metadata is read-only in the emulator.", 405)
@@ -764,7 +773,7 @@ def entity_definitions(svc: "DVService", req: Req, api: str, rest: str) -> Resp:
     return svc._ok(200, {"@odata.context": _context(api, base, names, expand), "value": value})
 
 
-def _one_attribute(svc: "DVService", req: Req, api: str, ent: EntityDef, sub: str,
+def _one_attribute(svc: DVService, req: Req, api: str, ent: EntityDef, sub: str,
                    segs: list[str], expand: dict[str, dict[str, str]]) -> Resp:
     """``Attributes(<key>)[/<cast>][/OptionSet]``."""
     cast = None
@@ -806,7 +815,7 @@ def _one_attribute(svc: "DVService", req: Req, api: str, ent: EntityDef, sub: st
                          **doc})
 
 
-def _keys(svc: "DVService", req: Req, api: str, ent: EntityDef, base: str, sub: str | None,
+def _keys(svc: DVService, req: Req, api: str, ent: EntityDef, base: str, sub: str | None,
           tail: str | None) -> Resp:
     if tail:
         raise _bad(f"Resource not found for the segment '{tail.strip('/')}'.", 404)
@@ -828,7 +837,7 @@ def _keys(svc: "DVService", req: Req, api: str, ent: EntityDef, base: str, sub: 
 # --- $metadata --------------------------------------------------------------------------------
 
 
-def metadata_xml(svc: "DVService") -> str:
+def metadata_xml(svc: DVService) -> str:
     """CSDL with entity types (lookups as ``_x_value`` + navigation properties)."""
     types, sets = [], []
     for ent in ENTITIES:

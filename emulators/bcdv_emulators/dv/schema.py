@@ -110,7 +110,8 @@ ACCOUNTS = EntityDef("accounts", "account", "accountid", [
 
 CONTACTS = EntityDef("contacts", "contact", "contactid", [
     Prop("contactid", "guid", create_only=True),
-    s("firstname", 50), s("middlename", 50), s("lastname", 50, required_level="ApplicationRequired"),
+    s("firstname", 50), s("middlename", 50),
+    s("lastname", 50, required_level="ApplicationRequired"),
     ro("fullname", "string", max_len=160), s("jobtitle", 100), s("salutation", 100),
     s("emailaddress1", 100), s("emailaddress2", 100), s("telephone1", 50), s("telephone2", 50),
     s("mobilephone", 50), s("fax", 50), *_address(), s("websiteurl", 200),
@@ -127,7 +128,8 @@ CONTACTS = EntityDef("contacts", "contact", "contactid", [
 
 SYSTEMUSERS = EntityDef("systemusers", "systemuser", "systemuserid", [
     Prop("systemuserid", "guid"), ro("fullname", "string", max_len=200),
-    s("firstname", 64), s("lastname", 64), s("internalemailaddress", 100, required_level="SystemRequired"),
+    s("firstname", 64), s("lastname", 64),
+    s("internalemailaddress", 100, required_level="SystemRequired"),
     s("domainname", 1024), s("mobilephone", 64), s("address1_telephone1", 64),
     s("title", 128), s("jobtitle", 100),
     ro("isdisabled", "bool", default=0), Prop("islicensed", "bool", default=0),

@@ -22,14 +22,22 @@ from urllib.parse import quote, unquote
 from bcdv_emulators.base import Req, Resp, Service, Throttling, json_resp
 from bcdv_emulators.config import TENANT_ID, Settings
 from bcdv_emulators.db import Database
-from bcdv_emulators.model import Prop
 from bcdv_emulators.dv import schema
 from bcdv_emulators.dv.schema import BY_SET, EntityDef
-from bcdv_emulators.dv.values import (FORMATTED, LOOKUP_NAME, NAV_NAME, SUCCESS_CT, DVError,
-                                      error_resp, formatted, segment_not_found, to_wire,
-                                      wants)
-from bcdv_emulators.odata import (GUID_RE, Compiler, Dialect, QueryError, parse_orderby,
-                                  parse_select)
+from bcdv_emulators.dv.values import (
+    FORMATTED,
+    LOOKUP_NAME,
+    NAV_NAME,
+    SUCCESS_CT,
+    DVError,
+    error_resp,
+    formatted,
+    segment_not_found,
+    to_wire,
+    wants,
+)
+from bcdv_emulators.model import Prop
+from bcdv_emulators.odata import GUID_RE, Compiler, Dialect, QueryError, parse_orderby, parse_select
 from bcdv_emulators.tokens import TokenAuthority
 
 MAX_PAGE = 5000
@@ -310,7 +318,7 @@ class DVService(Service):
     def _ok(self, status: int, doc: Any, headers: list[tuple[str, str]] | None = None,
             entity: str = "-") -> Resp:
         body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
-        return Resp(status, body, [("Content-Type", SUCCESS_CT)] + list(headers or []), entity)
+        return Resp(status, body, [("Content-Type", SUCCESS_CT), *(headers or [])], entity)
 
     # --- keys -----------------------------------------------------------------------------
     def parse_key(self, ent: EntityDef, key: str) -> tuple[str, Any]:

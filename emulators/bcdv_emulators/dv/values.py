@@ -26,7 +26,7 @@ def error_resp(status: int, code: str, message: str,
     """``{"error":{"code","message"}}``."""
     body = json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False).encode()
     return Resp(status, body, [("Content-Type", "application/json; odata.metadata=minimal"),
-                               ("OData-Version", "4.0")] + list(headers or []), entity)
+                               ("OData-Version", "4.0"), *(headers or [])], entity)
 
 
 def invalid_property(ent: EntityDef, name: str) -> DVError:

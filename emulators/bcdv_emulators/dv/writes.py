@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from bcdv_emulators.dv.schema import BY_SET, STATUS_STATE, EntityDef, nav_map
-from bcdv_emulators.dv.values import (DVError, from_wire, invalid_property, not_found,
-                                      payload_error)
+from bcdv_emulators.dv.values import DVError, from_wire, invalid_property, not_found, payload_error
 from bcdv_emulators.odata import GUID_RE
 
 if TYPE_CHECKING:
@@ -26,7 +25,7 @@ BIND_RE = re.compile(r"^(?:https?://[^/]+)?/?(?:api/data/v9\.\d/)?([A-Za-z_]\w*)
 class Writer:
     """Applies writes to the Dataverse database."""
 
-    def __init__(self, svc: "DVService") -> None:
+    def __init__(self, svc: DVService) -> None:
         self.svc = svc
         self.db = svc.db
         self.content_ids: dict[str, str] = {}
@@ -116,10 +115,10 @@ class Writer:
             changes["statuscode"] = 1 if changes["statecode"] == 0 else 2
         elif "statecode" in changes and STATUS_STATE.get(changes["statuscode"]) != \
                 changes["statecode"]:
+            state = "Active" if changes["statecode"] == 0 else "Inactive"
             raise DVError(400, "0x80040203", f"{changes['statuscode']} is not a valid status "
                                              f"code for state code {ent.logical_name.title()}"
-                                             f"State.{'Active' if changes['statecode'] == 0 else 'Inactive'}"
-                                             f" on {ent.logical_name}.")
+                                             f"State.{state} on {ent.logical_name}.")
         money = [p for p in ent.props if p.kind == "money" and not p.read_only]
         if "transactioncurrencyid" in ent.by_name and (
                 any(p.column in changes and changes[p.column] is not None for p in money)
@@ -149,10 +148,9 @@ class Writer:
             changes["createdon"] = now
             if "createdby" in ent.by_name:
                 changes["_createdby_value"] = user["systemuserid"]
-            if "ownerid" in ent.by_name:
-                if not changes.get("_ownerid_value"):
-                    changes["_ownerid_value"] = user["systemuserid"]
-                    changes["_ownerid_type"] = "systemusers"
+            if "ownerid" in ent.by_name and not changes.get("_ownerid_value"):
+                changes["_ownerid_value"] = user["systemuserid"]
+                changes["_ownerid_type"] = "systemusers"
             if "owningbusinessunit" in ent.by_name:
                 changes["_owningbusinessunit_value"] = user["_businessunitid_value"]
 

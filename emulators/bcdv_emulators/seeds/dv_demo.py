@@ -154,12 +154,12 @@ def load_demo(db: Database) -> None:
                                   "exchangerate": 0.92, "creditlimit": 15000.0,
                                   "creditlimit_base": round(15000 / 0.92, 4)}),
     ):
-        values = dict(name=name, telephone1=phone, address1_city=city,
-                      address1_stateorprovince=state, address1_postalcode=zip_,
-                      address1_line1=street, address1_country="Germany" if key == "tailspin"
-                      else "United States", customertypecode=ctype,
-                      emailaddress1=f"info@{key}.example.com",
-                      websiteurl=f"https://www.{key}.example.com")
+        values = {"name": name, "telephone1": phone, "address1_city": city,
+                  "address1_stateorprovince": state, "address1_postalcode": zip_,
+                  "address1_line1": street,
+                  "address1_country": "Germany" if key == "tailspin" else "United States",
+                  "customertypecode": ctype, "emailaddress1": f"info@{key}.example.com",
+                  "websiteurl": f"https://www.{key}.example.com"}
         values.update(extra)
         if values.get("creditlimit") is not None and "_transactioncurrencyid_value" not in values:
             values.update(_transactioncurrencyid_value=BASE_CURRENCY_ID, exchangerate=1.0,
@@ -181,8 +181,8 @@ def load_demo(db: Database) -> None:
             ("Rene", "Valdes", "fourth", "Store Manager", "+1 503 555 0312",
              "rene.valdes@fourthcoffee.example.com"),
             ("Lisa", "Chen", "", "Consultant", "+1 206 555 0190", "lisa.chen@example.com")):
-        values: dict[str, Any] = dict(firstname=first, lastname=last, jobtitle=job,
-                                      telephone1=phone, emailaddress1=email)
+        values: dict[str, Any] = {"firstname": first, "lastname": last, "jobtitle": job,
+                                  "telephone1": phone, "emailaddress1": email}
         if acc:
             values.update(_parentcustomerid_value=accounts[acc],
                           _parentcustomerid_type="accounts")

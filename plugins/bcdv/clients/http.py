@@ -13,6 +13,7 @@ setting that works with and without those variables (see docs: verified-here).
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import http.cookiejar
 import logging
@@ -64,7 +65,7 @@ def retry_delay(policy: RetryPolicy, attempt: int, hint: float | None) -> float:
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
     """Refuse every cookie: Dataverse advises dropping ARRAffinity to spread load."""
 
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:  # noqa: ARG002
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
         return False
 
 
@@ -164,12 +165,11 @@ class ApiSession:
     def _note_server_time(self, resp: requests.Response) -> None:
         date = resp.headers.get("Date")
         if date:
-            try:
+            # A malformed Date header only loses the clock-skew hint.
+            with contextlib.suppress(TypeError, ValueError):
                 self.last_server_time = email.utils.parsedate_to_datetime(date).astimezone(
                     timezone.utc
                 )
-            except (TypeError, ValueError):
-                pass
 
     def _wait(self, attempt: int, hint: float | None, deadline: float) -> bool:
         """Sleep before the next attempt; False when the budget does not allow it."""

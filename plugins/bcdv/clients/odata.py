@@ -87,7 +87,7 @@ def literal(value: Any, *, milliseconds: bool = True) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, (float, Decimal)):
-        if isinstance(value, float) and not math.isfinite(value) or (
+        if (isinstance(value, float) and not math.isfinite(value)) or (
                 isinstance(value, Decimal) and not value.is_finite()):
             raise InvalidValue(f"{value!r} is not a finite number")
         return str(value) if isinstance(value, Decimal) else repr(value)

@@ -15,8 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from bcdv.errors import MappingError
-from bcdv.mapping.loader import (DEFAULTS_DIR, LoadedMapping, load_mapping_set, mapping_files,
-                                 parse_mapping_file)
+from bcdv.mapping.loader import (
+    DEFAULTS_DIR,
+    LoadedMapping,
+    load_mapping_set,
+    mapping_files,
+    parse_mapping_file,
+)
 from bcdv.mapping.model import FieldMapping, TableMapping
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DIFFERENT = 0, 1, 2, 3

@@ -25,7 +25,7 @@ from typing import Any
 
 from bcdv.errors import ApiError
 from bcdv.mapping.loader import LoadedMapping
-from bcdv.mapping.model import Direction, FieldMapping
+from bcdv.mapping.model import Direction, FieldMapping, Lookup
 from bcdv.mapping.rules import TEXT_RULES, FieldLookup, Round
 from bcdv.settings import Endpoints
 
@@ -254,7 +254,7 @@ class _Checker:
             return
         bkind = self._bc_kind(item, i, f, bcol)
         if f.lookup is not None:
-            self._lookup(item, i, f, dcol)
+            self._lookup(item, i, f, f.lookup, dcol)
         elif dcol.kind == "lookup":
             self.add("error", item, ("fields", i, "dataverse"),
                      f"{f.dataverse!r} is a lookup column ({dcol.type}); map it with 'lookup:'")
@@ -302,21 +302,21 @@ class _Checker:
                     ("number" if isinstance(rule, Round) else kind)
         return kind
 
-    def _lookup(self, item: LoadedMapping, i: int, f: FieldMapping, dcol: Column) -> None:
-        assert f.lookup is not None
+    def _lookup(self, item: LoadedMapping, i: int, f: FieldMapping, lookup: Lookup,
+                dcol: Column) -> None:
         if dcol.kind != "lookup":
             self.add("error", item, ("fields", i, "lookup"),
                      f"{f.dataverse!r} is not a lookup column ({dcol.type})")
             return
-        ref = self.loaded.get(f.lookup.mapping)
+        ref = self.loaded.get(lookup.mapping)
         if ref is None:
             return
         logical = self.dv.logical_name(ref.mapping.dataverse.entity_set)
         if dcol.targets and logical not in dcol.targets:
             self.add("error", item, ("fields", i, "lookup", "mapping"),
                      f"{f.dataverse!r} refers to {', '.join(dcol.targets)}, not to {logical} "
-                     f"(the Dataverse table of {f.lookup.mapping})")
-        match_on = f.lookup.match_on or ref.mapping.business_central.key
+                     f"(the Dataverse table of {lookup.mapping})")
+        match_on = lookup.match_on or ref.mapping.business_central.key
         cols = self.bc.get(ref.mapping.business_central.entity_set, {})
         if match_on not in cols:
             self.add("error", item, ("fields", i, "lookup", "match_on"),

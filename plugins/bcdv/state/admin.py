@@ -76,7 +76,7 @@ class OperatorViews(StoreBase):
         return out
 
     def restore(self, mapping: str, bc_id: str | None = None, dv_id: str | None = None,
-                all: bool = False) -> int:  # noqa: A002 - BC's "Restore All"
+                all: bool = False) -> int:
         """Restore skipped couplings (BC: Restore, or Restore All with ``all=True``).
 
         Skipped is cleared; the failure result stays, so the next run retries the record

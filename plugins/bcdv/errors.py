@@ -77,9 +77,5 @@ class NotFoundError(FatalApiError):
     """The record does not exist (404)."""
 
 
-class ConflictError(BcdvError):
-    """Both sides changed a bidirectional field and the mapping says not to pick a side."""
-
-
 class SafetyStopError(BcdvError):
     """A safety valve stopped a run (e.g. another run of the same mapping holds the lock)."""

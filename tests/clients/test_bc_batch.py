@@ -1,4 +1,5 @@
-"""Business Central JSON $batch through BusinessCentralClient.batch (reference A.11, D.13)."""
+"""Business Central JSON $batch through BusinessCentralClient.batch (reference A.11, D.13):
+the creates and updates the engine sends, and the batch options."""
 from __future__ import annotations
 
 import uuid
@@ -7,7 +8,7 @@ from typing import Any
 import pytest
 
 from bcdv.clients import BusinessCentralClient
-from bcdv.clients.batch import BatchOp
+from bcdv.clients.batch import BatchOp, BatchResult
 
 from .conftest import faults
 
@@ -20,6 +21,12 @@ def _tag() -> str:
     return f"B{uuid.uuid4().hex[:10]}"
 
 
+def _posts(bc: BusinessCentralClient, bodies: list[dict[str, Any]],
+           **options: Any) -> list[BatchResult]:
+    """POST each body as a new customer through one call of ``batch``."""
+    return bc.batch([BatchOp("POST", bc.batch_url("customers"), b) for b in bodies], **options)
+
+
 def _names(bc: BusinessCentralClient, tag: str) -> list[str]:
     rows = bc.list("customers", filter=f"startswith(displayName,'{tag}')",
                    select=["displayName"])
@@ -29,9 +36,9 @@ def _names(bc: BusinessCentralClient, tag: str) -> list[str]:
 def test_continue_on_error_runs_everything_and_reports_each_failure(
         bc: BusinessCentralClient) -> None:
     tag = _tag()
-    res = bc.create_many("customers", [{"displayName": f"{tag}-1"},
-                                       {"displayName": TOO_LONG},
-                                       {"displayName": f"{tag}-3"}])
+    res = _posts(bc, [{"displayName": f"{tag}-1"},
+                      {"displayName": TOO_LONG},
+                      {"displayName": f"{tag}-3"}])
     assert [r.state for r in res] == ["ok", "failed", "ok"]
     assert res[0].status == 201 and res[0].body["displayName"] == f"{tag}-1"
     assert res[0].entity_id == res[0].body["id"]
@@ -42,10 +49,10 @@ def test_continue_on_error_runs_everything_and_reports_each_failure(
 
 def test_stop_on_first_error_reports_the_rest_not_executed(bc: BusinessCentralClient) -> None:
     tag = _tag()
-    res = bc.create_many("customers", [{"displayName": f"{tag}-1"},
-                                       {"displayName": TOO_LONG},
-                                       {"displayName": f"{tag}-3"}],
-                         continue_on_error=False)
+    res = _posts(bc, [{"displayName": f"{tag}-1"},
+                      {"displayName": TOO_LONG},
+                      {"displayName": f"{tag}-3"}],
+                 continue_on_error=False)
     assert [r.state for r in res] == ["ok", "failed", "not_executed"]
     assert res[2].status == 0 and res[2].body is None
     assert _names(bc, tag) == [f"{tag}-1"]  # earlier successes are committed
@@ -53,27 +60,27 @@ def test_stop_on_first_error_reports_the_rest_not_executed(bc: BusinessCentralCl
 
 def test_isolation_snapshot_rolls_back_the_whole_batch(bc: BusinessCentralClient) -> None:
     tag = _tag()
-    res = bc.create_many("customers", [{"displayName": f"{tag}-1"},
-                                       {"displayName": f"{tag}-2"},
-                                       {"displayName": TOO_LONG}],
-                         isolation_snapshot=True)
+    res = _posts(bc, [{"displayName": f"{tag}-1"},
+                      {"displayName": f"{tag}-2"},
+                      {"displayName": TOO_LONG}],
+                 isolation_snapshot=True)
     assert [r.state for r in res] == ["rolled_back", "rolled_back", "failed"]
     assert res[0].status == 201 and not res[0].ok
     assert _names(bc, tag) == []
-    ok = bc.create_many("customers", [{"displayName": f"{tag}-4"}], isolation_snapshot=True)
+    ok = _posts(bc, [{"displayName": f"{tag}-4"}], isolation_snapshot=True)
     assert ok[0].ok and _names(bc, tag) == [f"{tag}-4"]
 
 
 def test_more_than_100_operations_are_split(bc: BusinessCentralClient) -> None:
     tag = _tag()
     before = bc.http.request_count
-    res = bc.create_many("customers", [{"displayName": f"{tag}-{i:03d}"} for i in range(150)])
+    res = _posts(bc, [{"displayName": f"{tag}-{i:03d}"} for i in range(150)])
     assert bc.http.request_count - before == 2
     assert len(res) == 150 and all(r.ok for r in res)
     assert [r.index for r in res] == list(range(150))
     assert len(_names(bc, tag)) == 150
     with pytest.raises(ValueError, match="snapshot"):
-        bc.create_many("customers", [{"displayName": "x"}] * 101, isolation_snapshot=True)
+        _posts(bc, [{"displayName": "x"}] * 101, isolation_snapshot=True)
 
 
 def test_stop_in_the_first_request_leaves_later_requests_unsent(
@@ -89,15 +96,17 @@ def test_stop_in_the_first_request_leaves_later_requests_unsent(
     assert _names(bc, tag) == []
 
 
-def test_update_many_sends_if_match_and_reports_stale_etags(bc: BusinessCentralClient) -> None:
+def test_patches_with_if_match_report_stale_etags(bc: BusinessCentralClient) -> None:
     tag = _tag()
-    created = bc.create_many("customers", [{"displayName": f"{tag}-1"},
-                                           {"displayName": f"{tag}-2"}])
+    created = _posts(bc, [{"displayName": f"{tag}-1"},
+                          {"displayName": f"{tag}-2"}])
     first, second = (r.body for r in created)
     bc.update("customers", second["id"], {"phoneNumber": "1"}, etag=second["@odata.etag"])
-    res = bc.update_many("customers", [
-        (first["id"], {"phoneNumber": "10"}, first["@odata.etag"]),
-        (second["id"], {"phoneNumber": "20"}, second["@odata.etag"]),   # stale now
+    res = bc.batch([
+        BatchOp("PATCH", bc.batch_url("customers", first["id"]), {"phoneNumber": "10"},
+                {"If-Match": first["@odata.etag"]}),
+        BatchOp("PATCH", bc.batch_url("customers", second["id"]), {"phoneNumber": "20"},
+                {"If-Match": second["@odata.etag"]}),   # stale now
     ])
     assert [r.state for r in res] == ["ok", "failed"]
     assert res[0].body["phoneNumber"] == "10"
@@ -109,7 +118,7 @@ def test_update_many_sends_if_match_and_reports_stale_etags(bc: BusinessCentralC
 
 def test_reads_and_absolute_urls_in_a_batch(bc: BusinessCentralClient) -> None:
     tag = _tag()
-    made = bc.create_many("customers", [{"displayName": f"{tag}-1"}])[0]
+    made = _posts(bc, [{"displayName": f"{tag}-1"}])[0]
     res = bc.batch([
         BatchOp("GET", bc.batch_url("customers", made.entity_id)),
         BatchOp("GET", bc.url("customers", str(uuid.uuid4()))),
@@ -124,7 +133,7 @@ def test_throttled_batch_is_retried_by_the_one_retry_layer(
     faults(ep, "business_central", {"next": [503], "retry_after": 1})
     try:
         before = bc.http.request_count
-        res = bc.create_many("customers", [{"displayName": f"{tag}-1"}])
+        res = _posts(bc, [{"displayName": f"{tag}-1"}])
         assert bc.http.request_count - before == 2 and res[0].ok
     finally:
         faults(ep, "business_central", None)

@@ -28,8 +28,8 @@ def test_lost_response_applies_a_bc_create_then_drops_the_connection(drill: Dril
 def test_lost_response_applies_a_bc_batch(drill: DrillEnv) -> None:
     drill.admin("bc", "PUT", "faults", {"lost_response_count": 1, "lost_kinds": ["batch"]})
     with pytest.raises(RetriableApiError):
-        drill.bc.create_many("customers", [{"displayName": "Batch A"},
-                                           {"displayName": "Batch B"}])
+        drill.bc.batch([BatchOp("POST", drill.bc.batch_url("customers"), {"displayName": n})
+                        for n in ("Batch A", "Batch B")])
     assert sorted(drill.by_name("bc")) == ["Batch A", "Batch B"]
 
 

@@ -132,26 +132,6 @@ class BusinessCentralClient:
             return f"{company}/{key_segment(entity_set, record_id)}"
         return f"{company}/{identifier(entity_set, 'entity set')}"
 
-    def create_many(
-        self, entity_set: str, bodies: Sequence[dict[str, Any]], *,
-        continue_on_error: bool = True, isolation_snapshot: bool = False,
-    ) -> list[BatchResult]:
-        """POST many records through ``$batch``; the created entity is each result's body."""
-        ops = [BatchOp("POST", self.batch_url(entity_set), b) for b in bodies]
-        return self.batch(ops, continue_on_error=continue_on_error,
-                          isolation_snapshot=isolation_snapshot)
-
-    def update_many(
-        self, entity_set: str, updates: Sequence[tuple[str, dict[str, Any], str]], *,
-        continue_on_error: bool = True, isolation_snapshot: bool = False,
-    ) -> list[BatchResult]:
-        """PATCH many records through ``$batch``: (id, changed fields, etag or ``*``) each,
-        always with If-Match."""
-        ops = [BatchOp("PATCH", self.batch_url(entity_set, rid), body, {"If-Match": etag})
-               for rid, body, etag in updates]
-        return self.batch(ops, continue_on_error=continue_on_error,
-                          isolation_snapshot=isolation_snapshot)
-
     def close(self) -> None:
         """Release connections."""
         self.http.close()

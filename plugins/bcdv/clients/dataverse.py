@@ -1,9 +1,8 @@
-"""Dataverse Web API v9.2 client (create/update/upsert with explicit semantics, paging)."""
+"""Dataverse Web API v9.2 client (explicit create/update semantics, paging, batch, bulk)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,33 +11,19 @@ from bcdv.clients.auth import TokenProvider
 from bcdv.clients.batch import BatchOp, BatchResult, dv_batch
 from bcdv.clients.http import ApiSession, RetryPolicy, page_size_header, query_params
 from bcdv.clients.odata import chunks, id_filter
-from bcdv.errors import FatalApiError, NotFoundError
+from bcdv.errors import NotFoundError
 from bcdv.settings import DataverseSettings
 
 MAX_PAGE_SIZE = 5000
 IDS_PER_FILTER = 40
 
 
-@dataclass
-class Changes:
-    """The result of :meth:`DataverseClient.changes`.
-
-    Attributes:
-        rows: new or changed rows (the selected columns, the primary key, ``@odata.etag``).
-        deleted: ids of deleted rows.
-        delta_link: the link that reads the changes after this read.
-    """
-
-    rows: list[dict[str, Any]]
-    deleted: list[str]
-    delta_link: str
-
-
 class DataverseClient:
     """Reads and writes one Dataverse organisation through the Web API.
 
     A PATCH without ``If-Match`` is an upsert in Dataverse; this client never sends one by
-    accident: ``update`` always sends If-Match, ``upsert`` is explicit.
+    accident: ``update`` always sends If-Match, and upserts go through ``$batch`` and
+    UpsertMultiple, where they are asked for.
     """
 
     def __init__(
@@ -93,42 +78,6 @@ class DataverseClient:
         """All rows matching the filter."""
         return [row for page in self.iter_pages(entity_set, **kwargs) for row in page]
 
-    def changes(
-        self, entity_set: str, *, select: Sequence[str] | None = None,
-        delta_link: str | None = None, page_size: int = MAX_PAGE_SIZE,
-    ) -> Changes:
-        """A change-tracking read: every row (``delta_link`` None) or the changes since a
-        previous ``delta_link``, following ``@odata.nextLink`` page by page until the page
-        that carries the new ``@odata.deltaLink``.
-
-        https://learn.microsoft.com/power-apps/developer/data-platform/use-change-tracking-synchronize-data-external-systems
-        """
-        headers = {"Prefer": f"odata.track-changes,"
-                             f"{page_size_header(page_size, MAX_PAGE_SIZE)['Prefer']}"}
-        url: str | None = delta_link or self.url(entity_set)
-        params = None if delta_link else query_params(select=select)
-        out = Changes([], [], "")
-        seen: set[str] = set()
-        while url:
-            body = self.http.request("GET", url, params=params, headers=headers).json()
-            for row in body.get("value", []):
-                if str(row.get("@odata.context", "")).endswith("/$deletedEntity"):
-                    out.deleted.append(str(row["id"]))
-                else:
-                    out.rows.append(row)
-            url, params = body.get("@odata.nextLink"), None
-            if url in seen:
-                raise FatalApiError(0, "PagingLoop",
-                                    f"the service returned the same nextLink twice: {url}")
-            if url:
-                seen.add(url)
-            else:
-                out.delta_link = str(body.get("@odata.deltaLink") or "")
-        if not out.delta_link:
-            raise FatalApiError(0, "NoDeltaLink", f"{entity_set}: the last page of a "
-                                                  "change-tracking read had no deltaLink")
-        return out
-
     def get_many(
         self, entity_set: str, key: str, ids: Sequence[str], *,
         select: Sequence[str] | None = None,
@@ -160,18 +109,6 @@ class DataverseClient:
                      "Prefer": "return=representation", **headers},
         )
         return resp.status_code, (resp.json() if resp.content else {})
-
-    def upsert(
-        self, entity_set: str, record_id: str, body: dict[str, Any], *,
-        select: Sequence[str] | None = None,
-    ) -> tuple[bool, dict[str, Any]]:
-        """Create the row with this id, or update it if it exists (idempotent).
-
-        Returns (created, row). Used for creates with a client-chosen id, so a create that is
-        retried after a crash updates the row it already made instead of duplicating it.
-        """
-        status, row = self._write("PATCH", self.url(entity_set, record_id), body, {}, select)
-        return status == 201, row
 
     def create(
         self, entity_set: str, body: dict[str, Any], *, select: Sequence[str] | None = None

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -49,7 +50,8 @@ class _VerifyingSession(requests.Session):
     effect, so every 429/5xx and connection failure is retried under the caller's policy.
     """
 
-    def __init__(self, verify: str | bool, sleep: Any = time.sleep) -> None:
+    def __init__(self, verify: str | bool,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         super().__init__()
         self._verify = verify
         self._sleep = sleep
@@ -108,11 +110,13 @@ def _token_unavailable(resp: requests.Response, method: str, url: str, attempts:
                              retry_after=retry_after)
 
 
-_APPS: dict[tuple[str, str], msal.ConfidentialClientApplication] = {}
+# authority, client id, secret digest, CA bundle
+_AppKey = tuple[str, str, str, str]
+_APPS: dict[_AppKey, msal.ConfidentialClientApplication] = {}
 _APPS_LOCK = threading.Lock()
 
 
-def _app_key(identity: IdentitySettings) -> tuple[str, ...]:
+def _app_key(identity: IdentitySettings) -> _AppKey:
     """What makes two identity setups share a token cache: the same authority, app, secret
     (by digest) and CA. A changed secret or CA bundle gets its own application and tokens."""
     secret = hashlib.sha256(identity.client_secret.encode()).hexdigest()

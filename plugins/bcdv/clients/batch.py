@@ -434,11 +434,11 @@ def bc_batch(
                                    {str(k).lower(): str(v)
                                     for k, v in (r.get("headers") or {}).items()},
                                    r.get("body"), code, message))
-        if any(r.state == FAILED for r in out):
+        if any(res.state == FAILED for res in out):
             if isolation_snapshot:
-                for r in out:
-                    if r.state == OK:
-                        r.state = ROLLED_BACK
+                for res in out:
+                    if res.state == OK:
+                        res.state = ROLLED_BACK
             stopped = not continue_on_error
         results += out
     return results

@@ -65,7 +65,7 @@ def _chunks(rows: Sequence[Any], size: int) -> list[tuple[int, Sequence[Any]]]:
 
 
 def _post(http: ApiSession, api_url: str, entity_set: str, message: str,
-          body: dict[str, Any], idempotent: bool) -> Any:
+          body: dict[str, Any], idempotent: bool) -> dict[str, Any]:
     url = f"{api_url.rstrip('/')}/{entity_set}/Microsoft.Dynamics.CRM.{message}"
     resp = http.request("POST", url, json=body, headers={"Content-Type": "application/json"},
                         idempotent=idempotent)
@@ -185,9 +185,9 @@ def _bulk_chunk(http: ApiSession, api_url: str, message: str, entity_set: str,
     if message == "update":
         update_multiple(http, api_url, entity_set, logical_name, chunk, chunk_size=len(chunk))
         return [RowResult(start + n, True, target_id(r, key)) for n, r in enumerate(chunk)]
-    ids = upsert_multiple(http, api_url, entity_set, logical_name, chunk, key=key,
-                          chunk_size=len(chunk))
-    return [RowResult(start + n, True, i) for n, i in enumerate(ids)]
+    addressed = upsert_multiple(http, api_url, entity_set, logical_name, chunk, key=key,
+                                chunk_size=len(chunk))
+    return [RowResult(start + n, True, i) for n, i in enumerate(addressed)]
 
 
 def _from_batch(index: int, r: BatchResult, row: Mapping[str, Any], key: str) -> RowResult:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# The clients have a method called ``list``: annotations after it in the class body would
+# name the method, so they spell the builtin ``builtins.list``.
+import builtins
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -73,15 +76,25 @@ class BusinessCentralClient:
                                                       orderby=orderby),
             headers=page_size_header(page_size, MAX_PAGE_SIZE))
 
-    def list(self, entity_set: str, **kwargs: Any) -> list[dict[str, Any]]:
+    def list(
+        self,
+        entity_set: str,
+        *,
+        filter: str | None = None,
+        select: Sequence[str] | None = None,
+        orderby: str | None = None,
+        page_size: int = 1000,
+    ) -> builtins.list[dict[str, Any]]:
         """All records of an entity set matching the filter."""
-        return [row for page in self.iter_pages(entity_set, **kwargs) for row in page]
+        pages = self.iter_pages(entity_set, filter=filter, select=select, orderby=orderby,
+                                page_size=page_size)
+        return [row for page in pages for row in page]
 
     def get_many(
         self, entity_set: str, ids: Sequence[str], *, select: Sequence[str] | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:
         """Records by id (missing ids are simply absent from the result)."""
-        rows: list[dict[str, Any]] = []
+        rows: builtins.list[dict[str, Any]] = []
         for group in chunks(ids, IDS_PER_FILTER):
             rows.extend(self.list(entity_set, filter=id_filter("id", group), select=select))
         return rows
@@ -118,7 +131,7 @@ class BusinessCentralClient:
     def batch(
         self, ops: Sequence[BatchOp], *, continue_on_error: bool = True,
         isolation_snapshot: bool = False, max_operations: int = 100,
-    ) -> list[BatchResult]:
+    ) -> builtins.list[BatchResult]:
         """Run operations through the JSON ``$batch``; urls relative to the API root
         (``companies(<id>)/customers``). One result per operation, in order."""
         return bc_batch(self.http, self.settings.base_url, ops,

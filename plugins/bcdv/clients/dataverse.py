@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# The clients have a method called ``list``: annotations after it in the class body would
+# name the method, so they spell the builtin ``builtins.list``.
+import builtins
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -74,16 +77,26 @@ class DataverseClient:
                                                       orderby=orderby),
             headers=page_size_header(page_size, MAX_PAGE_SIZE))
 
-    def list(self, entity_set: str, **kwargs: Any) -> list[dict[str, Any]]:
+    def list(
+        self,
+        entity_set: str,
+        *,
+        filter: str | None = None,
+        select: Sequence[str] | None = None,
+        orderby: str | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> builtins.list[dict[str, Any]]:
         """All rows matching the filter."""
-        return [row for page in self.iter_pages(entity_set, **kwargs) for row in page]
+        pages = self.iter_pages(entity_set, filter=filter, select=select, orderby=orderby,
+                                page_size=page_size)
+        return [row for page in pages for row in page]
 
     def get_many(
         self, entity_set: str, key: str, ids: Sequence[str], *,
         select: Sequence[str] | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:
         """Rows by primary key (missing ids are absent from the result)."""
-        rows: list[dict[str, Any]] = []
+        rows: builtins.list[dict[str, Any]] = []
         for group in chunks(ids, IDS_PER_FILTER):
             rows.extend(self.list(entity_set, filter=id_filter(key, group), select=select))
         return rows
@@ -134,7 +147,7 @@ class DataverseClient:
     def batch(
         self, ops: Sequence[BatchOp], *, continue_on_error: bool = True, atomic: bool = False,
         max_parts: int = 1000,
-    ) -> list[BatchResult]:
+    ) -> builtins.list[BatchResult]:
         """Run operations through ``$batch`` (see bcdv.clients.batch); one result each."""
         return dv_batch(self.http, self.settings.api_url, ops,
                         continue_on_error=continue_on_error, atomic=atomic, max_parts=max_parts)
@@ -142,7 +155,7 @@ class DataverseClient:
     def create_multiple(
         self, entity_set: str, logical_name: str, rows: Sequence[dict[str, Any]], *,
         chunk_size: int = _bulk.DEFAULT_CHUNK,
-    ) -> list[str]:
+    ) -> builtins.list[str]:
         """CreateMultiple in chunks; the new ids in row order (all-or-nothing per chunk)."""
         return _bulk.create_multiple(self.http, self.settings.api_url, entity_set,
                                      logical_name, rows, chunk_size=chunk_size)
@@ -158,7 +171,7 @@ class DataverseClient:
     def upsert_multiple(
         self, entity_set: str, logical_name: str, rows: Sequence[dict[str, Any]], *,
         chunk_size: int = _bulk.DEFAULT_CHUNK,
-    ) -> list[str | None]:
+    ) -> builtins.list[str | None]:
         """UpsertMultiple in chunks; rows carry the primary key or ``@odata.id``.
 
         Returns the id each row addressed (None for an alternate key): the service answers
@@ -171,7 +184,7 @@ class DataverseClient:
         self, message: str, entity_set: str, logical_name: str,
         rows: Sequence[dict[str, Any]], *, key: str | None = None,
         chunk_size: int = _bulk.DEFAULT_CHUNK,
-    ) -> list[_bulk.RowResult]:
+    ) -> builtins.list[_bulk.RowResult]:
         """Bulk create/update/upsert with per-row results; a rejected chunk falls back to
         ``$batch`` with continue-on-error so only the bad rows fail."""
         return _bulk.write_rows(self.http, self.settings.api_url, message, entity_set,

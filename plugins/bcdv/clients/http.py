@@ -19,6 +19,7 @@ import http.cookiejar
 import logging
 import random
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -65,7 +66,7 @@ def retry_delay(policy: RetryPolicy, attempt: int, hint: float | None) -> float:
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
     """Refuse every cookie: Dataverse advises dropping ARRAffinity to spread load."""
 
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: urllib.request.Request) -> bool:
         return False
 
 

@@ -128,7 +128,7 @@ def _grammar() -> tuple[Any, Any, Any]:
     from odata_query.grammar import ODataLexer, ODataParser
     from odata_query.roundtrip import AstToODataVisitor
 
-    class _Serialiser(AstToODataVisitor):  # type: ignore[misc]
+    class _Serialiser(AstToODataVisitor):
         """odata-query's round trip writes strings without doubling embedded quotes."""
 
         def visit_String(self, node: ast.String) -> str:

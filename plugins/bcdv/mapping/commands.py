@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -332,13 +333,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_ERROR if errors else EXIT_OK
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``mappings`` command to the CLI's subparsers."""
     p = sub.add_parser("mappings", help="list, show, diff, reset or validate the mappings")
     p.set_defaults(func=cmd_list)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
 
-    def add(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
+    def add(name: str, func: Callable[[argparse.Namespace], int],
+            help_text: str) -> argparse.ArgumentParser:
         a = actions.add_parser(name, help=help_text)
         # Also accept --json after the action; the main parser's value stands otherwise.
         a.add_argument("--json", action="store_true", default=argparse.SUPPRESS,

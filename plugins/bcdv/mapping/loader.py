@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import ValidationError
@@ -20,6 +20,11 @@ from pydantic import ValidationError
 from bcdv.errors import MappingError
 from bcdv.mapping.model import TableMapping
 from bcdv.mapping.rules import RULE_TYPES
+
+if TYPE_CHECKING:
+    # The typed dict of ValidationError.errors(), from pydantic's own core (not a
+    # dependency of ours at run time).
+    from pydantic_core import ErrorDetails
 
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
 # A table mapping is a few KiB; the limit keeps validation (and a DAG file's import) short.
@@ -76,7 +81,7 @@ def _parse_rel(text: str) -> list[Any]:
     return out
 
 
-def _loc_and_message(err: dict[str, Any]) -> tuple[list[Any], str]:
+def _loc_and_message(err: ErrorDetails) -> tuple[list[Any], str]:
     # Discriminated unions add the rule type to the location; drop it.
     loc: list[Any] = []
     for part in err["loc"]:
@@ -174,7 +179,7 @@ def _parse(p: Path) -> tuple[yaml.Node | None, Any]:
     return node, data
 
 
-def _mark_line(loader: Any) -> int:
+def _mark_line(loader: yaml.SafeLoader) -> int:
     try:
         return int(loader.get_mark().line) + 1
     except Exception:  # the C loader keeps no Python-side mark

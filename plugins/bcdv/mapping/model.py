@@ -13,7 +13,14 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from bcdv.clients.odata import IDENTIFIER_RE, InvalidValue, parse_filter
 from bcdv.mapping.rules import FieldLookup, Rule, RuleDirection
@@ -370,7 +377,7 @@ class TableMapping(_Strict):
 
     @field_validator("depends_on")
     @classmethod
-    def _no_self_dependency(cls, value: list[str], info: Any) -> list[str]:
+    def _no_self_dependency(cls, value: list[str], info: ValidationInfo) -> list[str]:
         for i, name in enumerate(value):
             if name == info.data.get("name"):
                 raise ValueError(f"@[{i}]: a mapping cannot depend on itself")

@@ -6,7 +6,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, union, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    delete,
+    func,
+    or_,
+    select,
+    union,
+    update,
+)
 
 from bcdv.state.db import StoreBase, aware_row, to_db, utcnow
 from bcdv.state.schema import couplings, jobs, record_errors
@@ -62,7 +72,7 @@ class OperatorViews(StoreBase):
             row["message"] = messages.get(row["bc_id"]) or messages.get(row["dv_id"])
         return rows
 
-    def _open_messages(self, conn: Any, mapping: str,
+    def _open_messages(self, conn: Connection, mapping: str,
                        rows: list[dict[str, Any]]) -> dict[str, str]:
         ids = sorted({i for r in rows for i in (r["bc_id"], r["dv_id"]) if i})
         out: dict[str, str] = {}
@@ -84,6 +94,7 @@ class OperatorViews(StoreBase):
         so its failure streak starts over: it is skipped again only after failing twice more
         with the same error. Returns the number of couplings restored.
         """
+        scope: ColumnElement[bool]
         if all:
             scope = couplings.c.skipped.is_(True)
         else:

@@ -7,11 +7,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv browser node demo test soak bench contract up clean help
+.PHONY: venv browser node demo lint test soak bench contract up clean help
 
 help:
 	@echo "make demo   - start the emulators, sync customers through Airflow twice, print summaries"
-	@echo "make test   - run the whole test suite (without the long soaks)"
+	@echo "make test   - lint, then run the whole test suite (without the long soaks)"
+	@echo "make lint   - ruff over the product, DAGs, emulators and tests; mypy on the core packages"
 	@echo "make soak   - the long fault, crash and property drills (tests/drills, marker soak)"
 	@echo "make bench  - run the benchmarks"
 	@echo "make contract - the contract suite against a real tenant (BCDV_CONTRACT_ENDPOINTS=endpoints.json)"
@@ -48,7 +49,14 @@ $(NODE_STAMP): $(NODE_DIR)/package-lock.json $(NODE_DIR)/package.json
 		cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.package-lock.json; \
 	else echo "npm not found: the dynamics-web-api contract test will be skipped"; fi
 
-test: venv browser node
+# ruff (rules in pyproject.toml [tool.ruff]: among them, the core never imports airflow) over
+# everything in the repository, and mypy on the core packages ([tool.mypy] files). No code
+# formatter is enforced, so there is no `ruff format --check`.
+lint: venv
+	$(BIN)/ruff check
+	$(BIN)/mypy
+
+test: venv browser node lint
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m "not soak"
 
 # The long drills: more runs, more data, more Hypothesis examples (BCDV_DRILL_SEED=n varies

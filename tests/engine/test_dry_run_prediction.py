@@ -15,14 +15,13 @@ def _counters(reports) -> dict[str, tuple[int, ...]]:
 
 def _actions(env, reports) -> dict[str, list[tuple[str, str]]]:
     """Per pass, (record name, planned action) of every record (from the staged plans)."""
-    from bcdv.engine.staging import read_jsonl
+    from bcdv.engine.actions import read_plan
 
     out = {}
     for direction, rep in reports.items():
         plans = list((env.ctx.staging).rglob(f"*/{direction}/plan.jsonl"))
         mine = [p for p in plans if rep.job_id in (p.parent / "meta.json").read_text()]
-        out[direction] = sorted((a.get("name") or "", a["action"])
-                                for p in mine for a in read_jsonl(p))
+        out[direction] = sorted((a.name or "", a.kind) for p in mine for a in read_plan(p))
     return out
 
 

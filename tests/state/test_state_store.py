@@ -17,13 +17,19 @@ T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
 
 def _fail(store: StateStore, direction: str, job: str, message: str, *,
           bc_id: str = "b1", dv_id: str = "d1") -> bool:
-    """What the engine does for a failed update: prior error, error row, failure stamp."""
+    """What the engine does for a failed update: prior error and result, BC's rule
+    (engine/outcome.py), error row, failure stamp."""
+    from bcdv.engine.outcome import failure_result
+
     source = bc_id if direction == TO_DV else dv_id
     prior = store.last_errors(M, direction, [source]).get(source)
+    row = store.coupling(M, bc_id=bc_id)
+    result_col = "to_dv_result" if direction == TO_DV else "to_bc_result"
+    failed_before = bool(row) and not row["pending"] and row[result_col] == "failure"
     store.record_error(M, direction, job, source_id=source, bc_id=bc_id, dv_id=dv_id,
                        message=message)
-    return store.stamp_failure(M, direction, job, bc_id=bc_id, dv_id=dv_id, message=message,
-                               prior_message=prior)
+    skip = failure_result(failed_before, prior, message) == "skipped"
+    return store.stamp_failure(M, direction, job, bc_id=bc_id, dv_id=dv_id, skip=skip)
 
 
 def _stamp(bc_id: str = "b1", dv_id: str = "d1", bc: datetime | None = T0,
@@ -268,8 +274,7 @@ def test_retry_source_ids_in_sql(store: StateStore) -> None:
     ok = Stamp("bc-ok", "dv-ok", None, None, "h1", "h2")
     store.stamp_success("M", "to_dataverse", "job", ok)
     store.stamp_success("M", "to_dataverse", "job", Stamp("bc-f", "dv-f", None, None, "a", "b"))
-    store.stamp_failure("M", "to_dataverse", "job", bc_id="bc-f", dv_id="dv-f",
-                        message="boom", prior_message=None)
+    store.stamp_failure("M", "to_dataverse", "job", bc_id="bc-f", dv_id="dv-f")
     store.record_intent("M", bc_id="bc-p", dv_id="dv-p")
     store.couple("M", "bc-new", "dv-new")  # no hashes yet
     store.record_error("M", "to_dataverse", "job", source_id="bc-create", bc_id="bc-create",

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from bcdv.airflow import tasks
-from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
 from bcdv.errors import SafetyStopError
 
 log = logging.getLogger(__name__)
@@ -64,37 +63,17 @@ def full_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def split_plan(directory: str, chunk_size: int) -> list[str]:
-    """Split a pass's plan into chunk directories of ``chunk_size`` actions each.
+    """Split a pass's plan into chunk directories (see ``bcdv.engine.chunks.split_plan``)."""
+    from bcdv.engine import chunks
 
-    Returns the directories to load (the pass itself when it fits in one chunk). Safe to
-    rerun: a chunk's outcomes are kept, so a retried chunk resumes where it stopped.
-    """
-    if not directory:
-        return [""]
-    state = PassState.load(directory)
-    actions = list(read_jsonl(state.plan_file))
-    if len(actions) <= chunk_size or state.dry_run:
-        return [directory]
-    out = []
-    for index, start in enumerate(range(0, len(actions), chunk_size)):
-        chunk = Path(directory) / CHUNKS / f"{index:05d}"
-        part = PassState(**{**state.__dict__, "directory": str(chunk)})
-        part.save()
-        write_jsonl(part.plan_file, actions[start:start + chunk_size])
-        out.append(str(chunk))
-    log.info("%s %s: %d actions in %d chunks of %d", state.mapping, state.direction,
-             len(actions), len(out), chunk_size)
-    return out
+    return chunks.split_plan(directory, chunk_size)
 
 
 def merge_chunks(directory: str) -> None:
     """Gather the chunks' outcomes into the pass's outcomes file (before commit)."""
-    chunks = Path(directory) / CHUNKS
-    if not chunks.is_dir():
-        return
-    state = PassState.load(directory)
-    rows = [row for d in sorted(chunks.iterdir()) for row in read_jsonl(d / "outcomes.jsonl")]
-    write_jsonl(state.outcomes_file, rows)
+    from bcdv.engine import chunks
+
+    chunks.merge_chunks(directory)
 
 
 def commit_full(mapping_file: str, directories: list[str], run_id: str) -> list[dict[str, Any]]:

@@ -46,6 +46,11 @@ class SyncContext:
         self.dataverse.client.close()
 
 
+def system_title(system: str) -> str:
+    """How messages name a system: ``Dataverse`` or ``Business Central``."""
+    return "Dataverse" if system == "dataverse" else "Business Central"
+
+
 @dataclass(frozen=True)
 class PassSides:
     """Source and target of a pass, resolved from the mapping."""

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from bcdv.clients.odata import Guid, chunks, compare, id_filter, parse_datetime
+from bcdv.engine.actions import Insert, read_plan
 from bcdv.engine.adapters import Adapter
 from bcdv.engine.context import PassSides, SyncContext
+from bcdv.engine.lost_creates import recover_lost_bc_creates
 from bcdv.engine.matches import matches
-from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
+from bcdv.engine.staging import PassState, write_jsonl
 from bcdv.engine.transform import source_columns
 from bcdv.mapping.model import Direction, Side, TableMapping
 
@@ -60,8 +62,6 @@ def extract(
     if not dry_run and direction is Direction.TO_DATAVERSE:
         # Before Business Central is read: records made by creates whose answer was lost are
         # coupled to their Dataverse sources, not taken for new records (no duplicate).
-        from bcdv.engine.apply import recover_lost_bc_creates
-
         recover_lost_bc_creates(ctx, mapping)
     since = None if mode == "full" else ctx.state.get_watermark(mapping.name, direction.value)
     columns = source_columns(mapping, direction)
@@ -170,16 +170,18 @@ def _first_pass_creates(ctx: SyncContext, mapping: TableMapping, direction: Dire
         return set()
     state.prior_plan = str(first)
     sides = PassSides.of(mapping, direction)
-    key, name, mod = sides.source.key, sides.source.name_field, sides.source.modified_on
+    key, mod = sides.source.key, sides.source.modified_on
     rows = []
-    for action in read_jsonl(first):
-        tid = action.get("target_id")
-        if action.get("action") != "insert" or not tid or tid in seen or echo:
+    for action in read_plan(first):
+        if not isinstance(action, Insert) or echo:
             continue
-        row = {k: v for k, v in (action.get("payload") or {}).items() if "@" not in k}
+        tid = action.target_id
+        if not tid or tid in seen:
+            continue
+        row = {k: v for k, v in action.payload.items() if "@" not in k}
         # The new record is read back only if the pass back's filter returns it (a column
         # the create does not set is null there); unknown filters count it in.
-        probe = {**{c: None for c in _filter_columns(sides.source.filter)}, **row}
+        probe = {**dict.fromkeys(_filter_columns(sides.source.filter)), **row}
         if matches(sides.source.filter, probe) is False:
             continue
         row.update({key: tid, mod: state.signpost})

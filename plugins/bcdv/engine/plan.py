@@ -1,45 +1,128 @@
 """Plan: decide, per candidate record, what a pass will do, without writing anything.
 
-Actions: ``insert``, ``update`` (only the fields that differ, with the etag read), ``unchanged``
-(nothing to write; the coupling is re-stamped when the source moved), ``skip`` (a Skipped
-coupling, or the losing side of a resolved conflict), ``ignore`` (uncoupled while the mapping
-syncs only coupled records), ``uncouple`` (deletion conflict resolved by removing the
-coupling), ``fail`` (a conflict the mapping does not resolve). The plan is data: a dry run
+``plan_records(inputs)`` is a pure function: from gathered inputs (source rows, couplings,
+target rows, lookup tables, error history, the mapping and the mode) to typed actions
+(``bcdv.engine.actions``). It reads no clock, store or service; ``bcdv.engine.gather`` reads
+everything before. ``plan(ctx, mapping, state)`` is the stage: gather, plan, write the plan
+file, chunk by chunk (memory is bounded by the chunk size, not the table size). A dry run
 stops here, and the load stage executes exactly this file.
-
-Records are planned in chunks, so memory is bounded by the chunk size, not the table size.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from itertools import islice
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeAlias
 
 import pandas as pd
 
-from bcdv.engine.context import PassSides, SyncContext
-from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
-from bcdv.engine.lookups import Tables, load_tables
-from bcdv.engine.transform import compare_columns, side_fields, to_wire, transform, write_key
 from bcdv.engine import merge
-from bcdv.engine.entity_rules import RuleError, complete_insert, extra_columns, wanted_values
+from bcdv.engine.actions import (
+    Action,
+    Fail,
+    Ignore,
+    Insert,
+    Skip,
+    Unchanged,
+    Uncouple,
+    Update,
+    append_actions,
+    plan_header,
+    target_of,
+    write_plan,
+)
+from bcdv.engine.context import PassSides, SyncContext, system_title
+from bcdv.engine.entity_rules import RuleError, complete_insert, wanted_values
+from bcdv.engine.lookups import Tables
+from bcdv.engine.outcome import failure_result
+from bcdv.engine.staging import PassState
+from bcdv.engine.transform import compare_columns, side_fields, to_wire, transform, write_key
 from bcdv.engine.values import canon, canon_frame, hash_frame, row_hash, same
 from bcdv.mapping.model import DeletionConflict, Direction, TableMapping, UpdateConflict
+from bcdv.state.store import COUPLING_COLUMNS
 
 CHUNK_SIZE = 5000
 # BC's Type Helper treats timestamps less than 10 ms apart as equal.
 TOLERANCE = pd.Timedelta(milliseconds=10)
+# After a write that overwrote changes on both sides, the written side's baseline is set a
+# little behind, so the opposite pass still sees it as changed and carries back the fields
+# mapped only in that direction (BC lowers it by 999 ms for Dataverse, 10 ms for BC).
+BOTH_MODIFIED_SLACK_MS = {"dataverse": 999, "business_central": 10}
 DELETED_MESSAGE = ("The {target} record cannot be updated because it is coupled to a deleted "
                    "record ({target_id}).")
 CONFLICT_MESSAGE = ("Cannot update the {target} record because the mapping is bi-directional "
                     "and both sides changed since the last synchronization: {fields}.")
 FORCING_MODES = ("full", "record")
+# New Dataverse ids are derived from the pass's seed (its job id) and the source id: the
+# plan stays a function of its inputs, and a replanned pass chooses the same ids.
+NEW_ID_NAMESPACE = uuid.UUID("6f1c2a4e-5b0d-4c1e-9a57-0d7b3e2f8c11")
+Rows: TypeAlias = pd.DataFrame | Sequence[Mapping[str, Any]]
 
 
-def _forces(mapping: TableMapping, state: PassState) -> bool:
+@dataclass(frozen=True)
+class PlanInputs:
+    """Everything planning a chunk of records needs, gathered beforehand.
+
+    ``source`` is indexed by source id; ``couplings`` holds one row per source record (all
+    missing: not coupled), aligned with ``source``; ``targets`` holds the current target rows
+    the plan compares with (see ``targets_to_read``), indexed by target id. Build it with
+    ``PlanInputs.build``, which accepts literal tables.
+    """
+
+    mapping: TableMapping
+    direction: Direction
+    mode: str
+    source: pd.DataFrame
+    couplings: pd.DataFrame
+    targets: pd.DataFrame
+    tables: Tables = field(default_factory=Tables)
+    prior_errors: Mapping[str, str] = field(default_factory=dict)  # last open error per id
+    # Dry runs: ids the same run's first pass writes, with the name they will have.
+    first_pass: Mapping[str, str | None] = field(default_factory=dict)
+    id_seed: str = ""
+
+    @property
+    def sides(self) -> PassSides:
+        """Source and target of the pass."""
+        return PassSides.of(self.mapping, self.direction)
+
+    @classmethod
+    def build(cls, mapping: TableMapping, direction: Direction, *, source: Rows,
+              couplings: Rows = (), targets: Rows = (), mode: str = "modified",
+              tables: Tables | None = None, prior_errors: Mapping[str, str] | None = None,
+              first_pass: Mapping[str, str | None] | None = None,
+              id_seed: str = "") -> PlanInputs:
+        """Inputs from frames or lists of dicts (coupling rows as the state store has them;
+        missing coupling columns are empty)."""
+        sides = PassSides.of(mapping, direction)
+        src = _frame(source, [sides.source.key, sides.source.modified_on])
+        src = src.drop_duplicates(subset=[sides.source.key], keep="last")
+        src.index = pd.Index(src[sides.source.key].astype(str))
+        coup = _frame(couplings, COUPLING_COLUMNS).reindex(columns=COUPLING_COLUMNS)
+        coup = coup[coup[sides.source_id_col].notna()]
+        coup = coup.set_index(coup[sides.source_id_col].astype(str))
+        coup = coup[~coup.index.duplicated(keep="first")].reindex(src.index)
+        # Literal tables may leave the store's row id out: any id marks a coupling.
+        coup["id"] = coup["id"].where(coup["id"].notna() | coup[sides.source_id_col].isna(),
+                                      -1)
+        tgt = _frame(targets, [sides.target.key])
+        tgt.index = pd.Index(tgt[sides.target.key].astype(str)) if len(tgt) else pd.Index([])
+        return cls(mapping, direction, mode, src, coup, tgt, tables or Tables(),
+                   dict(prior_errors or {}), dict(first_pass or {}), id_seed)
+
+
+def _frame(rows: Rows, columns: list[str]) -> pd.DataFrame:
+    frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(
+        [dict(r) for r in rows])
+    for col in columns:
+        if col not in frame.columns:
+            frame[col] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    return frame
+
+
+def forces(mapping: TableMapping, direction: Direction, mode: str) -> bool:
     """Whether coupled records are force-modified in this pass.
 
     A single-record sync forces its pass. A full synchronisation forces the first pass only:
@@ -48,105 +131,40 @@ def _forces(mapping: TableMapping, state: PassState) -> bool:
     with Dataverse's older values; it creates the uncoupled records and carries back only
     real changes.
     """
-    if state.mode == "record":
+    if mode == "record":
         return True
-    if state.mode != "full":
+    if mode != "full":
         return False
-    return Direction(state.direction) is mapping.passes()[0]
+    return direction is mapping.passes()[0]
 
 
-def _creates(mapping: TableMapping, state: PassState) -> bool:
+def creates(mapping: TableMapping, mode: str) -> bool:
     """Whether uncoupled source records are created on the other side in this pass."""
-    return state.mode in ("full", "record") or not mapping.sync_only_coupled
+    return mode in FORCING_MODES or not mapping.sync_only_coupled
 
 
 def _utc(series: pd.Series) -> pd.Series:
     return pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
 
 
-def _title(system: str) -> str:
-    return "Dataverse" if system == "dataverse" else "Business Central"
+@dataclass(frozen=True)
+class _Flags:
+    """Per source record: what the coupling and the timestamps say (vectorised)."""
+
+    source_hash: pd.Series
+    source_modified: pd.Series
+    coupled: pd.Series
+    skipped: pd.Series
+    failed_before: pd.Series
+    source_changed: pd.Series
+    restamp: pd.Series
+    compare: pd.Series
 
 
-def _chunks(state: PassState, key: str, size: int):  # type: ignore[no-untyped-def]
-    rows = read_jsonl(state.source_file)
-    while batch := list(islice(rows, size)):
-        frame = pd.DataFrame(batch).drop_duplicates(subset=[key], keep="last")
-        frame.index = frame[key].astype(str)
-        yield frame
-
-
-def _couplings(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
-               ids: list[str], assumed: list[list[str]]) -> pd.DataFrame:
-    by = {"bc_ids" if sides.source_id_col == "bc_id" else "dv_ids": ids}
-    frame = ctx.state.couplings(mapping.name, **by)
-    if assumed:  # a dry run sees the couplings match-based coupling would have made
-        extra = pd.DataFrame([{"id": -1 - i, "mapping": mapping.name, "bc_id": b, "dv_id": d,
-                               "pending": False, "skipped": False, "to_dv_result": "",
-                               "to_bc_result": ""} for i, (b, d) in enumerate(assumed)],
-                             columns=frame.columns)
-        frame = pd.concat([frame, extra], ignore_index=True) if not frame.empty else extra
-    frame = frame[frame[sides.source_id_col].notna()]
-    frame = frame.set_index(frame[sides.source_id_col].astype(str))
-    return frame[~frame.index.duplicated(keep="first")]
-
-
-def plan(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
-         chunk_size: int = CHUNK_SIZE) -> PassState:
-    """Write the pass's plan file from its staged source records, chunk by chunk."""
-    sides = PassSides.of(mapping, Direction(state.direction))
-    state.plan_file.unlink(missing_ok=True)
-    counts: dict[str, int] = {}
-    write_jsonl(state.plan_file, [])
-    tables = load_tables(ctx, mapping, Direction(state.direction)) if state.extracted else Tables()
-    written = first_pass_writes(state, sides.source.name_field)
-    for src in _chunks(state, sides.source.key, chunk_size):
-        actions = _plan_frame(ctx, mapping, state, sides, src, tables)
-        for a in actions:
-            if a["source_id"] in written and a["action"] != "skip":
-                a.update(action="unchanged", payload={}, restamp=False,
-                         name=written[a["source_id"]] or a.get("name", ""),
-                         reason="written by this run's first pass; nothing to carry back")
-        write_jsonl(state.plan_file, actions, append=True)
-        for a in actions:
-            counts[a["action"]] = counts.get(a["action"], 0) + 1
-    state.planned = counts
-    state.save()
-    return state
-
-
-def first_pass_writes(state: PassState, name_field: str | None) -> dict[str, str | None]:
-    """Dry runs: ids the same run's first pass would write and stamp, so that in a real run
-    the pass back finds them in sync (created, updated or re-stamped with their values).
-
-    Not included: a destination the first pass leaves alone because it changed (its change
-    goes back), an update that overwrote changes on both sides with fields to carry back
-    (its baseline is set behind on purpose), and anything that fails.
-    Returns each id with the name the record will have (None when the write leaves it).
-    """
-    if not state.dry_run or not state.prior_plan:
-        return {}
-    out: dict[str, str | None] = {}
-    for a in read_jsonl(Path(state.prior_plan)):
-        kind, tid = a.get("action"), a.get("target_id")
-        if not tid or a.get("both_modified"):
-            continue
-        if kind in ("insert", "update") or (kind == "unchanged" and a.get("restamp")
-                                            and a.get("target_hash") is not None):
-            name = (a.get("payload") or {}).get(name_field) if name_field else None
-            out[str(tid)] = str(name) if name is not None else None
-    return out
-
-
-def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
-                src: pd.DataFrame, tables: Tables) -> list[dict[str, Any]]:
-    direction = Direction(state.direction)
-    force = _forces(mapping, state)
-    coup = _couplings(ctx, mapping, sides, list(src.index), state.assumed_pairs).reindex(
-        src.index)
-    result = transform(src, mapping, direction, tables)
-    payload = result.values
-    src_hash = hash_frame(src, side_fields(mapping, sides.source_system))
+def _flags(inputs: PlanInputs) -> _Flags:
+    sides, src, coup = inputs.sides, inputs.source, inputs.couplings
+    force = forces(inputs.mapping, inputs.direction, inputs.mode)
+    src_hash = hash_frame(src, side_fields(inputs.mapping, sides.source_system))
     src_mod = _utc(src[sides.source.modified_on])
     baseline = _utc(coup[sides.source_mod_col])
     is_coupled = coup["id"].notna() & ~coup["pending"].fillna(False).astype(bool)
@@ -159,71 +177,165 @@ def _plan_frame(ctx: SyncContext, mapping: TableMapping, state: PassState, sides
     same_values = src_hash.eq(coup[sides.source_hash_col])
     source_changed = failed_before | (not_older & ~same_values)
     changed = force | source_changed
-    restamp_only = is_coupled & ~skipped & ~changed & moved
-    compare = is_coupled & ~skipped & changed
+    return _Flags(src_hash, src_mod, is_coupled, skipped, is_coupled & failed_before,
+                  source_changed, is_coupled & ~skipped & ~changed & moved,
+                  is_coupled & ~skipped & changed)
 
-    src_values = canon_frame(src.reindex(columns=side_fields(mapping, sides.source_system)))
-    target = _target_rows(ctx, mapping, sides, coup.loc[compare, sides.target_id_col])
-    renames = {r: w for w, r in compare_columns(mapping, direction).items() if r != w}
+
+def targets_to_read(inputs: PlanInputs) -> list[str]:
+    """Ids of the target rows the plan compares with (coupled records that changed or are
+    forced); ``inputs.targets`` may be empty when this is asked."""
+    flags = _flags(inputs)
+    ids = inputs.couplings.loc[flags.compare, inputs.sides.target_id_col]
+    return sorted(set(ids.dropna().astype(str)))
+
+
+@dataclass(frozen=True)
+class _Record:
+    """One source record as the per-record rules see it."""
+
+    source_id: str
+    name: str
+    source_modified: str | None
+    source_hash: str
+    source_values: dict[str, Any]
+    coupling: dict[str, Any]
+    synced_target: dict[str, Any] | None
+    failed_before: bool
+    prior_error: str | None
+
+    def stamped(self) -> dict[str, Any]:
+        """The fields every stamped action carries."""
+        return {"source_id": self.source_id, "name": self.name,
+                "source_modified": self.source_modified, "source_hash": self.source_hash,
+                "source_values": self.source_values, "target_values": self.synced_target}
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """What every record of a pass shares."""
+
+    inputs: PlanInputs
+    sides: PassSides
+    force: bool
+    creates: bool
+    renames: dict[str, str]
+    targets: dict[str, dict[str, Any]]
+
+    @property
+    def mapping(self) -> TableMapping:
+        return self.inputs.mapping
+
+
+def plan_records(inputs: PlanInputs) -> list[Action]:
+    """The typed action of every source record in ``inputs`` (pure: no I/O, no clock)."""
+    mapping, direction, sides = inputs.mapping, inputs.direction, inputs.sides
+    src, coup = inputs.source, inputs.couplings
+    flags = _flags(inputs)
+    result = transform(src, mapping, direction, inputs.tables)
+    src_vals = canon_frame(src.reindex(columns=side_fields(mapping, sides.source_system))
+                           ).to_dict("index")
     # Plain Python from here: per-record pandas indexing costs more than the work itself.
     names = (src[sides.source.name_field].astype(str).to_dict()
              if sides.source.name_field in src else {})
-    mods = {k: (v.isoformat() if pd.notna(v) else None) for k, v in src_mod.items()}
+    mods = {k: (v.isoformat() if pd.notna(v) else None)
+            for k, v in flags.source_modified.items()}
     coup_rows = coup.astype(object).where(coup.notna(), None).to_dict("index")
-    src_vals = src_values.to_dict("index")
-    payload_rows = payload.to_dict("index")
+    payload_rows = result.values.to_dict("index")
     keep_cols = {sid: [c for c, k in row.items() if k]
                  for sid, row in result.keep.to_dict("index").items()}
     errors = result.errors.to_dict()
-    flags = pd.DataFrame({"skipped": skipped, "compare": compare, "coupled": is_coupled,
-                          "restamp": restamp_only, "source_changed": source_changed}
-                         ).to_dict("index")
-    targets = target.astype(object).where(target.notna(), None).to_dict("index")
-    creates = _creates(mapping, state)
-    out: list[dict[str, Any]] = []
+    marks = pd.DataFrame({"skipped": flags.skipped, "compare": flags.compare,
+                          "coupled": flags.coupled, "restamp": flags.restamp,
+                          "source_changed": flags.source_changed,
+                          "failed_before": flags.failed_before}).to_dict("index")
+    tgt = inputs.targets
+    ctx = _Pass(inputs, sides, forces(mapping, direction, inputs.mode),
+                creates(mapping, inputs.mode),
+                {r: w for w, r in compare_columns(mapping, direction).items() if r != w},
+                tgt.astype(object).where(tgt.notna(), None).to_dict("index"))
+    out: list[Action] = []
     for sid in src.index:
-        c, f = coup_rows[sid], flags[sid]
+        c, f = coup_rows[sid], marks[sid]
         wanted = {k: v for k, v in payload_rows[sid].items() if k not in keep_cols[sid]}
         try:
-            wanted = wanted_values(sides.target.entity_set, wanted, tables.entity)
+            wanted = wanted_values(sides.target.entity_set, wanted, inputs.tables.entity)
         except RuleError as exc:
             errors[sid] = errors[sid] or str(exc)
-        row: dict[str, Any] = {
-            "source_id": sid, "name": names.get(sid, ""),
-            "source_modified": mods[sid], "source_hash": src_hash.at[sid],
-            "target_id": c.get(sides.target_id_col),
-            "target_modified": None, "target_hash": None, "etag": None,
-            "payload": {}, "reason": "",
-            "source_values": src_vals[sid],
-            "target_values": _synced_part(c.get("synced"), sides.target_system),
-        }
-        if f["skipped"]:
-            row.update(action="skip", reason="the coupling is marked Skipped; restore it to retry")
-        elif errors[sid] and (f["compare"] or not f["coupled"]):
-            row.update(action="fail" if f["coupled"] or creates else "ignore",
-                       reason=f"The data could not be transferred: {errors[sid]}")
-        elif f["compare"]:
-            _plan_coupled(row, mapping, sides, wanted, targets, c, force, renames,
-                          full_sync=state.mode == "full",
-                          source_changed=bool(f["source_changed"]))
-        elif f["coupled"]:
-            row.update(action="unchanged", restamp=bool(f["restamp"]),
-                       target_modified=_iso(c.get(sides.target_mod_col)),
-                       target_hash=c.get(sides.target_hash_col),
-                       reason="no mapped field changed since the last synchronization")
-        else:
-            _plan_uncoupled(row, mapping, sides, wanted, c, creates)
-        if row.get("action") == "insert":
-            try:
-                row["payload"] = complete_insert(sides.target.entity_set, row["payload"],
-                                                 tables.entity, source_id=sid)
-            except RuleError as exc:
-                row.update(action="fail", payload={},
-                           reason=f"The data could not be transferred: {exc}")
-        if row.get("payload"):
-            row["payload"] = to_wire(row["payload"], mapping, direction, tables)
-        out.append(row)
+        rec = _Record(sid, names.get(sid, ""), mods[sid], flags.source_hash.at[sid],
+                      src_vals[sid], c, _synced_part(c.get("synced"), sides.target_system),
+                      bool(f["failed_before"]), inputs.prior_errors.get(sid))
+        action = _decide(ctx, rec, f, wanted, errors[sid])
+        out.append(_first_pass_view(inputs, _finish(ctx, action)))
     return out
+
+
+def _decide(ctx: _Pass, rec: _Record, f: dict[str, Any], wanted: dict[str, Any],
+            error: str | None) -> Action:
+    """One record's fate, before an insert's completion."""
+    sides = ctx.sides
+    if f["skipped"]:
+        return Skip(source_id=rec.source_id, name=rec.name,
+                    target_id=rec.coupling.get(sides.target_id_col),
+                    reason="the coupling is marked Skipped; restore it to retry")
+    if error and (f["compare"] or not f["coupled"]):
+        reason = f"The data could not be transferred: {error}"
+        if f["coupled"] or ctx.creates:
+            return _fail(rec, reason, rec.coupling.get(sides.target_id_col))
+        return Ignore(source_id=rec.source_id, name=rec.name, reason=reason)
+    if f["compare"]:
+        return _plan_coupled(ctx, rec, wanted, source_changed=bool(f["source_changed"]))
+    if f["coupled"]:
+        return Unchanged(**rec.stamped(), target_id=rec.coupling.get(sides.target_id_col),
+                         restamp=bool(f["restamp"]),
+                         target_modified=_iso(rec.coupling.get(sides.target_mod_col)),
+                         target_hash=rec.coupling.get(sides.target_hash_col),
+                         reason="no mapped field changed since the last synchronization")
+    return _plan_uncoupled(ctx, rec, wanted)
+
+
+def _fail(rec: _Record, reason: str, target_id: str | None, *, conflict: bool = False) -> Fail:
+    """A planned failure; BC's "same error twice" rule decides whether it skips."""
+    skips = failure_result(rec.failed_before, rec.prior_error, reason) == "skipped"
+    return Fail(source_id=rec.source_id, name=rec.name, reason=reason, target_id=target_id,
+                conflict=conflict, skips=skips)
+
+
+def _finish(ctx: _Pass, action: Action) -> Action:
+    """An insert gets what BC's subscribers add; payloads get the API's wire form."""
+    inputs = ctx.inputs
+    if isinstance(action, Insert):
+        try:
+            payload = complete_insert(ctx.sides.target.entity_set, action.payload,
+                                      inputs.tables.entity, source_id=action.source_id)
+        except RuleError as exc:
+            return Fail(source_id=action.source_id, name=action.name,
+                        target_id=action.target_id,
+                        reason=f"The data could not be transferred: {exc}")
+        return replace(action, payload=_wire(ctx, payload))
+    if isinstance(action, Update):
+        return replace(action, payload=_wire(ctx, action.payload))
+    return action
+
+
+def _wire(ctx: _Pass, payload: dict[str, Any]) -> dict[str, Any]:
+    if not payload:
+        return payload
+    return to_wire(payload, ctx.mapping, ctx.inputs.direction, ctx.inputs.tables)
+
+
+def _first_pass_view(inputs: PlanInputs, action: Action) -> Action:
+    """Dry runs: a record the first pass writes is in sync when the pass back reads it."""
+    if action.source_id not in inputs.first_pass or isinstance(action, Skip):
+        return action
+    return Unchanged(source_id=action.source_id,
+                     name=inputs.first_pass[action.source_id] or action.name,
+                     target_id=target_of(action), restamp=False,
+                     conflict=bool(getattr(action, "conflict", False)),
+                     source_modified=getattr(action, "source_modified", None),
+                     source_hash=getattr(action, "source_hash", None),
+                     source_values=getattr(action, "source_values", {}),
+                     reason="written by this run's first pass; nothing to carry back")
 
 
 def _synced_part(value: Any, system: str) -> dict[str, Any] | None:
@@ -240,52 +352,39 @@ def _iso(value: Any) -> str | None:
     return (ts.tz_localize("UTC") if ts.tzinfo is None else ts).isoformat()
 
 
-def _target_rows(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
-                 ids: pd.Series) -> pd.DataFrame:
-    wanted = sorted(set(ids.dropna().astype(str)))
-    direction = (Direction.TO_DATAVERSE if sides.target_system == "dataverse"
-                 else Direction.TO_BUSINESS_CENTRAL)
-    cols = list(dict.fromkeys([sides.target.key, sides.target.modified_on,
-                               *side_fields(mapping, sides.target_system),
-                               *compare_columns(mapping, direction).values(),
-                               *extra_columns(sides.target.entity_set)]))
-    if not wanted:
-        return pd.DataFrame(columns=[*cols, "@odata.etag"])
-    rows = ctx.adapter(sides.target_system).fetch(sides.target, wanted, cols)
-    frame = pd.DataFrame(rows, columns=list(dict.fromkeys([*cols, "@odata.etag"])))
-    frame.index = frame[sides.target.key].astype(str)
-    return frame
+def new_target_id(seed: str, source_id: str) -> str:
+    """The id a Dataverse create chooses for a source record (stable per seed)."""
+    return str(uuid.uuid5(NEW_ID_NAMESPACE, f"{seed}/{source_id}"))
 
 
-def _deleted_target(row: dict[str, Any], mapping: TableMapping, sides: PassSides,
-                    wanted: dict[str, Any], tid: str, force: bool) -> None:
+def _deleted_target(ctx: _Pass, rec: _Record, wanted: dict[str, Any], tid: str) -> Action:
     """A coupled record whose counterpart is gone: BC's deletion conflict.
 
     A forced sync (full or single-record) is not a conflict: the stale coupling is replaced
     and the counterpart created again, as BC does for a forced modify.
     """
-    resolution = mapping.conflicts.deletion
-    if force:
+    sides = ctx.sides
+    title = system_title(sides.target_system)
+    resolution = ctx.mapping.conflicts.deletion
+    if ctx.force:
         resolution = DeletionConflict.RESTORE_RECORDS
     if resolution is DeletionConflict.REMOVE_COUPLING:
-        row.update(action="uncouple", reason=f"the coupled {_title(sides.target_system)} record "
-                   f"{tid} was deleted; the coupling was removed (deletion conflict resolution)")
-    elif resolution is DeletionConflict.RESTORE_RECORDS:
+        return Uncouple(source_id=rec.source_id, name=rec.name, target_id=tid,
+                        reason=f"the coupled {title} record {tid} was deleted; the coupling "
+                               "was removed (deletion conflict resolution)")
+    if resolution is DeletionConflict.RESTORE_RECORDS:
         chooses = sides.target_system == "dataverse"
-        values = _insert_values(mapping, sides, wanted)
-        row.update(action="insert", restore=True, deleted_target_id=tid,
-                   target_id=str(uuid.uuid4()) if chooses else None, payload=values,
-                   reason=f"the coupled {_title(sides.target_system)} record {tid} was "
-                          "deleted; it is restored from this record")
-    else:
-        row.update(action="fail", reason=DELETED_MESSAGE.format(
-            target=_title(sides.target_system), target_id=tid))
+        return Insert(**rec.stamped(), restore=True, deleted_target_id=tid,
+                      target_id=new_target_id(ctx.inputs.id_seed, rec.source_id)
+                      if chooses else None,
+                      payload=_insert_values(ctx, wanted),
+                      reason=f"the coupled {title} record {tid} was deleted; it is restored "
+                             "from this record")
+    return _fail(rec, DELETED_MESSAGE.format(target=title, target_id=tid), tid)
 
 
-def _plan_coupled(row: dict[str, Any], mapping: TableMapping, sides: PassSides,
-                  wanted: dict[str, Any], targets: dict[str, dict[str, Any]],
-                  coupling: dict[str, Any], force: bool, renames: dict[str, str], *,
-                  full_sync: bool = False, source_changed: bool = True) -> None:
+def _plan_coupled(ctx: _Pass, rec: _Record, wanted: dict[str, Any], *,
+                  source_changed: bool) -> Action:
     """Plan a coupled record that is compared with its counterpart.
 
     BC's full synchronisation force-modifies every coupled record; bcdv goes further and
@@ -294,26 +393,26 @@ def _plan_coupled(row: dict[str, Any], mapping: TableMapping, sides: PassSides,
     update-conflict rule decides (merge, a winner, or a reported conflict), as in any run.
     Only a destination that did not move is overwritten (BC's forced modify).
     """
+    sides, mapping, coupling = ctx.sides, ctx.mapping, rec.coupling
     tid = str(coupling[sides.target_id_col])
-    current = targets.get(tid)
+    current = ctx.targets.get(tid)
     if current is None:
-        _deleted_target(row, mapping, sides, wanted, tid, force)
-        return
+        return _deleted_target(ctx, rec, wanted, tid)
     target_fields = side_fields(mapping, sides.target_system)
-    seen = {renames.get(k, k): v for k, v in current.items()}
+    seen = {ctx.renames.get(k, k): v for k, v in current.items()}
     diff = [col for col, value in wanted.items() if not same(value, seen.get(col))]
-    back = {w: r for r, w in renames.items()}
+    back = {w: r for r, w in ctx.renames.items()}
     after = {f: current.get(f) for f in target_fields}
     for col, value in wanted.items():
         if back.get(col, col) in after:
             after[back.get(col, col)] = value
-    row["target_hash"] = row_hash(after, target_fields)
-    row["target_values"] = {k: canon(v) for k, v in after.items()}
-    row["etag"] = current.get("@odata.etag")
-    row["target_modified"] = _iso(current.get(sides.target.modified_on))
+    seen_now = {**rec.stamped(), "target_values": {k: canon(v) for k, v in after.items()}}
+    target_modified = _iso(current.get(sides.target.modified_on))
+    target_hash = row_hash(after, target_fields)
     if not diff:
-        row.update(action="unchanged", restamp=True, reason="the mapped values already match")
-        return
+        return Unchanged(**seen_now, target_id=tid, restamp=True,
+                         target_modified=target_modified, target_hash=target_hash,
+                         reason="the mapped values already match")
     stored_hash = coupling.get(sides.target_hash_col)
     target_changed = _target_moved(current.get(sides.target.modified_on),
                                    coupling.get(sides.target_mod_col)) or (
@@ -323,105 +422,110 @@ def _plan_coupled(row: dict[str, Any], mapping: TableMapping, sides: PassSides,
                      if f.enabled and f.constant is None
                      and f.direction is Direction.BIDIRECTIONAL}
     clash = [c for c in diff if c in bidirectional]
-    update = {"action": "update", "payload": {c: wanted[c] for c in diff},
-              "reason": "changed: " + ", ".join(diff)}
+    update = Update(**seen_now, target_id=tid, payload={c: wanted[c] for c in diff},
+                    diff=tuple(diff), etag=current.get("@odata.etag"),
+                    target_modified=target_modified, target_hash=target_hash,
+                    failed_before=rec.failed_before, prior_error=rec.prior_error,
+                    reason="changed: " + ", ".join(diff))
     # A pair never synchronised (just coupled) has no baseline: BC's forced modify applies.
-    protect = force and both and clash and full_sync and _iso(
+    protect = ctx.force and both and clash and ctx.inputs.mode == "full" and _iso(
         coupling.get(sides.target_mod_col)) is not None
     if protect and not source_changed:
         # Only the destination changed (a person's edit): nothing is lost, the pass back
         # carries it. The destination's baseline stays where it was, so it is still seen as
         # changed; its last synced values stay too (a merge needs them).
-        row.update(action="unchanged", restamp=True, target_modified=None, target_hash=None,
-                   payload={}, target_values=_synced_part(coupling.get("synced"),
-                                                          sides.target_system),
-                   reason="the destination changed since the last synchronization and this "
-                          "record did not: its change goes back in the next pass")
-        return
-    if protect:
-        force = False  # both sides moved: the update-conflict rule decides, as in any run
+        return Unchanged(**rec.stamped(), target_id=tid, restamp=True,
+                         reason="the destination changed since the last synchronization and "
+                                "this record did not: its change goes back in the next pass")
+    force = ctx.force and not protect  # both sides moved: the conflict rule decides
     if force or not both or not clash:
-        row.update(update, both_modified=bool(both) and _has_reverse_only_fields(mapping, sides))
-        return
+        return replace(update, baseline_slack_ms=_slack(ctx, bool(both)
+                                                         and _has_reverse_only_fields(ctx)))
     if mapping.conflicts.update is UpdateConflict.MERGE:
         decision = merge.decide(mapping, sides.source_system, coupling.get("synced"),
-                                row["source_values"], {f: current.get(f) for f in target_fields},
+                                rec.source_values, {f: current.get(f) for f in target_fields},
                                 diff)
         if decision is not None and not decision.clashes:
-            _plan_merge(row, sides, wanted, decision)
-            return
+            return _plan_merge(ctx, update, seen_now, wanted, decision)
         if decision is not None:
             clash = decision.clashes
-    _resolve_update_conflict(row, mapping, sides, update, clash)
+    return _resolve_update_conflict(ctx, rec, update, clash)
 
 
-def _plan_merge(row: dict[str, Any], sides: PassSides, wanted: dict[str, Any],
-                decision: merge.MergeDecision) -> None:
+def _slack(ctx: _Pass, both_modified: bool) -> int:
+    return BOTH_MODIFIED_SLACK_MS[ctx.sides.target_system] if both_modified else 0
+
+
+def _plan_merge(ctx: _Pass, update: Update, seen_now: dict[str, Any], wanted: dict[str, Any],
+                decision: merge.MergeDecision) -> Action:
     """Both sides changed different fields: send ours, leave theirs for the pass back."""
     fields = ", ".join(decision.send) or "nothing"
-    base = {"conflict": True, "both_modified": decision.target_changed}
     if decision.send:
-        row.update(base, action="update", payload={c: wanted[c] for c in decision.send},
-                   reason=f"merged: both sides changed different fields; sent {fields}, the "
-                          f"{_title(sides.target_system)} changes go back in the next pass")
-    else:
-        row.update(base, action="unchanged", restamp=True,
-                   target_modified=None, target_hash=None,
-                   reason="merged: only the destination changed these fields; they go back "
-                          "in the next pass")
+        return replace(update, payload={c: wanted[c] for c in decision.send},
+                        diff=tuple(decision.send), conflict=True,
+                        baseline_slack_ms=_slack(ctx, decision.target_changed),
+                        reason=f"merged: both sides changed different fields; sent {fields}, "
+                               f"the {system_title(ctx.sides.target_system)} changes go back "
+                               "in the next pass")
+    return Unchanged(**seen_now, target_id=update.target_id, restamp=True, conflict=True,
+                     reason="merged: only the destination changed these fields; they go back "
+                            "in the next pass")
 
 
-def _resolve_update_conflict(row: dict[str, Any], mapping: TableMapping, sides: PassSides,
-                             update: dict[str, Any], clash: list[str]) -> None:
+def _resolve_update_conflict(ctx: _Pass, rec: _Record, update: Update,
+                             clash: list[str]) -> Action:
     """Both sides changed and a bidirectional field differs: BC's update conflict."""
-    resolution = mapping.conflicts.update
+    sides = ctx.sides
     winner = {UpdateConflict.BUSINESS_CENTRAL_WINS: "business_central",
-              UpdateConflict.DATAVERSE_WINS: "dataverse"}.get(resolution)
+              UpdateConflict.DATAVERSE_WINS: "dataverse"}.get(ctx.mapping.conflicts.update)
+    fields = ", ".join(clash)
     if winner == sides.source_system:
-        row.update(update, both_modified=_has_reverse_only_fields(mapping, sides),
-                   conflict=True,
-                   reason=f"update conflict on {', '.join(clash)}: "
-                          f"{_title(winner)} wins (conflict resolution)")
-    elif winner is not None:
-        row.update(action="skip", conflict=True,
-                   reason=f"update conflict on {', '.join(clash)}: {_title(winner)} wins, so "
-                          f"this {_title(sides.source_system)} change is not sent")
-    else:
-        row.update(action="fail", conflict=True, reason=CONFLICT_MESSAGE.format(
-            target=_title(sides.target_system), fields=", ".join(clash)))
+        return replace(update, conflict=True,
+                        baseline_slack_ms=_slack(ctx, _has_reverse_only_fields(ctx)),
+                        reason=f"update conflict on {fields}: {system_title(winner)} wins "
+                               "(conflict resolution)")
+    if winner is not None:
+        return Skip(source_id=rec.source_id, name=rec.name, target_id=update.target_id,
+                    conflict=True,
+                    reason=f"update conflict on {fields}: {system_title(winner)} wins, so "
+                           f"this {system_title(sides.source_system)} change is not sent")
+    return _fail(rec, CONFLICT_MESSAGE.format(target=system_title(sides.target_system),
+                                              fields=fields), update.target_id, conflict=True)
 
 
-def _has_reverse_only_fields(mapping: TableMapping, sides: PassSides) -> bool:
+def _has_reverse_only_fields(ctx: _Pass) -> bool:
     """Whether the opposite pass has fields of its own to carry back after an overwrite.
 
-    Only then does BC set the overwritten side's baseline behind (see apply.py); without
-    such fields there is nothing to carry back and the pair is simply in sync.
+    Only then is the overwritten side's baseline set behind (BOTH_MODIFIED_SLACK_MS);
+    without such fields there is nothing to carry back and the pair is simply in sync.
     """
-    reverse = (Direction.TO_BUSINESS_CENTRAL if sides.target_system == "dataverse"
+    reverse = (Direction.TO_BUSINESS_CENTRAL if ctx.sides.target_system == "dataverse"
                else Direction.TO_DATAVERSE)
-    return any(f.enabled and f.effective_direction is reverse for f in mapping.fields)
+    return any(f.enabled and f.effective_direction is reverse for f in ctx.mapping.fields)
 
 
-def _insert_values(mapping: TableMapping, sides: PassSides,
-                   wanted: dict[str, Any]) -> dict[str, Any]:
+def _insert_values(ctx: _Pass, wanted: dict[str, Any]) -> dict[str, Any]:
     """A new record's values: the mapping's create values, then the mapped fields."""
-    return {**mapping.create_values_for(sides.target_system),
+    return {**ctx.mapping.create_values_for(ctx.sides.target_system),
             **{k: v for k, v in wanted.items() if v is not None and v == v}}
 
 
-def _plan_uncoupled(row: dict[str, Any], mapping: TableMapping, sides: PassSides,
-                    wanted: dict[str, Any], coupling: dict[str, Any], creates: bool) -> None:
-    pending = bool(coupling.get("pending"))
-    pending_target = row["target_id"] if pending else None
-    if not creates and not pending:
-        row.update(action="ignore", target_id=None,
-                   reason="not coupled, and the mapping synchronises only coupled records")
-        return
-    values = _insert_values(mapping, sides, wanted)
-    chooses = sides.target_system == "dataverse"
-    target_id = pending_target or (str(uuid.uuid4()) if chooses else None)
-    row.update(action="insert", target_id=target_id, payload=values, resume=pending,
-               reason="resuming an unconfirmed create" if pending else "new record")
+def _plan_uncoupled(ctx: _Pass, rec: _Record, wanted: dict[str, Any]) -> Action:
+    """A record without a coupling: created, resumed (an unconfirmed create), or ignored."""
+    sides = ctx.sides
+    pending = bool(rec.coupling.get("pending"))
+    if not ctx.creates and not pending:
+        return Ignore(source_id=rec.source_id, name=rec.name,
+                      reason="not coupled, and the mapping synchronises only coupled records")
+    to_bc = sides.target_system == "business_central"
+    pending_target = rec.coupling.get(sides.target_id_col) if pending else None
+    target_id = pending_target or (
+        None if to_bc else new_target_id(ctx.inputs.id_seed, rec.source_id))
+    # Business Central chooses a new record's id: an unconfirmed create may have made the
+    # record already, so it is looked for before it is sent again (see lost_creates.py).
+    return Insert(**rec.stamped(), target_id=target_id, payload=_insert_values(ctx, wanted),
+                  resume=pending, look_up_first=pending and to_bc,
+                  reason="resuming an unconfirmed create" if pending else "new record")
 
 
 def _target_moved(current: Any, baseline: Any) -> bool:
@@ -430,3 +534,25 @@ def _target_moved(current: Any, baseline: Any) -> bool:
     if pd.isna(base):
         return True
     return bool(pd.notna(cur) and (cur - base) > TOLERANCE)
+
+
+def plan(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
+         chunk_size: int = CHUNK_SIZE) -> PassState:
+    """Write the pass's plan file from its staged source records, chunk by chunk:
+    gather (reads), ``plan_records`` (pure), append to the plan file."""
+    from bcdv.engine.gather import first_pass_writes, gather, pass_tables, source_chunks
+
+    direction = Direction(state.direction)
+    sides = PassSides.of(mapping, direction)
+    write_plan(state.plan_file, plan_header(mapping.name, state.direction))
+    tables = pass_tables(ctx, mapping, state)
+    written = first_pass_writes(state, sides.source.name_field)
+    counts: dict[str, int] = {}
+    for src in source_chunks(state, sides.source.key, chunk_size):
+        actions = plan_records(gather(ctx, mapping, state, src, tables, written))
+        append_actions(state.plan_file, actions)
+        for a in actions:
+            counts[a.kind] = counts.get(a.kind, 0) + 1
+    state.planned = counts
+    state.save()
+    return state

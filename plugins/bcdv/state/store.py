@@ -284,13 +284,12 @@ class StateStore(MappingLocks, OperatorViews):
 
     def stamp_failure(
         self, mapping: str, direction: str, job_id: str, *, bc_id: str | None,
-        dv_id: str | None, message: str, prior_message: str | None,
+        dv_id: str | None, skip: bool = False,
     ) -> bool:
-        """Record a failed sync of a coupled pair; returns True if it is now Skipped.
+        """Record a failed sync of a coupled pair, marking it Skipped when told to (the
+        engine decides: ``bcdv.engine.outcome``); returns True if it was marked Skipped.
 
-        BC's rule: the same error twice in a row in the same direction marks it Skipped
-        (the same by ``bcdv.state.errors.error_identity``, not by raw text: every API answer
-        carries its own correlation id).
+        Uncoupled records and unconfirmed creates have no coupling to mark: nothing happens.
         """
         result_col, job_col = _result_columns(direction)
         with self._write() as conn:
@@ -300,7 +299,6 @@ class StateStore(MappingLocks, OperatorViews):
                                ).mappings().first()
             if row is None:
                 return False
-            skip = row[result_col] == "failure" and same_error(prior_message, message)
             conn.execute(update(couplings).where(couplings.c.id == row["id"]).values(
                 **{result_col: "failure", job_col: job_id, "updated_at": to_db(utcnow())},
                 **({"skipped": True} if skip else {})))

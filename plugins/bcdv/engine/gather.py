@@ -1,0 +1,103 @@
+"""Gather: read everything the plan of a chunk of records needs, so planning reads nothing.
+
+Couplings (plus, in a dry run, the couplings match-based coupling would have made), the
+target rows the plan compares with, the pass's lookup tables, the records' open errors and,
+in a dry run's pass back, what the first pass would write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from itertools import islice
+from pathlib import Path
+
+import pandas as pd
+
+from bcdv.engine.actions import Insert, Unchanged, Update, read_plan
+from bcdv.engine.context import PassSides, SyncContext
+from bcdv.engine.entity_rules import extra_columns
+from bcdv.engine.lookups import Tables, load_tables
+from bcdv.engine.plan import PlanInputs, targets_to_read
+from bcdv.engine.staging import PassState, read_jsonl
+from bcdv.engine.transform import compare_columns, side_fields
+from bcdv.mapping.model import Direction, TableMapping
+
+
+def source_chunks(state: PassState, key: str, size: int) -> Iterator[pd.DataFrame]:
+    """The staged source records, ``size`` at a time."""
+    rows = read_jsonl(state.source_file)
+    while batch := list(islice(rows, size)):
+        yield pd.DataFrame(batch)
+
+
+def pass_tables(ctx: SyncContext, mapping: TableMapping, state: PassState) -> Tables:
+    """The lookup tables of the pass (none to read when nothing was extracted)."""
+    return load_tables(ctx, mapping, Direction(state.direction)) if state.extracted else Tables()
+
+
+def gather(ctx: SyncContext, mapping: TableMapping, state: PassState, src: pd.DataFrame,
+           tables: Tables, first_pass: dict[str, str | None]) -> PlanInputs:
+    """The plan's inputs for one chunk of staged source records."""
+    direction = Direction(state.direction)
+    sides = PassSides.of(mapping, direction)
+    ids = list(dict.fromkeys(src[sides.source.key].astype(str))) if len(src) else []
+    inputs = PlanInputs.build(
+        mapping, direction, mode=state.mode, source=src,
+        couplings=_couplings(ctx, mapping, sides, ids, state.assumed_pairs), tables=tables,
+        prior_errors=ctx.state.last_errors(mapping.name, state.direction, ids),
+        first_pass=first_pass, id_seed=state.job_id)
+    return replace(inputs, targets=_target_rows(ctx, mapping, sides, targets_to_read(inputs)))
+
+
+def _couplings(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
+               ids: list[str], assumed: list[list[str]]) -> pd.DataFrame:
+    by = {"bc_ids" if sides.source_id_col == "bc_id" else "dv_ids": ids}
+    frame = ctx.state.couplings(mapping.name, **by)
+    if assumed:  # a dry run sees the couplings match-based coupling would have made
+        extra = pd.DataFrame([{"id": -1 - i, "mapping": mapping.name, "bc_id": b, "dv_id": d,
+                               "pending": False, "skipped": False, "to_dv_result": "",
+                               "to_bc_result": ""} for i, (b, d) in enumerate(assumed)],
+                             columns=frame.columns)
+        frame = pd.concat([frame, extra], ignore_index=True) if not frame.empty else extra
+    return frame
+
+
+def _target_rows(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
+                 wanted: list[str]) -> pd.DataFrame:
+    direction = (Direction.TO_DATAVERSE if sides.target_system == "dataverse"
+                 else Direction.TO_BUSINESS_CENTRAL)
+    cols = list(dict.fromkeys([sides.target.key, sides.target.modified_on,
+                               *side_fields(mapping, sides.target_system),
+                               *compare_columns(mapping, direction).values(),
+                               *extra_columns(sides.target.entity_set)]))
+    if not wanted:
+        return pd.DataFrame(columns=[*cols, "@odata.etag"])
+    rows = ctx.adapter(sides.target_system).fetch(sides.target, wanted, cols)
+    frame = pd.DataFrame(rows, columns=list(dict.fromkeys([*cols, "@odata.etag"])))
+    frame.index = frame[sides.target.key].astype(str)
+    return frame
+
+
+def first_pass_writes(state: PassState, name_field: str | None) -> dict[str, str | None]:
+    """Dry runs: ids the same run's first pass would write and stamp, so that in a real run
+    the pass back finds them in sync (created, updated or re-stamped with their values).
+
+    Not included: a destination the first pass leaves alone because it changed (its change
+    goes back), an update that overwrote changes on both sides with fields to carry back
+    (its baseline is set behind on purpose), and anything that fails.
+    Returns each id with the name the record will have (None when the write leaves it).
+    """
+    if not state.dry_run or not state.prior_plan:
+        return {}
+    out: dict[str, str | None] = {}
+    for a in read_plan(Path(state.prior_plan)):
+        if isinstance(a, Insert | Update) and a.target_id:
+            if isinstance(a, Update) and a.both_modified:
+                continue
+            name = a.payload.get(name_field) if name_field else None
+            out[str(a.target_id)] = str(name) if name is not None else None
+        elif (isinstance(a, Unchanged) and a.target_id and a.restamp
+              and a.target_hash is not None):
+            out[str(a.target_id)] = None
+    return out

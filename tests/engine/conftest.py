@@ -141,3 +141,26 @@ def env(tmp_path: Path) -> Iterator[Env]:
         e = Env(endpoints, f"sqlite:///{tmp_path / 'state.db'}", tmp_path / "staging")
         yield e
         e.ctx.close()
+
+
+class WriteCrash(RuntimeError):
+    """Stands for the process dying (or the answer being lost) after a write reached the
+    service and before its coupling was committed."""
+
+
+@pytest.fixture
+def crash_after_write() -> Iterator[dict[str, bool]]:
+    """The next write reaches the service, then the run dies with ``WriteCrash`` before
+    recording it (the engine's after-write hook)."""
+    from bcdv.engine import apply
+
+    state = {"armed": True}
+
+    def hook(action: dict[str, Any]) -> None:
+        if state["armed"]:
+            state["armed"] = False
+            raise WriteCrash(action["source_id"])
+
+    apply.after_write_hook = hook
+    yield state
+    apply.after_write_hook = None

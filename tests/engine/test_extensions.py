@@ -6,18 +6,13 @@ import threading
 
 import pytest
 
-from bcdv.engine import apply as apply_module
 from bcdv.engine.runner import sync_mapping
 from bcdv.errors import SafetyStopError
 
-from .conftest import make_mapping
+from .conftest import WriteCrash, make_mapping
 
 TO_BC_ONLY = {"business_central": "website", "dataverse": "websiteurl",
               "direction": "to_business_central"}
-
-
-class Crash(RuntimeError):
-    """Stands for the process dying between a write and its coupling commit."""
 
 
 def test_merge_keeps_different_field_changes_from_both_sides(env) -> None:
@@ -48,25 +43,10 @@ def test_merge_still_fails_when_the_same_field_changed_on_both_sides(env) -> Non
     assert env.dv_get(dv_id)["telephone1"] == "dv" and env.bc_get(bc_id)["phoneNumber"] == "bc"
 
 
-@pytest.fixture
-def crash_once():
-    """Make the next write 'crash' after it reached the service, before its coupling."""
-    state = {"armed": True}
-
-    def hook(action):  # noqa: ANN001
-        if state["armed"]:
-            state["armed"] = False
-            raise Crash(action["source_id"])
-
-    apply_module.after_write_hook = hook
-    yield state
-    apply_module.after_write_hook = None
-
-
-def test_exactly_once_dataverse_create_after_crash(env, crash_once) -> None:
+def test_exactly_once_dataverse_create_after_crash(env, crash_after_write) -> None:
     mapping = make_mapping(sync_only_coupled=False)
     customer = env.bc_new("Crash Test Dataverse")
-    with pytest.raises(Crash):
+    with pytest.raises(WriteCrash):
         env.sync(mapping, run_id="attempt-1")
     assert len(env.dv.list("accounts", filter="name eq 'Crash Test Dataverse'")) == 1
     reports = env.sync(mapping, run_id="attempt-2")
@@ -76,10 +56,10 @@ def test_exactly_once_dataverse_create_after_crash(env, crash_once) -> None:
     assert env.coupling(mapping, bc_id=customer["id"])["dv_id"] == rows[0]["accountid"]
 
 
-def test_exactly_once_business_central_create_after_crash(env, crash_once) -> None:
+def test_exactly_once_business_central_create_after_crash(env, crash_after_write) -> None:
     mapping = make_mapping(sync_only_coupled=False)
     dv_id = env.dv_new("Crash Test BC")
-    with pytest.raises(Crash):
+    with pytest.raises(WriteCrash):
         env.run(mapping, "to_business_central", mode="full", run_id="attempt-1")
     assert len(env.bc.list("customers", filter="displayName eq 'Crash Test BC'")) == 1
     report = env.run(mapping, "to_business_central", mode="full", run_id="attempt-2")

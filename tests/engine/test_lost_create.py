@@ -9,28 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from bcdv.engine import apply as apply_module
-
-from .conftest import make_mapping
-
-
-class LostResponse(RuntimeError):
-    """Stands for the connection dropping after Business Central committed the batch."""
-
-
-@pytest.fixture
-def lose_response():
-    """The next batch's writes reach the service; the run dies before recording them."""
-    state = {"armed": True}
-
-    def hook(action):  # noqa: ANN001
-        if state["armed"]:
-            state["armed"] = False
-            raise LostResponse(action["source_id"])
-
-    apply_module.after_write_hook = hook
-    yield state
-    apply_module.after_write_hook = None
+from .conftest import WriteCrash, make_mapping
 
 
 def _bc_named(env, name: str) -> list[dict]:
@@ -38,11 +17,11 @@ def _bc_named(env, name: str) -> list[dict]:
 
 
 def test_lost_create_response_recovers_identical_twins_without_duplicates(
-        env, lose_response) -> None:
+        env, crash_after_write) -> None:
     mapping = make_mapping(sync_only_coupled=False)
     twins = [env.dv_new("Twin Traders", telephone1="555-0101", address1_city="Leeds")
              for _ in range(2)]
-    with pytest.raises(LostResponse):
+    with pytest.raises(WriteCrash):
         env.run(mapping, "to_business_central", mode="full", run_id="attempt-1")
     assert len(_bc_named(env, "Twin Traders")) == 2  # the server committed both
     report = env.run(mapping, "to_business_central", mode="full", run_id="attempt-2")
@@ -58,10 +37,10 @@ def test_lost_create_response_recovers_identical_twins_without_duplicates(
 
 
 def test_lost_create_recovery_never_takes_a_lookalike_made_by_someone_else(
-        env, lose_response) -> None:
+        env, crash_after_write) -> None:
     mapping = make_mapping(sync_only_coupled=False)
     dv_id = env.dv_new("Lookalike Ltd", telephone1="555-0102")
-    with pytest.raises(LostResponse):
+    with pytest.raises(WriteCrash):
         env.run(mapping, "to_business_central", mode="full", run_id="attempt-1")
     env.bc_new("Lookalike Ltd", phoneNumber="555-0102")  # a person, same values, same minute
     report = env.run(mapping, "to_business_central", mode="full", run_id="attempt-2")
@@ -74,11 +53,11 @@ def test_lost_create_recovery_never_takes_a_lookalike_made_by_someone_else(
 
 
 def test_lost_create_recovery_ignores_a_record_with_the_same_name_but_other_values(
-        env, lose_response) -> None:
+        env, crash_after_write) -> None:
     mapping = make_mapping(sync_only_coupled=False)
     dv_id = env.dv_new("Namesake Ltd", telephone1="555-0103")
     env.bc_new("Namesake Ltd", phoneNumber="999")  # an unrelated namesake
-    with pytest.raises(LostResponse):
+    with pytest.raises(WriteCrash):
         env.run(mapping, "to_business_central", mode="full", run_id="attempt-1")
     report = env.run(mapping, "to_business_central", mode="full", run_id="attempt-2")
     assert report.failed == 0, report.records

@@ -1,8 +1,9 @@
-"""``bcdv``: the command line over the same core functions the DAGs call.
+"""``bcdv``: the command line over the same service functions the DAGs and the UI call.
 
 Exit codes: 0 success, 1 error, 2 usage error, 3 partial failure (some records failed).
-Settings: ``BCDV_ENDPOINTS`` (an endpoints.json) or the ``BCDV_*`` variables,
-``BCDV_STATE_URL``, ``BCDV_MAPPINGS_DIR``; the command groups live in ``bcdv.commands``.
+Settings: ``bcdv.settings.load_settings`` (``BCDV_ENDPOINTS`` or the ``BCDV_*`` variables,
+``BCDV_STATE_URL``, ``BCDV_MAPPINGS_DIR``, state under ``BCDV_HOME``); the command groups
+live in ``bcdv.commands``, the operations in ``bcdv.service``.
 """
 
 from __future__ import annotations

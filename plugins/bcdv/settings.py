@@ -1,22 +1,127 @@
-"""Connection settings for the three Microsoft endpoints, as frozen dataclasses.
+"""bcdv's settings: one :class:`Settings` object from the environment, and the connection
+settings of the three Microsoft endpoints (frozen dataclasses).
 
-They come from an endpoints file (the emulators write one; a user may write one for a real
-tenant), from environment variables, or from Airflow connections (bcdv.airflow.hooks). The
-client secret never appears in a repr, a log line or an error message.
+:func:`load_settings` is the one place that reads ``BCDV_*`` variables; it is called at call
+time (never frozen at import), so a changed environment is seen by the next call. Every
+default is here, and none is relative to the current directory: state and staging live under
+``home`` (``$BCDV_HOME``, else ``$AIRFLOW_HOME/bcdv`` when ``AIRFLOW_HOME`` is set, else
+``$XDG_DATA_HOME/bcdv`` or ``~/.local/share/bcdv``), the same for the CLI and the DAGs.
+
+The endpoints come from an endpoints file (the emulators write one; a user may write one for
+a real tenant), from environment variables, or from Airflow connections (bcdv.airflow.hooks).
+The client secret never appears in a repr, a log line or an error message.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, ConfigDict
+
 from bcdv.errors import ConfigError
 
 DEFAULT_TIMEOUT = 60.0
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseModel):
+    """Every bcdv setting with its one default (environment variable in brackets)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    home: Path  # BCDV_HOME: the default home of state and staging
+    explicit_state_url: str | None = None  # BCDV_STATE_URL
+    staging_dir: Path  # BCDV_STAGING_DIR, else <home>/staging
+    explicit_mappings_dir: Path | None = None  # BCDV_MAPPINGS_DIR
+    endpoints_file: Path | None = None  # BCDV_ENDPOINTS
+    lock_stale_seconds: float = 180.0  # BCDV_LOCK_STALE_SECONDS
+    lock_heartbeat_seconds: float = 30.0  # BCDV_LOCK_HEARTBEAT_SECONDS
+    staging_retention_days: float = 7.0  # BCDV_STAGING_RETENTION_DAYS
+    task_retries: int = 2  # BCDV_TASK_RETRIES (read when a DAG file is parsed)
+    retry_delay_seconds: float = 30.0  # BCDV_RETRY_DELAY_SECONDS
+    max_parallel_loads: int = 4  # BCDV_MAX_PARALLEL_LOADS
+    up_port: int = 8080  # BCDV_UP_PORT
+    # Test-only fault injection: a load task kills itself after this many writes.
+    test_kill_load_after_writes: int = 0  # BCDV_TEST_KILL_LOAD_AFTER_WRITES
+    # Alert settings by lower-case name (bcdv_alert_*, bcdv_failed_records_threshold); an
+    # Airflow Variable of the same name wins over these (bcdv.airflow.notifiers).
+    alerts: dict[str, str] = {}
+
+    @property
+    def state_url(self) -> str:
+        """``BCDV_STATE_URL``, else the SQLite file ``<home>/state.db``."""
+        return self.explicit_state_url or f"sqlite:///{(self.home / 'state.db').resolve()}"
+
+    @property
+    def mappings_dir(self) -> Path:
+        """``BCDV_MAPPINGS_DIR``, else the include/mappings of the project bcdv is installed
+        from (a checkout, or an Airflow deployment with plugins/ beside include/), else
+        ``<home>/mappings``."""
+        if self.explicit_mappings_dir is not None:
+            return self.explicit_mappings_dir
+        shipped = PROJECT_ROOT / "include" / "mappings"
+        return shipped if shipped.is_dir() else self.home / "mappings"
+
+
+def default_home(env: Mapping[str, str]) -> Path:
+    """The one home rule: ``BCDV_HOME``, else ``$AIRFLOW_HOME/bcdv``, else the user's data
+    directory (``$XDG_DATA_HOME/bcdv``, default ``~/.local/share/bcdv``)."""
+    if env.get("BCDV_HOME"):
+        return Path(env["BCDV_HOME"]).expanduser().resolve()
+    if env.get("AIRFLOW_HOME"):
+        return (Path(env["AIRFLOW_HOME"]).expanduser() / "bcdv").resolve()
+    data = Path(env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return (data.expanduser() / "bcdv").resolve()
+
+
+_NUMBERS: dict[str, tuple[str, type]] = {
+    "lock_stale_seconds": ("BCDV_LOCK_STALE_SECONDS", float),
+    "lock_heartbeat_seconds": ("BCDV_LOCK_HEARTBEAT_SECONDS", float),
+    "staging_retention_days": ("BCDV_STAGING_RETENTION_DAYS", float),
+    "task_retries": ("BCDV_TASK_RETRIES", int),
+    "retry_delay_seconds": ("BCDV_RETRY_DELAY_SECONDS", float),
+    "max_parallel_loads": ("BCDV_MAX_PARALLEL_LOADS", int),
+    "up_port": ("BCDV_UP_PORT", int),
+    "test_kill_load_after_writes": ("BCDV_TEST_KILL_LOAD_AFTER_WRITES", int),
+}
+
+
+def _number(env: Mapping[str, str], name: str, kind: type) -> float | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    return int(value) if kind is int else value
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings from the environment (``os.environ`` unless given): the one function
+    that reads ``BCDV_*`` variables. Cheap; call it where the value is needed."""
+    env = os.environ if environ is None else environ
+    home = default_home(env)
+    data: dict[str, Any] = {
+        field_: value for field_, (name, kind) in _NUMBERS.items()
+        if (value := _number(env, name, kind)) is not None}
+    data["alerts"] = {k.lower(): v for k, v in env.items()
+                      if (k.startswith("BCDV_ALERT_") or k == "BCDV_FAILED_RECORDS_THRESHOLD")
+                      and v}
+    data.update(
+        home=home,
+        explicit_state_url=env.get("BCDV_STATE_URL") or None,
+        staging_dir=Path(env.get("BCDV_STAGING_DIR") or home / "staging").expanduser(),
+        explicit_mappings_dir=Path(env["BCDV_MAPPINGS_DIR"]).expanduser()
+        if env.get("BCDV_MAPPINGS_DIR") else None,
+        endpoints_file=Path(env["BCDV_ENDPOINTS"]) if env.get("BCDV_ENDPOINTS") else None)
+    return Settings.model_validate(data)
 
 
 def https_url(value: str, setting: str) -> str:

@@ -1,4 +1,5 @@
-"""Airflow connections -> bcdv settings (glue; the core never imports Airflow).
+"""Airflow connections -> bcdv settings: the conversions the hooks (bcdv.airflow.hooks, the
+only path from a connection to a client) apply, and the connections of a local Airflow.
 
 Connection ids: ``bcdv_business_central``, ``bcdv_dataverse`` (host = base URL, login = client
 id, password = client secret, extra = tenant_id, authority, scope, environment, company_id,
@@ -13,18 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from bcdv.errors import ConfigError
-from bcdv.settings import (
-    BusinessCentralSettings,
-    DataverseSettings,
-    Endpoints,
-    IdentitySettings,
-    https_url,
-)
-from bcdv.state.store import default_state_url
+from bcdv.settings import BusinessCentralSettings, DataverseSettings, IdentitySettings, https_url
 
 BC_CONN_ID = "bcdv_business_central"
 DV_CONN_ID = "bcdv_dataverse"
 STATE_CONN_ID = "bcdv_state"
+
+
+def airflow_env(name: str) -> str | None:
+    """An ``AIRFLOW_*`` environment variable (Airflow's own, e.g. a Variable's env form): the
+    one place bcdv's Airflow glue reads Airflow's environment; bcdv's own settings come from
+    :func:`bcdv.settings.load_settings`."""
+    return os.environ.get(name) or None
 
 
 def _extra(conn: Any) -> dict[str, Any]:
@@ -44,20 +45,6 @@ def _identity(conn: Any, extra: dict[str, Any], conn_id: str) -> IdentitySetting
     https_url(authority, f"connection {conn_id!r} extra.authority")
     return IdentitySettings(authority=authority, tenant_id=tenant, client_id=conn.login,
                             client_secret=conn.password, ca_bundle=extra.get("ca_bundle"))
-
-
-def _get_connection(conn_id: str) -> Any:
-    from airflow.sdk import BaseHook
-
-    from bcdv.airflow import masking
-
-    masking.install()
-
-    try:
-        return BaseHook.get_connection(conn_id)
-    except Exception as exc:  # Airflow raises its own not-found type per version
-        raise ConfigError(f"Airflow connection {conn_id!r} is not defined: "
-                          f"{type(exc).__name__}") from None
 
 
 def redact_connection(conn: Any) -> None:
@@ -101,24 +88,6 @@ def dataverse_settings(conn: Any, conn_id: str = DV_CONN_ID) -> DataverseSetting
                              api_url=extra.get("api_url", ""), scope=extra.get("scope", ""))
 
 
-def endpoints_from_connections() -> Endpoints:
-    """Settings of both APIs from the two Airflow connections.
-
-    Without those connections, an endpoints file named by ``BCDV_ENDPOINTS`` (what the
-    emulators write) is used instead.
-    """
-    try:
-        bc_conn, dv_conn = _get_connection(BC_CONN_ID), _get_connection(DV_CONN_ID)
-    except ConfigError:
-        if os.environ.get("BCDV_ENDPOINTS"):
-            from bcdv.settings import load_endpoints
-
-            return load_endpoints(os.environ["BCDV_ENDPOINTS"])
-        raise
-    return Endpoints(business_central=business_central_settings(bc_conn),
-                     dataverse=dataverse_settings(dv_conn))
-
-
 def state_url_of(conn: Any) -> str:
     """The SQLAlchemy URL of a ``bcdv_state`` connection (extra ``url``, else its URI)."""
     redact_connection(conn)
@@ -138,26 +107,6 @@ def state_url_of(conn: Any) -> str:
         port = f":{conn.port}" if conn.port else ""
         url = f"{scheme}://{auth}{conn.host or ''}{port}/{conn.schema or ''}"
     return str(url).replace("postgres://", "postgresql+psycopg2://", 1)
-
-
-def state_url() -> str:
-    """The state store URL: ``BCDV_STATE_URL``, else connection ``bcdv_state``, else SQLite."""
-    if os.environ.get("BCDV_STATE_URL"):
-        return os.environ["BCDV_STATE_URL"]
-    try:
-        conn = _get_connection(STATE_CONN_ID)
-    except ConfigError:
-        return default_state_url(_home())
-    return state_url_of(conn)
-
-
-def _home() -> Path:
-    return Path(os.environ.get("BCDV_HOME") or Path(os.environ.get("AIRFLOW_HOME", ".")) / "bcdv")
-
-
-def staging_dir() -> Path:
-    """Where passes stage their files (``BCDV_STAGING_DIR``; local by default)."""
-    return Path(os.environ.get("BCDV_STAGING_DIR") or _home() / "staging")
 
 
 def connection_env(endpoints: dict[str, Any]) -> dict[str, str]:

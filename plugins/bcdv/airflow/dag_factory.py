@@ -12,7 +12,6 @@ callback, which also sends the alert.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from functools import wraps
@@ -24,6 +23,7 @@ from airflow.sdk import DAG, Asset, Param, TaskGroup, get_current_context, task
 from bcdv.airflow import tasks
 from bcdv.airflow.notifiers import BcdvAlertNotifier, record_task_error
 from bcdv.mapping.loader import load_mapping_file
+from bcdv.settings import load_settings
 
 START_DATE = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
@@ -31,10 +31,11 @@ START_DATE = datetime(2025, 1, 1, tzinfo=timezone.utc)
 def default_args() -> dict[str, Any]:
     """Retries with exponential backoff; ``BCDV_TASK_RETRIES`` and
     ``BCDV_RETRY_DELAY_SECONDS`` (read at parse time) override the defaults 2 and 30 s."""
+    settings = load_settings()
     return {
         "owner": "bcdv",
-        "retries": int(os.environ.get("BCDV_TASK_RETRIES", "2")),
-        "retry_delay": timedelta(seconds=float(os.environ.get("BCDV_RETRY_DELAY_SECONDS", "30"))),
+        "retries": settings.task_retries,
+        "retry_delay": timedelta(seconds=settings.retry_delay_seconds),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=10),
     }

@@ -11,6 +11,9 @@
 Airflow masks the client secret when it reads a connection; the hooks also install bcdv's log
 redaction (secret, bearer tokens) for every stdlib log record, at every level, and no message
 these hooks produce contains it.
+
+The hooks are the only path from an Airflow connection to bcdv settings: :func:`endpoints`,
+:func:`state_url` and :func:`sync_context` (what every task uses) go through them.
 """
 
 from __future__ import annotations
@@ -21,9 +24,22 @@ from airflow.sdk import BaseHook
 
 from bcdv.airflow import connections as conns
 from bcdv.airflow import masking
-from bcdv.airflow.connection_types import (BC_BEHAVIOUR, BC_FIELDS, DV_BEHAVIOUR, DV_FIELDS,
-                                           STATE_BEHAVIOUR, STATE_FIELDS, widgets)
-from bcdv.errors import BcdvError
+from bcdv.airflow.connection_types import (
+    BC_BEHAVIOUR,
+    BC_FIELDS,
+    DV_BEHAVIOUR,
+    DV_FIELDS,
+    STATE_BEHAVIOUR,
+    STATE_FIELDS,
+    widgets,
+)
+from bcdv.errors import BcdvError, ConfigError
+from bcdv.settings import Endpoints, load_endpoints, load_settings
+
+
+class ConnectionMissing(ConfigError):
+    """The Airflow connection is not defined."""
+
 
 def safe_message(exc: BaseException, *secrets: str | None) -> str:
     """An exception's message with any secret removed (defence in depth: ours carry none)."""
@@ -48,7 +64,11 @@ class _BcdvHook(BaseHook):
         """The Airflow connection; its password is redacted from every log record (Airflow
         masks it when reading the connection; bcdv's redaction covers stdlib loggers)."""
         masking.install()
-        conn = self.get_connection(self.conn_id)
+        try:
+            conn = self.get_connection(self.conn_id)
+        except Exception as exc:  # Airflow raises its own not-found type per version
+            raise ConnectionMissing(f"Airflow connection {self.conn_id!r} is not defined: "
+                                    f"{type(exc).__name__}") from None
         conns.redact_connection(conn)
         return conn
 
@@ -74,12 +94,6 @@ class BusinessCentralHook(_BcdvHook):
     def get_settings(self) -> Any:
         """``BusinessCentralSettings`` of the connection."""
         return conns.business_central_settings(self.connection(), self.conn_id)
-
-    def get_client(self) -> Any:
-        """A ready ``BusinessCentralClient``."""
-        from bcdv.clients.business_central import BusinessCentralClient
-
-        return BusinessCentralClient(self.get_settings())
 
     def test_connection(self) -> tuple[bool, str]:
         """Get a token and read the configured company."""
@@ -125,12 +139,6 @@ class DataverseHook(_BcdvHook):
     def get_settings(self) -> Any:
         """``DataverseSettings`` of the connection."""
         return conns.dataverse_settings(self.connection(), self.conn_id)
-
-    def get_client(self) -> Any:
-        """A ready ``DataverseClient``."""
-        from bcdv.clients.dataverse import DataverseClient
-
-        return DataverseClient(self.get_settings())
 
     def test_connection(self) -> tuple[bool, str]:
         """Get a token and call WhoAmI."""
@@ -195,3 +203,38 @@ class StateStoreHook(_BcdvHook):
             return True, f"Connected to {url.render_as_string(hide_password=True)}"
         except Exception as exc:
             return False, safe_message(exc, secret)
+
+
+# -- what the tasks use ----------------------------------------------------------------------
+def endpoints() -> Endpoints:
+    """Both APIs' settings from the connections ``bcdv_business_central`` and
+    ``bcdv_dataverse``; without them, the endpoints file named by ``BCDV_ENDPOINTS``."""
+    try:
+        bc, dv = BusinessCentralHook(), DataverseHook()
+        bc_conn, dv_conn = bc.connection(), dv.connection()
+    except ConnectionMissing:
+        endpoints_file = load_settings().endpoints_file
+        if endpoints_file is not None:
+            return load_endpoints(endpoints_file)
+        raise
+    return Endpoints(business_central=conns.business_central_settings(bc_conn, bc.conn_id),
+                     dataverse=conns.dataverse_settings(dv_conn, dv.conn_id))
+
+
+def state_url() -> str:
+    """The state store: ``BCDV_STATE_URL``, else connection ``bcdv_state``, else the
+    settings' default (SQLite under bcdv's home)."""
+    settings = load_settings()
+    if settings.explicit_state_url:
+        return settings.explicit_state_url
+    try:
+        return StateStoreHook().get_uri()
+    except ConnectionMissing:
+        return settings.state_url
+
+
+def sync_context(mappings: dict[str, Any] | None = None) -> Any:
+    """A ``SyncContext`` on the connections' endpoints and state store (close it after)."""
+    from bcdv.engine.context import SyncContext
+
+    return SyncContext.create(endpoints(), state_url(), load_settings().staging_dir, mappings)

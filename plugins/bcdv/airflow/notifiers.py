@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import smtplib
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -39,7 +38,8 @@ MAX_ERRORS = 5
 
 
 def setting(key: str, default: str | None = None) -> str | None:
-    """An alert setting: Airflow Variable ``key``, else env ``KEY``, else ``default``."""
+    """An alert setting: Airflow Variable ``key``, else the settings' ``KEY`` (environment),
+    else ``default``."""
     value: Any = None
     try:
         from airflow.sdk import Variable
@@ -48,7 +48,11 @@ def setting(key: str, default: str | None = None) -> str | None:
     except Exception:  # no Variable backend here (e.g. outside a task): env only
         value = None
     if value in (None, ""):  # the Variable from its env form, where no backend is reachable
-        value = os.environ.get(f"AIRFLOW_VAR_{key.upper()}") or os.environ.get(key.upper())
+        from bcdv.airflow.connections import airflow_env
+        from bcdv.settings import load_settings
+
+        value = (airflow_env(f"AIRFLOW_VAR_{key.upper()}")
+                 or load_settings().alerts.get(key.lower()))
     return str(value) if value not in (None, "") else default
 
 
@@ -70,10 +74,10 @@ class RunSummary:
 
 
 def _error_file(dag_id: str, run_id: str) -> Path:
-    from bcdv.airflow.connections import staging_dir
+    from bcdv.settings import load_settings
 
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{dag_id}__{run_id}")
-    return staging_dir() / "_task_errors" / f"{safe}.json"
+    return load_settings().staging_dir / "_task_errors" / f"{safe}.json"
 
 
 def record_task_error(dag_id: str, run_id: str, task_id: str, exc: BaseException) -> None:
@@ -90,7 +94,7 @@ def record_task_error(dag_id: str, run_id: str, task_id: str, exc: BaseException
 
 def run_summary(dag_id: str, run_id: str) -> RunSummary:
     """Counters and first errors of a run (every mapping it synchronised)."""
-    from bcdv.airflow.connections import state_url
+    from bcdv.airflow.hooks import state_url
     from bcdv.state.store import StateStore
 
     summary = RunSummary()

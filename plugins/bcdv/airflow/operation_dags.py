@@ -6,13 +6,13 @@ network or database access at parse time, and a broken mapping file fails only i
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from airflow.sdk import DAG, Param, TaskGroup, get_current_context, task
 
 from bcdv.airflow import catalog, operations, tasks
 from bcdv.airflow.dag_factory import START_DATE, default_args, failure_callbacks, guarded
+from bcdv.settings import load_settings
 
 
 def _catalog(dag_file: str | None) -> tuple[dict[str, catalog.MappingEntry], list[list[str]]]:
@@ -29,7 +29,7 @@ def full_sync_dag(dag_file: str | None = None) -> DAG:
     entries, waves = _catalog(dag_file)
     names = list(entries)
     files = {n: str(e.path) for n, e in entries.items()}
-    parallel = int(os.environ.get("BCDV_MAX_PARALLEL_LOADS", "4"))
+    parallel = load_settings().max_parallel_loads
 
     @task(task_id="lock_mappings")
     @guarded

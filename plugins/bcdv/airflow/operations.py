@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 import shutil
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from bcdv import service
 from bcdv.airflow import tasks
 from bcdv.errors import SafetyStopError
 
@@ -32,19 +32,12 @@ def lock_all(names: list[str], run_id: str, wait_seconds: float = 0) -> list[str
     """Take the run lock of every mapping (all or none); fails naming the holder."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from bcdv.airflow.connections import state_url
-    from bcdv.state.store import StateStore
+    from bcdv.service import locks
 
-    store = StateStore(state_url())
-    taken: list[str] = []
     try:
-        for name in names:
-            store.acquire_lock(name, run_id, wait_seconds=wait_seconds,
-                               stale_after_seconds=tasks.lock_stale_seconds())
-            taken.append(name)
+        taken = locks.acquire_all(tasks.state_store(), names, run_id,
+                                  wait_seconds=wait_seconds)
     except SafetyStopError as exc:
-        for name in taken:
-            store.release_lock(name, run_id)
         raise AirflowFailException(str(exc)) from None
     log.info("run locks held by %s: %s", run_id, ", ".join(names) or "none")
     return taken
@@ -52,7 +45,9 @@ def lock_all(names: list[str], run_id: str, wait_seconds: float = 0) -> list[str
 
 def release_all(names: list[str], run_id: str) -> list[str]:
     """Release the locks this run holds (teardown)."""
-    return [n for n in names if tasks.release_lock(n, run_id)]
+    from bcdv.service import locks
+
+    return locks.release_all(tasks.state_store(), names, run_id)
 
 
 # -- full sync stages -------------------------------------------------------------------------
@@ -102,17 +97,16 @@ def sync_modified(mapping_file: str, run_id: str, wait_seconds: float,
     """
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from bcdv.engine.runner import sync_mapping
+    from bcdv import service
 
     with tasks.sync_context(mapping_file) as ctx:
-        mapping = tasks._mapping(mapping_file)
         try:
-            reports = sync_mapping(ctx, mapping, mode="modified", dry_run=dry_run,
-                                   run_id=run_id, lock_wait=wait_seconds)
+            result = service.sync(ctx, [tasks._mapping(mapping_file)], dry_run=dry_run,
+                                  run_id=run_id, lock_wait=wait_seconds)
         except SafetyStopError as exc:
             raise AirflowSkipException(f"skipped: {exc}") from None
-        tasks.log_reports(reports)
-        return [tasks.small_report(r) for r in reports]
+        tasks.log_reports(result.reports)
+        return [tasks.small_report(r) for r in result.reports]
 
 
 # -- one record ---------------------------------------------------------------------------------
@@ -120,15 +114,8 @@ ACTIONS = ("sync", "couple", "uncouple", "restore")
 SIDES = ("business_central", "dataverse")
 
 
-def record_action(mapping_file: str, params: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """BC's per-record actions: sync, couple to a given id, uncouple, restore.
-
-    Holds the mapping's run lock while it writes (waits up to ``lock_wait_seconds``).
-    """
+def _record_params(params: dict[str, Any]) -> tuple[str, str, str, str]:
     from airflow.sdk.exceptions import AirflowFailException
-
-    from bcdv.engine import records
-    from bcdv.mapping.model import Direction
 
     action, side = params.get("action"), params.get("side")
     record_id = str(params.get("record_id") or "").strip()
@@ -139,41 +126,49 @@ def record_action(mapping_file: str, params: dict[str, Any], run_id: str) -> dic
     if action == "couple" and not other:
         raise AirflowFailException("action 'couple' needs couple_to: the id of the record on "
                                    "the other side")
+    return str(action), str(side), record_id, other
+
+
+def record_action(mapping_file: str, params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """BC's per-record actions: sync, couple to a given id, uncouple, restore.
+
+    Holds the mapping's run lock while it writes (waits up to ``lock_wait_seconds``).
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    action, side, record_id, other = _record_params(params)
+    wait = float(params.get("lock_wait_seconds") or 0)
     with tasks.sync_context(mapping_file) as ctx:
         mapping = tasks._mapping(mapping_file)
-        stack = ExitStack()
         try:
-            stack.enter_context(ctx.state.mapping_lock(
-                mapping.name, run_id, wait_seconds=float(params.get("lock_wait_seconds") or 0),
-                stale_after_seconds=tasks.lock_stale_seconds()))
+            with service.run_lock(ctx.state, mapping.name, run_id, wait_seconds=wait):
+                return _record_action(ctx, mapping, params, run_id, action, side, record_id,
+                                      other)
         except SafetyStopError as exc:
             raise AirflowFailException(str(exc)) from None
-        with stack:
-            ids = {"bc_id": record_id} if side == "business_central" else {"dv_id": record_id}
-            if action == "sync":
-                report = records.sync_record(ctx, mapping, system=side, record_id=record_id,
-                                             dry_run=bool(params.get("dry_run")), run_id=run_id)
-                tasks.log_reports([report])
-                return {"action": action, "report": tasks.small_report(report)}
-            if action == "couple":
-                bc_id, dv_id = (record_id, other) if side == "business_central" else (
-                    other, record_id)
-                sync_dir = None
-                if params.get("sync_after_couple", True):
-                    sync_dir = (Direction.TO_DATAVERSE if side == "business_central"
-                                else Direction.TO_BUSINESS_CENTRAL)
-                    if not mapping.direction.includes(sync_dir):
-                        sync_dir = mapping.passes()[0]
-                report = records.couple_record(ctx, mapping, bc_id=bc_id, dv_id=dv_id,
-                                               synchronize=sync_dir)
-                if report is not None:
-                    tasks.log_reports([report])
-                return {"action": action, "bc_id": bc_id, "dv_id": dv_id,
-                        "report": tasks.small_report(report) if report else None}
-            if action == "uncouple":
-                removed = records.uncouple_record(ctx, mapping, **ids)
-                log.info("removed %d coupling(s) of %s", removed, record_id)
-                return {"action": action, "removed": removed}
-            restored = records.restore_record(ctx, mapping, **ids)
-            log.info("restored %d coupling(s) of %s", restored, record_id)
-            return {"action": action, "restored": restored}
+
+
+def _record_action(ctx: Any, mapping: Any, params: dict[str, Any], run_id: str, action: str,
+                   side: str, record_id: str, other: str) -> dict[str, Any]:
+    if action == "sync":
+        report = service.sync_record(ctx, mapping, side=side, record_id=record_id,
+                                     dry_run=bool(params.get("dry_run")), run_id=run_id)
+        tasks.log_reports([report])
+        return {"action": action, "report": tasks.small_report(report)}
+    if action == "couple":
+        bc_id, dv_id = (record_id, other) if side == "business_central" else (other, record_id)
+        direction = (service.records.default_sync_direction(mapping, side)
+                     if params.get("sync_after_couple", True) else None)
+        result = service.couple(ctx, mapping, bc_id=bc_id, dv_id=dv_id,
+                                synchronize=direction, run_id=run_id)
+        if result.report is not None:
+            tasks.log_reports([result.report])
+        return {"action": action, "bc_id": result.bc_id, "dv_id": result.dv_id,
+                "report": tasks.small_report(result.report) if result.report else None}
+    if action == "uncouple":
+        changed = service.uncouple(ctx.state, mapping, record_id, side=side, run_id=run_id)
+        log.info("removed %d coupling(s) of %s", changed.changed, record_id)
+        return {"action": action, "removed": changed.changed}
+    changed = service.restore(ctx.state, mapping, record_id, side=side, run_id=run_id)
+    log.info("restored %d coupling(s) of %s", changed.changed, record_id)
+    return {"action": action, "restored": changed.changed}

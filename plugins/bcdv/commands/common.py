@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -75,22 +74,24 @@ def terminal_safe_output() -> Iterator[None]:
 
 
 def state_url(args: argparse.Namespace) -> str:
-    """``--state``, else ``BCDV_STATE_URL``, else the embedded SQLite default."""
-    from bcdv.state.store import default_state_url
+    """``--state``, else the settings' (``BCDV_STATE_URL``, else SQLite under the home)."""
+    from bcdv.settings import load_settings
 
-    return getattr(args, "state", None) or os.environ.get("BCDV_STATE_URL") or default_state_url()
+    return getattr(args, "state", None) or load_settings().state_url
 
 
 def mappings_dir(args: argparse.Namespace) -> Path:
-    """``--mappings``, else ``BCDV_MAPPINGS_DIR``, else include/mappings."""
-    from bcdv.mapping.commands import mappings_dir as resolve
+    """``--mappings``, else the settings' (``BCDV_MAPPINGS_DIR``, else the shipped ones)."""
+    from bcdv.settings import load_settings
 
-    return resolve(args)
+    return Path(getattr(args, "mappings", None) or load_settings().mappings_dir)
 
 
 def staging_dir() -> Path:
-    """Where passes stage their files (``BCDV_STAGING_DIR``, else .data/staging)."""
-    return Path(os.environ.get("BCDV_STAGING_DIR") or ".data/staging")
+    """Where passes stage their files (``BCDV_STAGING_DIR``, else under the home)."""
+    from bcdv.settings import load_settings
+
+    return load_settings().staging_dir
 
 
 def guid_arg(value: str, name: str) -> str:
@@ -102,6 +103,11 @@ def guid_arg(value: str, name: str) -> str:
         return guid(value, name)
     except InvalidValue as exc:
         raise UsageError(str(exc)) from None
+
+
+def mapping_arg(mappings: dict[str, Any], name: str) -> Any:
+    """The mapping called ``name`` (any case), or a usage error listing the known ones."""
+    return mappings[mapping_name(mappings, name)]
 
 
 def load_all(args: argparse.Namespace) -> dict[str, Any]:

@@ -8,11 +8,23 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bcdv.commands import views
-from bcdv.commands.common import (EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, UsageError, add_json_flag,
-                                  guid_arg, load_all, mapping_name, open_store, print_json,
-                                  print_table, sync_context, wants_json)
+from bcdv.commands.common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    UsageError,
+    add_json_flag,
+    guid_arg,
+    load_all,
+    mapping_name,
+    open_store,
+    print_json,
+    print_table,
+    sync_context,
+    wants_json,
+)
 from bcdv.errors import BcdvError
+from bcdv.service import new_run_id, views
 
 HEAD = ("BUSINESS CENTRAL ID", "DATAVERSE ID", "NAME", "TO DV", "TO BC", "SKIPPED", "UPDATED")
 
@@ -66,23 +78,25 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _record_arg(args: argparse.Namespace) -> str:
+    return guid_arg(args.id, "id")
+
+
 def cmd_couple(args: argparse.Namespace) -> int:
     """Couple a Business Central record to a Dataverse row (both must exist)."""
-    from bcdv.engine.records import couple_record
-    from bcdv.mapping.model import Direction
+    from bcdv.service import couple
 
     args.bc_id, args.dv_id = guid_arg(args.bc_id, "bc_id"), guid_arg(args.dv_id, "dv_id")
     mappings, mapping = _mapping(args)
-    direction = Direction(args.sync) if args.sync else None
     with sync_context(args, mappings) as ctx:
-        report = couple_record(ctx, mapping, bc_id=args.bc_id, dv_id=args.dv_id,
-                               synchronize=direction)
-    result = {"mapping": mapping.name, "bc_id": args.bc_id, "dv_id": args.dv_id,
-              "coupled": True, "sync": report.to_dict() if report else None}
+        result = couple(ctx, mapping, bc_id=args.bc_id, dv_id=args.dv_id,
+                        synchronize=args.sync, run_id=new_run_id("cli"))
+    report = result.report
     if wants_json(args):
-        print_json(result)
+        print_json({"mapping": mapping.name, "bc_id": result.bc_id, "dv_id": result.dv_id,
+                    "coupled": True, "sync": report.to_dict() if report else None})
     else:
-        print(f"coupled {args.bc_id} <-> {args.dv_id} in {mapping.name}")
+        print(f"coupled {result.bc_id} <-> {result.dv_id} in {mapping.name}")
         if report:
             print(report.summary())
     return EXIT_PARTIAL if report and report.failed else EXIT_OK
@@ -90,28 +104,33 @@ def cmd_couple(args: argparse.Namespace) -> int:
 
 def cmd_uncouple(args: argparse.Namespace) -> int:
     """Remove the coupling of a record (BC: Delete Coupling); the records stay."""
+    from bcdv.service import uncouple
+
     _, mapping = _mapping(args)
-    found = _find(args, mapping)
-    removed = open_store(args).remove_coupling(mapping.name, bc_id=found["bc_id"],
-                                               dv_id=None if found["bc_id"] else found["dv_id"])
+    result = uncouple(open_store(args), mapping, _record_arg(args), run_id=new_run_id("cli"))
+    if result.coupling is None:
+        raise BcdvError(f"{args.id} is not coupled in {mapping.name}")
     if wants_json(args):
-        print_json({"mapping": mapping.name, "bc_id": found["bc_id"], "dv_id": found["dv_id"],
-                    "removed": removed})
+        print_json({"mapping": mapping.name, "bc_id": result.bc_id, "dv_id": result.dv_id,
+                    "removed": result.changed})
     else:
-        print(f"uncoupled {found['bc_id']} <-> {found['dv_id']} in {mapping.name}")
-    return EXIT_OK if removed else EXIT_ERROR
+        print(f"uncoupled {result.bc_id} <-> {result.dv_id} in {mapping.name}")
+    return EXIT_OK if result.changed else EXIT_ERROR
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
     """Clear Skipped so the next run retries the record (BC: Restore / Restore All)."""
+    from bcdv.service import restore, restore_all
+
     _, mapping = _mapping(args)
-    store = open_store(args)
+    store, run_id = open_store(args), new_run_id("cli")
     if args.all:
-        restored = store.restore(mapping.name, all=True)
+        restored = restore_all(store, mapping, run_id=run_id)
     elif args.id:
-        found = _find(args, mapping)
-        restored = store.restore(mapping.name, bc_id=found["bc_id"]) if found["bc_id"] else (
-            store.restore(mapping.name, dv_id=found["dv_id"]))
+        result = restore(store, mapping, _record_arg(args), run_id=run_id)
+        if result.coupling is None:
+            raise BcdvError(f"{args.id} is not coupled in {mapping.name}")
+        restored = result.changed
     else:
         raise UsageError("give a record id or --all")
     if wants_json(args):

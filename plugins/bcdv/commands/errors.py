@@ -5,11 +5,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bcdv.commands import views
-from bcdv.commands.common import (EXIT_OK, EXIT_PARTIAL, add_json_flag, load_all, mapping_name,
-                                  open_store, print_json, print_table, progress, sync_context,
-                                  wants_json)
+from bcdv.commands.common import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    add_json_flag,
+    load_all,
+    mapping_name,
+    open_store,
+    print_json,
+    print_table,
+    sync_context,
+    wants_json,
+)
 from bcdv.errors import BcdvError
+from bcdv.service import views
 
 HEAD = ("#", "MAPPING", "DIRECTION", "SOURCE ID", "ATTEMPTS", "LAST SEEN", "RESOLVED", "MESSAGE")
 
@@ -58,20 +67,15 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     """Synchronise the records of these errors again now (restoring skipped ones first)."""
-    from bcdv.engine.records import sync_record
-    from bcdv.mapping.model import Direction
+    from bcdv.commands.sync import Printed
+    from bcdv.service import new_run_id, retry
+    from bcdv.service.records import error_rows
 
-    rows = [_get(args, i) for i in args.ids]
+    error_rows(open_store(args), args.ids)  # every error exists, before any network
     mappings = load_all(args)
-    reports = []
     with sync_context(args, mappings) as ctx:
-        for n, row in enumerate(rows, 1):
-            mapping = mappings[mapping_name(mappings, row["mapping"])]
-            progress(f"[{n}/{len(rows)}] retrying error #{row['id']}: {row['mapping']} "
-                     f"{row['direction']} {row['source_id']}")
-            reports.append(sync_record(ctx, mapping, system=views.source_system(row["direction"]),
-                                       record_id=row["source_id"],
-                                       direction=Direction(row["direction"])))
+        reports = retry(ctx, mappings, args.ids, run_id=new_run_id("cli"),
+                        observer=Printed()).reports
     failed = sum(r.failed for r in reports)
     if wants_json(args):
         print_json([r.to_dict() for r in reports])

@@ -11,13 +11,24 @@ import argparse
 from dataclasses import asdict
 from typing import Any
 
-from bcdv.commands.common import (EXIT_OK, UsageError, add_json_flag, load_all, mapping_name,
-                                  open_store, print_json, print_table, wants_json)
+from bcdv.commands.common import (
+    EXIT_OK,
+    UsageError,
+    add_json_flag,
+    load_all,
+    mapping_name,
+    open_store,
+    print_json,
+    print_table,
+    wants_json,
+)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Every mapping's current lock."""
-    holders = open_store(args).lock_holders()
+    from bcdv.service import list_locks
+
+    holders = list_locks(open_store(args))
     if wants_json(args):
         print_json([asdict(h) for h in holders])
     elif holders:
@@ -35,7 +46,9 @@ def cmd_release(args: argparse.Namespace) -> int:
         raise UsageError("releasing another run's lock needs --force (make sure that run is "
                          "not writing any more)")
     name = mapping_name(load_all(args), args.mapping)
-    holder = open_store(args).break_lock(name)
+    from bcdv.service import break_lock
+
+    holder = break_lock(open_store(args), name)
     if wants_json(args):
         print_json({"mapping": name, "released": asdict(holder) if holder else None})
     else:

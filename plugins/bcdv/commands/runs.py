@@ -5,10 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bcdv.commands import views
-from bcdv.commands.common import (EXIT_OK, add_json_flag, load_all, mapping_name, open_store,
-                                  print_json, print_table, wants_json)
+from bcdv.commands.common import (
+    EXIT_OK,
+    add_json_flag,
+    load_all,
+    mapping_name,
+    open_store,
+    print_json,
+    print_table,
+    wants_json,
+)
 from bcdv.errors import BcdvError
+from bcdv.service import views
 
 COUNTERS = ("inserted", "modified", "unchanged", "skipped", "failed", "coupled", "uncoupled")
 HEAD = ("JOB", "MAPPING", "DIRECTION", "TYPE", "MODE", "STATUS", "STARTED", "INS", "MOD",

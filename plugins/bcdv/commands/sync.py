@@ -1,24 +1,61 @@
-"""``bcdv sync NAME|--all``: run passes now, in this process (the DAGs' core functions).
+"""``bcdv sync``: the service's runs (:mod:`bcdv.service`), in this process.
 
 - ``sync NAME`` every pass of a mapping (or one ``--direction``), ``--full`` for BC's "Run
   Full Synch.", ``--dry-run`` to plan only;
+- ``sync NAME --since ISO --until ISO``: a backfill: re-synchronise the records modified in
+  [since, until), the watermarks left where they are;
 - ``sync NAME --record ID --side business_central|dataverse``: BC's "Synchronize" of one
   record (forced, watermarks untouched);
 - ``sync --all``: every mapping in dependency order (BC: "Synchronize Modified Records").
+
+Each run holds the run lock of every mapping it writes, as the DAGs do: it refuses, naming
+the holder, when an Airflow run is writing one of them.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from bcdv.commands.common import (EXIT_OK, EXIT_PARTIAL, UsageError, guid_arg, load_all,
-                                  load_bar, mapping_name, print_json, progress, sync_context, wants_json)
+from bcdv.commands.common import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    UsageError,
+    guid_arg,
+    load_all,
+    load_bar,
+    mapping_arg,
+    print_json,
+    progress,
+    sync_context,
+    wants_json,
+)
+from bcdv.service import Observer, new_run_id, runs
 
 
-def _print_reports(reports: list[Any]) -> None:
+class Printed(Observer):
+    """A run's progress on stderr (stdout stays for the result)."""
+
+    def note(self, message: str) -> None:
+        progress(message)
+
+    def pass_started(self, n: int, total: int, mapping: Any, direction: Any,
+                     label: str) -> None:
+        progress(f"[{n}/{total}] {mapping.name} {direction.value} ({label})")
+
+    @contextmanager
+    def loading(self, mapping: Any, direction: Any) -> Iterator[Callable[[int, int], None]]:
+        with load_bar(f"{mapping.name} {direction.value}") as bar:
+            yield bar
+
+    def pass_finished(self, report: Any) -> None:
+        progress(f"      {report.summary()}")
+
+
+def print_reports(reports: list[Any]) -> None:
+    """Each pass's summary, note and problem records."""
     for r in reports:
         print(r.summary())
         if r.note:
@@ -27,87 +64,69 @@ def _print_reports(reports: list[Any]) -> None:
             print(f"  {rec.result or rec.action:<10} {rec.source_id} {rec.name}: {rec.message}")
 
 
-def _passes(args: argparse.Namespace, mappings: dict[str, Any]) -> list[tuple[Any, Any]]:
-    from bcdv.engine.records import dependency_waves
-    from bcdv.mapping.model import Direction
-
-    if args.all:
-        names = [n for wave in dependency_waves(mappings) for n in wave]
-    else:
-        names = [mapping_name(mappings, args.name)]
-    passes = []
-    for name in names:
-        m = mappings[name]
-        dirs = [Direction(args.direction)] if args.direction else m.passes()
-        passes.extend((m, d) for d in dirs)
-    return passes
-
-
-def cmd_sync(args: argparse.Namespace) -> int:
-    """Synchronise one mapping, one record, or every mapping."""
-    from bcdv.engine.coupling import match_couple
-    from bcdv.engine.records import sync_record
-    from bcdv.engine.runner import run_pass
-    from bcdv.mapping.model import Direction
-
+def _check(args: argparse.Namespace) -> None:
     if bool(args.all) == bool(args.name):
         raise UsageError("give a mapping name or --all")
     if args.record and (args.all or not args.side):
         raise UsageError("--record needs a mapping name and --side business_central|dataverse")
+    if bool(args.since) != bool(args.until):
+        raise UsageError("a backfill needs both --since and --until (ISO 8601 date-times)")
+    if args.since and (args.full or args.record):
+        raise UsageError("--since/--until re-synchronise a window: not with --full or --record")
     if args.record:
         args.record = guid_arg(args.record, "--record")
+    if args.since:
+        from bcdv.clients.odata import InvalidValue
+        from bcdv.service.validate import window
+
+        try:
+            args.window = window(args.since, args.until)
+        except InvalidValue as exc:
+            raise UsageError(str(exc)) from None
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """Synchronise one mapping, one record, a window, or every mapping."""
+    from bcdv.service import sync_record
+
+    _check(args)
     mappings = load_all(args)
-    mode = "full" if args.full else "modified"
-    run_id = f"cli__{uuid.uuid4().hex[:12]}"
-    reports = []
-    with sync_context(args, mappings) as ctx, contextlib.ExitStack() as locks:
-        # The same run locks as the DAGs: a CLI run never writes a mapping that an Airflow
-        # run is writing (it refuses, naming the holder).
-        names = ([mapping_name(mappings, args.name)] if args.record
-                 else list(dict.fromkeys(m.name for m, _ in _passes(args, mappings))))
-        if not args.dry_run:
-            for name in names:
-                locks.enter_context(ctx.state.mapping_lock(name, run_id))
+    run_id = new_run_id("cli")
+    with sync_context(args, mappings) as ctx:
         if args.record:
-            mapping = mappings[mapping_name(mappings, args.name)]
-            direction = Direction(args.direction) if args.direction else None
+            mapping = mapping_arg(mappings, args.name)
             progress(f"synchronising {mapping.name} record {args.record} ({args.side})")
-            reports.append(sync_record(ctx, mapping, system=args.side, record_id=args.record,
-                                       direction=direction, dry_run=args.dry_run,
-                                       run_id=run_id))
+            reports = [sync_record(ctx, mapping, side=args.side, record_id=args.record,
+                                   direction=args.direction, dry_run=args.dry_run,
+                                   run_id=run_id)]
         else:
-            passes = _passes(args, mappings)
-            coupled: set[str] = set()
-            for n, (mapping, direction) in enumerate(passes, 1):
-                assumed: list[list[str]] = []
-                if args.full and mapping.name not in coupled:
-                    coupled.add(mapping.name)
-                    result = match_couple(ctx, mapping, run_id=run_id, dry_run=args.dry_run)
-                    assumed = [list(p) for p in result.pairs] if args.dry_run else []
-                progress(f"[{n}/{len(passes)}] {mapping.name} {direction.value} ({mode}"
-                         f"{', dry run' if args.dry_run else ''})")
-                with load_bar(f"{mapping.name} {direction.value}") as bar:
-                    report = run_pass(ctx, mapping, direction, mode=mode,
-                                      dry_run=args.dry_run, assumed_pairs=assumed or None,
-                                      run_id=run_id, progress=bar)
-                progress(f"      {report.summary()}")
-                reports.append(report)
+            chosen = (runs.in_dependency_order(mappings) if args.all
+                      else [mapping_arg(mappings, args.name)])
+            reports = runs.sync(
+                ctx, chosen, direction=args.direction, full=args.full, dry_run=args.dry_run,
+                window=getattr(args, "window", None), run_id=run_id,
+                observer=Printed()).reports
     if wants_json(args):
         print_json([r.to_dict() for r in reports])
     else:
-        _print_reports(reports)
+        print_reports(reports)
         print(f"run {run_id} (bcdv runs show {run_id})")
     return EXIT_PARTIAL if any(r.failed for r in reports) else EXIT_OK
 
 
 def register(sub: Any) -> None:
     """Add ``sync`` to the CLI."""
-    p = sub.add_parser("sync", help="synchronise a mapping, one record, or --all mappings")
+    p = sub.add_parser("sync", help="synchronise a mapping, one record, a window, or --all "
+                                    "mappings")
     p.add_argument("name", nargs="?", help="table mapping name (e.g. customer)")
     p.add_argument("--all", action="store_true", help="every mapping, in dependency order")
     p.add_argument("--direction", choices=["to_dataverse", "to_business_central"])
     p.add_argument("--full", action="store_true", help="full synchronisation")
     p.add_argument("--dry-run", action="store_true", help="plan only; write nothing")
+    p.add_argument("--since", metavar="ISO", help="backfill: re-synchronise the records "
+                   "modified from this date-time (with --until; watermarks stay)")
+    p.add_argument("--until", metavar="ISO", help="backfill: ... until this date-time "
+                   "(exclusive)")
     p.add_argument("--record", metavar="ID", help="synchronise only this record")
     p.add_argument("--side", choices=["business_central", "dataverse"],
                    help="which system --record's id belongs to")

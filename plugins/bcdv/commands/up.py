@@ -122,13 +122,14 @@ def _unpause_record_dag(base: str, home: Path, timeout: float = 180) -> bool:
     return False
 
 
-def _interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001
+def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Start the emulators and Airflow; block until Ctrl-C (or SIGTERM)."""
     from bcdv.local_emulators import emulators_module
+    from bcdv.settings import load_settings
 
     run_emulators = emulators_module("testing").run_emulators
 
@@ -137,6 +138,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     root = _root()
     data, home = root / ".data" / "up", root / ".airflow" / "up"
     home.mkdir(parents=True, exist_ok=True)
+    args.port = args.port or load_settings().up_port
     if not _port_free(args.port):
         progress(f"port {args.port} is in use: stop what runs there or use --port")
         return EXIT_ERROR
@@ -188,7 +190,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def register(sub: Any) -> None:
     """Add ``up`` to the CLI."""
     p = sub.add_parser("up", help="emulators + airflow standalone on localhost (make up)")
-    p.add_argument("--port", type=int, default=int(os.environ.get("BCDV_UP_PORT", "8080")))
+    p.add_argument("--port", type=int, help="the Airflow UI's port (default: BCDV_UP_PORT, "
+                                            "else 8080)")
     p.add_argument("--empty", action="store_true", help="do not fill the state store with a "
                                                         "first demo sync")
     p.add_argument("--timeout", type=float, default=240, help="seconds to wait for Airflow")

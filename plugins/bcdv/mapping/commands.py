@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -29,9 +28,10 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DIFFERENT = 0, 1, 2, 3
 
 
 def mappings_dir(args: argparse.Namespace) -> Path:
-    """The effective mappings: ``--mappings``, ``BCDV_MAPPINGS_DIR`` or include/mappings."""
-    return Path(getattr(args, "mappings", None) or os.environ.get("BCDV_MAPPINGS_DIR")
-                or "include/mappings")
+    """The effective mappings: ``--mappings``, else the settings' (``BCDV_MAPPINGS_DIR``)."""
+    from bcdv.settings import load_settings
+
+    return Path(getattr(args, "mappings", None) or load_settings().mappings_dir)
 
 
 def _print_json(data: Any) -> None:

@@ -42,18 +42,20 @@ from bcdv.state.schema import locks
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.1
-STALE_SECONDS = 180.0
-HEARTBEAT_SECONDS = 30.0
 
 
 def lock_stale_seconds() -> float:
     """A lock not renewed for this long is taken over (``BCDV_LOCK_STALE_SECONDS``)."""
-    return float(os.environ.get("BCDV_LOCK_STALE_SECONDS") or STALE_SECONDS)
+    from bcdv.settings import load_settings
+
+    return load_settings().lock_stale_seconds
 
 
 def lock_heartbeat_seconds() -> float:
     """How often a holder renews its lock (``BCDV_LOCK_HEARTBEAT_SECONDS``)."""
-    return float(os.environ.get("BCDV_LOCK_HEARTBEAT_SECONDS") or HEARTBEAT_SECONDS)
+    from bcdv.settings import load_settings
+
+    return load_settings().lock_heartbeat_seconds
 
 
 def process_start_time(pid: int) -> float | None:

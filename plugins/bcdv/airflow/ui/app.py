@@ -9,7 +9,6 @@ record sync and its result. Who may see and do what: :mod:`bcdv.airflow.ui.secur
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,12 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
+from bcdv import service
 from bcdv.airflow.ui import airflow_api, security
 from bcdv.airflow.ui.chart import records_chart
 from bcdv.clients.odata import InvalidValue, guid
-from bcdv.commands import views
+from bcdv.errors import BcdvError
+from bcdv.service import views
 
 URL_PREFIX = "/bcdv"
 HERE = Path(__file__).resolve().parent
@@ -39,19 +40,19 @@ def _store(url: str) -> Any:
 
 
 def store() -> Any:
-    """The state store (connection ``bcdv_state`` / ``BCDV_STATE_URL``)."""
-    from bcdv.airflow.connections import state_url
+    """The state store (``BCDV_STATE_URL`` / connection ``bcdv_state``, through the hooks)."""
+    from bcdv.airflow.hooks import state_url
 
     return _store(state_url())
 
 
 def mappings_dir() -> Path:
-    """``BCDV_MAPPINGS_DIR``, else include/mappings beside the DAGs folder."""
-    if os.environ.get("BCDV_MAPPINGS_DIR"):
-        return Path(os.environ["BCDV_MAPPINGS_DIR"])
+    """``BCDV_MAPPINGS_DIR``, else include/mappings beside the DAGs folder (as the DAGs)."""
     from airflow.configuration import conf
 
-    return Path(conf.get("core", "dags_folder")).resolve().parent / "include" / "mappings"
+    from bcdv.airflow.tasks import mappings_dir as resolve
+
+    return resolve(Path(conf.get("core", "dags_folder")) / "bcdv.py")
 
 
 def mappings() -> dict[str, Any]:
@@ -183,41 +184,46 @@ def create_app() -> FastAPI:
 
     @app.post("/couplings/uncouple")
     async def uncouple(request: Request) -> Response:
-        _, form = await action(request)
+        viewer, form = await action(request)
         m = _mapping(str(form.get("mapping", "")))
-        found = views.find_coupling(store(), m, str(form.get("record_id", "")))
-        if found is None:
+        try:
+            done = service.uncouple(store(), m, str(form.get("record_id", "")),
+                                    run_id=_run_id(viewer))
+        except BcdvError as exc:  # not a GUID; the mapping locked by a running sync
+            return back(request, form, err=str(exc))
+        if done.coupling is None:
             return back(request, form, err="that record is not coupled")
-        store().remove_coupling(m.name, bc_id=found["bc_id"]) if found["bc_id"] else (
-            store().remove_coupling(m.name, dv_id=found["dv_id"]))
-        return back(request, form, msg=f"Uncoupled {found['name'] or found['bc_id']} "
-                                       f"({found['bc_id']} ↔ {found['dv_id']}).",
-                    uncoupled_bc=found["bc_id"] or "", uncoupled_dv=found["dv_id"] or "")
+        return back(request, form, msg=f"Uncoupled {done.name or done.bc_id} "
+                                       f"({done.bc_id} ↔ {done.dv_id}).",
+                    uncoupled_bc=done.bc_id or "", uncoupled_dv=done.dv_id or "")
 
     @app.post("/couplings/recouple")
     async def recouple(request: Request) -> Response:
-        _, form = await action(request)
+        viewer, form = await action(request)
         m = _mapping(str(form.get("mapping", "")))
-        try:  # the ids reach OData URLs on the next run: GUIDs only
-            bc_id = guid(str(form.get("bc_id", "")), "bc_id")
-            dv_id = guid(str(form.get("dv_id", "")), "dv_id")
-        except InvalidValue as exc:
+        bc_id, dv_id = str(form.get("bc_id", "")), str(form.get("dv_id", ""))
+        try:  # the ids reach OData URLs on the next run: GUIDs only (checked by the service)
+            if not service.recouple(store(), m, bc_id=bc_id, dv_id=dv_id,
+                                    run_id=_run_id(viewer)):
+                return back(request, form, err=f"{bc_id} or {dv_id} is already coupled")
+        except BcdvError as exc:
             return back(request, form, err=str(exc))
-        if not store().couple(m.name, bc_id, dv_id):
-            return back(request, form, err=f"{bc_id} or {dv_id} is already coupled")
-        return back(request, form, msg=f"Coupled {bc_id} ↔ {dv_id} again.")
+        return back(request, form, msg=f"Coupled {bc_id.lower()} ↔ {dv_id.lower()} again.")
 
     @app.post("/couplings/restore")
     async def restore(request: Request) -> Response:
-        _, form = await action(request)
+        viewer, form = await action(request)
         m = _mapping(str(form.get("mapping", "")))
-        found = views.find_coupling(store(), m, str(form.get("record_id", "")))
-        if found is None:
+        try:
+            done = service.restore(store(), m, str(form.get("record_id", "")),
+                                   run_id=_run_id(viewer))
+        except BcdvError as exc:
+            return back(request, form, err=str(exc))
+        if done.coupling is None:
             return back(request, form, err="that record is not coupled")
-        n = store().restore(m.name, bc_id=found["bc_id"]) if found["bc_id"] else (
-            store().restore(m.name, dv_id=found["dv_id"]))
-        return back(request, form, msg=f"Restored {found['name'] or found['bc_id']}: the next "
-                    "run retries it." if n else "Nothing to restore: the record is not skipped.")
+        return back(request, form, msg=f"Restored {done.name or done.bc_id}: the next "
+                    "run retries it." if done.changed else "Nothing to restore: the record is "
+                    "not skipped.")
 
     @app.post("/sync")
     async def sync_now(request: Request) -> Response:
@@ -241,6 +247,12 @@ def create_app() -> FastAPI:
         return RedirectResponse(f"{URL_PREFIX}/runs/{run_id}", status_code=303)
 
     return app
+
+
+def _run_id(viewer: security.Viewer) -> str:
+    """The lock owner of a page action: who did it, and a unique suffix."""
+    who = "".join(c if c.isalnum() else "_" for c in viewer.name or "")
+    return service.new_run_id(f"ui__{who[:40]}" if who else "ui")
 
 
 def _nonce_cookie(resp: Response, viewer: security.Viewer) -> None:

@@ -94,8 +94,10 @@ async def authenticate(request: Request) -> Viewer | None:
 def is_authorized(user: Any, method: str, dag_id: str = RECORD_DAG_ID) -> bool:
     """Whether the auth manager lets ``user`` do ``method`` on runs of ``dag_id``."""
     from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.models.resource_details import (DagAccessEntity,
-                                                                          DagDetails)
+    from airflow.api_fastapi.auth.managers.models.resource_details import (
+        DagAccessEntity,
+        DagDetails,
+    )
 
     return bool(get_auth_manager().is_authorized_dag(
         method=method, access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id),

@@ -74,8 +74,8 @@ def list_couplings(store: StateStore, mapping: TableMapping, *, search: str = ""
     out = [coupling_row(mapping, r) for r in rows]
     if text and "synced" in couplings.c:
         # The synced JSON also holds other fields: keep id matches and name matches only.
-        out = [r for r in out if r["bc_id"] and r["bc_id"].lower().startswith(text)
-               or r["dv_id"] and r["dv_id"].lower().startswith(text)
+        out = [r for r in out if (r["bc_id"] and r["bc_id"].lower().startswith(text))
+               or (r["dv_id"] and r["dv_id"].lower().startswith(text))
                or text in r["name"].lower()]
     return out[:limit]
 

@@ -11,14 +11,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bcdv.commands.common import (EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, UsageError,
-                                  terminal_safe_output)
+from bcdv.commands.common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    UsageError,
+    terminal_safe_output,
+)
 from bcdv.errors import BcdvError
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "build_parser", "main"]
 
 
-def cmd_demo(args: argparse.Namespace) -> int:  # noqa: ARG001
+def cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo (same as ``make demo``)."""
     from bcdv.demo import main as demo_main
 

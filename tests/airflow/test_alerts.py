@@ -28,7 +28,7 @@ class Inbox:
         self.mails: list[Any] = []
         self.posts: list[dict[str, Any]] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.mails.append(message_from_bytes(envelope.content))
         return "250 OK"
 
@@ -42,7 +42,7 @@ def inbox(sync_env, monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
     smtp.start()
 
     class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             box.posts.append(json.loads(body))
             self.send_response(200)

@@ -119,7 +119,7 @@ class Airflow:
             runs = {d: [(r["dag_run_id"], r["state"]) for r in
                         self.api("GET", f"/dags/{d}/dagRuns")["dag_runs"]]
                     for d in ("bcdv_full_sync", "bcdv_sync_customer")}
-        except Exception as exc:  # noqa: BLE001 - diagnostics only
+        except Exception as exc:
             runs = {"error": str(exc)}
         raise AssertionError(f"timed out waiting for {what}; runs: {runs}\n{self.logs()}")
 

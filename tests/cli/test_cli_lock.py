@@ -9,7 +9,7 @@ from bcdv.state import StateStore
 
 
 def test_sync_refuses_while_another_run_holds_the_lock(tmp_path, emulators, capsys,
-                                                       monkeypatch) -> None:  # noqa: ANN001
+                                                       monkeypatch) -> None:
     endpoints = tmp_path / "emulators" / "endpoints.json"
     state_url = f"sqlite:///{tmp_path / 'state.db'}"
     monkeypatch.setenv("BCDV_ENDPOINTS", str(endpoints))
@@ -27,7 +27,7 @@ def test_sync_refuses_while_another_run_holds_the_lock(tmp_path, emulators, caps
     assert main(["sync", "customer", "--dry-run"]) == 0  # a dry run writes nothing: no lock
 
 
-def test_locks_list_and_release(tmp_path, capsys, monkeypatch) -> None:  # noqa: ANN001
+def test_locks_list_and_release(tmp_path, capsys, monkeypatch) -> None:
     import json
 
     state_url = f"sqlite:///{tmp_path / 'state.db'}"

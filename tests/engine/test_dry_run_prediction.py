@@ -30,7 +30,7 @@ def _messy(env, mapping) -> None:
     one side only, a person's edit since the last sync. (A value the service refuses is
     planned as a write and fails only when sent: a dry run cannot know the service's
     validation, and says so in its reasons.)"""
-    bc_id, dv_id = env.coupled_pair(mapping, name="Synced Before", phoneNumber="1")
+    _, dv_id = env.coupled_pair(mapping, name="Synced Before", phoneNumber="1")
     env.tick()
     env.dv_edit(dv_id, telephone1="person edit")
     env.bc_new("Match Me", phoneNumber="555", city="BC City")

@@ -91,7 +91,7 @@ def test_retried_load_stage_does_not_write_twice(env) -> None:
     assert len(env.dv.list("accounts", filter="startswith(name,'Stage Retry')")) == 3
 
 
-def _flat(counters, prefix=""):  # noqa: ANN001, ANN202
+def _flat(counters, prefix=""):
     out = {}
     if isinstance(counters, dict):
         for k, v in counters.items():

@@ -16,7 +16,7 @@ PAIRS = [("phoneNumber", "telephone1"), ("city", "address1_city"),
          ("state", "address1_stateorprovince")]
 
 
-def _equal(env, mapping, bc_id: str) -> list[str]:  # noqa: ANN001
+def _equal(env, mapping, bc_id: str) -> list[str]:
     dv_id = env.coupling(mapping, bc_id=bc_id)["dv_id"]
     bc, dv = env.bc_get(bc_id), env.dv_get(dv_id)
     return [b for b, d in PAIRS if canon(bc[b]) != canon(dv[d])]

@@ -202,7 +202,7 @@ def test_b48_restore_clears_skipped_and_a_good_sync_keeps_it_clear(env) -> None:
 
 def test_b49_synchronize_on_a_skipped_record_forces_it(env) -> None:
     mapping = make_mapping()
-    bc_id, dv_id = _failing_account(env, mapping)
+    bc_id, _dv_id = _failing_account(env, mapping)
     env.bc_edit(bc_id, phoneNumber="1")
     env.sync(mapping)
     env.sync(mapping)
@@ -222,7 +222,7 @@ def test_b61_uncouple_removes_the_coupling(env) -> None:
 
 def test_b09_sync_record_in_a_chosen_direction(env) -> None:
     mapping = make_mapping()
-    bc_id, dv_id = _both_changed(env, mapping)
+    bc_id, _dv_id = _both_changed(env, mapping)
     report = sync_record(env.ctx, mapping, system="business_central", record_id=bc_id,
                          direction=Direction.TO_BUSINESS_CENTRAL)
     assert (report.modified, report.failed) == (1, 0)

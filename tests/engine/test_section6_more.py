@@ -15,7 +15,7 @@ from .conftest import BASE, make_mapping
 ROOT_MAPPINGS = __import__("pathlib").Path(__file__).resolve().parents[2] / "include" / "mappings"
 
 
-def _with_currency(env, on_failure: str):  # noqa: ANN001, ANN202
+def _with_currency(env, on_failure: str):
     fields = [f for f in BASE["fields"] if f["business_central"] != "creditLimit"] + [
         {"business_central": "currencyCode", "dataverse": "transactioncurrencyid",
          "lookup": {"mapping": "CURRENCY", "match_on": "code", "on_failure": on_failure}}]
@@ -106,7 +106,7 @@ def test_b27_currency_lookups_both_ways(env) -> None:
 
 def test_b33_coupling_is_unique_and_can_be_redone_after_removal(env) -> None:
     mapping = make_mapping()
-    bc_id, dv_id = env.coupled_pair(mapping)
+    bc_id, _dv_id = env.coupled_pair(mapping)
     other_dv = env.dv_new("Other")
     with pytest.raises(BcdvError, match="already coupled"):
         couple_record(env.ctx, mapping, bc_id=bc_id, dv_id=other_dv)

@@ -116,7 +116,7 @@ def test_b11_synchronize_all_clears_watermarks_then_sets_them_to_latest(env) -> 
     from bcdv.engine.records import synchronize_all_records
 
     mapping = make_mapping()
-    bc_id, dv_id = env.coupled_pair(mapping)
+    _bc_id, dv_id = env.coupled_pair(mapping)
     env.sync(mapping)
     env.dv_edit(dv_id, address1_city="Edited in Dynamics")
     env.state.advance_watermark("CUSTOMER", "to_dataverse",
@@ -230,7 +230,7 @@ def test_b37_from_pass_ignores_changes_by_the_integration_user(env) -> None:
 
 def test_b38_only_coupled_by_default(env) -> None:
     mapping = make_mapping()
-    bc_id, dv_id = env.coupled_pair(mapping)
+    _bc_id, dv_id = env.coupled_pair(mapping)
     env.sync(mapping, mode="full")
     lone = env.dv_new("Uncoupled Account")
     env.tick()
@@ -244,7 +244,7 @@ def test_b39_watermarks_follow_latest_and_stay_when_nothing_is_selected(env) -> 
     from bcdv.clients.odata import parse_datetime
 
     mapping = make_mapping()
-    bc_id, dv_id = env.coupled_pair(mapping)
+    bc_id, _dv_id = env.coupled_pair(mapping)
     env.sync(mapping)
     env.bc_edit(bc_id, addressLine1="unmapped change")
     env.sync(mapping)

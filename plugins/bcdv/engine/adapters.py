@@ -11,7 +11,7 @@ from bcdv.clients.batch import BatchOp, BatchResult
 from bcdv.clients.business_central import BusinessCentralClient
 from bcdv.clients.dataverse import DataverseClient
 from bcdv.clients.odata import and_filters, compare, key_segment, parse_datetime
-from bcdv.errors import FatalApiError
+from bcdv.errors import BcdvError, FatalApiError
 from bcdv.mapping.model import Side
 
 # Date headers have whole seconds and several web servers serve one service: stay a little
@@ -58,7 +58,8 @@ class BusinessCentralAdapter:
         """The service's 'now' (minus slack), read with a cheap request before extracting."""
         self.client.http.request("GET", self.client.company_url, params={"$select": "id"})
         now = self.client.server_time()
-        assert now is not None, "Business Central sent no Date header"
+        if now is None:
+            raise BcdvError("Business Central sent no Date header: no signpost for the pass")
         return now - SIGNPOST_SLACK
 
     def iter_records(self, side: Side, since: datetime | None, columns: Sequence[str],
@@ -104,7 +105,7 @@ class BusinessCentralAdapter:
                BatchOp("PATCH", self.client.batch_url(side.entity_set, it.record_id),
                        it.payload, {"If-Match": it.etag or "*"}) for it in items]
         out: list[Written | FatalApiError] = []
-        for it, res in zip(items, self.client.batch(ops, continue_on_error=True)):
+        for it, res in zip(items, self.client.batch(ops, continue_on_error=True), strict=True):
             if not res.ok or not isinstance(res.body, dict):
                 out.append(_failure(res))
                 continue
@@ -129,7 +130,8 @@ class DataverseAdapter:
         """The service's 'now' (minus slack), from WhoAmI's Date header."""
         self.user_id = self.client.whoami().get("UserId")
         now = self.client.server_time()
-        assert now is not None, "Dataverse sent no Date header"
+        if now is None:
+            raise BcdvError("Dataverse sent no Date header: no signpost for the pass")
         return now - SIGNPOST_SLACK
 
     def iter_records(self, side: Side, since: datetime | None, columns: Sequence[str],
@@ -154,10 +156,10 @@ class DataverseAdapter:
             headers = {"Prefer": "return=representation"}
             if it.kind != "insert":
                 headers["If-Match"] = it.etag or "*"
-            ops.append(BatchOp("PATCH", f"{key_segment(side.entity_set, it.record_id)}?$select={cols}",
-                               it.payload, headers))
+            url = f"{key_segment(side.entity_set, it.record_id)}?$select={cols}"
+            ops.append(BatchOp("PATCH", url, it.payload, headers))
         out: list[Written | FatalApiError] = []
-        for it, res in zip(items, self.client.batch(ops, continue_on_error=True)):
+        for it, res in zip(items, self.client.batch(ops, continue_on_error=True), strict=True):
             if not res.ok:
                 out.append(_failure(res))
                 continue

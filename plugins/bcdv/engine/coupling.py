@@ -95,8 +95,8 @@ def _match(ctx: SyncContext, mapping: TableMapping, groups: list, report: Coupli
     bc_side, dv_side = mapping.business_central, mapping.dataverse
     bc_cols = sorted({b for _, pairs in groups for b, _ in pairs})
     dv_cols = sorted({d for _, pairs in groups for _, d in pairs})
-    bc = _frame([r for page in ctx.business_central.iter_records(bc_side, None, [bc_side.key, *bc_cols])
-                 for r in page], bc_side.key, bc_cols)
+    bc_pages = ctx.business_central.iter_records(bc_side, None, [bc_side.key, *bc_cols])
+    bc = _frame([r for page in bc_pages for r in page], bc_side.key, bc_cols)
     dv = _frame([r for page in ctx.dataverse.iter_records(dv_side, None, [dv_side.key, *dv_cols])
                  for r in page], dv_side.key, dv_cols)
     existing = ctx.state.couplings(mapping.name)

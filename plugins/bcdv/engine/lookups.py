@@ -44,7 +44,8 @@ class Tables:
 
 
 def _referenced(mappings: dict[str, TableMapping], f: FieldMapping) -> TableMapping:
-    assert f.lookup is not None
+    if f.lookup is None:
+        raise ConfigError(f"field {f.label} is not a lookup")
     ref = mappings.get(f.lookup.mapping)
     if ref is None:
         raise ConfigError(f"field {f.label} looks up through mapping {f.lookup.mapping!r}, "
@@ -75,7 +76,8 @@ def load_tables(ctx: Any, mapping: TableMapping, direction: Direction) -> Tables
 
 
 def _lookup_table(ctx: Any, ref: TableMapping, f: FieldMapping) -> LookupTable:
-    assert f.lookup is not None
+    if f.lookup is None:
+        raise ConfigError(f"field {f.label} is not a lookup")
     match_on = f.lookup.match_on or ref.business_central.key
     bc_side, dv_side = ref.business_central, ref.dataverse
     table = LookupTable(target_entity_set=dv_side.entity_set)
@@ -86,7 +88,8 @@ def _lookup_table(ctx: Any, ref: TableMapping, f: FieldMapping) -> LookupTable:
     couplings = ctx.state.couplings(ref.name)
     if not couplings.empty:
         done = couplings[~couplings["pending"].astype(bool)].dropna(subset=["bc_id", "dv_id"])
-        table.bc_to_dv = dict(zip(done["bc_id"].astype(str), done["dv_id"].astype(str)))
+        table.bc_to_dv = dict(zip(done["bc_id"].astype(str), done["dv_id"].astype(str),
+                                  strict=True))
         table.dv_to_bc = {v: k for k, v in table.bc_to_dv.items()}
     dv_field = _dv_match_field(ref, match_on)
     # Implicit coupling (BC's "find uncoupled destination", e.g. a currency by ISO code) only

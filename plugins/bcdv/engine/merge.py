@@ -52,7 +52,7 @@ def decide(mapping: TableMapping, source_system: str, synced_json: Any,
     if not isinstance(base_src, dict) or not isinstance(base_tgt, dict):
         return None
     send, clashes, target_changed = [], [], False
-    for label, bc_col, dv_col, dv_write in _pairs(mapping):
+    for _label, bc_col, dv_col, dv_write in _pairs(mapping):
         src_col, tgt_col = (bc_col, dv_col) if source_system == "business_central" else (
             dv_col, bc_col)
         written = dv_write if target_system == "dataverse" else bc_col

@@ -122,7 +122,9 @@ def sync_record(ctx: SyncContext, mapping: TableMapping, *, system: str, record_
                             f"synchronise it from {sides.source_system}")
         source_id = str(found[sides.source_id_col].iat[0])
     if not dry_run:
-        ctx.state.restore(mapping.name, **{sides.source_id_col: source_id})
+        by_bc = sides.source_id_col == "bc_id"
+        ctx.state.restore(mapping.name, bc_id=source_id if by_bc else None,
+                          dv_id=None if by_bc else source_id)
     return run_pass(ctx, mapping, direction, mode="record", record_ids=[source_id],
                     dry_run=dry_run, run_id=run_id)
 

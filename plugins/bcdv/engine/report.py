@@ -75,7 +75,7 @@ class PassReport:
             if rec.conflict:
                 report.conflicts += 1
         report.records = [r for r in records if r.result not in ("inserted", "modified")
-                          and not (r.result == "unchanged")]
+                          and r.result != "unchanged"]
         return report
 
     def counters(self) -> dict[str, int]:
@@ -110,4 +110,4 @@ class PassReport:
         data = asdict(self)
         data["records"] = [asdict(r) for r in self.records[:100]]
         data["records_truncated"] = max(0, len(self.records) - 100)
-        return json_safe(data)  # type: ignore[no-any-return]
+        return json_safe(data)

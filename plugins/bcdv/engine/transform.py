@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from bcdv.engine.lookups import Tables
 from bcdv.clients.odata import key_segment
+from bcdv.engine.lookups import Tables
 from bcdv.engine.values import NULL_GUID, canon
 from bcdv.mapping.model import Direction, FieldMapping, OnFailure, TableMapping
 
@@ -189,7 +189,9 @@ def _value_map(col: pd.Series, vmap: Any, direction: Direction, f: FieldMapping)
 def _lookup(col: pd.Series, table: Any, direction: Direction, f: FieldMapping) -> pd.Series:
     """A lookup through another mapping's couplings, as joins of the column with its tables
     (``Series.map``): value -> record -> coupled id, else BC's implicit match."""
-    assert f.lookup is not None
+    lookup = f.lookup
+    if lookup is None:
+        raise ValueError(f"field {f.label} is not a lookup")
     special = _special(col)
     keys = _omap(col.where(~special, None), lambda v: canon(v) or None)
     present = keys.notna()
@@ -205,7 +207,7 @@ def _lookup(col: pd.Series, table: Any, direction: Direction, f: FieldMapping) -
                        table.bc_id_to_value.get(table.value_to_bc_id.get(canon(v))))
         found = found.where(found.notna(), via_bc.where(via_bc.notna(), implicit))
     missing = present & found.isna()
-    policy = f.lookup.on_failure
+    policy = lookup.on_failure
     where = "Dataverse" if direction is Direction.TO_DATAVERSE else "Business Central"
     source = f.business_central if direction is Direction.TO_DATAVERSE else f.dataverse
 
@@ -215,7 +217,7 @@ def _lookup(col: pd.Series, table: Any, direction: Direction, f: FieldMapping) -
         if policy is OnFailure.CLEAR:
             return None if direction is Direction.TO_DATAVERSE else ""
         return _Err(f"{source} {value} must be coupled to a record in {where} "
-                    f"(mapping {f.lookup.mapping})")
+                    f"(mapping {lookup.mapping})")
 
     out = _finish(col, found, missing, on_missing, special)
     blank = ~present & ~special

@@ -79,6 +79,6 @@ def hash_frame(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
         return pd.Series([], dtype=object, index=frame.index)
     cols = sorted(columns)
     sub = frame.reindex(columns=cols)
-    hashes = [row_hash(dict(zip(cols, values)), cols)
+    hashes = [row_hash(dict(zip(cols, values, strict=True)), cols)
               for values in sub.itertuples(index=False, name=None)]
     return pd.Series(hashes, index=frame.index, dtype=object)

@@ -168,7 +168,7 @@ class StateStore(MappingLocks, OperatorViews):
 
         With a payload (a Business Central create, whose id the service chooses), the intent
         keeps what was sent and when it was first sent, so that recovery after a lost
-        response finds exactly the records that create made (see engine/apply.py).
+        response finds exactly the records that create made (see engine/lost_creates.py).
         """
         def run() -> None:
             with self._write() as conn:
@@ -348,7 +348,7 @@ class StateStore(MappingLocks, OperatorViews):
             conn.execute(insert(jobs).values(
                 id=job_id, mapping=mapping, direction=direction, type=job_type, mode=mode,
                 run_id=run_id, status="running", dry_run=dry_run,
-                started_at=to_db(utcnow()), **{c: 0 for c in COUNTERS}))
+                started_at=to_db(utcnow()), **dict.fromkeys(COUNTERS, 0)))
         return job_id
 
     def update_job(self, job_id: str, **values: Any) -> None:

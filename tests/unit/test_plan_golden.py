@@ -21,8 +21,9 @@ import pytest
 from bcdv.engine.actions import Action, plan_header
 from bcdv.engine.context import PassSides
 from bcdv.engine.entity_rules import EntityFacts
+from bcdv.engine.inputs import PlanInputs
 from bcdv.engine.lookups import LookupTable, Tables
-from bcdv.engine.plan import PlanInputs, plan_records
+from bcdv.engine.plan import plan_records
 from bcdv.engine.transform import compare_columns, read_key, side_fields, transform
 from bcdv.engine.values import canon, row_hash
 from bcdv.mapping.loader import load_mappings

@@ -27,15 +27,9 @@ from bcdv.engine.actions import (
     read_plan,
     write_plan,
 )
+from bcdv.engine.inputs import PlanInputs, targets_to_read
 from bcdv.engine.outcome import failure_result, skipped_message
-from bcdv.engine.plan import (
-    CONFLICT_MESSAGE,
-    DELETED_MESSAGE,
-    PlanInputs,
-    new_target_id,
-    plan_records,
-    targets_to_read,
-)
+from bcdv.engine.plan import CONFLICT_MESSAGE, DELETED_MESSAGE, new_target_id, plan_records
 from bcdv.engine.transform import side_fields
 from bcdv.engine.values import canon, row_hash
 from bcdv.mapping.model import Direction, TableMapping

@@ -17,8 +17,8 @@ import pandas as pd
 from bcdv.engine.actions import Insert, Unchanged, Update, read_plan
 from bcdv.engine.context import PassSides, SyncContext
 from bcdv.engine.entity_rules import extra_columns
+from bcdv.engine.inputs import PlanInputs, targets_to_read
 from bcdv.engine.lookups import Tables, load_tables
-from bcdv.engine.plan import PlanInputs, targets_to_read
 from bcdv.engine.staging import PassState, read_jsonl
 from bcdv.engine.transform import compare_columns, side_fields
 from bcdv.mapping.model import Direction, TableMapping

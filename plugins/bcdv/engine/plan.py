@@ -1,20 +1,19 @@
 """Plan: decide, per candidate record, what a pass will do, without writing anything.
 
-``plan_records(inputs)`` is a pure function: from gathered inputs (source rows, couplings,
-target rows, lookup tables, error history, the mapping and the mode) to typed actions
-(``bcdv.engine.actions``). It reads no clock, store or service; ``bcdv.engine.gather`` reads
-everything before. ``plan(ctx, mapping, state)`` is the stage: gather, plan, write the plan
-file, chunk by chunk (memory is bounded by the chunk size, not the table size). A dry run
-stops here, and the load stage executes exactly this file.
+``plan_records(inputs)`` is a pure function: from gathered inputs (``bcdv.engine.inputs``:
+source rows, couplings, target rows, lookup tables, error history, the mapping and the mode)
+to typed actions (``bcdv.engine.actions``). It reads no clock, store or service:
+``bcdv.engine.gather`` reads everything before. ``plan(ctx, mapping, state)`` is the stage:
+gather, plan, write the plan file, chunk by chunk (memory is bounded by the chunk size, not
+the table size). A dry run stops here, and the load stage executes exactly this file.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, TypeAlias
+from dataclasses import dataclass, replace
+from typing import Any
 
 import pandas as pd
 
@@ -35,17 +34,20 @@ from bcdv.engine.actions import (
 )
 from bcdv.engine.context import PassSides, SyncContext, system_title
 from bcdv.engine.entity_rules import RuleError, complete_insert, wanted_values
-from bcdv.engine.lookups import Tables
+from bcdv.engine.inputs import (
+    TOLERANCE,
+    PlanInputs,
+    creates,
+    flags_of,
+    forces,
+)
 from bcdv.engine.outcome import failure_result
 from bcdv.engine.staging import PassState
 from bcdv.engine.transform import compare_columns, side_fields, to_wire, transform, write_key
-from bcdv.engine.values import canon, canon_frame, hash_frame, row_hash, same
+from bcdv.engine.values import canon, canon_frame, row_hash, same
 from bcdv.mapping.model import DeletionConflict, Direction, TableMapping, UpdateConflict
-from bcdv.state.store import COUPLING_COLUMNS
 
 CHUNK_SIZE = 5000
-# BC's Type Helper treats timestamps less than 10 ms apart as equal.
-TOLERANCE = pd.Timedelta(milliseconds=10)
 # After a write that overwrote changes on both sides, the written side's baseline is set a
 # little behind, so the opposite pass still sees it as changed and carries back the fields
 # mapped only in that direction (BC lowers it by 999 ms for Dataverse, 10 ms for BC).
@@ -54,142 +56,9 @@ DELETED_MESSAGE = ("The {target} record cannot be updated because it is coupled 
                    "record ({target_id}).")
 CONFLICT_MESSAGE = ("Cannot update the {target} record because the mapping is bi-directional "
                     "and both sides changed since the last synchronization: {fields}.")
-FORCING_MODES = ("full", "record")
 # New Dataverse ids are derived from the pass's seed (its job id) and the source id: the
 # plan stays a function of its inputs, and a replanned pass chooses the same ids.
 NEW_ID_NAMESPACE = uuid.UUID("6f1c2a4e-5b0d-4c1e-9a57-0d7b3e2f8c11")
-Rows: TypeAlias = pd.DataFrame | Sequence[Mapping[str, Any]]
-
-
-@dataclass(frozen=True)
-class PlanInputs:
-    """Everything planning a chunk of records needs, gathered beforehand.
-
-    ``source`` is indexed by source id; ``couplings`` holds one row per source record (all
-    missing: not coupled), aligned with ``source``; ``targets`` holds the current target rows
-    the plan compares with (see ``targets_to_read``), indexed by target id. Build it with
-    ``PlanInputs.build``, which accepts literal tables.
-    """
-
-    mapping: TableMapping
-    direction: Direction
-    mode: str
-    source: pd.DataFrame
-    couplings: pd.DataFrame
-    targets: pd.DataFrame
-    tables: Tables = field(default_factory=Tables)
-    prior_errors: Mapping[str, str] = field(default_factory=dict)  # last open error per id
-    # Dry runs: ids the same run's first pass writes, with the name they will have.
-    first_pass: Mapping[str, str | None] = field(default_factory=dict)
-    id_seed: str = ""
-
-    @property
-    def sides(self) -> PassSides:
-        """Source and target of the pass."""
-        return PassSides.of(self.mapping, self.direction)
-
-    @classmethod
-    def build(cls, mapping: TableMapping, direction: Direction, *, source: Rows,
-              couplings: Rows = (), targets: Rows = (), mode: str = "modified",
-              tables: Tables | None = None, prior_errors: Mapping[str, str] | None = None,
-              first_pass: Mapping[str, str | None] | None = None,
-              id_seed: str = "") -> PlanInputs:
-        """Inputs from frames or lists of dicts (coupling rows as the state store has them;
-        missing coupling columns are empty)."""
-        sides = PassSides.of(mapping, direction)
-        src = _frame(source, [sides.source.key, sides.source.modified_on])
-        src = src.drop_duplicates(subset=[sides.source.key], keep="last")
-        src.index = pd.Index(src[sides.source.key].astype(str))
-        coup = _frame(couplings, COUPLING_COLUMNS).reindex(columns=COUPLING_COLUMNS)
-        coup = coup[coup[sides.source_id_col].notna()]
-        coup = coup.set_index(coup[sides.source_id_col].astype(str))
-        coup = coup[~coup.index.duplicated(keep="first")].reindex(src.index)
-        # Literal tables may leave the store's row id out: any id marks a coupling.
-        coup["id"] = coup["id"].where(coup["id"].notna() | coup[sides.source_id_col].isna(),
-                                      -1)
-        tgt = _frame(targets, [sides.target.key])
-        tgt.index = pd.Index(tgt[sides.target.key].astype(str)) if len(tgt) else pd.Index([])
-        return cls(mapping, direction, mode, src, coup, tgt, tables or Tables(),
-                   dict(prior_errors or {}), dict(first_pass or {}), id_seed)
-
-
-def _frame(rows: Rows, columns: list[str]) -> pd.DataFrame:
-    frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(
-        [dict(r) for r in rows])
-    for col in columns:
-        if col not in frame.columns:
-            frame[col] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
-    return frame
-
-
-def forces(mapping: TableMapping, direction: Direction, mode: str) -> bool:
-    """Whether coupled records are force-modified in this pass.
-
-    A single-record sync forces its pass. A full synchronisation forces the first pass only:
-    in a bidirectional mapping the pass back runs right after the forced pass to Dataverse,
-    which stamped every coupled pair, so forcing it again would overwrite what was just sent
-    with Dataverse's older values; it creates the uncoupled records and carries back only
-    real changes.
-    """
-    if mode == "record":
-        return True
-    if mode != "full":
-        return False
-    return direction is mapping.passes()[0]
-
-
-def creates(mapping: TableMapping, mode: str) -> bool:
-    """Whether uncoupled source records are created on the other side in this pass."""
-    return mode in FORCING_MODES or not mapping.sync_only_coupled
-
-
-def _utc(series: pd.Series) -> pd.Series:
-    return pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
-
-
-@dataclass(frozen=True)
-class _Flags:
-    """Per source record: what the coupling and the timestamps say (vectorised)."""
-
-    source_hash: pd.Series
-    source_modified: pd.Series
-    coupled: pd.Series
-    skipped: pd.Series
-    failed_before: pd.Series
-    source_changed: pd.Series
-    restamp: pd.Series
-    compare: pd.Series
-
-
-def _flags(inputs: PlanInputs) -> _Flags:
-    sides, src, coup = inputs.sides, inputs.source, inputs.couplings
-    force = forces(inputs.mapping, inputs.direction, inputs.mode)
-    src_hash = hash_frame(src, side_fields(inputs.mapping, sides.source_system))
-    src_mod = _utc(src[sides.source.modified_on])
-    baseline = _utc(coup[sides.source_mod_col])
-    is_coupled = coup["id"].notna() & ~coup["pending"].fillna(False).astype(bool)
-    skipped = is_coupled & coup["skipped"].fillna(False).astype(bool)
-    failed_before = coup[sides.result_col].eq("failure")
-    moved = baseline.isna() | ((src_mod - baseline) > TOLERANCE)
-    # Dataverse stamps whole seconds: an edit in the same second as our last write keeps the
-    # same modified-on, so "not older than the baseline" plus a different hash is a change.
-    not_older = baseline.isna() | ((baseline - src_mod) <= TOLERANCE)
-    same_values = src_hash.eq(coup[sides.source_hash_col])
-    source_changed = failed_before | (not_older & ~same_values)
-    changed = force | source_changed
-    return _Flags(src_hash, src_mod, is_coupled, skipped, is_coupled & failed_before,
-                  source_changed, is_coupled & ~skipped & ~changed & moved,
-                  is_coupled & ~skipped & changed)
-
-
-def targets_to_read(inputs: PlanInputs) -> list[str]:
-    """Ids of the target rows the plan compares with (coupled records that changed or are
-    forced); ``inputs.targets`` may be empty when this is asked."""
-    flags = _flags(inputs)
-    ids = inputs.couplings.loc[flags.compare, inputs.sides.target_id_col]
-    return sorted(set(ids.dropna().astype(str)))
-
-
 @dataclass(frozen=True)
 class _Record:
     """One source record as the per-record rules see it."""
@@ -228,10 +97,14 @@ class _Pass:
 
 
 def plan_records(inputs: PlanInputs) -> list[Action]:
-    """The typed action of every source record in ``inputs`` (pure: no I/O, no clock)."""
+    """The typed action of every source record in ``inputs`` (pure: no I/O, no clock).
+
+    The one state carried from chunk to chunk of a pass is BC's generated salesperson codes:
+    an insert takes the next code from ``inputs.tables.entity`` and records it there.
+    """
     mapping, direction, sides = inputs.mapping, inputs.direction, inputs.sides
     src, coup = inputs.source, inputs.couplings
-    flags = _flags(inputs)
+    flags = flags_of(inputs)
     result = transform(src, mapping, direction, inputs.tables)
     src_vals = canon_frame(src.reindex(columns=side_fields(mapping, sides.source_system))
                            ).to_dict("index")

@@ -5,6 +5,8 @@ Airflow imports this file from plugins/ (plugins/.airflowignore hides the bcdv p
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from airflow.plugins_manager import AirflowPlugin
 
 from bcdv.airflow.ui import fastapi_app, nav_view
@@ -14,5 +16,5 @@ class BcdvPlugin(AirflowPlugin):
     """Business Central ⇄ Dataverse: mappings, coupled records, errors, log."""
 
     name = "bcdv"
-    fastapi_apps = [fastapi_app()]
-    external_views = [nav_view()]
+    fastapi_apps: ClassVar[list[dict[str, Any]]] = [fastapi_app()]
+    external_views: ClassVar[list[dict[str, Any]]] = [nav_view()]

@@ -45,7 +45,6 @@ def state_url(tmp_path: Path) -> str:
 def ctx(endpoints, state_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     """A sync context on the emulators and a fresh state store."""
     from bcdv.engine import SyncContext
-
     from bcdv.mapping import load_mappings
 
     context = SyncContext.create(endpoints, state_url, tmp_path / "staging",

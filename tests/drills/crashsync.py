@@ -67,7 +67,7 @@ def install(point: str, nth: int) -> None:
     elif point == "after_write":
         from bcdv.engine import apply
 
-        def hook(action: dict[str, Any]) -> None:  # noqa: ARG001
+        def hook(action: dict[str, Any]) -> None:
             if reached():
                 _die()
 

@@ -8,7 +8,7 @@ import dataclasses
 import random
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from bcdv.clients.http import RetryPolicy
 from bcdv.engine import SyncContext
@@ -51,7 +51,7 @@ def fault_doc(rate: float, seed: int, timeout_seconds: float = CLIENT_TIMEOUT + 
               ) -> dict[str, Any]:
     """``rate`` of requests fail: split over 429/5xx, resets, timeouts and lost responses."""
     share = rate / 8
-    return {"error_rates": {s: share for s in STATUSES}, "reset_rate": share,
+    return {"error_rates": dict.fromkeys(STATUSES, share), "reset_rate": share,
             "timeout_rate": share, "timeout_seconds": timeout_seconds,
             "lost_response_rate": share, "retry_after": 1, "random_seed": seed}
 
@@ -129,7 +129,7 @@ def fault_totals(injected: dict[str, Counter[str]]) -> Counter[str]:
 class Model:
     """What both sides must hold once synced: name -> {field: value}, in BC's field names."""
 
-    FIELDS = {"phoneNumber": "telephone1", "city": "address1_city"}
+    FIELDS: ClassVar[dict[str, str]] = {"phoneNumber": "telephone1", "city": "address1_city"}
 
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
@@ -165,6 +165,6 @@ def check_converged(env: DrillEnv, model: Model) -> dict[str, Any]:
                 key = Model.FIELDS[field] if col else field
                 if row.get(key) != value:
                     lost.append((side, name, field, value, row.get(key)))
-    extra = sorted(({n for n in bc} | {n for n in dv}) - set(model.records))
+    extra = sorted((set(bc) | set(dv)) - set(model.records))
     return {"records": len(model.records), "missing": missing, "lost": lost,
             "duplicated": duplicated, "unexpected": extra}

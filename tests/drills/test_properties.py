@@ -116,7 +116,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.env.faults(fault_doc(FAULT_RATE, seed))
         try:
             self.env.sync(self.mapping, mode="full" if full else "modified")
-        except Exception:  # noqa: BLE001 - expected under faults
+        except Exception:
             self.figures["failed_runs"] += 1
         finally:
             counts = self.env.injected()

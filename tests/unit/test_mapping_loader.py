@@ -36,7 +36,8 @@ def test_good_mapping(tmp_path: Path) -> None:
 
 
 def test_unknown_key_names_file_line_and_path(tmp_path: Path) -> None:
-    path = _write(tmp_path, GOOD.replace("dataverse: creditlimit,", "dataverse: creditlimit, colour: red,"))
+    path = _write(tmp_path, GOOD.replace("dataverse: creditlimit,",
+                                         "dataverse: creditlimit, colour: red,"))
     with pytest.raises(MappingError) as err:
         load_mapping_file(path)
     assert str(err.value).startswith(f"{path}:7: fields[1].colour: unknown key")

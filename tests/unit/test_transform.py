@@ -9,6 +9,8 @@ from bcdv.engine.lookups import LookupTable, Tables
 from bcdv.engine.transform import to_wire, transform
 from bcdv.mapping.model import Direction, TableMapping
 
+EUR_DV = "0b6c1f0e-0000-4000-8000-00000000e0e0"  # the Dataverse id of the EUR transaction currency
+
 MAPPING = TableMapping.model_validate({
     "name": "CUSTOMER",
     "business_central": {"entity_set": "customers", "key": "id",
@@ -37,14 +39,14 @@ TABLES = Tables(
                    "paymentTerms.code->id": {"NET30": "p30", "NET60": "p60"}},
     lookups={"currencyCode -> transactioncurrencyid": LookupTable(
         target_entity_set="transactioncurrencies", value_to_bc_id={"EUR": "bc-eur"},
-        bc_id_to_value={"bc-eur": "EUR"}, bc_to_dv={"bc-eur": "0b6c1f0e-0000-4000-8000-00000000e0e0"},
-        dv_to_bc={"0b6c1f0e-0000-4000-8000-00000000e0e0": "bc-eur"})},
+        bc_id_to_value={"bc-eur": "EUR"}, bc_to_dv={"bc-eur": EUR_DV},
+        dv_to_bc={EUR_DV: "bc-eur"})},
 )
 
 
 @pytest.mark.parametrize(("row", "expected", "keep", "error"), [
     ({"displayName": " Adatum ", "paymentTermsId": "p30", "currencyCode": "EUR"},
-     {"name": "ADATUM", "paymenttermscode": 1, "transactioncurrencyid@odata.bind": "0b6c1f0e-0000-4000-8000-00000000e0e0"},
+     {"name": "ADATUM", "paymenttermscode": 1, "transactioncurrencyid@odata.bind": EUR_DV},
      [], None),
     ({"displayName": "X", "paymentTermsId": NULL, "currencyCode": ""},
      {"name": "X", "paymenttermscode": None, "transactioncurrencyid@odata.bind": None}, [], None),
@@ -53,7 +55,7 @@ TABLES = Tables(
     ({"displayName": "Z", "paymentTermsId": "p30", "currencyCode": "GBP"},
      None, [], "currencyCode GBP must be coupled to a record in Dataverse"),
 ])
-def test_to_dataverse(row, expected, keep, error) -> None:  # noqa: ANN001
+def test_to_dataverse(row, expected, keep, error) -> None:
     out = transform(pd.DataFrame([row], index=["r"]), MAPPING, Direction.TO_DATAVERSE, TABLES)
     if error:
         assert error in out.errors["r"]
@@ -64,12 +66,12 @@ def test_to_dataverse(row, expected, keep, error) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize(("row", "expected", "keep"), [
-    ({"name": " Adatum ", "paymenttermscode": 4, "_transactioncurrencyid_value": "0b6c1f0e-0000-4000-8000-00000000e0e0"},
+    ({"name": " Adatum ", "paymenttermscode": 4, "_transactioncurrencyid_value": EUR_DV},
      {"displayName": "Adatum", "paymentTermsId": "p60", "currencyCode": "EUR"}, []),
     ({"name": "B", "paymenttermscode": None, "_transactioncurrencyid_value": None},
      {"displayName": "B", "currencyCode": ""}, ["paymentTermsId"]),  # blank choice keeps BC
 ])
-def test_to_business_central(row, expected, keep) -> None:  # noqa: ANN001
+def test_to_business_central(row, expected, keep) -> None:
     out = transform(pd.DataFrame([row], index=["r"]), MAPPING, Direction.TO_BUSINESS_CENTRAL,
                     TABLES)
     assert out.errors["r"] is None
@@ -78,10 +80,10 @@ def test_to_business_central(row, expected, keep) -> None:  # noqa: ANN001
 
 
 def test_lookup_ids_become_binds_on_the_wire() -> None:
-    wire = to_wire({"name": "A", "transactioncurrencyid@odata.bind": "0b6c1f0e-0000-4000-8000-00000000e0e0"}, MAPPING,
+    wire = to_wire({"name": "A", "transactioncurrencyid@odata.bind": EUR_DV}, MAPPING,
                    Direction.TO_DATAVERSE, TABLES)
     assert wire == {"name": "A",
-                    "transactioncurrencyid@odata.bind": "/transactioncurrencies(0b6c1f0e-0000-4000-8000-00000000e0e0)"}
+                    "transactioncurrencyid@odata.bind": f"/transactioncurrencies({EUR_DV})"}
 
 
 def test_blank_code_is_blank_not_unmapped() -> None:
@@ -98,4 +100,4 @@ def test_a_whole_chunk_in_one_call() -> None:
     out = transform(pd.DataFrame(rows), MAPPING, Direction.TO_DATAVERSE, TABLES)
     assert out.errors.isna().all()
     assert int(out.keep["paymenttermscode"].sum()) == 150  # '14 DAYS' has no option: kept
-    assert (out.values["transactioncurrencyid@odata.bind"] == "0b6c1f0e-0000-4000-8000-00000000e0e0").sum() == 200
+    assert (out.values["transactioncurrencyid@odata.bind"] == EUR_DV).sum() == 200

@@ -46,6 +46,7 @@ class Settings(BaseModel):
     task_retries: int = 2  # BCDV_TASK_RETRIES (read when a DAG file is parsed)
     retry_delay_seconds: float = 30.0  # BCDV_RETRY_DELAY_SECONDS
     max_parallel_loads: int = 4  # BCDV_MAX_PARALLEL_LOADS
+    batch_size: int = 100  # BCDV_BATCH_SIZE: records per $batch / bulk request (API caps apply)
     up_port: int = 8080  # BCDV_UP_PORT
     # Test-only fault injection: a load task kills itself after this many writes.
     test_kill_load_after_writes: int = 0  # BCDV_TEST_KILL_LOAD_AFTER_WRITES
@@ -87,6 +88,7 @@ _NUMBERS: dict[str, tuple[str, type]] = {
     "task_retries": ("BCDV_TASK_RETRIES", int),
     "retry_delay_seconds": ("BCDV_RETRY_DELAY_SECONDS", float),
     "max_parallel_loads": ("BCDV_MAX_PARALLEL_LOADS", int),
+    "batch_size": ("BCDV_BATCH_SIZE", int),
     "up_port": ("BCDV_UP_PORT", int),
     "test_kill_load_after_writes": ("BCDV_TEST_KILL_LOAD_AFTER_WRITES", int),
 }

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from bcdv.engine.records import restore_record, sync_record, uncouple_record
+from bcdv.engine.records import sync_record
 from bcdv.mapping.model import Direction
+from bcdv.service import records as service
 
 from .conftest import make_mapping
 
@@ -193,7 +194,7 @@ def test_b48_restore_clears_skipped_and_a_good_sync_keeps_it_clear(env) -> None:
     env.sync(mapping)
     assert bool(env.coupling(mapping, bc_id=bc_id)["skipped"])
     env.admin("dv", "DELETE", "faults")
-    assert restore_record(env.ctx, mapping, bc_id=bc_id) == 1
+    assert service.restore(env.state, mapping, bc_id, side="business_central").changed == 1
     report = env.sync(mapping)["to_dataverse"]
     assert (report.modified, report.failed) == (1, 0)
     assert not bool(env.coupling(mapping, bc_id=bc_id)["skipped"])
@@ -215,7 +216,7 @@ def test_b49_synchronize_on_a_skipped_record_forces_it(env) -> None:
 def test_b61_uncouple_removes_the_coupling(env) -> None:
     mapping = make_mapping()
     bc_id, dv_id = env.coupled_pair(mapping)
-    assert uncouple_record(env.ctx, mapping, dv_id=dv_id) == 1
+    assert service.uncouple(env.state, mapping, dv_id, side="dataverse").changed == 1
     assert env.coupling(mapping, bc_id=bc_id) is None
     assert env.sync(mapping)["to_dataverse"].modified == 0
 

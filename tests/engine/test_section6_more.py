@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from bcdv.engine.records import couple_by_match, couple_record, uncouple_record
+from bcdv.engine.records import couple_record
 from bcdv.errors import BcdvError, MappingError, RetriableApiError
 from bcdv.mapping import load_mappings
 from bcdv.mapping.loader import load_mapping_file
 from bcdv.mapping.model import Direction
+from bcdv.service import records as service
 
 from .conftest import BASE, make_mapping
 
@@ -110,7 +111,7 @@ def test_b33_coupling_is_unique_and_can_be_redone_after_removal(env) -> None:
     other_dv = env.dv_new("Other")
     with pytest.raises(BcdvError, match="already coupled"):
         couple_record(env.ctx, mapping, bc_id=bc_id, dv_id=other_dv)
-    uncouple_record(env.ctx, mapping, bc_id=bc_id)
+    service.uncouple(env.state, mapping, bc_id, side="business_central")
     couple_record(env.ctx, mapping, bc_id=bc_id, dv_id=other_dv,
                   synchronize=Direction.TO_DATAVERSE)
     assert env.coupling(mapping, bc_id=bc_id)["dv_id"] == other_dv
@@ -152,7 +153,7 @@ def test_b60_match_based_coupling_job_and_sync_after_coupling(env) -> None:
         coupling={"match": [{"fields": ["phoneNumber"]}], "sync_after_coupling": True})
     customer = env.bc_new("Match Me", phoneNumber="555-0160", city="BC City")
     account = env.dv_new("Match Me Inc", telephone1="555-0160", address1_city="DV City")
-    report, syncs = couple_by_match(env.ctx, mapping)
+    report, syncs = service.couple_by_match(env.ctx, mapping)
     assert report.coupled == 1 and report.pairs == [(customer["id"], account)]
     job = next(j for j in env.state.jobs("CUSTOMER") if j["type"] == "coupling")
     assert job["coupled"] == 1
@@ -165,7 +166,7 @@ def test_b60_no_sync_after_coupling_when_switched_off(env) -> None:
                                      "sync_after_coupling": False})
     env.bc_new("Match Me", phoneNumber="555-0161", city="BC City")
     account = env.dv_new("Match Me Inc", telephone1="555-0161", address1_city="DV City")
-    report, syncs = couple_by_match(env.ctx, mapping)
+    report, syncs = service.couple_by_match(env.ctx, mapping)
     assert report.coupled == 1 and syncs == []
     assert env.dv_get(account)["address1_city"] == "DV City"
 

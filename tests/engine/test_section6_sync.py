@@ -113,7 +113,7 @@ def test_b09_changed_record_modifies_and_forced_sync_overrides_both_changed(env)
 
 def test_b11_synchronize_all_clears_watermarks_then_sets_them_to_latest(env) -> None:
     from bcdv.clients.odata import parse_datetime
-    from bcdv.engine.records import synchronize_all_records
+    from bcdv.service.records import synchronize_all_records
 
     mapping = make_mapping()
     _bc_id, dv_id = env.coupled_pair(mapping)

@@ -1,4 +1,4 @@
-"""``bcdv couplings list|show|couple|uncouple|restore``: BC's coupled-records actions.
+"""``bcdv couplings list|show|couple|match|uncouple|restore``: BC's coupled-records actions.
 
 A record is named by either its Business Central id or its Dataverse id.
 """
@@ -102,6 +102,25 @@ def cmd_couple(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if report and report.failed else EXIT_OK
 
 
+def cmd_match(args: argparse.Namespace) -> int:
+    """BC's "Match-Based Coupling": couple uncoupled records on the mapping's match criteria
+    (then create or synchronise as the mapping's coupling settings say)."""
+    from bcdv.service import couple_by_match
+
+    mappings, mapping = _mapping(args)
+    with sync_context(args, mappings) as ctx:
+        report, syncs = couple_by_match(ctx, mapping, run_id=new_run_id("cli"))
+    if wants_json(args):
+        print_json({"mapping": mapping.name, "coupled": report.coupled,
+                    "unmatched": report.unmatched, "pairs": [list(p) for p in report.pairs],
+                    "syncs": [r.to_dict() for r in syncs]})
+    else:
+        print(report.summary())
+        for sync_report in syncs:
+            print(sync_report.summary())
+    return EXIT_PARTIAL if any(r.failed for r in syncs) else EXIT_OK
+
+
 def cmd_uncouple(args: argparse.Namespace) -> int:
     """Remove the coupling of a record (BC: Delete Coupling); the records stay."""
     from bcdv.service import uncouple
@@ -165,6 +184,11 @@ def register(sub: Any) -> None:
     p.add_argument("--sync", choices=["to_dataverse", "to_business_central"],
                    help="synchronise the pair right away in this direction")
     p.set_defaults(func=cmd_couple)
+
+    p = cmds.add_parser("match", help="match-based coupling: couple uncoupled records on the "
+                                      "mapping's match criteria")
+    p.add_argument("mapping")
+    p.set_defaults(func=cmd_match)
 
     p = cmds.add_parser("uncouple", help="remove the coupling of a record")
     p.add_argument("mapping")

@@ -73,6 +73,10 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("a backfill needs both --since and --until (ISO 8601 date-times)")
     if args.since and (args.full or args.record):
         raise UsageError("--since/--until re-synchronise a window: not with --full or --record")
+    if args.all_records and (args.full or args.record or args.since or args.dry_run
+                             or args.direction):
+        raise UsageError("--all-records is a run of its own: not with --full, --record, "
+                         "--since, --direction or --dry-run")
     if args.record:
         args.record = guid_arg(args.record, "--record")
     if args.since:
@@ -87,7 +91,7 @@ def _check(args: argparse.Namespace) -> None:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     """Synchronise one mapping, one record, a window, or every mapping."""
-    from bcdv.service import sync_record
+    from bcdv.service import sync_record, synchronize_all_records
 
     _check(args)
     mappings = load_all(args)
@@ -99,6 +103,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
             reports = [sync_record(ctx, mapping, side=args.side, record_id=args.record,
                                    direction=args.direction, dry_run=args.dry_run,
                                    run_id=run_id)]
+        elif args.all_records:
+            reports = []
+            chosen = (runs.in_dependency_order(mappings) if args.all
+                      else [mapping_arg(mappings, args.name)])
+            for mapping in chosen:
+                progress(f"synchronising all records of {mapping.name} (watermarks reset)")
+                reports += synchronize_all_records(ctx, mapping, run_id=run_id)
         else:
             chosen = (runs.in_dependency_order(mappings) if args.all
                       else [mapping_arg(mappings, args.name)])
@@ -123,6 +134,9 @@ def register(sub: Any) -> None:
     p.add_argument("--direction", choices=["to_dataverse", "to_business_central"])
     p.add_argument("--full", action="store_true", help="full synchronisation")
     p.add_argument("--dry-run", action="store_true", help="plan only; write nothing")
+    p.add_argument("--all-records", action="store_true",
+                   help="BC's Synchronize All: reset the watermarks, then a normal run over "
+                        "every record (unchanged records stay unchanged; nothing is forced)")
     p.add_argument("--since", metavar="ISO", help="backfill: re-synchronise the records "
                    "modified from this date-time (with --until; watermarks stay)")
     p.add_argument("--until", metavar="ISO", help="backfill: ... until this date-time "

@@ -10,7 +10,6 @@ service answers is judged by ``bcdv.engine.outcome``.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +36,7 @@ from bcdv.engine.transform import side_fields
 from bcdv.engine.values import canon, row_hash
 from bcdv.errors import FatalApiError
 from bcdv.mapping.model import Direction, TableMapping
+from bcdv.settings import load_settings
 from bcdv.state.store import Stamp
 
 # Test hook: called after a write and before its coupling is committed (crash injection);
@@ -58,7 +58,7 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
     done = {o["source_id"] for o in read_jsonl(state.outcomes_file)}
     sides = PassSides.of(mapping, Direction(state.direction))
     cap = 100 if sides.target_system == "business_central" else 1000
-    size = max(1, min(batch_size or int(os.environ.get("BCDV_BATCH_SIZE", "100")), cap))
+    size = max(1, min(batch_size or load_settings().batch_size, cap))
     buffer: list[Insert | Update] = []
     quiet: list[dict[str, Any]] = []
     resumes: list[Insert] = []

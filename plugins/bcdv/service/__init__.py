@@ -20,17 +20,19 @@ from __future__ import annotations
 from bcdv.service.locks import break_lock, list_locks, new_run_id, run_lock
 from bcdv.service.records import (
     couple,
+    couple_by_match,
     recouple,
     restore,
     restore_all,
     retry,
     sync_record,
+    synchronize_all_records,
     uncouple,
 )
 from bcdv.service.results import CoupleResult, CouplingResult, RunResult
 from bcdv.service.runs import Observer, backfill, full_sync, in_dependency_order, sync
 
-__all__ = ["CoupleResult", "CouplingResult", "Observer", "RunResult", "backfill",
-           "break_lock", "couple", "full_sync", "in_dependency_order", "list_locks",
+__all__ = ["CoupleResult", "CouplingResult", "Observer", "RunResult", "backfill", "break_lock",
+           "couple", "couple_by_match", "full_sync", "in_dependency_order", "list_locks",
            "new_run_id", "recouple", "restore", "restore_all", "retry", "run_lock", "sync",
-           "sync_record", "uncouple"]
+           "sync_record", "synchronize_all_records", "uncouple"]

@@ -11,9 +11,11 @@ from typing import Any
 
 from bcdv.engine import records as engine_records
 from bcdv.engine.context import SyncContext
+from bcdv.engine.coupling import CouplingReport, match_couple
 from bcdv.engine.report import PassReport
+from bcdv.engine.runner import run_pass, sync_mapping
 from bcdv.errors import BcdvError, ConfigError
-from bcdv.mapping.model import Direction, TableMapping
+from bcdv.mapping.model import Direction, TableMapping, UpdateConflict
 from bcdv.service import validate, views
 from bcdv.service.locks import new_run_id, run_lock
 from bcdv.service.results import CoupleResult, CouplingResult, RunResult
@@ -53,6 +55,49 @@ def couple(ctx: SyncContext, mapping: TableMapping, *, bc_id: str, dv_id: str,
         report = engine_records.couple_record(ctx, mapping, bc_id=bc, dv_id=dv,
                                               synchronize=validate.direction(synchronize))
     return CoupleResult(mapping.name, bc, dv, report)
+
+
+def couple_by_match(ctx: SyncContext, mapping: TableMapping, *, run_id: str | None = None,
+                    lock_wait: float = 0) -> tuple[CouplingReport, list[PassReport]]:
+    """BC's "Match-Based Coupling": couple uncoupled records on the mapping's match
+    criteria, create the unmatched Business Central records in Dataverse when the mapping
+    says so, then (``sync_after_coupling``) synchronise the new pairs: in the mapping's
+    direction, or for a bidirectional mapping toward the side its update-conflict rule
+    favours (both ways when it favours none)."""
+    run = run_id or new_run_id("manual")
+    reports: list[PassReport] = []
+    with run_lock(ctx.state, mapping.name, run, wait_seconds=lock_wait):
+        report = match_couple(ctx, mapping, run_id=run)
+        if mapping.coupling.create_new_if_no_match and report.unmatched_ids \
+                and mapping.passes()[0] is Direction.TO_DATAVERSE:
+            reports.append(run_pass(ctx, mapping, Direction.TO_DATAVERSE, mode="record",
+                                    record_ids=report.unmatched_ids, run_id=run))
+        if mapping.coupling.sync_after_coupling and report.pairs:
+            for direction in _favoured_directions(mapping):
+                index = 0 if direction is Direction.TO_DATAVERSE else 1
+                ids = [pair[index] for pair in report.pairs]
+                reports.append(run_pass(ctx, mapping, direction, mode="record",
+                                        record_ids=ids, run_id=run))
+    return report, reports
+
+
+def _favoured_directions(mapping: TableMapping) -> list[Direction]:
+    if mapping.direction is not Direction.BIDIRECTIONAL:
+        return mapping.passes()
+    favour = {UpdateConflict.BUSINESS_CENTRAL_WINS: [Direction.TO_DATAVERSE],
+              UpdateConflict.DATAVERSE_WINS: [Direction.TO_BUSINESS_CENTRAL]}
+    return favour.get(mapping.conflicts.update, mapping.passes())
+
+
+def synchronize_all_records(ctx: SyncContext, mapping: TableMapping, *,
+                            run_id: str | None = None, lock_wait: float = 0
+                            ) -> list[PassReport]:
+    """BC's "Synchronize All": forget both watermarks, then a normal run over every record
+    (coupled records that did not change stay unchanged; nothing is forced)."""
+    run = run_id or new_run_id("manual")
+    with run_lock(ctx.state, mapping.name, run, wait_seconds=lock_wait):
+        ctx.state.reset_watermarks(mapping.name)
+        return sync_mapping(ctx, mapping, run_id=run)
 
 
 def find(store: StateStore, mapping: TableMapping, record_id: str,

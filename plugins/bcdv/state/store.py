@@ -135,8 +135,8 @@ class StateStore(MappingLocks, OperatorViews):
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
             columns=COUPLING_COLUMNS)
         frame = frame.drop_duplicates(subset=["id"]).reset_index(drop=True)
-        for col in DATETIME_COLUMNS:
-            frame[col] = pd.to_datetime(frame[col], utc=True)
+        for name in DATETIME_COLUMNS:
+            frame[name] = pd.to_datetime(frame[name], utc=True)
         return frame
 
     def pending_bc_creates(self, mapping: str) -> list[str]:
@@ -184,7 +184,8 @@ class StateStore(MappingLocks, OperatorViews):
 
     def _intent_row(self, conn: Any, mapping: str, bc_id: str | None,
                     dv_id: str | None, sent: dict[str, Any] | None = None) -> None:
-        now = to_db(utcnow())
+        moment = utcnow()
+        now = to_db(moment)
         col = couplings.c.bc_id if bc_id else couplings.c.dv_id
         existing = conn.execute(select(couplings.c.id, couplings.c.pending, couplings.c.synced)
                                 .where(couplings.c.mapping == mapping, col == (bc_id or dv_id))
@@ -195,7 +196,7 @@ class StateStore(MappingLocks, OperatorViews):
             # A pending intent's ``synced`` holds the create as sent and when it was first
             # sent (a resend keeps the first time: the lost create may be the first one).
             first = intent_of(existing.synced if existing is not None and existing.pending
-                              else None).get("since") or from_db(now).isoformat()
+                              else None).get("since") or moment.isoformat()
             values["synced"] = json.dumps({"intent": {"sent": sent, "since": first}},
                                           default=str)
         if existing is not None:
@@ -446,8 +447,10 @@ def _result_columns(direction: str) -> tuple[str, str]:
 
 
 def default_state_url(home: str | Path | None = None) -> str:
-    """The embedded default: a SQLite file under ``$BCDV_HOME`` (or ./.data)."""
-    import os
+    """The embedded default: the SQLite file ``state.db`` under ``home``, or under bcdv's
+    home (settings: ``$BCDV_HOME``, else ``$AIRFLOW_HOME/bcdv``, else the user's data
+    directory); never relative to the current directory."""
+    from bcdv.settings import load_settings
 
-    base = Path(home or os.environ.get("BCDV_HOME") or ".data")
+    base = Path(home).expanduser() if home else load_settings().home
     return f"sqlite:///{(base / 'state.db').resolve()}"

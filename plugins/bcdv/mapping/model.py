@@ -474,10 +474,6 @@ class TableMapping(_Strict):
         """Values for records created on ``business_central`` or ``dataverse``."""
         return dict(getattr(self.create_values, system))
 
-    def referenced_mappings(self) -> set[str]:
-        """Other mappings this one names (depends_on and lookups)."""
-        return set(self.depends_on) | {f.lookup.mapping for f in self.fields if f.lookup}
-
     def passes(self) -> list[Direction]:
         """The passes of a run, in BC's order: to Dataverse first, then back."""
         order = [Direction.TO_DATAVERSE, Direction.TO_BUSINESS_CENTRAL]

@@ -57,21 +57,6 @@ class OperatorViews(StoreBase):
         with self.engine.connect() as conn:
             return [aware_row(r) for r in conn.execute(query).mappings().all()]
 
-    def skipped_couplings(self, mapping: str, limit: int | None = None) -> list[dict[str, Any]]:
-        """Skipped couplings (BC's "Coupled Data Synchronization Errors" list), each with
-        ``message``: the latest open error of the record in either direction."""
-        query = select(couplings).where(
-            couplings.c.mapping == mapping, couplings.c.skipped.is_(True),
-            couplings.c.pending.is_(False)).order_by(couplings.c.updated_at.desc())
-        if limit is not None:
-            query = query.limit(limit)
-        with self.engine.connect() as conn:
-            rows = [aware_row(r) for r in conn.execute(query).mappings().all()]
-            messages = self._open_messages(conn, mapping, rows)
-        for row in rows:
-            row["message"] = messages.get(row["bc_id"]) or messages.get(row["dv_id"])
-        return rows
-
     def _open_messages(self, conn: Connection, mapping: str,
                        rows: list[dict[str, Any]]) -> dict[str, str]:
         ids = sorted({i for r in rows for i in (r["bc_id"], r["dv_id"]) if i})

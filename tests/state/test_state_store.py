@@ -269,6 +269,7 @@ def test_delete_jobs_older_than_keeps_jobs_of_skipped_couplings(store: StateStor
 
 def test_retry_source_ids_in_sql(store: StateStore) -> None:
     """Failed (not skipped), pending, unknown-values couplings, and failed creates."""
+    from bcdv.engine.retry_set import retry_source_ids
     from bcdv.state.store import Stamp
 
     ok = Stamp("bc-ok", "dv-ok", None, None, "h1", "h2")
@@ -279,10 +280,10 @@ def test_retry_source_ids_in_sql(store: StateStore) -> None:
     store.couple("M", "bc-new", "dv-new")  # no hashes yet
     store.record_error("M", "to_dataverse", "job", source_id="bc-create", bc_id="bc-create",
                        dv_id=None, message="refused")
-    assert store.retry_source_ids("M", "to_dataverse", failed_creates=False) == {
+    assert retry_source_ids(store, "M", "to_dataverse", failed_creates=False) == {
         "bc-f", "bc-p", "bc-new"}
-    assert store.retry_source_ids("M", "to_dataverse", failed_creates=True) == {
+    assert retry_source_ids(store, "M", "to_dataverse", failed_creates=True) == {
         "bc-f", "bc-p", "bc-new", "bc-create"}
     # The other direction: nothing failed there; the fresh coupling's Dataverse side is unknown.
-    assert store.retry_source_ids("M", "to_business_central", failed_creates=True) == {
+    assert retry_source_ids(store, "M", "to_business_central", failed_creates=True) == {
         "dv-p", "dv-new"}

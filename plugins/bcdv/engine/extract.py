@@ -19,6 +19,7 @@ from bcdv.engine.adapters import Adapter
 from bcdv.engine.context import PassSides, SyncContext
 from bcdv.engine.lost_creates import recover_lost_bc_creates
 from bcdv.engine.matches import matches
+from bcdv.engine.retry_set import retry_source_ids
 from bcdv.engine.staging import PassState, write_jsonl
 from bcdv.engine.transform import source_columns
 from bcdv.mapping.model import Direction, Side, TableMapping
@@ -226,8 +227,7 @@ def _fetch_in_filter(source: Adapter, side: Side, ids: list[str],
 
 def _retry_ids(ctx: SyncContext, mapping: TableMapping, sides: PassSides, *,
                creates: bool) -> set[str]:
-    """The retry set (see StateStore.retry_source_ids); failed creates are retried only when
-    the pass may create records (BC would wait for them to change again; we retry, so no
-    change is left behind)."""
+    """The retry set (engine/retry_set.py); failed creates are retried only when the pass
+    may create records."""
     direction = "to_dataverse" if sides.target_system == "dataverse" else "to_business_central"
-    return ctx.state.retry_source_ids(mapping.name, direction, failed_creates=creates)
+    return retry_source_ids(ctx.state, mapping.name, direction, failed_creates=creates)

@@ -206,35 +206,6 @@ class StateStore(MappingLocks, OperatorViews):
                 mapping=mapping, skipped=False, to_dv_result="", to_bc_result="",
                 created_at=now, **values))
 
-    def retry_source_ids(self, mapping: str, direction: str, *, failed_creates: bool) -> set[str]:
-        """Source ids a pass must look at whatever their timestamps (the retry set), in SQL.
-
-        Couplings whose last sync in ``direction`` failed (not Skipped), creates never
-        confirmed (pending intents), couplings whose source-side values are unknown (no hash:
-        fresh, or overwritten while the other side had changes); with ``failed_creates``,
-        also uncoupled source records whose create failed and is still an open error.
-        """
-        to_dv = direction == "to_dataverse"
-        src = couplings.c.bc_id if to_dv else couplings.c.dv_id
-        result = couplings.c.to_dv_result if to_dv else couplings.c.to_bc_result
-        src_hash = couplings.c.bc_hash if to_dv else couplings.c.dv_hash
-        not_skipped = couplings.c.skipped.is_(False)
-        query = select(src).where(
-            couplings.c.mapping == mapping, src.is_not(None),
-            ((result == "failure") & not_skipped) | couplings.c.pending.is_(True)
-            | (src_hash.is_(None) & couplings.c.pending.is_(False) & not_skipped))
-        with self.engine.connect() as conn:
-            ids = {str(r[0]) for r in conn.execute(query)}
-            if failed_creates:
-                coupled = select(src).where(couplings.c.mapping == mapping, src.is_not(None),
-                                            couplings.c.pending.is_(False))
-                open_errors = select(record_errors.c.source_id).where(
-                    record_errors.c.mapping == mapping, record_errors.c.direction == direction,
-                    record_errors.c.resolved.is_(False),
-                    record_errors.c.source_id.not_in(coupled)).distinct()
-                ids |= {str(r[0]) for r in conn.execute(open_errors)}
-        return ids
-
     def stamp_success(self, mapping: str, direction: str, job_id: str, stamp: Stamp) -> None:
         """Record a successful sync of a pair; baselines only move forward."""
         _retry_on_conflict(lambda: self._stamp_success(mapping, direction, job_id, stamp))

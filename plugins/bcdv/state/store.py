@@ -333,6 +333,27 @@ class StateStore(MappingLocks, OperatorViews):
         """Close a job row."""
         self.update_job(job_id, status=status, message=message, finished_at=utcnow())
 
+    def running_jobs(self, mapping: str, run_id: str | None = None) -> list[dict[str, Any]]:
+        """The mapping's job rows still ``running`` (of one run id when given), oldest
+        first."""
+        query = (select(jobs).where(jobs.c.mapping == mapping, jobs.c.status == "running")
+                 .order_by(jobs.c.started_at))
+        if run_id is not None:
+            query = query.where(jobs.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return [aware_row(r) for r in conn.execute(query).mappings().all()]
+
+    def close_jobs(self, job_ids: Iterable[str], *, status: str, message: str) -> int:
+        """Close these job rows if still ``running`` (status, message, finish time); returns
+        how many were closed. Which jobs to close is the caller's decision."""
+        ids = list(job_ids)
+        if not ids:
+            return 0
+        with self._write() as conn:
+            return int(conn.execute(update(jobs).where(
+                jobs.c.id.in_(ids), jobs.c.status == "running").values(
+                status=status, message=message, finished_at=to_db(utcnow()))).rowcount)
+
     def job(self, job_id: str) -> dict[str, Any] | None:
         """One job row."""
         with self.engine.connect() as conn:

@@ -10,22 +10,29 @@ from __future__ import annotations
 from typing import Any
 
 # One declaration of the form fields, used by the provider metadata (Airflow 3.2+ reads it
-# without importing the hook) and by get_connection_form_widgets (older Airflow).
-IDENTITY_FIELDS: dict[str, dict[str, Any]] = {
+# without importing the hook) and by get_connection_form_widgets (older Airflow). Each value is
+# asked once per form: the tenant only in "Tenant ID" (the authority and Business Central's API
+# URL are derived from it), Business Central's environment only in "Environment".
+TENANT_FIELD: dict[str, dict[str, Any]] = {
     "tenant_id": {"label": "Tenant ID", "description": "Microsoft Entra tenant (GUID or domain)"},
-    "authority": {"label": "Authority URL",
+}
+IDENTITY_OVERRIDES: dict[str, dict[str, Any]] = {
+    "authority": {"label": "Authority URL override",
                   "description": "Optional; default https://login.microsoftonline.com/<tenant>"},
-    "scope": {"label": "Scope", "description": "Optional OAuth scope (…/.default)"},
+    "scope": {"label": "Scope override", "description": "Optional OAuth scope (…/.default)"},
     "ca_bundle": {"label": "CA bundle", "description": "Optional path of a CA bundle (PEM)"},
 }
 BC_FIELDS: dict[str, dict[str, Any]] = {
+    **TENANT_FIELD,
+    "environment": {"label": "Environment", "description": "Business Central environment name, "
+                                                          "e.g. Production"},
     "company_id": {"label": "Company ID", "description": "The company's id (GUID)"},
-    "environment": {"label": "Environment", "description": "e.g. Production"},
-    **IDENTITY_FIELDS,
+    **IDENTITY_OVERRIDES,
 }
 DV_FIELDS: dict[str, dict[str, Any]] = {
-    **IDENTITY_FIELDS,
-    "api_url": {"label": "Web API URL",
+    **TENANT_FIELD,
+    **IDENTITY_OVERRIDES,
+    "api_url": {"label": "Web API URL override",
                 "description": "Optional; default <organisation URL>/api/data/v9.2"},
 }
 STATE_FIELDS: dict[str, dict[str, Any]] = {
@@ -51,16 +58,28 @@ def widgets(fields: dict[str, dict[str, Any]]) -> dict[str, Any]:
             for name, f in fields.items()}
 
 
-API_BEHAVIOUR = {
-    "hidden_fields": ["schema", "port"],
-    "relabeling": {"host": "Base URL", "login": "Client ID", "password": "Client secret"},
-}
-BC_BEHAVIOUR = {**API_BEHAVIOUR, "placeholders": {
-    "host": "https://api.businesscentral.dynamics.com/v2.0/<tenant>/Production/api/v2.0",
-    "login": "application (client) id", "company_id": "00000000-0000-0000-0000-000000000000",
-    "environment": "Production", "scope": "https://api.businesscentral.dynamics.com/.default"}}
-DV_BEHAVIOUR = {**API_BEHAVIOUR, "placeholders": {
-    "host": "https://<org>.crm.dynamics.com", "login": "application (client) id"}}
+_API_HIDDEN = ["schema", "port"]
+_API_LABELS = {"login": "Client ID", "password": "Client secret"}
+# Business Central: "host" is only an override of the API URL derived from tenant and
+# environment (the emulators, a sovereign cloud, a proxy); left empty for a real tenant.
+BC_BEHAVIOUR = {
+    "hidden_fields": _API_HIDDEN,
+    "relabeling": {**_API_LABELS, "host": "API URL override (optional)"},
+    "placeholders": {
+        "host": "empty: https://api.businesscentral.dynamics.com/v2.0/<tenant>/<environment>"
+                "/api/v2.0",
+        "login": "application (client) id", "tenant_id": "contoso.onmicrosoft.com or GUID",
+        "environment": "Production", "company_id": "00000000-0000-0000-0000-000000000000",
+        "authority": "empty: https://login.microsoftonline.com/<tenant>",
+        "scope": "empty: https://api.businesscentral.dynamics.com/.default"}}
+DV_BEHAVIOUR = {
+    "hidden_fields": _API_HIDDEN,
+    "relabeling": {**_API_LABELS, "host": "Organisation URL"},
+    "placeholders": {
+        "host": "https://<org>.crm.dynamics.com", "login": "application (client) id",
+        "tenant_id": "contoso.onmicrosoft.com or GUID",
+        "authority": "empty: https://login.microsoftonline.com/<tenant>",
+        "scope": "empty: <organisation URL>/.default"}}
 STATE_BEHAVIOUR = {
     "hidden_fields": [],
     "relabeling": {"schema": "Database"},

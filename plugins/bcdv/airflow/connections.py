@@ -1,15 +1,19 @@
 """Airflow connections -> bcdv settings: the conversions the hooks (bcdv.airflow.hooks, the
 only path from a connection to a client) apply, and the connections of a local Airflow.
 
-Connection ids: ``bcdv_business_central``, ``bcdv_dataverse`` (host = base URL, login = client
-id, password = client secret, extra = tenant_id, authority, scope, environment, company_id,
-ca_bundle) and ``bcdv_state`` (a SQLAlchemy URL in the extra ``url`` or as the URI).
+Connection ids: ``bcdv_business_central``, ``bcdv_dataverse`` (login = client id, password =
+client secret, extra = tenant_id, authority, scope, environment, company_id, ca_bundle) and
+``bcdv_state`` (a SQLAlchemy URL in the extra ``url`` or as the URI). Business Central's host
+is optional: without it the API URL is derived from the tenant and the environment; with it
+(an override: the emulators, a proxy) the tenant and environment default to the ones it names.
+Dataverse's host is the organisation URL. The authority defaults to the tenant's.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,9 @@ from bcdv.settings import BusinessCentralSettings, DataverseSettings, IdentitySe
 BC_CONN_ID = "bcdv_business_central"
 DV_CONN_ID = "bcdv_dataverse"
 STATE_CONN_ID = "bcdv_state"
+BC_API_ROOT = "https://api.businesscentral.dynamics.com/v2.0"
+# .../v2.0/<tenant>/<environment>/api/v2.0, the form of every Business Central API URL
+_BC_URL = re.compile(r"/v2\.0/(?P<tenant>[^/]+)/(?P<environment>[^/]+)/api/v2\.0/?$")
 
 
 def airflow_env(name: str) -> str | None:
@@ -60,19 +67,29 @@ def redact_connection(conn: Any) -> None:
     redact.register_secret(getattr(conn, "password", None))
 
 
+def bc_url_parts(url: str) -> tuple[str, str]:
+    """(tenant, environment) a Business Central API URL names, else empty strings."""
+    match = _BC_URL.search(url or "")
+    return (match["tenant"], match["environment"]) if match else ("", "")
+
+
 def business_central_settings(conn: Any, conn_id: str = BC_CONN_ID) -> BusinessCentralSettings:
-    """Business Central settings of one connection (host = API base URL ending in /api/v2.0)."""
+    """Business Central settings of one connection: tenant, environment and company in the
+    extras; the API URL derived from them unless host overrides it."""
     redact_connection(conn)
     extra = _extra(conn)
-    if not conn.host or not extra.get("company_id"):
-        raise ConfigError(f"connection {conn_id!r} needs host (the API base URL ending in "
-                          "/api/v2.0) and extra.company_id")
-    https_url(conn.host, f"connection {conn_id!r} host")
+    host_tenant, host_environment = bc_url_parts(conn.host or "")
+    tenant = extra.get("tenant_id") or host_tenant
+    environment = extra.get("environment") or host_environment or "Production"
+    base_url = conn.host or (f"{BC_API_ROOT}/{tenant}/{environment}/api/v2.0" if tenant else "")
+    if not base_url or not extra.get("company_id"):
+        raise ConfigError(f"connection {conn_id!r} needs extra.tenant_id (or host, an API URL "
+                          "override ending in /api/v2.0) and extra.company_id")
+    https_url(base_url, f"connection {conn_id!r} host")
     return BusinessCentralSettings(
-        base_url=conn.host.rstrip("/"), company_id=extra["company_id"],
-        identity=_identity(conn, extra, conn_id),
-        scope=extra.get("scope") or BusinessCentralSettings.scope,
-        environment=extra.get("environment") or "Production")
+        base_url=base_url.rstrip("/"), company_id=extra["company_id"],
+        identity=_identity(conn, {**extra, "tenant_id": tenant}, conn_id),
+        scope=extra.get("scope") or BusinessCentralSettings.scope, environment=environment)
 
 
 def dataverse_settings(conn: Any, conn_id: str = DV_CONN_ID) -> DataverseSettings:

@@ -1,10 +1,14 @@
 """Airflow hooks of the three bcdv connection types: they only turn a Connection into settings.
 
-- ``bcdv_business_central``: host = API base URL (ending in /api/v2.0), login = client id,
-  password = client secret; extras tenant_id, company_id, environment, scope, authority,
-  ca_bundle. "Test connection" gets a token and reads ``companies({company_id})``.
-- ``bcdv_dataverse``: host = organisation URL; extras tenant_id, scope, api_url, authority,
-  ca_bundle. "Test connection" gets a token and calls ``WhoAmI``.
+- ``bcdv_business_central``: login = client id, password = client secret; extras tenant_id,
+  environment, company_id (each asked once), optional overrides authority, scope, ca_bundle
+  and host (the API URL, else derived from tenant and environment). "Test connection" gets a
+  token and reads the record ``companies({company_id})``.
+- ``bcdv_dataverse``: host = organisation URL; extra tenant_id, optional overrides authority,
+  scope, api_url, ca_bundle. "Test connection" gets a token and calls ``WhoAmI``.
+
+"Test connection" needs ``[core] test_connection = Enabled`` (``bcdv up`` and
+docker-compose.yml set it); it returns ``(False, message)`` without the secret on failure.
 - ``bcdv_state``: host/login/password/schema/port of a PostgreSQL server, or a full
   SQLAlchemy URL in the extra ``url``. "Test connection" runs ``SELECT 1``.
 

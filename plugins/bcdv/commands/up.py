@@ -7,7 +7,8 @@ newcomer sees the DAGs and the bcdv pages on localhost.
   of CUSTOMER (so the pages show couplings, errors and a log at once; ``--empty`` skips it);
 - ``airflow standalone`` (API server, scheduler, DAG processor, triggerer; LocalExecutor on
   SQLite) in ``.airflow/up`` with this project's dags/ and plugins/ and the connections
-  ``bcdv_business_central``, ``bcdv_dataverse`` set (``AIRFLOW_CONN_*``) to the emulators.
+  ``bcdv_business_central``, ``bcdv_dataverse`` set (``AIRFLOW_CONN_*``) to the emulators,
+  and the connection form's Test button enabled (``[core] test_connection``).
 
 It prints the URL and the login once the API server answers, and stops everything on Ctrl-C.
 """
@@ -51,6 +52,9 @@ def airflow_env(root: Path, home: Path, port: int, endpoints: dict[str, Any],
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
+        # The connection form's Test button (Airflow 3 disables it by default: whoever may
+        # edit connections may make the API server call out). Local, single-user Airflow.
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         # standalone starts its parts as `airflow ...` from PATH: this virtualenv's first.
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     })

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from bcdv.engine.apply import commit, load
@@ -26,17 +28,43 @@ def run_pass(ctx: SyncContext, mapping: TableMapping, direction: Direction, *,
     ``window=(since, until)`` re-synchronises the records modified in it (a backfill: the
     watermark is left alone).
     """
+    rid = run_id or _run_id()
     if not mapping.direction.includes(direction):
-        return _not_configured(ctx, mapping, direction, mode, run_id or _run_id(), dry_run)
-    if window is not None:
-        state = extract_window(ctx, mapping, direction, since=window[0], until=window[1],
-                               run_id=run_id or _run_id(), dry_run=dry_run)
-    else:
-        state = extract(ctx, mapping, direction, mode=mode, run_id=run_id or _run_id(),
-                        dry_run=dry_run, assumed_pairs=assumed_pairs, record_ids=record_ids)
-    plan(ctx, mapping, state)
-    load(ctx, mapping, state, progress=progress)
-    return commit(ctx, mapping, state)
+        return _not_configured(ctx, mapping, direction, mode, rid, dry_run)
+    with failing_job(ctx, mapping.name, direction.value, rid):
+        if window is not None:
+            state = extract_window(ctx, mapping, direction, since=window[0], until=window[1],
+                                   run_id=rid, dry_run=dry_run)
+        else:
+            state = extract(ctx, mapping, direction, mode=mode, run_id=rid, dry_run=dry_run,
+                            assumed_pairs=assumed_pairs, record_ids=record_ids)
+        plan(ctx, mapping, state)
+        load(ctx, mapping, state, progress=progress)
+        return commit(ctx, mapping, state)
+
+
+def error_text(exc: BaseException) -> str:
+    """What a failed job's message says about the exception that ended it."""
+    text = str(exc).strip()
+    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:2000]
+
+
+@contextmanager
+def failing_job(ctx: SyncContext, mapping: str, direction: str, run_id: str,
+                job_id: str | None = None) -> Iterator[None]:
+    """A pass's block: if it raises, the pass's job (``job_id``, else this run's running
+    jobs of the mapping and direction, as extract opens the job itself) is finished as
+    failed with the error text and a finish time, then the error propagates."""
+    try:
+        yield
+    except BaseException as exc:
+        try:
+            ids = [job_id] if job_id else [j["id"] for j in ctx.state.running_jobs(
+                mapping, run_id) if j.get("direction") == direction]
+            ctx.state.close_jobs(ids, status="failed", message=error_text(exc))
+        except Exception:  # the store itself failed: the original error matters more
+            logging.getLogger(__name__).exception("could not close the failed job")
+        raise
 
 
 def sync_mapping(ctx: SyncContext, mapping: TableMapping, *, mode: str = "modified",

@@ -14,7 +14,10 @@ import logging
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import datetime, timedelta
+from typing import Any
 
+from bcdv.state.db import utcnow
 from bcdv.state.locks import LockHolder, lock_stale_seconds
 from bcdv.state.store import StateStore
 
@@ -33,6 +36,7 @@ def run_lock(store: StateStore, mapping: str, run_id: str, *,
     (SafetyStopError naming the holder) when another run keeps it for ``wait_seconds``."""
     with store.mapping_lock(mapping, run_id, wait_seconds=wait_seconds,
                             stale_after_seconds=lock_stale_seconds()):
+        close_abandoned_jobs(store, mapping, run_id)
         yield
 
 
@@ -53,6 +57,8 @@ def acquire(store: StateStore, mapping: str, run_id: str, *, wait_seconds: float
     taken = store.acquire_lock(mapping, run_id, wait_seconds=wait_seconds,
                                stale_after_seconds=lock_stale_seconds())
     log.info("run lock of %s held by %s", mapping, run_id)
+    if taken:
+        close_abandoned_jobs(store, mapping, run_id)
     return taken
 
 
@@ -107,3 +113,36 @@ def break_lock(store: StateStore, mapping: str) -> LockHolder | None:
     """Remove ``mapping``'s run lock whoever holds it (an operator who knows the holder is
     dead); returns who held it."""
     return store.break_lock(mapping)
+
+
+# -- jobs left running by a run that ended without finishing them ---------------------------
+# A dry run takes no lock when run from the CLI or the UI, so another run's dry-run job may be
+# live while this run holds the lock: such jobs are closed only once they are this old.
+DRY_RUN_GRACE = timedelta(days=1)
+
+
+def abandoned(jobs: Iterable[dict[str, Any]], holder: str, now: datetime) -> list[str]:
+    """The ids of running jobs that no live run can finish: every run that writes the mapping
+    holds its lock, so a running job of another run id than the lock's ``holder`` was left by
+    a run that was killed or crashed (dry-run jobs: once older than :data:`DRY_RUN_GRACE`)."""
+    out = []
+    for job in jobs:
+        if job.get("status") != "running" or job.get("run_id") == holder:
+            continue
+        started = job.get("started_at")
+        if job.get("dry_run") and started is not None and now - started < DRY_RUN_GRACE:
+            continue
+        out.append(str(job["id"]))
+    return out
+
+
+def close_abandoned_jobs(store: StateStore, mapping: str, run_id: str) -> list[str]:
+    """When ``run_id`` has taken ``mapping``'s run lock: close the mapping's jobs left
+    running by other runs as failed, saying so; returns their ids."""
+    ids = abandoned(store.running_jobs(mapping), run_id, utcnow())
+    if ids:
+        store.close_jobs(ids, status="failed", message=(
+            "the run that started this job ended without finishing it (killed or crashed); "
+            f"closed by run {run_id}"))
+        log.warning("closed %d job(s) of %s left running by an ended run", len(ids), mapping)
+    return ids

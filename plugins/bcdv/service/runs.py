@@ -11,7 +11,7 @@ from typing import Any
 from bcdv.engine.context import SyncContext
 from bcdv.engine.coupling import match_couple
 from bcdv.engine.report import PassReport
-from bcdv.engine.runner import run_pass
+from bcdv.engine.runner import failing_job, run_pass
 from bcdv.errors import ConfigError
 from bcdv.mapping.model import Direction, TableMapping
 from bcdv.service import validate
@@ -83,7 +83,8 @@ def sync(ctx: SyncContext, mappings: Sequence[TableMapping], *,
             assumed: list[list[str]] = []
             if full and couple_first and mapping.name not in coupled:
                 coupled.add(mapping.name)
-                result = match_couple(ctx, mapping, run_id=rid, dry_run=dry_run)
+                with failing_job(ctx, mapping.name, "coupling", rid):
+                    result = match_couple(ctx, mapping, run_id=rid, dry_run=dry_run)
                 assumed = [list(p) for p in result.pairs] if dry_run else []
             observer.pass_started(n, len(passes), mapping, pass_direction, label)
             with observer.loading(mapping, pass_direction) as bar:

@@ -21,6 +21,7 @@ from bcdv.engine.coupling import CouplingReport, match_couple
 from bcdv.engine.extract import extract, extract_window
 from bcdv.engine.plan import plan
 from bcdv.engine.report import PassReport
+from bcdv.engine.runner import failing_job
 from bcdv.engine.staging import PassState
 from bcdv.engine.staging import prune as prune_staging
 from bcdv.mapping.model import Direction, TableMapping
@@ -34,7 +35,8 @@ def couple_stage(ctx: SyncContext, mapping: TableMapping, run_id: str, *,
                  dry_run: bool = False) -> CouplingReport:
     """Match-based coupling before a full synchronisation (a dry run keeps the pairs it
     would couple in staging, for the dry run's extract)."""
-    with holding(ctx.state, mapping.name, run_id):
+    with holding(ctx.state, mapping.name, run_id), \
+            failing_job(ctx, mapping.name, "coupling", run_id):
         report = match_couple(ctx, mapping, run_id=run_id, dry_run=dry_run)
     log.info("%s", report.summary())
     if dry_run:
@@ -64,7 +66,8 @@ def extract_stage(ctx: SyncContext, mapping: TableMapping, direction: str | Dire
     direction = Direction(direction)
     if page_size:  # records per page read (default: the adapters' own)
         ctx.business_central.page_size = ctx.dataverse.page_size = int(page_size)
-    with holding(ctx.state, mapping.name, run_id):
+    with holding(ctx.state, mapping.name, run_id), \
+            failing_job(ctx, mapping.name, direction.value, run_id):
         if window is not None:
             state = extract_window(ctx, mapping, direction, since=window[0], until=window[1],
                                    run_id=run_id, dry_run=dry_run)
@@ -82,7 +85,7 @@ def extract_stage(ctx: SyncContext, mapping: TableMapping, direction: str | Dire
 def plan_stage(ctx: SyncContext, mapping: TableMapping, directory: str) -> PassState:
     """Transform and plan one staged pass."""
     state = PassState.load(directory)
-    with holding(ctx.state, mapping.name, state.run_id):
+    with holding(ctx.state, mapping.name, state.run_id), _failing(ctx, state):
         state = plan(ctx, mapping, state)
     log.info("plan: %s", state.planned)
     return state
@@ -91,7 +94,7 @@ def plan_stage(ctx: SyncContext, mapping: TableMapping, directory: str) -> PassS
 def load_stage(ctx: SyncContext, mapping: TableMapping, directory: str) -> PassState:
     """Apply one staged pass's plan (safe to rerun: done actions are not redone)."""
     state = PassState.load(directory)
-    with holding(ctx.state, mapping.name, state.run_id):
+    with holding(ctx.state, mapping.name, state.run_id), _failing(ctx, state):
         load(ctx, mapping, state)
     return state
 
@@ -101,7 +104,7 @@ def commit_stage(ctx: SyncContext, mapping: TableMapping, directories: list[str]
     """Commit every staged pass (job log, watermarks), then release the run lock unless
     ``release`` is off, and prune old staged runs."""
     with holding(ctx.state, mapping.name, run_id):
-        reports = [commit(ctx, mapping, PassState.load(d)) for d in directories if d]
+        reports = [_commit(ctx, mapping, PassState.load(d)) for d in directories if d]
     if release:
         ctx.state.release_lock(mapping.name, run_id)
     days = load_settings().staging_retention_days
@@ -109,6 +112,17 @@ def commit_stage(ctx: SyncContext, mapping: TableMapping, directories: list[str]
     if pruned:
         log.info("removed %d staged run directories older than %s days", pruned, days)
     return reports
+
+
+def _failing(ctx: SyncContext, state: PassState) -> Any:
+    """The pass's job is finished as failed if the stage raises (a retry of the stage and
+    the commit that follows it close the job again with the pass's outcome)."""
+    return failing_job(ctx, state.mapping, state.direction, state.run_id, state.job_id)
+
+
+def _commit(ctx: SyncContext, mapping: TableMapping, state: PassState) -> PassReport:
+    with _failing(ctx, state):
+        return commit(ctx, mapping, state)
 
 
 def payload(report: PassReport, records: int = 10) -> dict[str, Any]:

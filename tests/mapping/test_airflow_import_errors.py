@@ -39,10 +39,10 @@ def test_every_mapping_has_its_dag(project: Path) -> None:
 def test_broken_mapping_is_an_import_error_of_its_dag_only(project: Path) -> None:
     path = project / "include" / "mappings" / "vendor.yaml"
     text = path.read_text()
-    old = "  - {business_central: website, dataverse: websiteurl}\n"
+    old = "  - {business_central: website, dataverse: websiteurl,\n"
     assert old in text
     path.write_text(text.replace(old, "  - {business_central: website, dataverse: websiteurl, "
-                                      "direction: sideways}\n"))
+                                      "direction: sideways,\n"))
     line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if "sideways" in t)
     bag = _dagbag(project)
     errors = {Path(k).name: v for k, v in bag.import_errors.items()}

@@ -35,62 +35,63 @@ TABLES: dict[str, tuple[str, str, str, str | None, str | None, list[str]]] = {
 
 # name -> [(BC property, Dataverse column, direction, constant, extra)], in file order.
 # extra: lookup "MAPPING.match_on/on_failure", value map "map:NAME", transform "rules:N".
+# Text fields longer in Dataverse than in BC carry one max_length rule (BC's limit).
 FIELDS: dict[str, list[tuple[str | None, str | None, str, Any, str]]] = {
     "SALESPEOPLE": [
-        ("email", "internalemailaddress", FROM, None, ""),        # E-Mail <- InternalEMailAddress
-        ("displayName", "fullname", FROM, None, ""),              # Name <- FullName
-        ("phoneNo", "mobilephone", FROM, None, ""),               # Phone No. <- MobilePhone
+        ("email", "internalemailaddress", FROM, None, "rules:1"),  # E-Mail <- InternalEMailAddress
+        ("displayName", "fullname", FROM, None, "rules:1"),       # Name <- FullName
+        ("phoneNo", "mobilephone", FROM, None, "rules:1"),        # Phone No. <- MobilePhone
     ],
     "CUSTOMER": [
         ("salespersonCode", "ownerid", TO, None, "SALESPEOPLE.code/keep"),  # Not Null, Person
-        ("displayName", "name", BI, None, ""),
-        ("addressLine1", "address1_line1", BI, None, ""),
-        ("addressLine2", "address1_line2", BI, None, ""),
+        ("displayName", "name", BI, None, "rules:1"),
+        ("addressLine1", "address1_line1", BI, None, "rules:1"),
+        ("addressLine2", "address1_line2", BI, None, "rules:1"),
         ("postalCode", "address1_postalcode", BI, None, ""),
-        ("city", "address1_city", BI, None, ""),
-        ("country", "address1_country", BI, None, ""),
-        ("state", "address1_stateorprovince", BI, None, ""),
+        ("city", "address1_city", BI, None, "rules:1"),
+        ("country", "address1_country", BI, None, "rules:1"),
+        ("state", "address1_stateorprovince", BI, None, "rules:1"),
         ("currencyCode", "transactioncurrencyid", BI, None, "CURRENCY.code/error"),
-        ("email", "emailaddress1", BI, None, ""),
-        ("website", "websiteurl", BI, None, ""),
-        ("phoneNumber", "telephone1", BI, None, ""),
+        ("email", "emailaddress1", BI, None, "rules:1"),
+        ("website", "websiteurl", BI, None, "rules:1"),
+        ("phoneNumber", "telephone1", BI, None, "rules:1"),
         ("shipmentMethodId", "address1_freighttermscode", BI, None, "map:SHIPMENT_METHOD rules:2"),
         ("paymentTermsId", "paymenttermscode", BI, None, "map:PAYMENT_TERMS rules:2"),
         ("creditLimit", "creditlimit", TO, None, ""),
     ],
     "VENDOR": [
-        ("displayName", "name", BI, None, ""),
-        ("addressLine1", "address1_line1", BI, None, ""),
-        ("addressLine2", "address1_line2", BI, None, ""),
+        ("displayName", "name", BI, None, "rules:1"),
+        ("addressLine1", "address1_line1", BI, None, "rules:1"),
+        ("addressLine2", "address1_line2", BI, None, "rules:1"),
         ("postalCode", "address1_postalcode", BI, None, ""),
-        ("city", "address1_city", BI, None, ""),
-        ("country", "address1_country", BI, None, ""),
-        ("state", "address1_stateorprovince", BI, None, ""),
+        ("city", "address1_city", BI, None, "rules:1"),
+        ("country", "address1_country", BI, None, "rules:1"),
+        ("state", "address1_stateorprovince", BI, None, "rules:1"),
         ("currencyCode", "transactioncurrencyid", BI, None, "CURRENCY.code/error"),
-        ("email", "emailaddress1", BI, None, ""),
-        ("website", "websiteurl", BI, None, ""),
-        ("phoneNumber", "telephone1", BI, None, ""),
+        ("email", "emailaddress1", BI, None, "rules:1"),
+        ("website", "websiteurl", BI, None, "rules:1"),
+        ("phoneNumber", "telephone1", BI, None, "rules:1"),
         ("paymentTermsId", "paymenttermscode", BI, None, "map:PAYMENT_TERMS rules:2"),
     ],
     "CONTACT": [
         ("type", None, FROM, "Person", ""),                       # Type <- constant Person
-        ("addressLine1", "address1_line1", BI, None, ""),
-        ("addressLine2", "address1_line2", BI, None, ""),
+        ("addressLine1", "address1_line1", BI, None, "rules:1"),
+        ("addressLine2", "address1_line2", BI, None, "rules:1"),
         ("postalCode", "address1_postalcode", BI, None, ""),
-        ("city", "address1_city", BI, None, ""),
-        ("country", "address1_country", BI, None, ""),
-        ("state", "address1_stateorprovince", BI, None, ""),
-        ("email", "emailaddress1", BI, None, ""),
+        ("city", "address1_city", BI, None, "rules:1"),
+        ("country", "address1_country", BI, None, "rules:1"),
+        ("state", "address1_stateorprovince", BI, None, "rules:1"),
+        ("email", "emailaddress1", BI, None, "rules:1"),
         ("displayName", "firstname", TO, None, "rules:2"),        # First Name (from the Name)
         ("displayName", "lastname", TO, None, "rules:1"),         # Surname (from the Name)
-        ("displayName", "fullname", FROM, None, ""),              # Name <- composed full name
-        ("website", "websiteurl", BI, None, ""),
-        ("mobilePhoneNumber", "mobilephone", BI, None, ""),
-        ("phoneNumber", "telephone1", BI, None, ""),
+        ("displayName", "fullname", FROM, None, "rules:1"),       # Name <- composed full name
+        ("website", "websiteurl", BI, None, "rules:1"),
+        ("mobilePhoneNumber", "mobilephone", BI, None, "rules:1"),
+        ("phoneNumber", "telephone1", BI, None, "rules:1"),
         ("companyNumber", "parentcustomerid", BI, None, "CUSTOMER.displayName/error rules:2"),
     ],
     "CURRENCY": [
-        ("code", "isocurrencycode", TO, None, ""),
+        ("code", "isocurrencycode", TO, None, "rules:1"),
         ("symbol", "currencysymbol", TO, None, ""),
         ("displayName", "currencyname", TO, None, ""),
     ],

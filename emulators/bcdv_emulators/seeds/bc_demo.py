@@ -7,8 +7,10 @@
 - currencies EUR, GBP, CAD, MXN (LCY USD is not a row, as in BC), and currencyExchangeRates
   for each of them starting 2025-01-01 and 2026-01-01 (relational currency blank = LCY; amount
   1 of the currency = relationalExchangeRateAmount USD, as CRONUS sets them up);
-- paymentTerms 14 DAYS, 1M(8D), 30 DAYS, CM, COD; shipmentMethods CFR, CIF, DDP, EXW, FOB,
-  PICKUP; paymentMethods BANK, CASH, CHECK;
+- paymentTerms 14 DAYS, 1M(8D), 30 DAYS, CM, COD, and NET30, 2%10NET30, NET45, NET60 (the
+  codes BC's PAYMENT TERMS option mapping gives Dataverse's default payment-term options, so
+  the Dataverse demo accounts' terms exist in the company); shipmentMethods CFR, CIF, DDP,
+  EXW, FOB, PICKUP; paymentMethods BANK, CASH, CHECK;
 - salespeoplePurchasers PS Peter Saddow, JO Jim Olive, OF Otis Falls, HR Helen Ray,
   BC Benjamin Chiu (blocked);
 - customers 10000..80000: Adatum Corporation, Trey Research, School of Fine Art, Alpine Ski
@@ -70,6 +72,9 @@ EXCHANGE_RATES = {"EUR": (("2025-01-01", 1.0, 1.0412), ("2026-01-01", 1.0, 1.171
 TERMS = [("14 DAYS", "Net 14 days", "14D", "", 0), ("1M(8D)", "1 Month/2% 8 days", "1M", "8D", 2),
          ("30 DAYS", "Net 30 days", "30D", "", 0), ("CM", "Current month", "CM", "", 0),
          ("COD", "Cash on delivery", "0D", "", 0)]
+# The codes of Dataverse's default payment-term options (include/mappings PAYMENT_TERMS).
+OPTION_TERMS = [("NET30", "Net 30", "30D", "", 0), ("2%10NET30", "2% 10; Net 30", "30D", "10D", 2),
+                ("NET45", "Net 45", "45D", "", 0), ("NET60", "Net 60", "60D", "", 0)]
 SHIPMENT = [("CFR", "Cost and Freight"), ("CIF", "Cost Insurance and Freight"),
             ("DDP", "Delivered Duty Paid"), ("EXW", "Ex Warehouse"), ("FOB", "Free on Board"),
             ("PICKUP", "Pickup at Location")]
@@ -197,6 +202,10 @@ def load_demo(db: Database) -> None:
             _row(db, "currencyExchangeRates", f"{code}:{start}", currency_minute[code],
                  currencyCode=code, startingDate=start, exchangeRateAmount=amount,
                  relationalCurrencyCode="", relationalExchangeRateAmount=relational)
+    for code, name, due, disc, pct in OPTION_TERMS:
+        _row(db, "paymentTerms", code, tick(), code=code, displayName=name,
+             dueDateCalculation=due, discountDateCalculation=disc, discountPercent=pct,
+             calculateDiscountOnCreditMemos=0)
 
 
 def _contact(db: Database, key: str, name: str, ctype: str, company_key: str, relation: str,

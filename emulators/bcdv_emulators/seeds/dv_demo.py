@@ -16,9 +16,11 @@ true, not licensed); it is ``_createdby_value``/``_modifiedby_value`` of the cli
 - accounts: Adatum Corporation, Trey Research, School of Fine Art and Alpine Ski House
   (Customer, same name and main phone as the BC customers 10000..40000 but no account
   number), Fabrikam, Inc. (Vendor, matches BC vendor 10000), Contoso Pharmaceuticals and
-  Fourth Coffee (Customer, Dataverse only), Blue Yonder Airlines (Prospect), Northwind
+  Fourth Coffee (Customer, Dataverse only; payment terms Net 45), Blue Yonder Airlines
+  (Prospect), Northwind
   Traders (Competitor), Proseware, Inc. (Customer, inactive), Woodgrove Bank (Partner,
-  owned by Jim Olive), Tailspin Toys (Customer, EUR);
+  owned by Jim Olive), Tailspin Toys (Customer, EUR); address1_country holds the ISO
+  country code (US, DE) that Business Central's Country/Region Code syncs as;
 - contacts under accounts (parentcustomerid account): Robert Townes and Sara Lopez (Adatum),
   Mark Hanson (Trey Research), Nina Berg (School of Fine Art), Tom Wilson (Fabrikam),
   Yvonne McKay (Contoso), Rene Valdes (Fourth Coffee), plus Lisa Chen with no parent.
@@ -157,7 +159,10 @@ def load_demo(db: Database) -> None:
         values = {"name": name, "telephone1": phone, "address1_city": city,
                   "address1_stateorprovince": state, "address1_postalcode": zip_,
                   "address1_line1": street,
-                  "address1_country": "Germany" if key == "tailspin" else "United States",
+                  # The Country/Region code, as Business Central's Customer-Account mapping
+                  # writes it (Country/Region Code <-> Address1_Country, raw), so the value
+                  # fits BC's Code[10] country on the way back.
+                  "address1_country": "DE" if key == "tailspin" else "US",
                   "customertypecode": ctype, "emailaddress1": f"info@{key}.example.com",
                   "websiteurl": f"https://www.{key}.example.com"}
         values.update(extra)

@@ -26,7 +26,7 @@ from typing import Any
 from bcdv.errors import ApiError
 from bcdv.mapping.loader import LoadedMapping
 from bcdv.mapping.model import Direction, FieldMapping, Lookup
-from bcdv.mapping.rules import TEXT_RULES, FieldLookup, Round
+from bcdv.mapping.rules import TEXT_RULES, FieldLookup, Round, length_bound
 from bcdv.settings import Endpoints
 
 EDM = "{http://docs.oasis-open.org/odata/ns/edm}"
@@ -275,7 +275,7 @@ class _Checker:
         for d in (Direction.TO_DATAVERSE, Direction.TO_BUSINESS_CENTRAL):
             if f.effective_direction.includes(d) and m.direction.includes(d):
                 self._writable(item, i, f, dcol if d is Direction.TO_DATAVERSE else bcol, d)
-                if not f.transform and f.lookup is None and f.value_map is None:
+                if f.lookup is None and f.value_map is None:
                     self._length(item, i, f, bcol, dcol, d)
 
     def _bc_kind(self, item: LoadedMapping, i: int, f: FieldMapping, bcol: Column) -> str:
@@ -371,11 +371,19 @@ class _Checker:
         src, dst = (bcol, dcol) if d is Direction.TO_DATAVERSE else (dcol, bcol)
         if src.kind not in ("text", "enum") or dst.kind != "text" or not dst.max_length:
             return
-        if src.max_length is None or src.max_length > dst.max_length:
+        rules = f.rules_for(d)
+        # A max_length or substring rule of this pass states what happens to longer values;
+        # other rules change the length in ways not known here, so they are not judged.
+        bound = length_bound(rules)
+        if rules and bound is None:
+            return
+        longest = bound if bound is not None else src.max_length
+        if longest is None or longest > dst.max_length:
             side = "dataverse" if d is Direction.TO_DATAVERSE else "business_central"
             self.add("warning", item, ("fields", i, side),
                      f"{dst.name!r} holds {dst.max_length} characters, {src.name!r} up to "
-                     f"{src.max_length or 'unlimited'}: longer values fail {d.value}")
+                     f"{src.max_length or 'unlimited'}: longer values fail {d.value} (a "
+                     f"max_length rule states what happens to them)")
 
 
 def validate_live(loaded: dict[str, LoadedMapping], endpoints: Endpoints) -> list[Finding]:

@@ -105,6 +105,30 @@ class Substring(_Rule):
         return text if self.length is None else text[: self.length]
 
 
+class MaxLength(_Rule):
+    """At most ``length`` characters: a longer value fails the record with a message naming
+    the value and the limit (``on_longer: error``, the default), or is cut (``truncate``).
+
+    BC has no such rule: a value longer than the destination field fails there with the
+    service's "The length of the string is ..." error. The rule states that limit in the
+    mapping, fails before the request with a clearer message, and tells ``validate --live``
+    that the length difference is handled.
+    """
+
+    type: Literal["max_length"]
+    length: int = Field(ge=1)
+    on_longer: Literal["error", "truncate"] = "error"
+
+    def _apply(self, value: Any, tables: dict[str, dict[Any, Any]]) -> Any:
+        text = str(value)
+        if len(text) <= self.length:
+            return value
+        if self.on_longer == "truncate":
+            return text[: self.length]
+        raise ValueError(f"{text!r} has {len(text)} characters; the destination holds at most "
+                         f"{self.length}")
+
+
 class Replace(_Rule):
     """BC: Replace Text."""
 
@@ -280,16 +304,31 @@ class FieldLookup(_Rule):
 
 
 Rule = Annotated[
-    Uppercase | Lowercase | Titlecase | Trim | Substring | Replace | RegexReplace
+    Uppercase | Lowercase | Titlecase | Trim | Substring | MaxLength | Replace | RegexReplace
     | AlphanumericOnly | DateFormat | DateTimeFormat | DecimalFormat | Round | FieldLookup,
     Field(discriminator="type"),
 ]
-RULE_TYPES = ["uppercase", "lowercase", "titlecase", "trim", "substring", "replace",
-              "regex_replace", "alphanumeric_only", "date_format", "datetime_format",
+RULE_TYPES = ["uppercase", "lowercase", "titlecase", "trim", "substring", "max_length",
+              "replace", "regex_replace", "alphanumeric_only", "date_format", "datetime_format",
               "decimal_format", "round", "field_lookup"]
 TEXT_RULES = {"uppercase", "lowercase", "titlecase", "trim", "substring", "replace",
               "regex_replace", "alphanumeric_only", "date_format", "datetime_format",
               "decimal_format"}
+# Rules that never make a text longer (an upper-cased text can be: 'ß' -> 'SS').
+NOT_LONGER_RULES = {"trim", "lowercase", "alphanumeric_only", "substring", "max_length"}
+
+
+def length_bound(rules: list[Any]) -> int | None:
+    """The most characters a chain can produce, when a ``substring`` or ``max_length`` in it
+    bounds the result and no later rule can lengthen it; None when unbounded."""
+    bound: int | None = None
+    for rule in rules:
+        limit = rule.length if isinstance(rule, MaxLength | Substring) else None
+        if limit is not None:
+            bound = limit if bound is None else min(bound, limit)
+        elif rule.type not in NOT_LONGER_RULES:
+            bound = None
+    return bound
 
 
 def apply_chain(rules: list[Any], value: Any, tables: dict[str, dict[Any, Any]] | None = None

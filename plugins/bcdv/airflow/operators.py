@@ -67,9 +67,10 @@ def problems(reports: Sequence[PassReport], limit: int = PROBLEMS_IN_SUMMARY
     return out[:limit]
 
 
-def run_summary(result: RunResult, *, mode: str, mappings: Sequence[str]) -> dict[str, Any]:
+def run_summary(result: RunResult, *, mode: str, dry_run: bool, mappings: Sequence[str]
+                ) -> dict[str, Any]:
     """The operator's XCom: JSON-safe, small, never a secret (ids, counters, messages)."""
-    return json_safe({"run_id": result.run_id, "mode": mode, "dry_run": mode == "dry_run",
+    return json_safe({"run_id": result.run_id, "mode": mode, "dry_run": dry_run,
                       "mappings": list(mappings), "failed": result.failed,
                       "failed_by_mapping": failed_by_mapping(result),
                       "passes": [pass_summary(r) for r in result.reports],
@@ -121,11 +122,14 @@ class _BcdvRunOperator(BaseOperator):
     def __init__(self, *, mode: str = "modified", direction: str | None = None,
                  since: Any = None, until: Any = None, lock_wait: float = 0,
                  fail_on_failed_records: bool | int = True, couple_first: bool = True,
-                 mappings_dir: str | None = None, **kwargs: Any) -> None:
+                 dry_run: bool = False, mappings_dir: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
-        self.mode = mode
+        # mode="dry_run" is the dry run of "modified"; dry_run=True previews either mode.
+        self.mode = "modified" if mode == "dry_run" else mode
+        self.dry_run = dry_run or mode == "dry_run"
         self.direction = direction
         self.since = since
         self.until = until
@@ -164,7 +168,7 @@ class _BcdvRunOperator(BaseOperator):
         window = self._window()
         options: dict[str, Any] = {"direction": self.direction, "run_id": run_id,
                                    "lock_wait": self.lock_wait,
-                                   "dry_run": self.mode == "dry_run"}
+                                   "dry_run": self.dry_run}
         ctx = hooks.sync_context(mappings)
         try:
             if self.mode == "full":
@@ -185,7 +189,8 @@ class _BcdvRunOperator(BaseOperator):
         chosen = self.selected(mappings)
         result = self.run(mappings, chosen, run_lock_owner(context))
         log_reports(result.reports)
-        summary = run_summary(result, mode=self.mode, mappings=[m.name for m in chosen])
+        summary = run_summary(result, mode=self.mode, dry_run=self.dry_run,
+                              mappings=[m.name for m in chosen])
         over = over_threshold(summary, self.threshold)
         if over and self.threshold is not None:
             # The summary is still wanted downstream (e.g. by a teardown or an alert).
@@ -200,10 +205,12 @@ class BcdvSyncOperator(_BcdvRunOperator):
 
     Args:
         mapping: the mapping's name (e.g. ``CUSTOMER``; any case).
-        mode: ``modified`` (the records changed since the watermarks, BC's "Synchronize
-            Modified Records"), ``full`` (BC's "Run Full Synch.": match-based coupling first
-            unless ``couple_first=False``) or ``dry_run`` (plan only, write nothing, take no
-            lock).
+        mode: ``modified`` (the coupled records changed since the watermarks, BC's
+            "Synchronize Modified Records"), ``full`` (BC's "Run Full Synch.": match-based
+            coupling first unless ``couple_first=False``, new records created) or ``dry_run``
+            (the dry run of ``modified``).
+        dry_run: plan only, write nothing, take no lock (the summary says what a real run
+            would do); with ``mode="full"``, the preview of a full synchronisation.
         direction: ``to_dataverse`` or ``to_business_central``; None: the mapping's passes.
         since, until: templated; both given: re-synchronise the records modified in
             [since, until) (a backfill window, e.g. ``"{{ data_interval_start }}"`` and

@@ -129,7 +129,7 @@ class _BcdvRunOperator(BaseOperator):
             raise ValueError(f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
         # mode="dry_run" is the dry run of "modified"; dry_run=True previews either mode.
         self.mode = "modified" if mode == "dry_run" else mode
-        self.dry_run = dry_run or mode == "dry_run"
+        self.is_dry_run = dry_run or mode == "dry_run"  # BaseOperator.dry_run is a method
         self.direction = direction
         self.since = since
         self.until = until
@@ -168,7 +168,7 @@ class _BcdvRunOperator(BaseOperator):
         window = self._window()
         options: dict[str, Any] = {"direction": self.direction, "run_id": run_id,
                                    "lock_wait": self.lock_wait,
-                                   "dry_run": self.dry_run}
+                                   "dry_run": self.is_dry_run}
         ctx = hooks.sync_context(mappings)
         try:
             if self.mode == "full":
@@ -189,7 +189,7 @@ class _BcdvRunOperator(BaseOperator):
         chosen = self.selected(mappings)
         result = self.run(mappings, chosen, run_lock_owner(context))
         log_reports(result.reports)
-        summary = run_summary(result, mode=self.mode, dry_run=self.dry_run,
+        summary = run_summary(result, mode=self.mode, dry_run=self.is_dry_run,
                               mappings=[m.name for m in chosen])
         over = over_threshold(summary, self.threshold)
         if over and self.threshold is not None:

@@ -20,12 +20,17 @@ from bcdv.commands.common import (
 from bcdv.errors import BcdvError
 from bcdv.service import views
 
-HEAD = ("#", "MAPPING", "DIRECTION", "SOURCE ID", "ATTEMPTS", "LAST SEEN", "RESOLVED", "MESSAGE")
+HEAD = ("#", "MAPPING", "DIRECTION", "NAME", "SOURCE ID", "FIELD", "VALUE", "CODE", "ATTEMPTS",
+        "CAUSED BY", "LAST SEEN", "RESOLVED", "MESSAGE")
 
 
 def _short(text: str, width: int = 80) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _dash(value: Any) -> Any:
+    return "-" if value in (None, "") else value
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -37,8 +42,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     if wants_json(args):
         print_json(rows)
     elif rows:
-        print_table(HEAD, [(r["id"], r["mapping"], r["direction"], r["source_id"],
-                            r["attempts"], r["last_seen"], r["resolved"], _short(r["message"]))
+        print_table(HEAD, [(r["id"], r["mapping"], r["direction"], _short(_dash(r["name"]), 30),
+                            r["source_id"], _dash(r["field"]), _short(_dash(r["value"]), 24),
+                            _dash(r["code"]), r["attempts"], _dash(r["caused_by"]),
+                            r["last_seen"], r["resolved"], _short(r["message"], 60))
                            for r in rows])
     else:
         print("no synchronisation errors")
@@ -58,9 +65,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     if wants_json(args):
         print_json(row)
         return EXIT_OK
-    for key in ("id", "mapping", "direction", "source_id", "bc_id", "dv_id", "job_id",
-                "attempts", "first_seen", "last_seen", "resolved"):
-        print(f"{key:<11} {row[key] if row[key] not in (None, '') else '-'}")
+    for key in ("id", "mapping", "direction", "name", "source_id", "bc_id", "dv_id", "field",
+                "value", "code", "caused_by", "job_id", "attempts", "first_seen", "last_seen",
+                "resolved"):
+        print(f"{key:<11} {_dash(row.get(key))}")
     print(f"message\n{row['message']}")
     return EXIT_OK
 

@@ -6,7 +6,9 @@
   [since, until), the watermarks left where they are;
 - ``sync NAME --record ID --side business_central|dataverse``: BC's "Synchronize" of one
   record (forced, watermarks untouched);
-- ``sync --all``: every mapping in dependency order (BC: "Synchronize Modified Records").
+- ``sync --all``: every mapping in dependency order (BC: "Synchronize Modified Records");
+- ``--show-changes`` (with or without ``--dry-run``): per record the action, the name, both
+  ids and, for updates, each field ``old -> new``.
 
 Each run holds the run lock of every mapping it writes, as the DAGs do: it refuses, naming
 the holder, when an Airflow run is writing one of them.
@@ -32,7 +34,11 @@ from bcdv.commands.common import (
     sync_context,
     wants_json,
 )
-from bcdv.service import Observer, new_run_id, runs
+from bcdv.service import Observer, new_run_id, runs, views
+
+# The result an action has when it went as planned (shown only when it differs).
+ACTION_WORD = {"insert": "inserted", "update": "modified", "skip": "skipped", "fail": "failed",
+               "unchanged": "unchanged"}
 
 
 class Printed(Observer):
@@ -54,14 +60,38 @@ class Printed(Observer):
         progress(f"      {report.summary()}")
 
 
-def print_reports(reports: list[Any]) -> None:
-    """Each pass's summary, note and problem records."""
+def print_reports(reports: list[Any], changes: dict[str, list[dict[str, Any]]] | None = None
+                  ) -> None:
+    """Each pass's summary, note and problem records; with ``changes`` (job id -> the job's
+    records, see ``views.records_of_job``) every record the pass acts on, with its diff."""
     for r in reports:
         print(r.summary())
         if r.note:
             print(f"  {r.note}")
+        if changes is not None:
+            print_changes(changes.get(r.job_id, []))
+            continue
         for rec in r.records:
             print(f"  {rec.result or rec.action:<10} {rec.source_id} {rec.name}: {rec.message}")
+
+
+def _shown(value: Any) -> str:
+    return "(empty)" if value in (None, "") else repr(value)
+
+
+def print_changes(rows: list[dict[str, Any]]) -> None:
+    """Per record: action (and result when it differs), name, both ids; for an update each
+    field ``old -> new``; for a failure or skip its message."""
+    for row in rows:
+        result = row["result"] or ""
+        label = row["action"] if result in ("", ACTION_WORD.get(row["action"])) else (
+            f"{row['action']} ({result})")
+        ids = f"bc {row['bc_id'] or '-'}  dv {row['dv_id'] or '-'}"
+        print(f"  {label:<18} {row['name'] or '(no name)'}  [{ids}]")
+        for name, (old, new) in row["changes"].items():
+            print(f"      {name}: {_shown(old)} -> {_shown(new)}")
+        if row["action"] not in ("insert", "update") or result in ("failed", "skipped"):
+            print(f"      {row['message']}")
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -117,10 +147,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 ctx, chosen, direction=args.direction, full=args.full, dry_run=args.dry_run,
                 window=getattr(args, "window", None), run_id=run_id,
                 observer=Printed()).reports
+        changes = ({r.job_id: views.records_of_job(ctx.state, r.job_id) for r in reports}
+                   if args.show_changes else None)
     if wants_json(args):
-        print_json([r.to_dict() for r in reports])
+        print_json([{**r.to_dict(), **({"changes": changes[r.job_id]} if changes is not None
+                                       else {})} for r in reports])
     else:
-        print_reports(reports)
+        print_reports(reports, changes)
         print(f"run {run_id} (bcdv runs show {run_id})")
     return EXIT_PARTIAL if any(r.failed for r in reports) else EXIT_OK
 
@@ -144,6 +177,9 @@ def register(sub: Any) -> None:
     p.add_argument("--record", metavar="ID", help="synchronise only this record")
     p.add_argument("--side", choices=["business_central", "dataverse"],
                    help="which system --record's id belongs to")
+    p.add_argument("--show-changes", action="store_true",
+                   help="list every record the run acts on (or, with --dry-run, would act "
+                        "on): action, name, ids and, for updates, each field old -> new")
     p.add_argument("--json", dest="sub_json", action="store_true",
                    help="machine-readable output")
     p.set_defaults(func=cmd_sync)

@@ -5,7 +5,8 @@ One action per candidate record, each carrying exactly what executing it needs:
 - ``Insert``: create the record on the target side (``resume``: an unconfirmed create is sent
   again; ``look_up_first``: a Business Central create whose answer was lost is first looked
   for; ``restore``: the coupled counterpart was deleted and is made again).
-- ``Update``: write only ``payload`` (the fields in ``diff``), with the ``etag`` read.
+- ``Update``: write only ``payload`` (the fields in ``diff``, old and new in ``changes``),
+  with the ``etag`` read.
 - ``Unchanged``: nothing to write; with ``restamp`` the coupling's baselines move.
 - ``Skip``: a Skipped coupling, or the losing side of a resolved update conflict.
 - ``Ignore``: uncoupled while the mapping synchronises only coupled records.
@@ -95,6 +96,10 @@ class Update(_Stamped):
     # The failure history BC's "same error twice" rule needs if the write fails.
     failed_before: bool = False
     prior_error: str | None = None
+    # The field-level diff shown in previews and the job log: {field: [old, new]} for the
+    # fields in ``diff`` (old: the target's value as read; new: the value sent, before its
+    # wire form, so a lookup shows the referenced id rather than an OData bind).
+    changes: dict[str, list[Any]] = field(default_factory=dict)
 
     @property
     def both_modified(self) -> bool:

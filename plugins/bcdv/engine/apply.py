@@ -10,6 +10,7 @@ service answers is judged by ``bcdv.engine.outcome``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +28,7 @@ from bcdv.engine.actions import (
     target_of,
 )
 from bcdv.engine.adapters import WriteItem, Written
+from bcdv.engine.api_errors import ApiErrorDetail, parse_api_error
 from bcdv.engine.context import PassSides, SyncContext, system_title
 from bcdv.engine.lost_creates import find_lost_bc_creates
 from bcdv.engine.outcome import failure_result, skipped_message
@@ -43,6 +45,10 @@ from bcdv.state.store import Stamp
 # it gets the action's plan-file row.
 after_write_hook: Callable[[dict[str, Any]], None] | None = None
 Stamped = Insert | Update | Unchanged
+# The transform's message when a lookup finds no coupled record (engine/transform.py).
+LOOKUP_FAILURE = re.compile(r"(?:^|: )(?P<field>[\w.@]+) (?P<value>(?:(?!: ).)+?) must be "
+                            r"coupled to a record in (?:Dataverse|Business Central) "
+                            r"\(mapping (?P<mapping>[^)]+)\)")
 
 
 def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
@@ -134,7 +140,7 @@ def _flush(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pas
         outcome = _outcome(action)
         if isinstance(result, FatalApiError):
             outcomes.append(_fail(ctx, mapping, state, sides, action, outcome,
-                                  result.message or str(result)))
+                                  result.message or str(result), result))
             continue
         if after_write_hook is not None:
             after_write_hook(action.to_row())
@@ -153,7 +159,8 @@ def _outcome(action: Action, target_id: str | None = None) -> dict[str, Any]:
     return {"source_id": action.source_id, "target_id": target_id or target_of(action),
             "name": action.name, "action": action.kind,
             "result": ACTION_RESULT[action.kind], "message": action.reason,
-            "conflict": is_conflict(action)}
+            "conflict": is_conflict(action),
+            "changes": action.changes if isinstance(action, Update) else {}}
 
 
 def _stamp(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
@@ -215,7 +222,7 @@ def _resume_bc_creates(ctx: SyncContext, mapping: TableMapping, state: PassState
                 written = ctx.business_central.create(sides.target, a.payload, None)
         except FatalApiError as exc:
             outcomes.append(_fail(ctx, mapping, state, sides, a, outcome,
-                                  exc.message or str(exc)))
+                                  exc.message or str(exc), exc))
             continue
         if after_write_hook is not None:
             after_write_hook(a.to_row())
@@ -237,11 +244,12 @@ def _ambiguous(ctx: SyncContext, mapping: TableMapping, state: PassState, sides:
                "since then, more than the creates that were interrupted; bcdv will not guess "
                "which one is this record's and will not create another. Couple it by hand "
                "(bcdv couplings couple) or delete the extra records, then run again.")
-    ctx.state.record_error(mapping.name, state.direction, state.job_id,
-                           source_id=action.source_id, bc_id=None,
-                           dv_id=action.source_id, message=message)
+    error_id = ctx.state.record_error(mapping.name, state.direction, state.job_id,
+                                      source_id=action.source_id, bc_id=None,
+                                      dv_id=action.source_id, message=message,
+                                      name=action.name)
     outcome = _outcome(action)
-    outcome.update(result="failed", message=message)
+    outcome.update(result="failed", message=message, error_id=error_id)
     return outcome
 
 
@@ -277,15 +285,26 @@ def _apply_one(ctx: SyncContext, mapping: TableMapping, state: PassState, sides:
 
 def _fail(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
           action: Insert | Update | Fail, outcome: dict[str, Any],
-          message: str) -> dict[str, Any]:
-    """Record a failure: an error row, and the coupling's failure (Skipped when the plan or
-    BC's rule for the service's answer says so)."""
+          message: str, error: FatalApiError | None = None) -> dict[str, Any]:
+    """Record a failure: an error row that names the record, the field and value the service
+    rejected and the failure that caused it, and the coupling's failure (Skipped when the
+    plan or BC's rule for the service's answer says so)."""
     bc_first = sides.source_system == "business_central"
-    bc_id = action.source_id if bc_first else action.target_id
-    dv_id = action.target_id if bc_first else action.source_id
-    ctx.state.record_error(mapping.name, state.direction, state.job_id,
-                           source_id=action.source_id, bc_id=bc_id, dv_id=dv_id,
-                           message=message)
+    # A refused create made nothing: there is no target record to point at.
+    target_id = None if isinstance(action, Insert) else action.target_id
+    bc_id = action.source_id if bc_first else target_id
+    dv_id = target_id if bc_first else action.source_id
+    if error is not None:
+        payload = action.payload if isinstance(action, Insert | Update) else {}
+        detail = parse_api_error(sides.target_system, error.message or "", payload,
+                                 error.code)
+        cause = None
+    else:
+        detail, cause, message = _lookup_failure(ctx, state, sides, message)
+    error_id = ctx.state.record_error(
+        mapping.name, state.direction, state.job_id, source_id=action.source_id,
+        bc_id=bc_id, dv_id=dv_id, message=message, name=action.name, code=detail.code,
+        field=detail.field, value=detail.value, caused_by=cause)
     now_skipped = False
     if isinstance(action, Insert):
         # The service refused the create: nothing was made, so the intent is void.
@@ -298,9 +317,28 @@ def _fail(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pass
             action.failed_before, action.prior_error, message) == "skipped"
         now_skipped = ctx.state.stamp_failure(mapping.name, state.direction, state.job_id,
                                               bc_id=bc_id, dv_id=dv_id, skip=skip)
-    outcome.update(result="skipped" if now_skipped else "failed",
+    outcome.update(result="skipped" if now_skipped else "failed", error_id=error_id,
                    message=skipped_message(message) if now_skipped else message)
     return outcome
+
+
+def _lookup_failure(ctx: SyncContext, state: PassState, sides: PassSides,
+                    message: str) -> tuple[ApiErrorDetail, int | None, str]:
+    """A planned failure's field and value when a lookup failed, and, when the referenced
+    record has an open error of its own in this direction (its create or update failed, so
+    it is not coupled), that error: the cause, named in the message."""
+    found = LOOKUP_FAILURE.search(message)
+    if found is None:
+        return ApiErrorDetail(), None, message
+    detail = ApiErrorDetail(None, found.group("field"), found.group("value"))
+    ref = found.group("mapping")
+    cause = ctx.state.open_error_for(ref, state.direction, found.group("value"))
+    if cause is None:
+        return detail, None, message
+    what = f"{system_title(sides.source_system)} {ref.lower()} {found.group('value')}"
+    note = (f" The {what} it refers to failed to synchronise: see error {cause['id']}"
+            f" ({ref}).")
+    return detail, int(cause["id"]), message.rstrip() + note
 
 
 def commit(ctx: SyncContext, mapping: TableMapping, state: PassState) -> PassReport:
@@ -313,6 +351,10 @@ def commit(ctx: SyncContext, mapping: TableMapping, state: PassState) -> PassRep
                 else list(read_jsonl(state.outcomes_file)))
     records = [RecordOutcome.from_row(o, dry_run=state.dry_run) for o in outcomes]
     report = PassReport.build(state, records)
+    # What the pass did (or, dry, would do) to each record, kept with the job: the preview
+    # and the run pages read it after the staging files are gone.
+    ctx.state.record_job_records(state.job_id, mapping.name, state.direction,
+                                 [r.to_row() for r in records if r.listed])
     if not state.dry_run:
         ok = [r.source_id for r in records if r.result in ("inserted", "modified", "unchanged")]
         ctx.state.resolve_errors(mapping.name, state.direction, ok)

@@ -46,6 +46,7 @@ from bcdv.engine.staging import PassState
 from bcdv.engine.transform import compare_columns, side_fields, to_wire, transform, write_key
 from bcdv.engine.values import canon, canon_frame, row_hash, same
 from bcdv.mapping.model import DeletionConflict, Direction, TableMapping, UpdateConflict
+from bcdv.state.jsonsafe import json_safe
 
 CHUNK_SIZE = 5000
 # After a write that overwrote changes on both sides, the written side's baseline is set a
@@ -296,7 +297,8 @@ def _plan_coupled(ctx: _Pass, rec: _Record, wanted: dict[str, Any], *,
                      and f.direction is Direction.BIDIRECTIONAL}
     clash = [c for c in diff if c in bidirectional]
     update = Update(**seen_now, target_id=tid, payload={c: wanted[c] for c in diff},
-                    diff=tuple(diff), etag=current.get("@odata.etag"),
+                    diff=tuple(diff), changes=_changes(seen, wanted, diff),
+                    etag=current.get("@odata.etag"),
                     target_modified=target_modified, target_hash=target_hash,
                     failed_before=rec.failed_before, prior_error=rec.prior_error,
                     reason="changed: " + ", ".join(diff))
@@ -325,6 +327,12 @@ def _plan_coupled(ctx: _Pass, rec: _Record, wanted: dict[str, Any], *,
     return _resolve_update_conflict(ctx, rec, update, clash)
 
 
+def _changes(seen: dict[str, Any], wanted: dict[str, Any],
+             diff: list[str]) -> dict[str, list[Any]]:
+    """``{field: [old, new]}`` of the fields an update writes (JSON-safe values)."""
+    return {c: [json_safe(seen.get(c)), json_safe(wanted[c])] for c in diff}
+
+
 def _slack(ctx: _Pass, both_modified: bool) -> int:
     return BOTH_MODIFIED_SLACK_MS[ctx.sides.target_system] if both_modified else 0
 
@@ -336,6 +344,8 @@ def _plan_merge(ctx: _Pass, update: Update, seen_now: dict[str, Any], wanted: di
     if decision.send:
         return replace(update, payload={c: wanted[c] for c in decision.send},
                         diff=tuple(decision.send), conflict=True,
+                        changes={c: v for c, v in update.changes.items()
+                                 if c in decision.send},
                         baseline_slack_ms=_slack(ctx, decision.target_changed),
                         reason=f"merged: both sides changed different fields; sent {fields}, "
                                f"the {system_title(ctx.sides.target_system)} changes go back "

@@ -26,6 +26,9 @@ class RecordOutcome:
     result: str | None
     message: str
     conflict: bool = False
+    # An update's field-level diff: {field: [old, new]} (empty for other actions).
+    changes: dict[str, list[Any]] = field(default_factory=dict)
+    error_id: int | None = None  # the error row of a failed record
 
     @classmethod
     def from_row(cls, row: dict[str, Any], *, dry_run: bool) -> RecordOutcome:
@@ -34,9 +37,24 @@ class RecordOutcome:
         # A staged row holds the record's own values (a nameless account's name is NaN):
         # they are made JSON-safe here, so no value can fail the report, XCom or the log.
         message = safe_text(row.get("message")) or safe_text(row.get("reason")) or ""
+        changes = json_safe(row.get("changes")) or {}
+        error_id = row.get("error_id")
         return cls(str(row["source_id"]), safe_text(row.get("target_id")),
                    safe_text(row.get("name")) or "", row["action"], result, message,
-                   bool(json_safe(row.get("conflict"))))
+                   bool(json_safe(row.get("conflict"))),
+                   changes if isinstance(changes, dict) else {},
+                   int(error_id) if error_id is not None else None)
+
+    @property
+    def listed(self) -> bool:
+        """Whether the job's record list keeps this record: every record the pass acts on
+        or reports, not the unchanged or not-coupled ones it only counts."""
+        return self.action not in ("unchanged", "ignore") or self.conflict or (
+            self.result not in ("unchanged", None))
+
+    def to_row(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return json_safe(asdict(self))
 
 
 @dataclass

@@ -147,3 +147,18 @@ def overview(store: StateStore, mapping: TableMapping) -> dict[str, Any]:
         "watermarks": {d: store.get_watermark(mapping.name, d) for d in PASS_DIRECTIONS},
         "fields": len(mapping.fields),
     }
+
+
+def records_of_job(store: StateStore, job_id: str, *, action: str | None = None,
+                   limit: int | None = None) -> list[dict[str, Any]]:
+    """What a job did (or, dry, would do) to each record, in plan order: ``action``,
+    ``result``, ``name``, ``bc_id`` and ``dv_id``, ``message`` and, for an update, its
+    field-level diff ``changes`` (``{field: [old, new]}``). Records a pass left unchanged
+    or ignored are only counted on the job row. ``action`` filters (insert, update, ...)."""
+    rows = store.job_records(job_id, action=action or None, limit=limit)
+    for row in rows:
+        from_bc = source_system(row["direction"]) == "business_central"
+        row["bc_id"] = row["source_id"] if from_bc else row["target_id"]
+        row["dv_id"] = row["target_id"] if from_bc else row["source_id"]
+        row["conflict"] = bool(row["conflict"])
+    return rows

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 
 from bcdv.state.db import StoreBase, aware_row, to_db, utcnow
-from bcdv.state.schema import couplings, jobs, record_errors
+from bcdv.state.schema import couplings, job_records, jobs, record_errors
 
 
 def _by_id(bc_id: str | None, dv_id: str | None) -> ColumnElement[bool]:
@@ -128,7 +128,8 @@ class OperatorViews(StoreBase):
                 "errors": int(errors)}
 
     def delete_jobs_older_than(self, days: float) -> int:
-        """Delete job-log entries started more than ``days`` ago, with their error rows.
+        """Delete job-log entries started more than ``days`` ago, with their error rows
+        and their per-record outcomes.
 
         A job referenced by a Skipped coupling is kept (BC: such an entry cannot be deleted,
         it explains why the record is skipped). Returns the number of jobs deleted.
@@ -147,5 +148,6 @@ class OperatorViews(StoreBase):
             for start in range(0, len(old), 500):
                 part = old[start:start + 500]
                 conn.execute(delete(record_errors).where(record_errors.c.job_id.in_(part)))
+                conn.execute(delete(job_records).where(job_records.c.job_id.in_(part)))
                 conn.execute(delete(jobs).where(jobs.c.id.in_(part)))
         return len(old)

@@ -104,7 +104,39 @@ record_errors = Table(
     Column("first_seen", DateTime, nullable=False),
     Column("last_seen", DateTime, nullable=False),
     Column("resolved", Boolean, nullable=False, default=False),
+    # Revision 0005: what the error is about. ``name`` is the record's name (the mapping's
+    # name_field); ``code``, ``field`` and ``value`` are the API's code and the field and
+    # value it rejected (bcdv.engine.api_errors); ``caused_by`` is the error of another
+    # mapping's record that made this one fail (a lookup to a record that failed).
+    Column("name", String(250), nullable=True),
+    Column("code", String(100), nullable=True),
+    Column("field", String(250), nullable=True),
+    Column("value", Text, nullable=True),
+    Column("caused_by", Integer, nullable=True),
     Index("ix_bcdv_record_errors_source", "mapping", "direction", "source_id"),
+)
+
+# Revision 0005: what a job did to each record (BC's job log drill-down): the action, the
+# record's name and ids, and for an update the field-level diff (JSON ``{field: [old,
+# new]}``), for dry runs as for real runs. Unchanged and not-coupled (ignored) records are
+# only counted on the job row: listing them would grow the table by the whole source table
+# on every run. Rows go with their job (``delete_jobs_older_than``).
+job_records = Table(
+    "bcdv_job_records",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(36), nullable=False),
+    Column("mapping", String(20), nullable=False),
+    Column("direction", String(24), nullable=False),
+    Column("source_id", String(36), nullable=False),
+    Column("target_id", String(36), nullable=True),
+    Column("name", String(250), nullable=True),
+    Column("action", String(20), nullable=False),
+    Column("result", String(20), nullable=True),
+    Column("message", Text, nullable=True),
+    Column("changes", Text, nullable=True),
+    Column("conflict", Boolean, nullable=False, default=False),
+    Index("ix_bcdv_job_records_job", "job_id"),
 )
 
 # One row per mapping whose runs are locked (revision 0002). A DAG run holds it from its

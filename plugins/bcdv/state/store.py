@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bcdv.state.admin import OperatorViews
 from bcdv.state.db import aware_row, from_db, to_db, upsert_insert, utcnow
-from bcdv.state.errors import same_error
+from bcdv.state.errors import error_identity
 from bcdv.state.jsonsafe import safe_text
 from bcdv.state.locks import LockHolder, MappingLocks
-from bcdv.state.schema import couplings, jobs, record_errors, watermarks
+from bcdv.state.schema import couplings, job_records, jobs, record_errors, watermarks
 
 
 def intent_of(synced: Any) -> dict[str, Any]:
@@ -385,28 +385,61 @@ class StateStore(MappingLocks, OperatorViews):
         return out
 
     def record_error(self, mapping: str, direction: str, job_id: str, *, source_id: str,
-                     bc_id: str | None, dv_id: str | None, message: str) -> None:
-        """Add or refresh the error row of a record (attempts counted)."""
+                     bc_id: str | None, dv_id: str | None, message: str,
+                     name: str | None = None, code: str | None = None,
+                     field: str | None = None, value: Any = None,
+                     caused_by: int | None = None) -> int:
+        """Add or refresh the error row of a record; returns the row's id.
+
+        One open row per record and cause: a failure with the same identity as an open row
+        of the record (``bcdv.state.errors.error_identity``: code, field and the message
+        without the ids and timestamps every answer carries) counts one more attempt on it
+        and moves its last_seen and job; the row keeps the latest full text and ids.
+        """
         message = safe_text(message) or ""
+        code, field = _cut(safe_text(code), 100), _cut(safe_text(field), 250)
+        details: dict[str, Any] = {"name": _cut(safe_text(name), 250), "code": code,
+                                   "field": field, "value": safe_text(value),
+                                   "caused_by": caused_by}
+        wanted = error_identity(message, code=code, field=field)
         now = to_db(utcnow())
         with self._write() as conn:
-            # The same error is matched by its identity (code, field, message without the
-            # ids and timestamps every answer carries); the row keeps the latest full text.
             rows = conn.execute(select(record_errors.c.id, record_errors.c.attempts,
-                                       record_errors.c.message).where(
+                                       record_errors.c.message, record_errors.c.code,
+                                       record_errors.c.field).where(
                 record_errors.c.mapping == mapping, record_errors.c.direction == direction,
                 record_errors.c.source_id == source_id, record_errors.c.resolved.is_(False),
             ).order_by(record_errors.c.last_seen.desc())).all()
-            row = next((r for r in rows if same_error(r.message, message)), None)
+            row = next((r for r in rows if error_identity(r.message, code=r.code,
+                                                          field=r.field) == wanted), None)
             if row is not None:
                 conn.execute(update(record_errors).where(record_errors.c.id == row.id).values(
                     attempts=row.attempts + 1, last_seen=now, job_id=job_id,
-                    bc_id=bc_id, dv_id=dv_id, message=message))
-            else:
-                conn.execute(insert(record_errors).values(
-                    mapping=mapping, direction=direction, source_id=source_id, bc_id=bc_id,
-                    dv_id=dv_id, job_id=job_id, message=message, attempts=1,
-                    first_seen=now, last_seen=now, resolved=False))
+                    bc_id=bc_id, dv_id=dv_id, message=message, **details))
+                return int(row.id)
+            result = conn.execute(insert(record_errors).values(
+                mapping=mapping, direction=direction, source_id=source_id, bc_id=bc_id,
+                dv_id=dv_id, job_id=job_id, message=message, attempts=1,
+                first_seen=now, last_seen=now, resolved=False, **details))
+            key = result.inserted_primary_key
+            if key is None:
+                raise RuntimeError("the database returned no id for the new error row")
+            return int(key[0])
+
+    def open_error_for(self, mapping: str, direction: str | None,
+                       record: str) -> dict[str, Any] | None:
+        """The newest open error of a mapping's record found by its name or either id
+        (what a lookup value names), or None."""
+        query = select(record_errors).where(
+            record_errors.c.mapping == mapping, record_errors.c.resolved.is_(False),
+            or_(record_errors.c.name == record, record_errors.c.source_id == record,
+                record_errors.c.bc_id == record, record_errors.c.dv_id == record),
+        ).order_by(record_errors.c.last_seen.desc()).limit(1)
+        if direction is not None:
+            query = query.where(record_errors.c.direction == direction)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return aware_row(row) if row is not None else None
 
     def resolve_errors(self, mapping: str, direction: str, source_ids: Iterable[str]) -> None:
         """Mark the errors of records that synced successfully as resolved."""
@@ -428,6 +461,45 @@ class StateStore(MappingLocks, OperatorViews):
             query = query.where(record_errors.c.resolved.is_(False))
         with self.engine.connect() as conn:
             return [aware_row(r) for r in conn.execute(query).mappings().all()]
+
+
+    # -- what each job did to each record ------------------------------------------------
+    def record_job_records(self, job_id: str, mapping: str, direction: str,
+                           rows: Iterable[dict[str, Any]]) -> int:
+        """Store a job's per-record outcomes (action, name, ids, field diff); a job's rows
+        are replaced, so committing a pass twice does not list a record twice."""
+        values = [{"job_id": job_id, "mapping": mapping, "direction": direction,
+                   "source_id": str(r["source_id"]), "target_id": r.get("target_id"),
+                   "name": _cut(safe_text(r.get("name")), 250), "action": r["action"],
+                   "result": r.get("result"), "message": safe_text(r.get("message")),
+                   "changes": json.dumps(r["changes"], default=str) if r.get("changes")
+                   else None, "conflict": bool(r.get("conflict"))} for r in rows]
+        with self._write() as conn:
+            conn.execute(delete(job_records).where(job_records.c.job_id == job_id))
+            for start in range(0, len(values), 500):
+                conn.execute(insert(job_records), values[start:start + 500])
+        return len(values)
+
+    def job_records(self, job_id: str, *, action: str | None = None,
+                    limit: int | None = None) -> list[dict[str, Any]]:
+        """A job's per-record outcomes in the order they were planned (``changes``
+        decoded: ``{field: [old, new]}``)."""
+        query = select(job_records).where(job_records.c.job_id == job_id).order_by(
+            job_records.c.id)
+        if action:
+            query = query.where(job_records.c.action == action)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(query).mappings().all()]
+        for row in rows:
+            row["changes"] = json.loads(row["changes"]) if row["changes"] else {}
+        return rows
+
+
+def _cut(text: str | None, size: int) -> str | None:
+    """Text that fits a column of ``size`` characters."""
+    return text if text is None or len(text) <= size else text[:size - 1] + "…"
 
 
 def _result_columns(direction: str) -> tuple[str, str]:

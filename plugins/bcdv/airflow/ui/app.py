@@ -169,7 +169,8 @@ def create_app() -> FastAPI:
         except airflow_api.AirflowApiError as exc:
             run, tasks = {"dag_run_id": run_id, "state": "unknown", "error": str(exc)}, []
         st = store()
-        jobs = [{**j, "errors": views.errors_of_job(st, j["id"])}
+        jobs = [{**j, "errors": views.errors_of_job(st, j["id"]),
+                 "records": views.records_of_job(st, j["id"], limit=500)}
                 for j in views.jobs_of_run(st, run_id)]
         done = run.get("state") in TERMINAL or run.get("state") == "unknown"
         return page(request, viewer, "run.html", run=run, tasks=tasks, jobs=jobs, done=done)

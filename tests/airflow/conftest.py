@@ -6,10 +6,15 @@ imported), migrated once per session.
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +96,61 @@ def af():  # type: ignore[no-untyped-def]
 
     return SimpleNamespace(mapping_dag=mapping_dag, operation_dag=operation_dag,
                            task_states=task_states)
+
+
+# -- the alert receivers -----------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Inbox:
+    """What the SMTP server and the webhook receiver got."""
+
+    def __init__(self) -> None:
+        self.mails: list[Any] = []
+        self.posts: list[dict[str, Any]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.mails.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def inbox(sync_env, monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
+    """A real SMTP server and webhook receiver configured as the alert channels (mail to two
+    recipients; the webhook URL as an Airflow Variable)."""
+    from aiosmtpd.controller import Controller
+
+    box = Inbox()
+    smtp = Controller(box, hostname="127.0.0.1", port=_free_port())
+    smtp.start()
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            box.posts.append(json.loads(body))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("AIRFLOW_CONN_BCDV_SMTP", json.dumps({
+        "conn_type": "smtp", "host": "127.0.0.1", "port": smtp.port,
+        "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "bcdv@example.com"}}))
+    monkeypatch.setenv("BCDV_ALERT_SMTP_CONN_ID", "bcdv_smtp")
+    monkeypatch.setenv("BCDV_ALERT_EMAIL_TO", "ops@example.com, data@example.com")
+    # The webhook URL as an Airflow Variable (its environment form).
+    monkeypatch.setenv("AIRFLOW_VAR_BCDV_ALERT_WEBHOOK_URL",
+                       f"http://127.0.0.1:{http.server_address[1]}/hook")
+    try:
+        yield box
+    finally:
+        smtp.stop()
+        http.shutdown()

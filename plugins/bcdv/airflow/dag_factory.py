@@ -6,8 +6,9 @@ mapping is an import error of its own file while the other mappings' DAGs still 
 Shape: ``couple`` (takes the mapping's run lock, then match-based coupling for a full sync)
 -> per pass a task group ``extract -> transform -> load`` (staged files under
 ``BCDV_STAGING_DIR`` passed by reference) -> ``commit`` (job log, watermarks, releases the
-lock, updates the mapping's Asset). A failed run releases its lock in the DAG's failure
-callback, which also sends the alert.
+lock, updates the mapping's Asset) -> ``check_failed_records`` (fails the run when records
+failed beyond the mapping's threshold). A failed run releases its lock in the DAG's failure
+callback, which also sends the one alert of the run.
 """
 
 from __future__ import annotations
@@ -94,12 +95,32 @@ class ReleaseLocks:
 
 
 def failure_callbacks(mappings: list[str], thresholds: dict[str, int | None]) -> dict[str, Any]:
-    """DAG keyword arguments: release locks + one alert on failure; threshold alert on success."""
+    """DAG keyword arguments: release locks + one alert when the run fails.
+
+    A run whose records failed beyond a threshold fails in its last task
+    (:func:`outcome_check`), so that alert is the only one: no second alert on success.
+    """
     return {
         "on_failure_callback": [ReleaseLocks(mappings),
                                 BcdvAlertNotifier("failure", mappings, thresholds)],
-        "on_success_callback": BcdvAlertNotifier("threshold", mappings, thresholds),
     }
+
+
+def outcome_check(thresholds: dict[str, int | None],
+                  trigger_rule: str = "all_success") -> Callable[..., Any]:
+    """The run's last task: fails (no retry) when records failed beyond a mapping's
+    threshold (``thresholds``: per mapping, None = the ``bcdv_failed_records_threshold``
+    setting, default 0 = any new failure). It runs after every commit, so watermarks and
+    retries are those of the committed passes; a dry run never fails it."""
+    @task(task_id=tasks.CHECK_TASK, retries=0, trigger_rule=trigger_rule,
+          doc_md="Fails when records failed in this run beyond the mapping's threshold "
+                 "(see `bcdv errors list -m NAME` or the bcdv Errors page).")
+    @guarded
+    def check_failed_records(results: list[Any]) -> dict[str, Any]:
+        ctx = get_current_context()
+        return tasks.check_outcome(list(results or []), thresholds,
+                                   bool(ctx["params"].get("dry_run")))
+    return check_failed_records
 
 
 def sync_params() -> dict[str, Param]:
@@ -197,5 +218,5 @@ def mapping_dag(file_name: str, dag_file: str | None = None) -> DAG:
             previous >> group
             previous = group
             loaded.append(done)
-        commit(loaded)
+        outcome_check(thresholds)([commit(loaded)])
     return dag

@@ -1,10 +1,15 @@
-"""Alerts: one message per failed run, or per run whose failed records reach a threshold.
+"""Alerts: one message per failed run.
 
-The DAGs attach :class:`BcdvAlertNotifier` as DAG-level ``on_failure_callback`` (kind
-``failure``) and ``on_success_callback`` (kind ``threshold``). DAG-level callbacks run once per
-DAG run, after retries are exhausted, so a failed run sends exactly one message. The message
-names the DAG, run, mappings, each pass's counters (from the state store's job log of this
-run id) and the first record errors and task error.
+A run whose records failed beyond a mapping's threshold (default: any new failure) fails in
+its last task, ``check_failed_records`` (see :func:`bcdv.airflow.dag_factory.outcome_check`),
+so it is a failed run like any other. The DAGs attach :class:`BcdvAlertNotifier` (kind
+``failure``) as their DAG-level ``on_failure_callback``, which runs once per DAG run after
+retries are exhausted: a failed run sends exactly one message, whichever tasks failed. The
+message names the DAG, run, mappings, each pass's counters (from the state store's job log of
+this run id) and the first record errors and task error. Dry runs never fail the check, so
+they never alert. (Kind ``threshold``, an ``on_success_callback`` alerting a successful run
+whose failed records reach a configured threshold, remains for users' own DAGs; the shipped
+DAGs no longer need it.)
 
 Configured without code, each key read from an Airflow Variable first, then from the
 environment variable of the same name in upper case:
@@ -16,8 +21,9 @@ environment variable of the same name in upper case:
 ``bcdv_alert_webhook_url``       webhook URL (Slack incoming webhook, Teams connector, any)
 ``bcdv_alert_webhook_conn_id``   or a connection holding it (host = URL, or extra ``url``)
 ``bcdv_alert_webhook_format``    ``slack`` (``{"text": ...}``, default) or ``teams`` (MessageCard)
-``bcdv_failed_records_threshold``  failed records per mapping and run that trigger an alert when
-                                 the mapping has no ``alerts.failed_records_threshold``
+``bcdv_failed_records_threshold``  failed records per mapping and run that fail the run (and so
+                                 alert) when the mapping has no
+                                 ``alerts.failed_records_threshold``; default 0: any failure
 ==============================  =================================================================
 """
 
@@ -64,12 +70,15 @@ class RunSummary:
     passes: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     task_error: str | None = None
+    failed_task: str | None = None
+    failed_message: str | None = None
 
     def failed_by_mapping(self) -> dict[str, int]:
-        """Failed records per mapping."""
+        """Failed records per mapping (real passes; a dry run's planned failures are not)."""
         out: dict[str, int] = {}
         for p in self.passes:
-            out[p["mapping"]] = out.get(p["mapping"], 0) + int(p.get("failed") or 0)
+            if not p.get("dry_run"):
+                out[p["mapping"]] = out.get(p["mapping"], 0) + int(p.get("failed") or 0)
         return out
 
 
@@ -113,6 +122,8 @@ def run_summary(dag_id: str, run_id: str) -> RunSummary:
     if path.exists():
         data = json.loads(path.read_text())
         summary.task_error = f"{data['task_id']}: {data['message']}"
+        summary.failed_task = str(data["task_id"])
+        summary.failed_message = str(data["message"])
     return summary
 
 
@@ -134,6 +145,18 @@ def format_message(title: str, summary: RunSummary, mappings: list[str]) -> str:
             lines.append(f"- {e['mapping']} {e['direction']} {e['source_id']}: "
                          f"{str(e['message'])[:300]}")
     return "\n".join(lines)
+
+
+def failure_title(dag_id: str, run_id: str, summary: RunSummary, ti: Any = None) -> str:
+    """The subject of a failed run's alert; a run failed by its records says so."""
+    from bcdv.airflow.tasks import CHECK_TASK
+
+    if summary.failed_task == CHECK_TASK and summary.failed_message:
+        reason = summary.failed_message.split(". ", 1)[0]
+        reason = reason.split("Exception: ", 1)[-1]  # the exception's class name is noise
+        return f"bcdv: {dag_id} run {run_id} failed: {reason}"
+    task = getattr(ti, "task_id", None) if ti is not None else None
+    return f"bcdv: {dag_id} run {run_id} failed" + (f" (task {task})" if task else "")
 
 
 # -- delivery -----------------------------------------------------------------------------
@@ -262,10 +285,7 @@ class BcdvAlertNotifier(BaseNotifier):
         run_id = str(context.get("run_id") or getattr(context.get("dag_run"), "run_id", ""))
         summary = run_summary(dag_id, run_id)
         if self.kind == "failure":
-            ti = context.get("ti")
-            task = f" (task {ti.task_id})" if ti is not None and getattr(ti, "task_id", None) \
-                else ""
-            title = f"bcdv: {dag_id} run {run_id} failed{task}"
+            title = failure_title(dag_id, run_id, summary, context.get("ti"))
         else:
             over = self.over_threshold(summary)
             if not over:

@@ -1,5 +1,8 @@
 """The multi-mapping DAGs: ``bcdv_full_sync``, ``bcdv_sync_record``, ``bcdv_sync_all_modified``.
 
+``bcdv_full_sync`` and ``bcdv_sync_all_modified`` end with ``check_failed_records``, which
+fails the run (after every commit) when records failed beyond a mapping's threshold.
+
 Built from the lenient catalog of include/mappings (names, dependencies, directions): no
 network or database access at parse time, and a broken mapping file fails only its own tasks.
 """
@@ -11,7 +14,13 @@ from typing import Any
 from airflow.sdk import DAG, Param, TaskGroup, get_current_context, task
 
 from bcdv.airflow import catalog, operations, tasks
-from bcdv.airflow.dag_factory import START_DATE, default_args, failure_callbacks, guarded
+from bcdv.airflow.dag_factory import (
+    START_DATE,
+    default_args,
+    failure_callbacks,
+    guarded,
+    outcome_check,
+)
 from bcdv.settings import load_settings
 
 
@@ -129,6 +138,7 @@ def full_sync_dag(dag_file: str | None = None) -> DAG:
         locked = lock_mappings()
         previous: list[Any] = [locked]
         last: list[Any] = []
+        commits: list[Any] = []
         for wave in waves:
             current = []
             for name in wave:
@@ -144,7 +154,9 @@ def full_sync_dag(dag_file: str | None = None) -> DAG:
                             loaded = load.partial(name=name).expand(directory=split(directory))
                         step = loaded
                         directories.append(directory)
-                    step >> commit(name, directories)
+                    committed = commit(name, directories)
+                    step >> committed
+                    commits.append(committed)
                 for up in previous:
                     up >> group
                 current.append(group)
@@ -153,6 +165,7 @@ def full_sync_dag(dag_file: str | None = None) -> DAG:
         for group in last or [locked]:
             group >> release
         release.as_teardown(setups=locked)
+        outcome_check(_thresholds(entries))(commits)
     return dag
 
 
@@ -252,11 +265,15 @@ def sync_all_modified_dag(dag_file: str | None = None) -> DAG:
                "by wave. Each mapping's task holds that mapping's run lock while it runs.",
     ) as dag:
         previous: list[Any] = []
+        synced: list[Any] = []
         for wave in waves:
             current = [make(name) for name in wave]
             for up in previous:
                 for down in current:
                     up >> down
             previous = current
+            synced += current
+        # A mapping skipped for its lock has no reports (None): the check still runs.
+        outcome_check(_thresholds(entries), trigger_rule="none_failed")(synced)
     return dag
 

@@ -25,12 +25,13 @@ from bcdv.engine.report import PassReport
 from bcdv.errors import SafetyStopError
 from bcdv.mapping.loader import load_mapping_file
 from bcdv.mapping.model import TableMapping
-from bcdv.service import locks, stages
+from bcdv.service import locks, outcome, stages
 from bcdv.settings import load_settings
 from bcdv.state.store import StateStore
 
 log = logging.getLogger(__name__)
 AUTOMATIC_RUN_TYPES = ("scheduled", "backfill", "asset_triggered", "asset_materialization")
+CHECK_TASK = "check_failed_records"
 
 
 def mappings_dir(dag_file: str | Path | None = None) -> Path:
@@ -203,3 +204,37 @@ def log_reports(reports: list[PassReport]) -> None:
 def small_report(report: PassReport) -> dict[str, Any]:
     """The counters of a pass (XCom stays small; records stay in the state store)."""
     return stages.payload(report)
+
+
+# -- the run's outcome ------------------------------------------------------------------------
+def default_threshold() -> int:
+    """The failed-records threshold of mappings without their own: the Airflow Variable
+    ``bcdv_failed_records_threshold``, else ``BCDV_FAILED_RECORDS_THRESHOLD``, else 0 (any
+    new failure fails the run)."""
+    from bcdv.airflow.notifiers import setting
+
+    raw = setting("bcdv_failed_records_threshold")
+    try:
+        return max(int(raw), 0) if raw not in (None, "") else 0
+    except ValueError:
+        log.warning("bcdv_failed_records_threshold=%r is not a whole number: using 0 (any "
+                    "failure)", raw)
+        return 0
+
+
+def check_outcome(results: list[Any], thresholds: dict[str, int | None],
+                  dry_run: bool) -> dict[str, Any]:
+    """The last task of a run: fail it (no retry) when records failed beyond a mapping's
+    threshold, after everything is committed; the DAG's failure callback sends the alert.
+
+    ``results``: the commit tasks' return values (lists of pass reports; None for a skipped
+    task).
+    """
+    reports = [r for result in results if result for r in result]
+    verdict = outcome.run_verdict(reports, thresholds, dry_run, default=default_threshold())
+    log.info("%s", verdict.message)
+    if not verdict.ok:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(verdict.message)
+    return {"ok": True, "dry_run": verdict.dry_run, "message": verdict.message}

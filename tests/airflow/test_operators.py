@@ -286,7 +286,8 @@ def test_unknown_mode_and_half_window_are_refused() -> None:
     op = BcdvSyncOperator(task_id="y", mapping="CUSTOMER", since="2026-01-01T00:00:00Z")
     with pytest.raises(ValueError, match="both since and until"):
         op._window()
-    assert (threshold_of(True), threshold_of(False), threshold_of(3)) == (1, None, 3)
+    # bcdv's threshold convention (0 = any failure); False: never.
+    assert (threshold_of(True), threshold_of(False), threshold_of(3)) == (0, None, 3)
     with pytest.raises(ValueError):
         threshold_of(-1)
 

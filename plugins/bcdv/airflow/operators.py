@@ -29,16 +29,17 @@ PROBLEMS_IN_SUMMARY = 10
 
 # -- pure helpers (tested without Airflow running) ------------------------------------------
 def threshold_of(value: bool | int | None) -> int | None:
-    """Failed records (per mapping and run) that fail the task: True = any (1), an int N >= 1
-    = N or more, False/None/0 = never."""
+    """The failed-records threshold (per mapping and run) that fails the task, in bcdv's
+    convention (:mod:`bcdv.service.outcome`): True = any failure (0), an int N = N or more
+    (0 and 1: any), False/None = never."""
     if value is True:
-        return 1
-    if value is False or value is None or value == 0:
+        return 0
+    if value is False or value is None:
         return None
-    if isinstance(value, int) and value > 0:
+    if isinstance(value, int) and value >= 0:
         return value
-    raise ValueError(f"fail_on_failed_records must be True, False or a positive number of "
-                     f"records, not {value!r}")
+    raise ValueError(f"fail_on_failed_records must be True, False or a number of records "
+                     f"(0 or more), not {value!r}")
 
 
 def optional_time(value: Any) -> str | None:
@@ -85,21 +86,11 @@ def failed_by_mapping(result: RunResult) -> dict[str, int]:
     return out
 
 
-def over_threshold(summary: dict[str, Any], threshold: int | None) -> dict[str, int]:
-    """The mappings whose failed records reach the threshold (none for a dry run)."""
-    if threshold is None or summary["dry_run"]:
-        return {}
-    return {m: n for m, n in summary["failed_by_mapping"].items() if n >= threshold}
-
-
-def failure_message(summary: dict[str, Any], over: dict[str, int], threshold: int) -> str:
-    """Why the task failed, once the run was committed."""
-    counts = ", ".join(f"{m}: {n} failed" for m, n in over.items())
+def failure_message(summary: dict[str, Any], verdict_message: str) -> str:
+    """Why the task failed, once the run was committed: the verdict and the first records."""
     first = "; ".join(f"{p['mapping']} {p['source_id']} ({p['name']}): {p['message']}"
                       for p in summary["problems"][:3] if p["result"] == "failed")
-    return (f"records failed ({counts}; threshold {threshold}). The run is committed: "
-            f"the other records were synchronised and the watermarks moved; the failed "
-            f"records are retried by the next run or `bcdv errors retry`. First: {first}")
+    return f"{verdict_message} First: {first}" if first else verdict_message
 
 
 def run_lock_owner(context: Any) -> str:
@@ -184,6 +175,7 @@ class _BcdvRunOperator(BaseOperator):
         from airflow.sdk.exceptions import AirflowFailException
 
         from bcdv.airflow.tasks import log_reports
+        from bcdv.service import outcome
 
         mappings = self._mappings()
         chosen = self.selected(mappings)
@@ -191,12 +183,14 @@ class _BcdvRunOperator(BaseOperator):
         log_reports(result.reports)
         summary = run_summary(result, mode=self.mode, dry_run=self.is_dry_run,
                               mappings=[m.name for m in chosen])
-        over = over_threshold(summary, self.threshold)
-        if over and self.threshold is not None:
+        if self.threshold is None:
+            return summary
+        verdict = outcome.run_verdict(result.reports, self.threshold, self.is_dry_run)
+        if not verdict.ok:
             # The summary is still wanted downstream (e.g. by a teardown or an alert).
             context["ti"].xcom_push(key="return_value", value=summary)
             # Not retried: the run is committed, a retry would only run the sync again.
-            raise AirflowFailException(failure_message(summary, over, self.threshold))
+            raise AirflowFailException(failure_message(summary, verdict.message))
         return summary
 
 
@@ -217,8 +211,9 @@ class BcdvSyncOperator(_BcdvRunOperator):
             ``"{{ data_interval_end }}"``), the watermarks do not move.
         lock_wait: seconds to wait for the mapping's run lock held by another run (then the
             task fails naming the holder; Airflow's retries apply).
-        fail_on_failed_records: True (default): fail after commit when any record failed;
-            an int N: when N or more failed; False: never.
+        fail_on_failed_records: True (default): fail after commit when any record failed
+            (a new failure; a record failing again with the same error counts as skipped, as
+            in BC); an int N: when N or more failed (0: any); False: never.
         mappings_dir: the mapping files (default: ``BCDV_MAPPINGS_DIR``, else
             include/mappings beside the DAGs folder).
     """

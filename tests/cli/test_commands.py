@@ -59,8 +59,9 @@ def test_couplings_show(demo: Demo, bcdv: Any) -> None:
 def test_errors_list_and_show(demo: Demo, bcdv: Any) -> None:
     code, out, _ = bcdv(demo, "errors", "list")
     assert code == 0
-    assert out.splitlines()[0].split() == ["#", "MAPPING", "DIRECTION", "SOURCE", "ID",
-                                           "ATTEMPTS", "LAST", "SEEN", "RESOLVED", "MESSAGE"]
+    assert out.splitlines()[0].split() == ["#", "MAPPING", "DIRECTION", "NAME", "SOURCE", "ID",
+                                           "FIELD", "VALUE", "CODE", "ATTEMPTS", "CAUSED",
+                                           "BY", "LAST", "SEEN", "RESOLVED", "MESSAGE"]
     assert len(out.splitlines()) == 4 and lines_with(out, "NET45")
 
     code, out, _ = bcdv(demo, "--json", "errors", "list", "--mapping", "customer")

@@ -63,6 +63,25 @@ def test_update_failure_keeps_ids_and_the_same_cause_one_row(env: Env) -> None:
     assert rec["changes"]["country"][1] == "United Kingdom"
 
 
+def test_shipped_mapping_states_the_length_and_names_the_field(ctx: Any,
+                                                                mappings: Any) -> None:
+    """The shipped CUSTOMER mapping bounds country with a max_length rule: the record fails
+    before the request, and its row names the field, the value and the record (no code:
+    no service answered)."""
+    dv = ctx.dataverse.client
+    account = dv.create("accounts", {"name": "Northwind Length Test", "customertypecode": 3,
+                                     "address1_country": "United States"})
+    account_id = str(account["accountid"])
+    sync_mapping(ctx, mappings["CUSTOMER"], mode="full")
+    [row] = [e for e in ctx.state.errors("CUSTOMER") if e["source_id"] == account_id]
+    assert (row["name"], row["field"], row["value"], row["code"]) == (
+        "Northwind Length Test", "country", "United States", None)
+    assert row["dv_id"] == account_id and row["bc_id"] is None and row["attempts"] == 1
+    sync_mapping(ctx, mappings["CUSTOMER"], mode="full")
+    [again] = [e for e in ctx.state.errors("CUSTOMER") if e["source_id"] == account_id]
+    assert again["id"] == row["id"] and again["attempts"] == 2
+
+
 def test_contact_failing_because_its_customer_failed_links_to_that_error(
         ctx: Any, mappings: Any) -> None:
     bc = ctx.business_central.client

@@ -34,7 +34,7 @@ from bcdv.engine.lost_creates import find_lost_bc_creates
 from bcdv.engine.outcome import failure_result, skipped_message
 from bcdv.engine.report import ACTION_RESULT, PassReport, RecordOutcome
 from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
-from bcdv.engine.transform import side_fields
+from bcdv.engine.transform import side_fields, write_key
 from bcdv.engine.values import canon, row_hash
 from bcdv.errors import FatalApiError
 from bcdv.mapping.model import Direction, TableMapping
@@ -45,6 +45,9 @@ from bcdv.state.store import Stamp
 # it gets the action's plan-file row.
 after_write_hook: Callable[[dict[str, Any]], None] | None = None
 Stamped = Insert | Update | Unchanged
+# The max_length rule's message (mapping/rules.py MaxLength): the value is its repr.
+TOO_LONG = re.compile(r"(?P<q>['\"])(?P<value>.*?)(?P=q) has \d+ characters; the destination "
+                      r"holds at most (?P<limit>\d+)")
 # The transform's message when a lookup finds no coupled record (engine/transform.py).
 LOOKUP_FAILURE = re.compile(r"(?:^|: )(?P<field>[\w.@]+) (?P<value>(?:(?!: ).)+?) must be "
                             r"coupled to a record in (?:Dataverse|Business Central) "
@@ -301,6 +304,8 @@ def _fail(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pass
         cause = None
     else:
         detail, cause, message = _lookup_failure(ctx, state, sides, message)
+        if detail.field is None:
+            detail = _length_failure(mapping, state, sides, message)
     error_id = ctx.state.record_error(
         mapping.name, state.direction, state.job_id, source_id=action.source_id,
         bc_id=bc_id, dv_id=dv_id, message=message, name=action.name, code=detail.code,
@@ -320,6 +325,22 @@ def _fail(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pass
     outcome.update(result="skipped" if now_skipped else "failed", error_id=error_id,
                    message=skipped_message(message) if now_skipped else message)
     return outcome
+
+
+def _length_failure(mapping: TableMapping, state: PassState, sides: PassSides,
+                    message: str) -> ApiErrorDetail:
+    """A value longer than a max_length rule allows: the value from the message, the field
+    the one of this pass whose rule has that limit (none when several have it)."""
+    found = TOO_LONG.search(message)
+    if found is None:
+        return ApiErrorDetail()
+    direction = Direction(state.direction)
+    limit = int(found.group("limit"))
+    fields = {write_key(f, sides.target_system) for f in mapping.fields_for(direction)
+              if any(getattr(r, "type", "") == "max_length" and getattr(r, "length", 0) == limit
+                     for r in f.rules_for(direction))}
+    field = next(iter(fields)) if len(fields) == 1 else None
+    return ApiErrorDetail(None, field, found.group("value"))
 
 
 def _lookup_failure(ctx: SyncContext, state: PassState, sides: PassSides,

@@ -128,7 +128,7 @@ def test_state_url_forms() -> None:
 def _conn(**kw):  # type: ignore[no-untyped-def]
     from types import SimpleNamespace
 
-    base = {"host": None, "login": "client", "password": "secret", "port": None,
+    base = {"host": None, "login": "client", "password": "pw-7f3e9a1c", "port": None,
             "schema": None, "extra": "{}"}
     return SimpleNamespace(**{**base, **kw})
 
@@ -198,3 +198,30 @@ def test_bcdv_up_enables_the_test_button(tmp_path) -> None:
                  "dataverse": {"base_url": "https://d", "scope": "y", "api_url": "https://d/a"}}
     env = airflow_env(tmp_path, tmp_path / "home", 8099, endpoints, "sqlite:///x.db")
     assert env["AIRFLOW__CORE__TEST_CONNECTION"] == "Enabled"
+
+
+@pytest.mark.parametrize("conn_type, env", [("bcdv_business_central", "BUSINESS_CENTRAL"),
+                                            ("bcdv_dataverse", "DATAVERSE")])
+def test_the_test_button_through_airflows_api(sync_env, monkeypatch, conn_type: str,
+                                              env: str) -> None:
+    """What the form's Test button calls (POST /api/v2/connections/test, with [core]
+    test_connection = Enabled as bcdv up and docker-compose set it): Airflow builds the hook
+    from the form's values; the emulators answer; a wrong secret fails without echoing it."""
+    from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
+
+    monkeypatch.setenv("AIRFLOW__CORE__TEST_CONNECTION", "Enabled")
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
+    conn = json.loads(os.environ[f"AIRFLOW_CONN_BCDV_{env}"])
+    body = {"connection_id": "bcdv_form_under_test", "conn_type": conn_type,
+            "host": conn["host"], "login": conn["login"], "password": conn["password"],
+            "extra": json.dumps(conn["extra"])}
+    client = TestClient(create_app(apps="core"))
+    good = client.post("/api/v2/connections/test", json=body)
+    assert good.status_code == 200, good.text
+    assert good.json()["status"] is True, good.json()
+    wrong = client.post("/api/v2/connections/test",
+                        json={**body, "password": "wrong-secret-4b3a2c1d"})
+    assert wrong.status_code == 200 and wrong.json()["status"] is False
+    assert "wrong-secret-4b3a2c1d" not in wrong.text
+    assert "invalid_client" in wrong.text or "AADSTS" in wrong.text, wrong.text

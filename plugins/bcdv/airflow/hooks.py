@@ -61,8 +61,10 @@ class _BcdvHook(BaseHook):
     default_conn_name = ""
 
     def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
+        # Airflow's Connection.get_hook (the Test button) passes the id as conn_name_attr.
+        named = kwargs.pop(self.conn_name_attr, None)
         super().__init__(**kwargs)
-        self.conn_id = conn_id or self.default_conn_name
+        self.conn_id = conn_id or named or self.default_conn_name
 
     def connection(self) -> Any:
         """The Airflow connection; its password is redacted from every log record (Airflow

@@ -117,3 +117,47 @@ def _faults(ctx: Any, body: dict[str, Any]) -> None:
     resp = requests.put(f"{base}/_emulator/faults", json=body,
                         verify=client.http.verify, timeout=30)
     resp.raise_for_status()
+
+
+def test_one_row_per_record_and_cause_and_records_go_with_their_job(tmp_path: Any) -> None:
+    from bcdv.state.store import StateStore
+
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    tail = "  CorrelationId:  {}."
+    message = "The length of the string is 13, but it must be less than or equal to 10 " \
+              "characters. Value: United States"
+    first = store.record_error("CUSTOMER", "to_business_central", "job-1", source_id="s1",
+                               bc_id=None, dv_id="s1", name="Contoso",
+                               message=message + tail.format("3f1c5a0e-2b7d-4c1e-9a57-"
+                                                             "0d7b3e2f8c11"),
+                               code="Application_StringExceededLength", field="country",
+                               value="United States")
+    again = store.record_error("CUSTOMER", "to_business_central", "job-2", source_id="s1",
+                               bc_id=None, dv_id="s1", name="Contoso",
+                               message=message + tail.format("9a1c5a0e-2b7d-4c1e-9a57-"
+                                                             "0d7b3e2f8c11"),
+                               code="Application_StringExceededLength", field="country",
+                               value="United States")
+    other = store.record_error("CUSTOMER", "to_business_central", "job-2", source_id="s1",
+                               bc_id=None, dv_id="s1", name="Contoso",
+                               message="The field Salesperson Code of table Customer contains "
+                                       "a value (ZZ) that cannot be found in the related table",
+                               code="Internal_InvalidTableRelation", field="salespersonCode")
+    assert first == again != other
+    rows = {r["id"]: r for r in store.errors("CUSTOMER")}
+    assert rows[first]["attempts"] == 2 and rows[first]["job_id"] == "job-2"
+    assert rows[other]["attempts"] == 1
+
+    job = store.start_job("CUSTOMER", "to_dataverse", mode="modified")
+    store.record_job_records(job, "CUSTOMER", "to_dataverse", [
+        {"source_id": "a", "target_id": "b", "name": "Fabrikam", "action": "update",
+         "result": "modified", "changes": {"telephone1": [None, "+1 425"]}}])
+    store.record_job_records(job, "CUSTOMER", "to_dataverse", [
+        {"source_id": "a", "target_id": "b", "name": "Fabrikam", "action": "update",
+         "result": "modified", "changes": {"telephone1": [None, "+1 425"]}}])
+    [rec] = views.records_of_job(store, job)
+    assert (rec["bc_id"], rec["dv_id"], rec["changes"]) == ("a", "b",
+                                                            {"telephone1": [None, "+1 425"]})
+    assert store.delete_jobs_older_than(-1) >= 1
+    assert views.records_of_job(store, job) == []
+    store.close()

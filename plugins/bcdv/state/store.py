@@ -410,8 +410,11 @@ class StateStore(MappingLocks, OperatorViews):
                 record_errors.c.mapping == mapping, record_errors.c.direction == direction,
                 record_errors.c.source_id == source_id, record_errors.c.resolved.is_(False),
             ).order_by(record_errors.c.last_seen.desc())).all()
-            row = next((r for r in rows if error_identity(r.message, code=r.code,
-                                                          field=r.field) == wanted), None)
+            # A row written before revision 0005 has no code or field: its message decides.
+            row = next((r for r in rows if wanted in (
+                error_identity(r.message, code=r.code, field=r.field),
+                error_identity(r.message, code=code, field=field) if r.code is None
+                and r.field is None else None)), None)
             if row is not None:
                 conn.execute(update(record_errors).where(record_errors.c.id == row.id).values(
                     attempts=row.attempts + 1, last_seen=now, job_id=job_id,

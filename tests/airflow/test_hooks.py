@@ -61,7 +61,9 @@ def test_test_connection_against_the_emulators(sync_env) -> None:
     assert ok, message
     assert sync_env["endpoints"]["business_central"]["company_id"] in message
     ok, message = DataverseHook().test_connection()
-    assert ok and "Connected to Dataverse" in message, message
+    assert ok and "Connected to Dataverse as " in message, message
+    # the application user's own record was read (the demo names it "# bcdv sync")
+    assert "as # bcdv sync " in message and "(organisation None)" not in message, message
     os.environ.pop("BCDV_STATE_URL")
     url = sync_env["state_url"]
     os.environ["AIRFLOW_CONN_BCDV_STATE"] = json.dumps({"conn_type": "bcdv_state",

@@ -5,7 +5,8 @@
   and host (the API URL, else derived from tenant and environment). "Test connection" gets a
   token and reads the record ``companies({company_id})``.
 - ``bcdv_dataverse``: host = organisation URL; extra tenant_id, optional overrides authority,
-  scope, api_url, ca_bundle. "Test connection" gets a token and calls ``WhoAmI``.
+  scope, api_url, ca_bundle. "Test connection" gets a token, calls ``WhoAmI`` and reads the
+  calling user's ``systemusers`` record.
 
 "Test connection" needs ``[core] test_connection = Enabled`` (``bcdv up`` and
 docker-compose.yml set it); it returns ``(False, message)`` without the secret on failure.
@@ -147,7 +148,8 @@ class DataverseHook(_BcdvHook):
         return conns.dataverse_settings(self.connection(), self.conn_id)
 
     def test_connection(self) -> tuple[bool, str]:
-        """Get a token and call WhoAmI."""
+        """Get a token, call WhoAmI and read that user's own record (the security role must
+        allow reading users; the sync needs it too)."""
         from bcdv.clients.dataverse import DataverseClient
         from bcdv.clients.http import RetryPolicy
 
@@ -159,10 +161,11 @@ class DataverseHook(_BcdvHook):
                                      retry=RetryPolicy(max_attempts=1, budget_seconds=10))
             try:
                 who = client.whoami()
+                user = client.get("systemusers", who["UserId"], select=["fullname"]) or {}
             finally:
                 client.close()
-            return True, (f"Connected to Dataverse as user {who.get('UserId')} "
-                          f"(organisation {who.get('OrganizationId')})")
+            return True, (f"Connected to Dataverse as {user.get('fullname') or 'user'} "
+                          f"{who.get('UserId')} (organisation {who.get('OrganizationId')})")
         except Exception as exc:
             return False, safe_message(exc, secret)
 

@@ -12,8 +12,35 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def add_refused_records(endpoints: dict[str, Any]) -> None:
+    """Two Dataverse-only customer accounts that Business Central refuses, as a data engineer
+    meets them (the demo seed itself synchronises cleanly): a person typed Contoso's country
+    as a name (BC's country is a Country/Region Code[10]), and the company lacks NET45, Fourth
+    Coffee's payment terms."""
+    from bcdv.clients.business_central import BusinessCentralClient
+    from bcdv.clients.dataverse import DataverseClient
+    from bcdv.settings import endpoints_from_dict
+    from bcdv_emulators.seeds.dv_demo import ADMIN_OBJECT_ID
+
+    settings = endpoints_from_dict(endpoints)
+    dv = DataverseClient(settings.dataverse)
+    bc = BusinessCentralClient(settings.business_central)
+    try:
+        contoso = dv.list("accounts", filter="name eq 'Contoso Pharmaceuticals'")[0]
+        dv.http.request("PATCH", dv.url("accounts", contoso["accountid"]),
+                        json={"address1_country": "United States"},
+                        headers={"Content-Type": "application/json", "If-Match": "*",
+                                 "CallerObjectId": ADMIN_OBJECT_ID}).raise_for_status()
+        net45 = bc.list("paymentTerms", filter="code eq 'NET45'")[0]
+        bc.delete("paymentTerms", net45["id"])
+    finally:
+        dv.close()
+        bc.close()
+
+
 def fill_demo_state(endpoints: dict[str, Any], state_url: str, staging: Path) -> dict[str, str]:
-    """A full CUSTOMER sync (two records fail on the way back: BC refuses them), then a
+    """A full CUSTOMER sync (two records fail on the way back: BC refuses them, see
+    add_refused_records), then a
     coupled account deleted in Dataverse and its customer changed, synced twice: the same
     deletion conflict twice marks it Skipped. Returns that record's ids."""
     from bcdv.engine import SyncContext, sync_mapping
@@ -63,6 +90,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
 
     root = tmp_path_factory.mktemp("cli-demo")
     with run_emulators(root / "emulators", seed="demo") as endpoints:
+        add_refused_records(endpoints)
         d = Demo(root, endpoints, f"sqlite:///{root / 'state.db'}")
         d.skipped = fill_demo_state(endpoints, d.state_url, root / "staging")
         yield d
@@ -74,6 +102,7 @@ def fresh(tmp_path: Path) -> Iterator[Demo]:
     from bcdv_emulators.testing import run_emulators
 
     with run_emulators(tmp_path / "emulators", seed="demo") as endpoints:
+        add_refused_records(endpoints)
         yield Demo(tmp_path, endpoints, f"sqlite:///{tmp_path / 'state.db'}")
 
 

@@ -50,8 +50,8 @@ def conn_fields(fields: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def widgets(fields: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """wtforms fields of a field declaration (the pre-3.2 way; needs the FAB provider)."""
-    from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
-    from wtforms import StringField
+    from flask_appbuilder.fieldwidgets import BS3TextFieldWidget  # type: ignore[import-not-found]
+    from wtforms import StringField  # type: ignore[import-untyped]
 
     return {name: StringField(f["label"], widget=BS3TextFieldWidget(),
                               description=f.get("description", ""))

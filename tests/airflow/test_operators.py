@@ -195,7 +195,8 @@ def test_example_dag_runs_after_the_customers_are_synced(sync_env, clients, af, 
 
 
 # -- failure semantics ----------------------------------------------------------------------
-def test_failed_record_fails_the_task_after_commit(sync_env, clients, af, dags_folder) -> None:
+def test_failed_record_fails_the_task_after_commit(sync_env, clients, af, dags_folder,
+                                                   capfd) -> None:
     bc, dv = clients
     store = StateStore(sync_env["state_url"])
     deps = _dag(dags_folder, "bcdv_test_deps",
@@ -211,6 +212,10 @@ def test_failed_record_fails_the_task_after_commit(sync_env, clients, af, dags_f
     run = dag.test()
     states = af.task_states(run)
     assert run.state == "failed" and states["sync_customers"] == "failed", states
+    # The task's error names the mapping, the count, the record and the API's message.
+    console = "".join(capfd.readouterr())
+    assert "records failed in this run: CUSTOMER: 1 failed record" in console
+    assert "(Trey Research): Invalid argument: refused by the test." in console
 
     # Committed before failing: the job is closed, the watermark moved, the others arrived.
     (job,) = _jobs(store, run.run_id)
@@ -276,6 +281,70 @@ def test_dry_run_writes_nothing_and_succeeds(sync_env, clients, af, dags_folder)
         "to_dataverse", "modified", 1, True)
     assert dv.get("accounts", dv_id)["telephone1"] != "+1 425 555 0177"
     assert {d: store.get_watermark("CUSTOMER", d) for d in marks} == marks
+
+
+class _TaskInstance:
+    """What an operator's execute reads of its task instance (run outside a DAG run)."""
+
+    dag_id, task_id, map_index = "direct", "sync", -1
+
+    def __init__(self) -> None:
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
+def test_templated_window_lock_wait_and_a_held_lock(sync_env, clients, af,
+                                                     dags_folder) -> None:
+    from bcdv.airflow.operators import BcdvSyncOperator
+    from bcdv.errors import SafetyStopError
+
+    bc, dv = clients
+    store = StateStore(sync_env["state_url"])
+    deps = _dag(dags_folder, "bcdv_test_window_deps",
+                _full("sync", mappings=["CUSTOMER", "CURRENCY", "SALESPEOPLE"]))
+    assert deps.test().state == "success"
+    marks = {d: store.get_watermark("CUSTOMER", d)
+             for d in ("to_dataverse", "to_business_central")}
+    pair = store.couplings("CUSTOMER")
+    bc_id, dv_id = pair["bc_id"].iat[0], pair["dv_id"].iat[0]
+    time.sleep(1.1)
+    start = datetime.now(timezone.utc)
+    current = bc.get("customers", bc_id)
+    assert current is not None
+    bc.update("customers", bc_id, {"phoneNumber": "+1 425 555 0155"},
+              etag=current["@odata.etag"])
+    time.sleep(1.1)
+    end = datetime.now(timezone.utc)
+
+    # since/until are rendered from the run's conf: a backfill of that window.
+    window = _dag(dags_folder, "bcdv_test_window", _sync(
+        "resync", mapping="CUSTOMER", direction="to_dataverse",
+        since="{{ dag_run.conf['since'] }}", until="{{ dag_run.conf['until'] }}"))
+    run = window.test(run_conf={"since": start.isoformat(), "until": end.isoformat()})
+    assert run.state == "success", af.task_states(run)
+    summary = _xcom(run, "resync")
+    assert summary["window"] == {"since": start.isoformat(), "until": end.isoformat()}
+    (p,) = summary["passes"]
+    assert (p["modified"], p["inserted"]) == (1, 0)
+    (job,) = _jobs(store, run.run_id)
+    assert (job["id"], job["mode"]) == (p["job_id"], "backfill")
+    assert dv.get("accounts", dv_id)["telephone1"] == "+1 425 555 0155"
+    assert {d: store.get_watermark("CUSTOMER", d) for d in marks} == marks
+
+    # Another run holds the lock: the operator fails naming it (after lock_wait).
+    store.acquire_lock("CUSTOMER", "manual__someone_else")
+    op = BcdvSyncOperator(task_id="sync", mapping="CUSTOMER", lock_wait=1)
+    started = time.monotonic()
+    with pytest.raises(SafetyStopError, match="manual__someone_else"):
+        op.execute({"ti": _TaskInstance(), "run_id": "manual__direct"})
+    assert time.monotonic() - started >= 1
+    store.release_lock("CUSTOMER", "manual__someone_else")
+    ti = _TaskInstance()
+    summary = op.execute({"ti": ti, "run_id": "manual__direct"})
+    assert summary["run_id"] == "direct.sync__manual__direct" and summary["failed"] == 0
+    assert store.lock_holder("CUSTOMER") is None
 
 
 def test_unknown_mode_and_half_window_are_refused() -> None:

@@ -68,10 +68,11 @@ def problems(reports: Sequence[PassReport], limit: int = PROBLEMS_IN_SUMMARY
     return out[:limit]
 
 
-def run_summary(result: RunResult, *, mode: str, dry_run: bool, mappings: Sequence[str]
-                ) -> dict[str, Any]:
+def run_summary(result: RunResult, *, mode: str, dry_run: bool, mappings: Sequence[str],
+                window: tuple[str, str] | None = None) -> dict[str, Any]:
     """The operator's XCom: JSON-safe, small, never a secret (ids, counters, messages)."""
     return json_safe({"run_id": result.run_id, "mode": mode, "dry_run": dry_run,
+                      "window": {"since": window[0], "until": window[1]} if window else None,
                       "mappings": list(mappings), "failed": result.failed,
                       "failed_by_mapping": failed_by_mapping(result),
                       "passes": [pass_summary(r) for r in result.reports],
@@ -182,7 +183,7 @@ class _BcdvRunOperator(BaseOperator):
         result = self.run(mappings, chosen, run_lock_owner(context))
         log_reports(result.reports)
         summary = run_summary(result, mode=self.mode, dry_run=self.is_dry_run,
-                              mappings=[m.name for m in chosen])
+                              mappings=[m.name for m in chosen], window=self._window())
         if self.threshold is None:
             return summary
         verdict = outcome.run_verdict(result.reports, self.threshold, self.is_dry_run)

@@ -396,6 +396,11 @@ def test_sensor_succeeds_after_a_sync_and_times_out_clearly_without_one(sync_env
     assert sync_run.state == "success", af.task_states(sync_run)
     (job,) = _jobs(StateStore(sync_env["state_url"]), sync_run.run_id)
     assert sensor.execute({"ti": None}) == {"to_dataverse": job["id"]}
+    # since="now" (the default): that job finished before this task started.
+    later = BcdvMappingSyncedSensor(task_id="now", mapping="CURRENCY", poke_interval=0.2,
+                                    timeout=0.5)
+    with pytest.raises(AirflowSensorTimeout, match=f"last job {job['id']}: success"):
+        later.execute({"ti": None})
     for mode in ("poke", "reschedule"):
         sensing = _dag(dags_folder, f"bcdv_test_sensor_{mode}", _sensor(
             "wait", mapping="CURRENCY", since=since, mode=mode, poke_interval=1, timeout=30))

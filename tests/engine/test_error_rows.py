@@ -161,3 +161,24 @@ def test_one_row_per_record_and_cause_and_records_go_with_their_job(tmp_path: An
     assert store.delete_jobs_older_than(-1) >= 1
     assert views.records_of_job(store, job) == []
     store.close()
+
+
+def test_rule_failures_name_the_field_of_the_shipped_rule(mappings: Any) -> None:
+    """A planned failure's message names the value, not the field: the field is the pass's
+    one field whose rule has that limit or table (no emulators needed)."""
+    from types import SimpleNamespace
+
+    from bcdv.engine.apply import _rule_failure
+    from bcdv.engine.context import PassSides
+    from bcdv.mapping.model import Direction
+
+    mapping = mappings["CUSTOMER"]
+    sides = PassSides.of(mapping, Direction.TO_BUSINESS_CENTRAL)
+    state: Any = SimpleNamespace(direction="to_business_central")
+    detail = _rule_failure(mapping, state, sides, "The data could not be transferred: "
+                           "'United States' has 13 characters; the destination holds at most 10")
+    assert (detail.field, detail.value) == ("country", "United States")
+    detail = _rule_failure(mapping, state, sides, "The data could not be transferred: no "
+                           "paymentTerms record with code = 'NET45'")
+    assert (detail.field, detail.value) == ("paymentTermsId", "NET45")
+    assert _rule_failure(mapping, state, sides, "something else").field is None

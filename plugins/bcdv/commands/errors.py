@@ -45,7 +45,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print_table(HEAD, [(r["id"], r["mapping"], r["direction"], _short(_dash(r["name"]), 30),
                             r["source_id"], _dash(r["field"]), _short(_dash(r["value"]), 24),
                             _dash(r["code"]), r["attempts"], _dash(r["caused_by"]),
-                            r["last_seen"], r["resolved"], _short(r["message"], 60))
+                            r["last_seen"], r["resolved"], _short(r["message"]))
                            for r in rows])
     else:
         print("no synchronisation errors")

@@ -48,6 +48,9 @@ Stamped = Insert | Update | Unchanged
 # The max_length rule's message (mapping/rules.py MaxLength): the value is its repr.
 TOO_LONG = re.compile(r"(?P<q>['\"])(?P<value>.*?)(?P=q) has \d+ characters; the destination "
                       r"holds at most (?P<limit>\d+)")
+# The field_lookup rule's message (mapping/rules.py FieldLookup).
+NOT_IN_TABLE = re.compile(r"no (?P<table>\w+) record with \w+ = (?P<q>['\"])(?P<value>.*?)"
+                          r"(?P=q)")
 # The transform's message when a lookup finds no coupled record (engine/transform.py).
 LOOKUP_FAILURE = re.compile(r"(?:^|: )(?P<field>[\w.@]+) (?P<value>(?:(?!: ).)+?) must be "
                             r"coupled to a record in (?:Dataverse|Business Central) "
@@ -305,7 +308,7 @@ def _fail(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pass
     else:
         detail, cause, message = _lookup_failure(ctx, state, sides, message)
         if detail.field is None:
-            detail = _length_failure(mapping, state, sides, message)
+            detail = _rule_failure(mapping, state, sides, message)
     error_id = ctx.state.record_error(
         mapping.name, state.direction, state.job_id, source_id=action.source_id,
         bc_id=bc_id, dv_id=dv_id, message=message, name=action.name, code=detail.code,
@@ -327,18 +330,28 @@ def _fail(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pass
     return outcome
 
 
-def _length_failure(mapping: TableMapping, state: PassState, sides: PassSides,
-                    message: str) -> ApiErrorDetail:
-    """A value longer than a max_length rule allows: the value from the message, the field
-    the one of this pass whose rule has that limit (none when several have it)."""
+def _rule_failure(mapping: TableMapping, state: PassState, sides: PassSides,
+                  message: str) -> ApiErrorDetail:
+    """A value a mapping rule refused (longer than a max_length rule allows, or missing from
+    a field_lookup's table): the value from the message, the field the one of this pass with
+    such a rule (none when several have it)."""
     found = TOO_LONG.search(message)
-    if found is None:
-        return ApiErrorDetail()
+    if found is not None:
+        limit = int(found.group("limit"))
+
+        def matches(rule: Any) -> bool:
+            return getattr(rule, "type", "") == "max_length" and rule.length == limit
+    else:
+        found = NOT_IN_TABLE.search(message)
+        if found is None:
+            return ApiErrorDetail()
+        table = found.group("table")
+
+        def matches(rule: Any) -> bool:
+            return getattr(rule, "type", "") == "field_lookup" and rule.entity_set == table
     direction = Direction(state.direction)
-    limit = int(found.group("limit"))
     fields = {write_key(f, sides.target_system) for f in mapping.fields_for(direction)
-              if any(getattr(r, "type", "") == "max_length" and getattr(r, "length", 0) == limit
-                     for r in f.rules_for(direction))}
+              if any(matches(r) for r in f.rules_for(direction))}
     field = next(iter(fields)) if len(fields) == 1 else None
     return ApiErrorDetail(None, field, found.group("value"))
 

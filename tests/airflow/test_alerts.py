@@ -1,73 +1,12 @@
-"""Alerts through a real SMTP server (aiosmtpd) and a real HTTP receiver: one message per
-failed run, one per run over the failed-records threshold, none for a clean run."""
+"""Alerts through a real SMTP server (aiosmtpd) and a real HTTP receiver (the ``inbox``
+fixture of conftest): one message per failed run, including a run failed by records over the
+failed-records threshold, none for a clean run."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
-from collections.abc import Iterator
-from email import message_from_bytes
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-import pytest
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Inbox:
-    """What the SMTP server and the webhook receiver got."""
-
-    def __init__(self) -> None:
-        self.mails: list[Any] = []
-        self.posts: list[dict[str, Any]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.mails.append(message_from_bytes(envelope.content))
-        return "250 OK"
-
-
-@pytest.fixture
-def inbox(sync_env, monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
-    from aiosmtpd.controller import Controller
-
-    box = Inbox()
-    smtp = Controller(box, hostname="127.0.0.1", port=_free_port())
-    smtp.start()
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            box.posts.append(json.loads(body))
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    http = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("AIRFLOW_CONN_BCDV_SMTP", json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": smtp.port,
-        "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "bcdv@example.com"}}))
-    monkeypatch.setenv("BCDV_ALERT_SMTP_CONN_ID", "bcdv_smtp")
-    monkeypatch.setenv("BCDV_ALERT_EMAIL_TO", "ops@example.com, data@example.com")
-    # The webhook URL as an Airflow Variable (its environment form).
-    monkeypatch.setenv("AIRFLOW_VAR_BCDV_ALERT_WEBHOOK_URL",
-                       f"http://127.0.0.1:{http.server_address[1]}/hook")
-    try:
-        yield box
-    finally:
-        smtp.stop()
-        http.shutdown()
 
 
 def _body(mail: Any) -> str:
@@ -103,12 +42,24 @@ def test_clean_run_sends_nothing(sync_env, inbox, af) -> None:
     assert inbox.mails == [] and inbox.posts == []
 
 
-def test_run_over_the_failed_records_threshold_sends_one_teams_card(sync_env, inbox, af,
-                                                                     monkeypatch) -> None:
+def test_run_over_the_failed_records_threshold_fails_and_sends_one_teams_card(
+        sync_env, inbox, af, monkeypatch) -> None:
+    """Records failing beyond the threshold fail the run in its last task: one alert (the
+    failure's), never a second one for the threshold."""
+    import requests
+
+    endpoints = sync_env["endpoints"]
+    resp = requests.put(f"{endpoints['dataverse']['base_url']}/_emulator/faults", json={
+        "rules": [{"entity": "accounts", "match": {"name": "Trey Research"}, "status": 400,
+                   "code": "0x80040203", "message": "Invalid argument: refused by the test.",
+                   "methods": ["POST", "PATCH"]}]}, verify=endpoints["ca_bundle"], timeout=30)
+    resp.raise_for_status()
     monkeypatch.setenv("AIRFLOW_VAR_BCDV_FAILED_RECORDS_THRESHOLD", "1")
     monkeypatch.setenv("BCDV_ALERT_WEBHOOK_FORMAT", "teams")
     run = af.mapping_dag("customer").test(run_conf={"full": True})
-    assert run.state == "success", af.task_states(run)
+    states = af.task_states(run)
+    assert run.state == "failed", states
+    assert (states["commit"], states["check_failed_records"]) == ("success", "failed")
     from bcdv.state.store import StateStore
 
     store = StateStore(sync_env["state_url"])
@@ -118,7 +69,8 @@ def test_run_over_the_failed_records_threshold_sends_one_teams_card(sync_env, in
     assert len(inbox.mails) == 1 and len(inbox.posts) == 1
     card = inbox.posts[0]
     assert card["@type"] == "MessageCard"
-    assert f"CUSTOMER: {failed} failed records (threshold 1)" in card["title"]
+    noun = "record" if failed == 1 else "records"
+    assert f"CUSTOMER: {failed} failed {noun} (threshold: any failure)" in card["title"]
     body = _body(inbox.mails[0])
     assert "First record errors:" in body and first_error[:80] in body
-    assert "to_business_central" in body
+    assert "bcdv errors list -m CUSTOMER" in body

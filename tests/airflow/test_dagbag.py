@@ -31,8 +31,11 @@ def test_customer_dag_shape(dagbag) -> None:
     # BC's order: the pass to Dataverse completes before the pass back starts.
     upstream = dag.get_task("to_business_central.extract").upstream_task_ids
     assert "to_dataverse.load" in upstream
-    for task in dag.tasks:
-        assert task.retries >= 2
+    for task in dag.tasks:  # the outcome check is not retried: it would fail again
+        assert task.retries >= 2 or task.task_id == "check_failed_records"
+    # The run's last task judges its failed records once everything is committed.
+    assert dag.get_task("check_failed_records").upstream_task_ids == {"commit"}
+    assert dag.get_task("check_failed_records").retries == 0
     assert set(dag.params.keys()) >= {"full", "dry_run"}
 
 
@@ -49,8 +52,8 @@ def test_customer_dag_schedule_asset_and_alerts(dagbag) -> None:
     assert [a.name for a in outlets] == ["bcdv.customer"]
     failure = dag.on_failure_callback
     assert any(isinstance(cb, BcdvAlertNotifier) and cb.kind == "failure" for cb in failure)
-    assert isinstance(dag.on_success_callback, BcdvAlertNotifier)
-    assert dag.on_success_callback.kind == "threshold"
+    # A run failed by its records fails check_failed_records: no second alert on success.
+    assert not dag.on_success_callback
     # No task-level failure callbacks: one message per failed run, not per try.
     assert all(not t.on_failure_callback for t in dag.tasks)
     assert dag.default_args["retry_exponential_backoff"] == 2.0
@@ -81,6 +84,9 @@ def test_record_and_all_modified_dags(dagbag) -> None:
     assert record.params.get_param("action").schema["enum"] == ["sync", "couple", "uncouple",
                                                                 "restore"]
     everything = dagbag.dags["bcdv_sync_all_modified"]
-    assert {t.task_id for t in everything.tasks} == {
-        "sync_contact", "sync_currency", "sync_customer", "sync_salespeople", "sync_vendor"}
+    syncs = {"sync_contact", "sync_currency", "sync_customer", "sync_salespeople",
+             "sync_vendor"}
+    assert {t.task_id for t in everything.tasks} == {*syncs, "check_failed_records"}
+    check = everything.get_task("check_failed_records")
+    assert check.upstream_task_ids == syncs and check.trigger_rule == "none_failed"
     assert "sync_vendor" in everything.get_task("sync_contact").upstream_task_ids

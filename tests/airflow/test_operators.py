@@ -4,6 +4,8 @@ emulators; results verified over both APIs with the product's clients and in the
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -119,6 +121,12 @@ def test_example_dag_parses_without_import_errors(airflow_db) -> None:
     assert dag.get_task("sync_contacts").upstream_task_ids == {"wait_for_customers"}
     assert dag.get_task("contacts_report").upstream_task_ids == {"sync_contacts"}
     assert dag.get_task("wait_for_customers").mode == "reschedule"
+    # Parsing a DAG file that uses them loads neither the engine (pandas) nor the store.
+    probe = ("import sys, bcdv.airflow.operators, bcdv.airflow.sensors; "
+             "print(sorted({'pandas', 'bcdv.engine', 'bcdv.state.store'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_example_dag_runs_after_the_customers_are_synced(sync_env, clients, af, dags_folder,

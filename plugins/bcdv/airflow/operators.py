@@ -14,14 +14,14 @@ docs/operators.md.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from bcdv.engine.report import PassReport
-from bcdv.mapping.model import TableMapping
-from bcdv.service.results import RunResult
-from bcdv.state.jsonsafe import json_safe, safe_text
+if TYPE_CHECKING:  # the engine (pandas) loads when a task runs, not when a DAG file parses
+    from bcdv.engine.report import PassReport
+    from bcdv.mapping.model import TableMapping
+    from bcdv.service.results import RunResult
 
 MODES = ("modified", "full", "dry_run")
 PROBLEMS_IN_SUMMARY = 10
@@ -61,6 +61,8 @@ def pass_summary(report: PassReport) -> dict[str, Any]:
 def problems(reports: Sequence[PassReport], limit: int = PROBLEMS_IN_SUMMARY
              ) -> list[dict[str, Any]]:
     """The first records that failed or were skipped (ids, name, the API's message)."""
+    from bcdv.state.jsonsafe import safe_text
+
     out = [{"mapping": r.mapping, "direction": r.direction, "source_id": rec.source_id,
             "target_id": rec.target_id, "name": rec.name, "result": rec.result,
             "message": (safe_text(rec.message) or "")[:500]}
@@ -71,6 +73,8 @@ def problems(reports: Sequence[PassReport], limit: int = PROBLEMS_IN_SUMMARY
 def run_summary(result: RunResult, *, mode: str, dry_run: bool, mappings: Sequence[str],
                 window: tuple[str, str] | None = None) -> dict[str, Any]:
     """The operator's XCom: JSON-safe, small, never a secret (ids, counters, messages)."""
+    from bcdv.state.jsonsafe import json_safe
+
     return json_safe({"run_id": result.run_id, "mode": mode, "dry_run": dry_run,
                       "window": {"since": window[0], "until": window[1]} if window else None,
                       "mappings": list(mappings), "failed": result.failed,

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
-from bcdv.airflow.synced import SyncedCheck, check_synced
+if TYPE_CHECKING:  # the state store (SQLAlchemy) loads when the task runs, not at parse time
+    from bcdv.airflow.synced import SyncedCheck
 
 
 class BcdvMappingSyncedSensor(BaseSensorOperator):
@@ -78,6 +79,8 @@ class BcdvMappingSyncedSensor(BaseSensorOperator):
         return when(text, "since")
 
     def _check(self, context: Any) -> SyncedCheck:
+        from bcdv.airflow.synced import check_synced
+
         name, directions = self._directions()
         return check_synced(_store(), name, directions, self._since(context),
                             accept_partial=self.accept_partial)
@@ -111,14 +114,12 @@ class BcdvMappingSyncedSensor(BaseSensorOperator):
         from bcdv.airflow import hooks
         from bcdv.airflow.triggers import BcdvMappingSyncedTrigger
 
-        name, directions = self._directions()
-        check = check_synced(_store(), name, directions, self._since(context),
-                             accept_partial=self.accept_partial)
+        check = self._check(context)
         self.log.info("%s", check.describe())
         if check.done:
             return check.job_ids
         trigger = BcdvMappingSyncedTrigger(
-            state_url=hooks.state_url(), mapping=name, directions=directions,
+            state_url=hooks.state_url(), mapping=check.mapping, directions=check.directions,
             since=check.since.isoformat(), accept_partial=self.accept_partial,
             poke_interval=self.poke_interval, timeout=self.timeout)
         self.defer(trigger=trigger, method_name="execute_complete",

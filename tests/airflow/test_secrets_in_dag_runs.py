@@ -103,8 +103,10 @@ def _pages(monkeypatch: pytest.MonkeyPatch, run_ids: list[str]) -> dict[str, str
     return pages
 
 
-def _airflow_dags_test(dag_id: str, conf: dict[str, Any] | None, out: Path) -> str:
-    """``airflow dags test`` as a user runs it, with Airflow's logging level at DEBUG."""
+def _airflow_dags_test(dag_id: str, conf: dict[str, Any] | None, out: Path,
+                       failed_records: bool = False) -> str:
+    """``airflow dags test`` as a user runs it, with Airflow's logging level at DEBUG; a run
+    with ``failed_records`` fails in its check_failed_records task, and in no other."""
     exe = Path(sys.executable).with_name("airflow")
     env = {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
            "AIRFLOW__LOGGING__LOGGING_LEVEL": "DEBUG", "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
@@ -112,6 +114,10 @@ def _airflow_dags_test(dag_id: str, conf: dict[str, Any] | None, out: Path) -> s
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     text = proc.stdout + proc.stderr
     out.write_text(text)
+    if failed_records:
+        assert proc.returncode == 1 and "DagRun failed" in text, text[-4000:]
+        assert "records failed in this run" in text, text[-4000:]
+        return text
     assert proc.returncode == 0, text[-4000:]
     return text
 
@@ -139,9 +145,10 @@ def test_dag_runs_at_debug_leave_no_secret_or_token_anywhere(
     tmp = Path(sync_env["tmp"])
     scanned = {
         "airflow dags test bcdv_full_sync": _airflow_dags_test(
-            "bcdv_full_sync", {"mappings": ["CUSTOMER"]}, tmp / "full.log"),
+            "bcdv_full_sync", {"mappings": ["CUSTOMER"]}, tmp / "full.log",
+            failed_records=True),
         "airflow dags test bcdv_sync_customer": _airflow_dags_test(
-            "bcdv_sync_customer", None, tmp / "customer.log"),
+            "bcdv_sync_customer", None, tmp / "customer.log", failed_records=True),
     }
     console = "\n".join(scanned.values())
     # The task logs did run at DEBUG: the HTTP and token traffic of the tasks was logged.

@@ -135,8 +135,9 @@ def test_example_dag_runs_after_the_customers_are_synced(sync_env, clients, af, 
 
     bc, dv = clients
     store = StateStore(sync_env["state_url"])
-    # The demo data's deliberate failure (Tom Wilson's company, Fabrikam, is not a customer)
-    # is removed: this pipeline is meant to succeed (failures are tested below).
+    # On the demo data, Tom Wilson's contact fails on both sides (his company, Fabrikam, Inc.,
+    # is not coupled through CUSTOMER); he is removed: this pipeline is meant to succeed
+    # (failures are tested below).
     for contact in bc.list("contacts", filter="displayName eq 'Tom Wilson'"):
         bc.delete("contacts", contact["id"])
     for contact in dv.list("contacts", filter="fullname eq 'Tom Wilson'",

@@ -55,6 +55,10 @@ def _key(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
                    json.dumps(r["changes"], sort_keys=True)) for r in rows)
 
 
+def _shown(value: Any) -> str:
+    return "(empty)" if value in (None, "") else repr(value)
+
+
 def _changes(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [row for report in reports for row in report["changes"]]
 
@@ -76,7 +80,7 @@ def test_show_changes_preview_matches_the_real_run(fresh: Demo, bcdv: Any) -> No
         assert row["name"] == edited.get(row["source_id"], row["name"])
         assert f"update             {row['name']}  [bc {row['bc_id']}  dv {row['dv_id']}]" in text
         for field, (old, new) in row["changes"].items():
-            assert f"      {field}: {old!r} -> {new!r}" in text
+            assert f"      {field}: {_shown(old)} -> {_shown(new)}" in text
     phones = {r["changes"]["telephone1"][1] for r in updates if "telephone1" in r["changes"]}
     assert phones == {"+1 425 555 0199", "+1 425 555 0188"}
     assert any(r["changes"].get("city", [None, None])[1] == "Tacoma" for r in updates)

@@ -159,6 +159,11 @@ class Airflow:
         if done["state"] != "success":
             tis = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
             states = {t["task_id"]: t["state"] for t in tis["task_instances"]}
+            # Every task succeeded and records failed (the demo data's own): the run's last
+            # task fails it, as it should (tests/airflow/test_run_outcome.py).
+            if {t: s for t, s in states.items() if s != "success"} == {
+                    "check_failed_records": "failed"}:
+                return done
             raise AssertionError(f"{dag_id} {done['state']}: {states}\n{self.logs()}")
         return done
 

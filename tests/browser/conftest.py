@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import requests
+from tests.cli.demo_env import add_refused_records
 
 from . import stack
 
@@ -79,6 +80,7 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     started = time.monotonic()
     with run_emulators(home / "emulators", seed="demo") as endpoints:
         state_url = f"sqlite:///{home / 'state.db'}"
+        add_refused_records(endpoints)  # the demo seed syncs cleanly; the pages need refusals
         skipped = stack.demo_state(endpoints, state_url, home / "staging")
         port = stack.free_port()
         env = stack.airflow_env(home, port, endpoints, state_url, ROOT / "dags")

@@ -33,7 +33,7 @@ def test_every_mapping_has_its_dag(project: Path) -> None:
     assert set(bag.dags) >= DAGS
     assert bag.dags["bcdv_sync_currency"].task_ids == [
         "couple", "to_dataverse.extract", "to_dataverse.transform", "to_dataverse.load",
-        "commit"]
+        "commit", "check_failed_records"]
 
 
 def test_broken_mapping_is_an_import_error_of_its_dag_only(project: Path) -> None:

@@ -82,7 +82,10 @@ def test_account_without_a_name_does_not_fail_the_dag_run(sync_env, af) -> None:
 
     run = af.mapping_dag("customer").test(run_conf={"full": True})
     states = af.task_states(run)
-    assert run.state == "success", states
+    # Every bookkeeping task succeeds; only the final check may fail, and only because a
+    # record failed (issue 13: a run with failed records shows as failed in Airflow).
+    assert {t: s for t, s in states.items() if s != "success"} in (
+        {}, {"check_failed_records": "failed"}), states
     assert states["commit"] == "success", states
 
     store = StateStore(sync_env["state_url"])

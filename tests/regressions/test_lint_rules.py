@@ -48,4 +48,4 @@ def test_production_code_does_not_assert_but_tests_do() -> None:
     assert _codes("plugins/bcdv/mapping/model.py", ASSERTION) == ["S101"]
     assert _codes("emulators/bcdv_emulators/tokens.py", ASSERTION) == ["S101"]
     assert _codes("tests/unit/test_x.py", ASSERTION) == []
-    assert _codes("emulators/tests/test_x.py", ASSERTION) == []
+    assert _codes("emulators/emulator_tests/test_x.py", ASSERTION) == []

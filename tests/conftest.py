@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,3 +60,36 @@ def mappings():  # type: ignore[no-untyped-def]
     from bcdv.mapping import load_mappings
 
     return load_mappings(ROOT / "include" / "mappings")
+
+
+DEBUG_LOGGERS = ("", "urllib3", "urllib3.connectionpool", "msal", "msal.application",
+                 "msal.telemetry", "requests", "bcdv", "airflow", "airflow.task",
+                 "airflow.sdk", "sqlalchemy.engine")
+
+
+@pytest.fixture
+def debug_everything() -> Iterator[list[str]]:
+    """Every logger at DEBUG, records written through a plain handler to a list."""
+    import airflow.sdk.log  # noqa: F401  (Airflow configures logging on import: first)
+
+    from bcdv.airflow import connections  # noqa: F401
+
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Collect(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    saved = {n: logging.getLogger(n).level for n in DEBUG_LOGGERS}
+    root = logging.getLogger()
+    root.addHandler(handler)
+    for name in DEBUG_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    try:
+        yield lines
+    finally:
+        root.removeHandler(handler)
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)

@@ -6,14 +6,12 @@ the bcdv pages are searched for the client secret and for any bearer token (JWT)
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,8 +21,6 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
-LOGGERS = ("", "urllib3", "urllib3.connectionpool", "msal", "msal.application", "requests",
-           "bcdv", "airflow", "airflow.task", "airflow.sdk", "sqlalchemy.engine")
 
 
 def leaks(text: str, secret: str) -> list[str]:
@@ -33,29 +29,6 @@ def leaks(text: str, secret: str) -> list[str]:
         if needle and needle in text:
             found.append("client secret")
     return found
-
-
-@pytest.fixture
-def debug_logs() -> Iterator[list[str]]:
-    lines: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(self.format(record))
-
-    handler = Collect(logging.DEBUG)
-    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-    saved = {n: logging.getLogger(n).level for n in LOGGERS}
-    root = logging.getLogger()
-    root.addHandler(handler)
-    for name in LOGGERS:
-        logging.getLogger(name).setLevel(logging.DEBUG)
-    try:
-        yield lines
-    finally:
-        root.removeHandler(handler)
-        for name, level in saved.items():
-            logging.getLogger(name).setLevel(level)
 
 
 def _admin(endpoints: dict[str, Any], service: str, path: str, body: Any) -> None:
@@ -131,7 +104,7 @@ def _run_ids(dag_ids: list[str]) -> list[str]:
 
 
 def test_dag_runs_at_debug_leave_no_secret_or_token_anywhere(
-        sync_env: dict[str, Any], debug_logs: list[str],
+        sync_env: dict[str, Any], debug_everything: list[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     endpoints = sync_env["endpoints"]
     secret = endpoints["identity"]["client_secret"]
@@ -166,7 +139,7 @@ def test_dag_runs_at_debug_leave_no_secret_or_token_anywhere(
     with sqlite3.connect(sync_env["state_url"].removeprefix("sqlite:///")) as conn:
         dump = "\n".join(conn.iterdump())
     scanned["state store"] = dump
-    scanned["log records of this process"] = "\n".join(debug_logs)
+    scanned["log records of this process"] = "\n".join(debug_everything)
     scanned.update(_pages(monkeypatch, run_ids))
     assert "refused by the drill" in dump, "the drill's API error never happened"
     found = {where: leaks(text, secret) for where, text in scanned.items()}

@@ -7,12 +7,17 @@ read-only) and the mapping model; nothing here writes.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 
 from bcdv.mapping.model import TableMapping
-from bcdv.state.schema import couplings, jobs, record_errors
+from bcdv.state.pages import ListFilter
+from bcdv.state.schema import jobs, record_errors
 from bcdv.state.store import StateStore
 
 PASS_DIRECTIONS = ("to_dataverse", "to_business_central")
@@ -51,33 +56,28 @@ def coupling_row(mapping: TableMapping, row: dict[str, Any]) -> dict[str, Any]:
             "dv_modified": row["dv_modified"], "updated_at": row["updated_at"]}
 
 
+def name_paths(mapping: TableMapping) -> tuple[tuple[str, str], ...]:
+    """Where a coupling's synced values hold the record's name, per system."""
+    return tuple((system, side.name_field) for system, side in (
+        ("business_central", mapping.business_central), ("dataverse", mapping.dataverse))
+        if side.name_field)
+
+
 def list_couplings(store: StateStore, mapping: TableMapping, *, search: str = "",
                    skipped: bool = False, limit: int = 100) -> list[dict[str, Any]]:
     """Couplings of a mapping, most recently changed first; ``search`` matches the start of
     either id or any part of the record's name (any case)."""
-    query = select(couplings).where(couplings.c.mapping == mapping.name,
-                                    couplings.c.pending.is_(False))
-    text = search.strip().lower()
-    if text:
-        esc = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        conds = [func.lower(couplings.c.bc_id).like(f"{esc}%", escape="\\"),
-                 func.lower(couplings.c.dv_id).like(f"{esc}%", escape="\\")]
-        if "synced" in couplings.c:
-            conds.append(func.lower(couplings.c.synced).like(f"%{esc}%", escape="\\"))
-        query = query.where(or_(*conds))
-    if skipped:
-        query = query.where(couplings.c.skipped.is_(True))
-    query = query.order_by(couplings.c.updated_at.desc(), couplings.c.id.desc()).limit(
-        limit * 3 if text else limit)
-    with store.engine.connect() as conn:
-        rows = [_aware(r) for r in conn.execute(query).mappings().all()]
-    out = [coupling_row(mapping, r) for r in rows]
-    if text and "synced" in couplings.c:
-        # The synced JSON also holds other fields: keep id matches and name matches only.
-        out = [r for r in out if (r["bc_id"] and r["bc_id"].lower().startswith(text))
-               or (r["dv_id"] and r["dv_id"].lower().startswith(text))
-               or text in r["name"].lower()]
-    return out[:limit]
+    flt = coupling_filter(mapping, search=search, status="skipped" if skipped else "")
+    rows, _ = store.coupling_page(flt, limit=limit)
+    return [coupling_row(mapping, r) for r in rows]
+
+
+def coupling_filter(mapping: TableMapping, *, search: str = "", status: str = "",
+                    since: datetime | None = None,
+                    until: datetime | None = None) -> ListFilter:
+    """The filter of a mapping's coupled-records list (status: coupled, failed, skipped)."""
+    return ListFilter(mapping=mapping.name, search=search, status=status, since=since,
+                      until=until, names=name_paths(mapping))
 
 
 def find_coupling(store: StateStore, mapping: TableMapping,
@@ -162,3 +162,89 @@ def records_of_job(store: StateStore, job_id: str, *, action: str | None = None,
         row["dv_id"] = row["target_id"] if from_bc else row["source_id"]
         row["conflict"] = bool(row["conflict"])
     return rows
+
+
+# -- paged lists (the pages' couplings, errors and log) ---------------------------------------
+PAGE_SIZES = (25, 50, 100, 200)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list: its rows, the number of rows in all, which page of how many."""
+
+    rows: list[dict[str, Any]]
+    total: int
+    number: int
+    size: int
+
+    @property
+    def pages(self) -> int:
+        """How many pages the list has (at least one, possibly empty)."""
+        return max(1, -(-self.total // self.size))
+
+    @property
+    def first(self) -> int:
+        """The position (from 1) of the page's first row; 0 when the list is empty."""
+        return (self.number - 1) * self.size + 1 if self.rows else 0
+
+    @property
+    def last(self) -> int:
+        """The position of the page's last row."""
+        return (self.number - 1) * self.size + len(self.rows)
+
+
+def page_size(value: int | str | None, default: int = 50) -> int:
+    """A page size from a query parameter: one of PAGE_SIZES, else ``default``."""
+    try:
+        size = int(value or default)
+    except (TypeError, ValueError):
+        return default
+    return size if size in PAGE_SIZES else default
+
+
+def _paged(read: Callable[..., tuple[list[dict[str, Any]], int]], number: int,
+           size: int) -> tuple[list[dict[str, Any]], int, int]:
+    """Read page ``number``; a number past the end reads the last page (one more query)."""
+    number = max(1, number)
+    rows, total = read(limit=size, offset=(number - 1) * size)
+    last = max(1, -(-total // size))
+    if number > last:
+        number = last
+        rows, total = read(limit=size, offset=(number - 1) * size)
+    return rows, total, number
+
+
+def coupling_page(store: StateStore, mapping: TableMapping, flt: ListFilter, *,
+                  number: int = 1, size: int = 50) -> Page:
+    """A page of a mapping's coupled records (display rows, see :func:`coupling_row`)."""
+    rows, total, number = _paged(partial(store.coupling_page, flt), number, size)
+    return Page([coupling_row(mapping, r) for r in rows], total, number, size)
+
+
+def error_page(store: StateStore, flt: ListFilter, *, number: int = 1,
+               size: int = 50) -> Page:
+    """A page of record errors (``status``: open, resolved or all; ``code``: the API's)."""
+    rows, total, number = _paged(partial(store.error_page, flt), number, size)
+    return Page(rows, total, number, size)
+
+
+def job_page(store: StateStore, flt: ListFilter, *, number: int = 1, size: int = 50) -> Page:
+    """A page of the job log (``status``: success, partial, failed, running...)."""
+    rows, total, number = _paged(partial(store.job_page, flt), number, size)
+    return Page(rows, total, number, size)
+
+
+def day_window(since: str | None, until: str | None) -> tuple[datetime | None,
+                                                                datetime | None]:
+    """From/to days (``YYYY-MM-DD``, UTC, both inclusive) as a half-open datetime window;
+    raises ValueError naming the value that is not a day."""
+    def day(text: str | None, name: str) -> datetime | None:
+        if not text or not text.strip():
+            return None
+        try:
+            return datetime.strptime(text.strip(), "%Y-%m-%d").replace(tzinfo=timezone.utc)
+        except ValueError:
+            raise ValueError(f"{name} must be a day as YYYY-MM-DD, not {text!r}") from None
+
+    start, end = day(since, "from"), day(until, "to")
+    return start, end + timedelta(days=1) if end is not None else None

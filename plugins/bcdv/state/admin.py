@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 
 from bcdv.state.db import StoreBase, aware_row, to_db, utcnow
+from bcdv.state.pages import ListFilter, coupling_where
 from bcdv.state.schema import couplings, job_records, jobs, record_errors
 
 
@@ -26,11 +27,6 @@ def _by_id(bc_id: str | None, dv_id: str | None) -> ColumnElement[bool]:
     if bool(bc_id) == bool(dv_id):
         raise ValueError("give exactly one of bc_id and dv_id")
     return couplings.c.bc_id == bc_id if bc_id else couplings.c.dv_id == dv_id
-
-
-def _prefix(text: str) -> str:
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"{escaped}%"
 
 
 class OperatorViews(StoreBase):
@@ -47,13 +43,11 @@ class OperatorViews(StoreBase):
     def search_couplings(self, mapping: str, text: str,
                          limit: int = 50) -> list[dict[str, Any]]:
         """Couplings whose Business Central or Dataverse id starts with ``text`` (any case),
-        most recently changed first."""
-        pattern = _prefix(text.strip())
-        query = select(couplings).where(
-            couplings.c.mapping == mapping,
-            or_(func.lower(couplings.c.bc_id).like(pattern, escape="\\"),
-                func.lower(couplings.c.dv_id).like(pattern, escape="\\")),
-        ).order_by(couplings.c.updated_at.desc(), couplings.c.id.desc()).limit(limit)
+        most recently changed first (the paged list's clause: ``bcdv.state.pages``)."""
+        where = coupling_where(ListFilter(mapping=mapping, search=text),
+                               self.engine.dialect.name)
+        query = select(couplings).where(*where).order_by(
+            couplings.c.updated_at.desc(), couplings.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             return [aware_row(r) for r in conn.execute(query).mappings().all()]
 

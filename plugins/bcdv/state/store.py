@@ -25,6 +25,7 @@ from bcdv.state.db import aware_row, from_db, to_db, upsert_insert, utcnow
 from bcdv.state.errors import error_identity
 from bcdv.state.jsonsafe import safe_text
 from bcdv.state.locks import LockHolder, MappingLocks
+from bcdv.state.pages import PageQueries
 from bcdv.state.schema import couplings, job_records, jobs, record_errors, watermarks
 
 
@@ -76,7 +77,7 @@ def _retry_on_conflict(action: Callable[[], T], attempts: int = 3) -> T:
     raise AssertionError("unreachable")
 
 
-class StateStore(MappingLocks, OperatorViews):
+class StateStore(MappingLocks, OperatorViews, PageQueries):
     """Persistent sync state for all mappings.
 
     Args:

@@ -19,6 +19,12 @@ Admin API (plainly not Microsoft's; loopback only, no auth), on every service:
   dropped without an answer: their client is gone)
 - ``GET|PUT /_emulator/throttling``                  -> see :class:`Throttling`
 - ``GET /_emulator/records/<entity>``                -> stored rows of an entity, as served
+- ``GET|DELETE /_emulator/stats``                    -> requests by kind, rows, batch operations,
+  429s, simulated delay and peak concurrency since the last reset (see
+  :class:`bcdv_emulators.perf.Stats`)
+- ``GET|PUT|DELETE /_emulator/latency``              -> the latency profile (see
+  :mod:`bcdv_emulators.perf`): ``{"rtt_ms", "read_row_ms", "write_row_ms"}`` or
+  ``{"preset": "cloud", ...overrides}``; DELETE = none
 """
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from bcdv_emulators.config import Settings
+from bcdv_emulators.perf import Latency, Stats, parse_latency, scaled_limits
 
 
 class ServiceError(Exception):
@@ -101,12 +108,22 @@ def _split_prefer(raw: str) -> list[str]:
 
 @dataclass
 class Resp:
-    """A response; ``entity`` only feeds the request counters."""
+    """A response; ``entity`` only feeds the request counters.
+
+    ``read_rows`` / ``write_rows`` / ``ops`` feed the statistics and the latency profile's
+    per-row cost: rows a collection page served, targets of a bulk message, totals (and
+    operations by method) of a $batch. Left None, a served single-record request counts one
+    row (see :func:`rows_of`).
+    """
 
     status: int
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
     entity: str = "-"
+    read_rows: int | None = None
+    write_rows: int | None = None
+    ops: Counter[str] | None = None
+    delay_ms: tuple[float, float] = (0.0, 0.0)  # simulated (round trip, row cost) served
 
     def header(self, name: str) -> str | None:
         """First value of a response header."""
@@ -185,6 +202,29 @@ class Faults:
             self.hold = hold
 
 
+def rows_of(method: str, resp: Resp) -> tuple[int, int]:
+    """(rows read, rows written) by one served request or $batch operation."""
+    ok = resp.status < 400
+    if method.upper() in ("GET", "HEAD"):
+        read = resp.read_rows if resp.read_rows is not None else int(ok and resp.status != 304)
+        return read, 0
+    written = resp.write_rows if resp.write_rows is not None else int(ok)
+    return resp.read_rows or 0, written
+
+
+def stat_kind(req: Req) -> str:
+    """The statistics kind of a request (see :class:`bcdv_emulators.perf.Stats`)."""
+    kind = request_kind(req)
+    if kind == "read":
+        last = req.path.rstrip("/").rsplit("/", 1)[-1]
+        page = "(" not in last and not last.startswith("$") and last not in (
+            "WhoAmI", "v2.0", "v9.0", "v9.1", "v9.2", "")
+        return "get_page" if page else "get"
+    if kind == "bulk":
+        return req.path.rstrip("/").rsplit(".", 1)[-1]
+    return {"create": "post", "update": "patch"}.get(kind, kind)
+
+
 REQUEST_KINDS = ("read", "batch", "bulk", "create", "update", "delete", "token")
 WRITE_KINDS = ("batch", "bulk", "create", "update")
 BULK_MESSAGES = ("CreateMultiple", "UpdateMultiple", "UpsertMultiple", "DeleteMultiple")
@@ -242,6 +282,9 @@ class ServiceState:
         self.window: dict[str, deque[tuple[float, float]]] = {}
         self.in_flight: dict[str, int] = {}
         self.lock = threading.Lock()
+        self.default_latency = Latency()
+        self.latency = Latency()
+        self.stats = Stats()
 
     def now(self) -> float:
         """The service clock: real time + configured offset."""
@@ -346,6 +389,17 @@ class Service:
         await send({"type": "http.response.body", "body": resp.body})
 
     async def _serve(self, req: Req, send: Callable) -> Resp | None:
+        stats = self.state.stats
+        stats.enter()
+        resp: Resp | None = None
+        try:
+            resp = await self._admitted(req, send)
+        finally:
+            stats.leave()
+            self._record(req, resp)
+        return resp
+
+    async def _admitted(self, req: Req, send: Callable) -> Resp | None:
         key = self.caller(req)
         throttled = self._admit(key)
         if throttled is not None:
@@ -357,6 +411,18 @@ class Service:
             return await self._faulted_or_handled(req, send)
         finally:
             self._release(key, time.monotonic() - started)
+
+    def _record(self, req: Req, resp: Resp | None) -> None:
+        """Count a request in the statistics; say the simulated delay in a header."""
+        if resp is None:  # dropped or held: the client got no answer
+            self.state.stats.record(stat_kind(req), 0)
+            return
+        read, written = rows_of(req.method, resp) if resp.status < 400 or resp.ops else (0, 0)
+        rtt_ms, row_ms = resp.delay_ms
+        self.state.stats.record(stat_kind(req), resp.status, read, written, resp.ops,
+                                rtt_ms, row_ms)
+        if rtt_ms or row_ms:
+            resp.headers.append(("x-bcdv-emulator-delay-ms", f"{rtt_ms + row_ms:.3f}"))
 
     async def _faulted_or_handled(self, req: Req, send: Callable) -> Resp | None:
         st = self.state
@@ -383,13 +449,22 @@ class Service:
         if hold == "before":
             await self._held(send)
             return None
+        lat = st.latency
+        if lat.rtt_ms:
+            # The round trip: off the event loop's critical path and outside every lock, so
+            # other requests are served meanwhile.
+            with st.stats.delay():
+                await asyncio.sleep(lat.rtt_ms / 1000)
         if self.state.throttling.enabled and self.state.throttling.processing:
             if self._semaphore is None:
                 self._semaphore = asyncio.Semaphore(self.state.throttling.processing)
             async with self._semaphore:
                 resp = await asyncio.to_thread(self._guarded, req)
+                row_s = await self._row_cost(st.stats, lat, req, resp)
         else:
             resp = await asyncio.to_thread(self._guarded, req)
+            row_s = await self._row_cost(st.stats, lat, req, resp)
+        resp.delay_ms = (lat.rtt_ms, row_s * 1000)
         self._count(req.method, resp.entity, resp.status)
         if hold == "after":
             await self._held(send)
@@ -401,6 +476,18 @@ class Service:
             if self._drop(send):
                 return None
         return resp
+
+    @staticmethod
+    async def _row_cost(stats: Stats, lat: Latency, req: Req, resp: Resp) -> float:
+        """Wait the server cost of the rows a request read and wrote (after the handler has
+        released the database lock); returns the seconds waited."""
+        if not (lat.read_row_ms or lat.write_row_ms):
+            return 0.0
+        seconds = lat.row_seconds(*rows_of(req.method, resp))
+        if seconds:
+            with stats.delay():
+                await asyncio.sleep(seconds)
+        return seconds
 
     def _draw(self, f: Faults, kind: str) -> Any:
         """The fault to inject before serving a request of ``kind`` (None: serve it)."""
@@ -569,6 +656,8 @@ class Service:
                     st.release += 1
                     st.window.clear()
                     st.throttling = Throttling(**asdict(st.default_throttling))
+                    st.latency = Latency(**asdict(st.default_latency))
+                st.stats.reset()
                 with self.db_lock:
                     self.reset_data(str(doc.get("seed", "empty")))
                 return json_resp(200, {"reset": True, "seed": doc.get("seed", "empty")})
@@ -607,12 +696,26 @@ class Service:
                 return json_resp(200, asdict(st.faults))
             if what == "throttling":
                 if m == "PUT":
-                    merged = {**asdict(st.throttling), **doc}
+                    scale = doc.pop("scale", None)
+                    if scale is not None:  # counts of the default limits scaled, then doc
+                        new = scaled_limits(st.default_throttling, float(scale), doc)
+                    else:
+                        new = Throttling(**{**asdict(st.throttling), **doc})
                     with st.lock:
-                        st.throttling = Throttling(**merged)
+                        st.throttling = new
                         st.window.clear()
                     self._semaphore = None
                 return json_resp(200, asdict(st.throttling))
+            if what == "stats":
+                if m == "DELETE":
+                    st.stats.reset()
+                return json_resp(200, st.stats.snapshot(self.name))
+            if what == "latency":
+                if m == "PUT":
+                    st.latency = parse_latency(doc, self.name)
+                elif m == "DELETE":
+                    st.latency = Latency()
+                return json_resp(200, asdict(st.latency))
             if what == "records" and len(parts) == 2 and m == "GET":
                 with self.db_lock:
                     rows = self.records(parts[1])

@@ -4,8 +4,10 @@ Subcommands::
 
     start --data-dir DIR [--seed empty|demo|synthetic:N] [--reseed] [--host 127.0.0.1]
           [--identity-port 47443] [--bc-port 47444] [--dataverse-port 47445]
-          [--no-throttling] [--option name=json ...]
+          [--no-throttling] [--throttle-scale F] [--throttle requests=N,window_seconds=S,...]
+          [--latency none|cloud|rtt_ms=..,read_row_ms=..,write_row_ms=..] [--option name=json ...]
         serve in the foreground until SIGTERM/SIGINT; writes DIR/endpoints.json
+        (--latency and --throttle*: see bcdv_emulators.perf)
     env DIR                      print shell exports (BCDV_ENDPOINTS, AIRFLOW_CONN_BCDV_*)
     reset DIR [--seed NAME]      data back to empty (or NAME); faults/clock/counters cleared
     seed DIR NAME                replace the data with a seed
@@ -14,6 +16,8 @@ Subcommands::
     clock DIR --offset SECONDS [--service S]
     throttling DIR [--service S] [--json DOC | --off | --on]
     requests DIR [--service S]   request counters
+    stats DIR [--service S] [--reset]    requests by kind, rows, 429s, simulated delay
+    latency DIR [--service S] [--set SPEC | --off]   show or change the latency profile
 
 ``S`` is identity, business_central (bc), dataverse (dv) or all (default).
 """
@@ -55,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--bc-port", type=int, default=DEFAULT_BC_PORT)
     s.add_argument("--dataverse-port", type=int, default=DEFAULT_DV_PORT)
     s.add_argument("--no-throttling", action="store_true")
+    s.add_argument("--throttle-scale", type=float, default=None,
+                   help="service protection limits' counts times F (window kept), e.g. 0.01")
+    s.add_argument("--throttle", default=None, metavar="K=V,...",
+                   help="explicit limits: requests, window_seconds, execution_ms, "
+                        "concurrent, processing")
+    s.add_argument("--latency", default=None,
+                   help="latency profile: none, cloud or rtt_ms=..,read_row_ms=..,"
+                        "write_row_ms=.. (row_ms = write_row_ms)")
     s.add_argument("--option", action="append", default=[], metavar="NAME=JSON",
                    help="a documented emulator option, e.g. bc_read_only='\"ignore\"'")
     e = sub.add_parser("env", help="print shell exports for the running emulators")
@@ -89,6 +101,15 @@ def _parser() -> argparse.ArgumentParser:
     q = sub.add_parser("requests")
     q.add_argument("data_dir")
     q.add_argument("--service", default="all")
+    st = sub.add_parser("stats")
+    st.add_argument("data_dir")
+    st.add_argument("--service", default="all")
+    st.add_argument("--reset", action="store_true")
+    la = sub.add_parser("latency")
+    la.add_argument("data_dir")
+    la.add_argument("--service", default="all")
+    la.add_argument("--set", default=None, metavar="SPEC")
+    la.add_argument("--off", action="store_true")
     return p
 
 
@@ -118,6 +139,12 @@ def _start(args: argparse.Namespace) -> int:
             options[name] = raw
     if args.no_throttling:
         options["throttling"] = False
+    if args.throttle_scale is not None:
+        options["throttle_scale"] = args.throttle_scale
+    if args.throttle:
+        options["throttle"] = args.throttle
+    if args.latency:
+        options["latency"] = args.latency
     emu = server.start(args.data_dir, seed=args.seed, host=args.host,
                        public_host=args.public_host,
                        identity_port=args.identity_port, bc_port=args.bc_port,
@@ -228,7 +255,27 @@ def _admin_command(args: argparse.Namespace) -> int:
             doc["enabled"] = bool(args.on)
         result = {s: admin(ddir, s, "PUT" if doc else "GET", "throttling", doc or None)[s]
                   for s in services}
+    elif args.cmd == "stats":
+        result = admin(ddir, args.service, "DELETE" if args.reset else "GET", "stats")
+    elif args.cmd == "latency":
+        service = "all" if args.service == "all" else args.service
+        if args.off:
+            result = admin(ddir, service, "DELETE", "latency")
+        elif args.set:
+            result = {}
+            for svc in (("business_central", "dataverse") if service == "all" else (service,)):
+                result.update(admin(ddir, svc, "PUT", "latency", _latency_doc(args.set, svc)))
+        else:
+            result = admin(ddir, service, "GET", "latency")
     else:
         result = admin(ddir, args.service, "GET", "requests")
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _latency_doc(spec: str, service: str) -> dict[str, Any]:
+    """A --set SPEC as the admin API's document (the preset resolved for ``service``)."""
+    from dataclasses import asdict
+
+    from bcdv_emulators.perf import parse_latency
+    return asdict(parse_latency(spec, ALIASES.get(service, service)))

@@ -13,14 +13,15 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
-from bcdv_emulators.base import Service
+from bcdv_emulators.base import Service, Throttling
 from bcdv_emulators.config import Settings, endpoints_document, load_or_create_secret
+from bcdv_emulators.perf import parse_latency, parse_throttle, scaled_limits
 from bcdv_emulators.seeds import parse_seed
 from bcdv_emulators.tls import ensure_certificates
 from bcdv_emulators.tokens import TokenAuthority
@@ -127,6 +128,7 @@ def start(data_dir: str | Path, seed: str = "empty", host: str = "127.0.0.1",
         if throttling is False:
             svc.state.throttling.enabled = False
             svc.state.default_throttling.enabled = False
+        _profile(svc, options)
     services: dict[str, Service] = {"identity": ident, "business_central": bc, "dataverse": dv}
     endpoints = endpoints_document(settings, bc.company_id())
     (ddir / "endpoints.json").write_text(json.dumps(endpoints, indent=2))
@@ -157,6 +159,24 @@ def start(data_dir: str | Path, seed: str = "empty", host: str = "127.0.0.1",
         emu.stop()
         raise
     return emu
+
+
+def _profile(svc: Service, options: dict[str, Any]) -> None:
+    """Options ``latency`` (a preset, ``key=value`` list or dict, see
+    :func:`bcdv_emulators.perf.parse_latency`), ``throttle_scale`` (the default service
+    protection limits' counts times this) and ``throttle`` (explicit limits, a dict or
+    ``requests=60,window_seconds=10,...``): they become the service's defaults, which
+    ``POST /_emulator/reset`` returns to."""
+    st = svc.state
+    if options.get("latency") not in (None, "", "none"):
+        st.default_latency = parse_latency(options["latency"], svc.name)
+        st.latency = parse_latency(options["latency"], svc.name)
+    scale, limits = options.get("throttle_scale"), options.get("throttle")
+    if scale is not None or limits:
+        overrides = parse_throttle(limits) if isinstance(limits, str) else dict(limits or {})
+        st.default_throttling = scaled_limits(
+            st.default_throttling, None if scale is None else float(scale), overrides)
+        st.throttling = Throttling(**asdict(st.default_throttling))
 
 
 def _serve(server: uvicorn.Server, sock: socket.socket) -> None:

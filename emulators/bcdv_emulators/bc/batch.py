@@ -12,10 +12,11 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from bcdv_emulators.base import Req, Resp, strict_json
+from bcdv_emulators.base import Req, Resp, rows_of, strict_json
 from bcdv_emulators.bc.values import SUCCESS_CT, BCError, error_resp
 
 if TYPE_CHECKING:
@@ -67,12 +68,19 @@ def run_batch(svc: BCService, req: Req, root: str) -> Resp:
     snapshot = (req.header("isolation") or "").lower() == "snapshot"
     responses: list[dict[str, Any]] = []
     failed = False
+    done: Counter[str] = Counter()  # operations run, by method (statistics)
+    rows = [0, 0]
 
     def run_all() -> None:
         """Run the operations in order, stopping at a failure unless told otherwise."""
         nonlocal failed
         for op in ops:
             resp = _execute(svc, req, root, op)
+            method = str(op["method"]).upper()
+            done[method] += 1
+            read, written = rows_of(method, resp)
+            rows[0] += read
+            rows[1] += written
             responses.append(_to_json(op.get("id"), resp))
             if resp.status >= 400:
                 failed = True
@@ -90,7 +98,8 @@ def run_batch(svc: BCService, req: Req, root: str) -> Resp:
     else:
         run_all()
     body = json.dumps({"responses": responses}, ensure_ascii=False).encode()
-    return Resp(200, body, [("Content-Type", SUCCESS_CT)], "$batch")
+    return Resp(200, body, [("Content-Type", SUCCESS_CT)], "$batch", read_rows=rows[0],
+                write_rows=rows[1], ops=done)
 
 
 def _to_json(op_id: Any, resp: Resp) -> dict[str, Any]:

@@ -442,7 +442,9 @@ class BCService(Service):
                           for k, v in keep)
             doc["@odata.nextLink"] = (f"{root}/{ctx_prefix}{ent.set_name}?aid=FIN"
                                       f"{'&' + qs if qs else ''}&$skiptoken={rows[-1]['id']}")
-        return self._ok(200, doc, entity=ent.set_name)
+        resp = self._ok(200, doc, entity=ent.set_name)
+        resp.read_rows = len(rows)
+        return resp
 
     @staticmethod
     def _context(ctx: str, select: list[Any] | None) -> str:

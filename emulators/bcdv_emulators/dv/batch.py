@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections import Counter
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from bcdv_emulators.base import Req, Resp
+from bcdv_emulators.base import Req, Resp, rows_of
 from bcdv_emulators.dv.values import DVError, error_resp
 
 if TYPE_CHECKING:
@@ -24,6 +25,27 @@ if TYPE_CHECKING:
 
 MAX_PARTS = 1000
 BOUNDARY_RE = re.compile(r'boundary="?([^";]+)"?', re.I)
+
+
+class _Tally:
+    """Operations run (by method) and rows read/written, for the statistics."""
+
+    def __init__(self) -> None:
+        self.ops: Counter[str] = Counter()
+        self.read = self.written = 0
+
+    def add(self, method: str, resp: Resp) -> Resp:
+        """Count one operation; returns ``resp``."""
+        self.ops[method] += 1
+        read, written = rows_of(method, resp)
+        self.read += read
+        self.written += written
+        return resp
+
+    def stamp(self, resp: Resp) -> Resp:
+        """Put the totals on the outer response."""
+        resp.read_rows, resp.write_rows, resp.ops = self.read, self.written, self.ops
+        return resp
 
 
 class _Rollback(Exception):
@@ -121,16 +143,17 @@ def run_batch(svc: DVService, req: Req, api: str) -> Resp:
     continue_on_error = "odata.continue-on-error" in req.prefer()
     out: list[str] = []
     boundary = f"batchresponse_{uuid.uuid4()}"
+    tally = _Tally()
     for item in plan:
         if isinstance(item, list):
-            resp, body = _changeset(svc, req, api, item)
+            resp, body = _changeset(svc, req, api, item, tally)
         else:
-            resp = _execute(svc, req, api, *item, ids={})
+            resp = tally.add(item[0], _execute(svc, req, api, *item, ids={}))
             body = _http_part(resp)
         if resp.status >= 400 and not continue_on_error:
-            return _multipart(resp.status, boundary, [body])
+            return tally.stamp(_multipart(resp.status, boundary, [body]))
         out.append(body)
-    return _multipart(200, boundary, out)
+    return tally.stamp(_multipart(200, boundary, out))
 
 
 def _multipart(status: int, boundary: str, parts: list[str]) -> Resp:
@@ -140,7 +163,8 @@ def _multipart(status: int, boundary: str, parts: list[str]) -> Resp:
 
 
 def _changeset(svc: DVService, req: Req, api: str,
-               reqs: list[tuple[str, str, dict[str, str], bytes]]) -> tuple[Resp, str]:
+               reqs: list[tuple[str, str, dict[str, str], bytes]],
+               tally: _Tally) -> tuple[Resp, str]:
     ids: dict[str, str] = {}
     results: list[tuple[Resp, str | None]] = []
     try:
@@ -151,7 +175,8 @@ def _changeset(svc: DVService, req: Req, api: str,
                     raise _Rollback(error_resp(400, "0x80040203", "GET requests are not "
                                                                   "allowed inside a change "
                                                                   "set."))
-                resp = _execute(svc, req, api, method, url, headers, body, ids)
+                resp = tally.add(method, _execute(svc, req, api, method, url, headers, body,
+                                                  ids))
                 if resp.status >= 400:
                     raise _Rollback(resp)
                 eid = resp.header("OData-EntityId")

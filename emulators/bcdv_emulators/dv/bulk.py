@@ -91,10 +91,13 @@ def bulk(svc: DVService, req: Req, api: str, ent: EntityDef, message: str) -> Re
     if message == "CreateMultiple":
         doc: dict[str, Any] = {"@odata.context": f"{api}/$metadata#Microsoft.Dynamics.CRM."
                                                  "CreateMultipleResponse", "Ids": ids}
-        return svc._ok(200, doc, entity=ent.set_name)
-    # UpdateMultiple and UpsertMultiple: 204, no body (UpsertMultipleResponse is not returned
-    # by the Web API, so which targets were created is not reported).
-    return Resp(204, b"", [], ent.set_name)
+        resp = svc._ok(200, doc, entity=ent.set_name)
+    else:
+        # UpdateMultiple and UpsertMultiple: 204, no body (UpsertMultipleResponse is not
+        # returned by the Web API, so which targets were created is not reported).
+        resp = Resp(204, b"", [], ent.set_name)
+    resp.write_rows = len(targets)
+    return resp
 
 
 def _target_key(svc: DVService, ent: EntityDef, t: dict[str, Any]) -> tuple[str, Any]:

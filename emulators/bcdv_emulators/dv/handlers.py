@@ -274,7 +274,9 @@ def list_rows(svc: DVService, req: Req, api: str, ent: EntityDef) -> Resp:
                       for k, v in keep)
         doc["@odata.nextLink"] = (f"{api}/{ent.set_name}?{qs + '&' if qs else ''}"
                                   f"$skiptoken={quote(cookie, safe='')}")
-    return svc._ok(200, doc, headers, ent.set_name)
+    resp = svc._ok(200, doc, headers, ent.set_name)
+    resp.read_rows = len(rows)
+    return resp
 
 
 def page_size(svc: DVService, req: Req) -> tuple[int, list[tuple[str, str]]]:

@@ -11,7 +11,7 @@ from bcdv.clients.batch import BatchOp, BatchResult
 from bcdv.clients.business_central import BusinessCentralClient
 from bcdv.clients.dataverse import DataverseClient
 from bcdv.clients.odata import and_filters, compare, key_segment, parse_datetime
-from bcdv.errors import BcdvError, FatalApiError
+from bcdv.errors import BcdvError, ConcurrencyError, FatalApiError
 from bcdv.mapping.model import Side
 
 # Date headers have whole seconds and several web servers serve one service: stay a little
@@ -41,8 +41,11 @@ class WriteItem:
 
 
 def _failure(result: BatchResult) -> FatalApiError:
-    return FatalApiError(result.status or 0, result.error_code or "",
-                         result.error_message or f"batch operation {result.state}")
+    """A refused batch operation, classified as a single request's answer would be."""
+    status, code = result.status or 0, result.error_code or ""
+    changed = status == 412 or (status == 409 and code == "Request_EntityChanged")
+    cls = ConcurrencyError if changed else FatalApiError
+    return cls(status, code, result.error_message or f"batch operation {result.state}")
 
 
 class BusinessCentralAdapter:

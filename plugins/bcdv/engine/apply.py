@@ -35,8 +35,8 @@ from bcdv.engine.outcome import failure_result, skipped_message
 from bcdv.engine.report import ACTION_RESULT, PassReport, RecordOutcome
 from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
 from bcdv.engine.transform import side_fields, write_key
-from bcdv.engine.values import canon, row_hash
-from bcdv.errors import FatalApiError
+from bcdv.engine.values import canon, row_hash, same
+from bcdv.errors import ConcurrencyError, FatalApiError
 from bcdv.mapping.model import Direction, TableMapping
 from bcdv.settings import load_settings
 from bcdv.state.store import Stamp
@@ -86,7 +86,7 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
         elif isinstance(action, Insert | Update):
             buffer.append(action)
             if len(buffer) >= size:
-                _flush(ctx, mapping, state, sides, buffer)
+                resumes.extend(_flush(ctx, mapping, state, sides, buffer))
                 buffer = []
         else:
             # Outcomes of actions that write nothing to a service (or are safe to redo) are
@@ -96,7 +96,7 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
                 write_jsonl(state.outcomes_file, quiet, append=True)
                 quiet = []
     if buffer:
-        _flush(ctx, mapping, state, sides, buffer)
+        resumes.extend(_flush(ctx, mapping, state, sides, buffer))
     if resumes:
         quiet.extend(_resume_bc_creates(ctx, mapping, state, sides, resumes))
     write_jsonl(state.outcomes_file, quiet, append=True)
@@ -119,10 +119,32 @@ def _already_applied(ctx: SyncContext, mapping: TableMapping, state: PassState,
                     strict=True))
 
 
+def _unconfirmed_bc_creates(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
+                           actions: list[Insert | Update]) -> set[str]:
+    """Business Central creates an earlier try of this load already sent (their intent was
+    recorded after the plan was made, so the plan could not mark them ``look_up_first``): a
+    try killed after its POST and before its stamp. Sending them again would make a second
+    record; they are resumed instead (found by their values, see lost_creates.py)."""
+    if sides.target_system != "business_central":
+        return set()
+    ids = [a.source_id for a in actions if isinstance(a, Insert)]
+    if not ids:
+        return set()
+    frame = ctx.state.couplings(mapping.name, dv_ids=ids)
+    if frame.empty:
+        return set()
+    return set(frame.loc[frame["pending"].astype(bool), "dv_id"].astype(str))
+
+
 def _flush(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
-           actions: list[Insert | Update]) -> None:
+           actions: list[Insert | Update]) -> list[Insert]:
+    """Write one batch; returns the creates to resume rather than send (see
+    ``_unconfirmed_bc_creates``)."""
     applied = _already_applied(ctx, mapping, state, sides, actions)
-    todo = [a for a in actions if a.source_id not in applied]
+    unconfirmed = _unconfirmed_bc_creates(ctx, mapping, sides, actions)
+    resume = [a for a in actions if isinstance(a, Insert) and a.source_id in unconfirmed
+              and a.source_id not in applied]
+    todo = [a for a in actions if a.source_id not in applied and a.source_id not in unconfirmed]
     outcomes = [_outcome(a, target_id=applied[a.source_id]) for a in actions
                 if a.source_id in applied]
     bc_first = sides.source_system == "business_central"
@@ -141,6 +163,7 @@ def _flush(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pas
              for a in todo]
     results = ctx.adapter(sides.target_system).write_many(
         sides.target, items, select=side_fields(mapping, sides.target_system)) if items else []
+    results = _confirm_own_updates(ctx, mapping, sides, todo, results)
     stamps = []
     for action, result in zip(todo, results, strict=True):
         outcome = _outcome(action)
@@ -159,6 +182,35 @@ def _flush(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pas
         outcomes.append(outcome)
     ctx.state.stamp_many(mapping.name, state.direction, state.job_id, stamps)
     write_jsonl(state.outcomes_file, outcomes, append=True)
+    return resume
+
+
+def _confirm_own_updates(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
+                         todo: list[Insert | Update], results: list[Written | FatalApiError]
+                         ) -> list[Written | FatalApiError]:
+    """Updates refused because the record changed since the plan read it (Business Central
+    409 Request_EntityChanged, Dataverse 412) are read again: when the record already holds
+    every value the update sends, the change was this load's own (a try killed after its
+    write and before its stamp) or somebody made the same change, and the update counts as
+    written. Otherwise the refusal stands: somebody else changed the record."""
+    stale = [i for i, (a, r) in enumerate(zip(todo, results, strict=True))
+             if isinstance(a, Update) and isinstance(r, ConcurrencyError) and a.changes]
+    if not stale:
+        return results
+    key, modified_on = sides.target.key, sides.target.modified_on
+    columns = sorted({key, modified_on, *side_fields(mapping, sides.target_system)})
+    ids = [str(todo[i].target_id) for i in stale]
+    rows = {str(r.get(key)): r for r in ctx.adapter(sides.target_system).fetch(
+        sides.target, ids, columns)}
+    out = list(results)
+    for i in stale:
+        action = todo[i]
+        row = rows.get(str(action.target_id))
+        if isinstance(action, Update) and row is not None and all(f in row and same(row[f], new)
+                                   for f, (_old, new) in action.changes.items()):
+            out[i] = Written(str(action.target_id), parse_datetime(row.get(modified_on)),
+                             row.get("@odata.etag"), False, row)
+    return out
 
 
 def _outcome(action: Action, target_id: str | None = None) -> dict[str, Any]:

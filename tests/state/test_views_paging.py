@@ -5,8 +5,8 @@ clause shared by the CLI list, the pages and ``search_couplings``."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import event, update

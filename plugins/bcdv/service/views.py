@@ -15,6 +15,8 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
+from bcdv.clients.odata import and_filters, quote
+from bcdv.engine.context import SyncContext
 from bcdv.mapping.model import TableMapping
 from bcdv.state.pages import ListFilter
 from bcdv.state.schema import jobs, record_errors
@@ -248,3 +250,52 @@ def day_window(since: str | None, until: str | None) -> tuple[datetime | None,
 
     start, end = day(since, "from"), day(until, "to")
     return start, end + timedelta(days=1) if end is not None else None
+
+
+# -- records of either side found by name (the page that couples a chosen pair) ---------------
+SEARCH_LIMIT = 20
+
+
+def search_records(ctx: SyncContext, mapping: TableMapping, system: str, text: str, *,
+                   limit: int = SEARCH_LIMIT) -> list[dict[str, Any]]:
+    """Up to ``limit`` records of one side whose name contains ``text`` (one page of the
+    API, ``$filter=contains(<name field>,'text')``; case-sensitive in Business Central, not
+    in Dataverse), each with ``id``, ``name`` and the id it is coupled to (``coupled``)."""
+    side = mapping.business_central if system == "business_central" else mapping.dataverse
+    text = text.strip()
+    if not text or not side.name_field:
+        return []
+    criteria = and_filters(side.filter, f"contains({side.name_field},{quote(text)})")
+    select_ = [side.key, side.name_field]
+    if system == "business_central":
+        pages = ctx.business_central.client.iter_pages(side.entity_set, filter=criteria,
+                                                       select=select_, page_size=limit)
+    else:
+        pages = ctx.dataverse.client.iter_pages(side.entity_set, filter=criteria,
+                                                select=select_, page_size=limit)
+    rows = next(iter(pages), [])[:limit]
+    column = "bc_id" if system == "business_central" else "dv_id"
+    out = []
+    for row in rows:
+        record_id = str(row.get(side.key) or "").lower()
+        coupling = ctx.state.coupling(mapping.name, **{column: record_id})
+        other = "dv_id" if column == "bc_id" else "bc_id"
+        out.append({"id": record_id, "name": str(row.get(side.name_field) or ""),
+                    "coupled": (coupling or {}).get(other) if coupling and not
+                    coupling["pending"] else None})
+    return out
+
+
+def get_record(ctx: SyncContext, mapping: TableMapping, system: str,
+               record_id: str) -> dict[str, Any] | None:
+    """One record of a side by id as ``{id, name}``, or None when it does not exist."""
+    if system == "business_central":
+        side, row = mapping.business_central, ctx.business_central.client.get(
+            mapping.business_central.entity_set, record_id)
+    else:
+        side, row = mapping.dataverse, ctx.dataverse.client.get(
+            mapping.dataverse.entity_set, record_id)
+    if row is None:
+        return None
+    return {"id": str(row.get(side.key) or record_id).lower(),
+            "name": str(row.get(side.name_field or "") or "")}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["fastapi_app", "nav_view"]
+__all__ = ["NAV_LABEL", "fastapi_app", "nav_view"]
 
 
 def fastapi_app() -> dict[str, Any]:
@@ -14,7 +14,13 @@ def fastapi_app() -> dict[str, Any]:
     return {"app": app, "url_prefix": URL_PREFIX, "name": "bcdv"}
 
 
+NAV_LABEL = "BC ⇄ DV"
+"""The navigation button's label: Airflow 3 shows a plugin's single nav link as a 56 px
+button whose label is cut with an ellipsis (a longer name read "Datavers..."); the page
+itself says Business Central ⇄ Dataverse in full."""
+
+
 def nav_view() -> dict[str, Any]:
     """The ``external_views`` entry: a link in the UI's navigation, shown inside Airflow."""
-    return {"name": "Dataverse sync", "href": "/bcdv/", "destination": "nav",
-            "url_route": "bcdv"}
+    return {"name": NAV_LABEL, "href": "/bcdv/", "destination": "nav", "url_route": "bcdv",
+            "icon": "/bcdv/static/icon.svg"}

@@ -9,7 +9,6 @@ record sync and its result. Who may see and do what: :mod:`bcdv.airflow.ui.secur
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -21,52 +20,19 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from bcdv import service
-from bcdv.airflow.ui import airflow_api, security
+from bcdv.airflow.ui import actions, airflow_api, lists, security
 from bcdv.airflow.ui.chart import records_chart
+from bcdv.airflow.ui.context import _mapping, mappings, run_id_of, store
+from bcdv.airflow.ui.context import _store as _store  # re-exported: the tests clear it
+from bcdv.airflow.ui.context import mappings_dir as mappings_dir
 from bcdv.clients.odata import InvalidValue, guid
 from bcdv.errors import BcdvError
 from bcdv.service import views
+from bcdv.state.pages import COUPLING_STATUSES, ERROR_STATUSES, JOB_STATUSES, ListFilter
 
 URL_PREFIX = "/bcdv"
 HERE = Path(__file__).resolve().parent
 TERMINAL = {"success", "failed"}
-
-
-@lru_cache(maxsize=4)
-def _store(url: str) -> Any:
-    from bcdv.state.store import StateStore
-
-    return StateStore(url)
-
-
-def store() -> Any:
-    """The state store (``BCDV_STATE_URL`` / connection ``bcdv_state``, through the hooks)."""
-    from bcdv.airflow.hooks import state_url
-
-    return _store(state_url())
-
-
-def mappings_dir() -> Path:
-    """``BCDV_MAPPINGS_DIR``, else include/mappings beside the DAGs folder (as the DAGs)."""
-    from airflow.configuration import conf
-
-    from bcdv.airflow.tasks import mappings_dir as resolve
-
-    return resolve(Path(conf.get("core", "dags_folder")) / "bcdv.py")
-
-
-def mappings() -> dict[str, Any]:
-    """The effective table mappings, by name."""
-    from bcdv.mapping import load_mappings
-
-    return load_mappings(mappings_dir())
-
-
-def _mapping(name: str) -> Any:
-    found = mappings().get(name.upper())
-    if found is None:
-        raise HTTPException(status_code=404, detail=f"no table mapping {name!r}")
-    return found
 
 
 def create_app() -> FastAPI:
@@ -75,6 +41,8 @@ def create_app() -> FastAPI:
     app.state.url_prefix = URL_PREFIX
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["chart"] = records_chart
+    templates.env.globals["with_query"] = lists.with_query
+    templates.env.globals["page_sizes"] = views.PAGE_SIZES
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     def page(request: Request, viewer: security.Viewer, name: str, **ctx: Any) -> Response:
@@ -135,26 +103,40 @@ def create_app() -> FastAPI:
 
     @app.get("/couplings", response_class=HTMLResponse)
     def couplings_page(request: Request, mapping: str = "CUSTOMER", q: str = "",
-                       skipped: bool = False) -> Response:
+                       status: str = "", skipped: bool = False) -> Response:
         m = _mapping(mapping)
-        rows = views.list_couplings(store(), m, search=q, skipped=skipped, limit=200)
+        if skipped and not status:  # the links of earlier versions
+            status = "skipped"
+        since, until, bad = lists.window(request)
+        flt = views.coupling_filter(m, search=q, status=status, since=since, until=until)
+        rows = views.coupling_page(store(), m, flt, **lists.paging(request))
         return page(request, viewer_of(request), "couplings.html", m=m, rows=rows, q=q,
-                    skipped=skipped, names=sorted(mappings()),
-                    counts=store().counts(m.name))
+                    status=status, statuses=COUPLING_STATUSES, names=sorted(mappings()),
+                    counts=store().counts(m.name), bad_filter=bad)
 
     @app.get("/errors", response_class=HTMLResponse)
-    def errors_page(request: Request, mapping: str = "", resolved: bool = False) -> Response:
+    def errors_page(request: Request, mapping: str = "", status: str = "open", code: str = "",
+                    q: str = "", resolved: bool = False) -> Response:
         name = _mapping(mapping).name if mapping else None
-        rows = store().errors(name, include_resolved=resolved, limit=500)
+        if resolved and status == "open":  # the links of earlier versions
+            status = "all"
+        since, until, bad = lists.window(request)
+        flt = ListFilter(mapping=name, status=status, code=code, search=q, since=since,
+                         until=until)
+        rows = views.error_page(store(), flt, **lists.paging(request))
         return page(request, viewer_of(request), "errors.html", rows=rows, mapping=name or "",
-                    resolved=resolved, names=sorted(mappings()))
+                    status=status, statuses=ERROR_STATUSES, code=code, q=q,
+                    codes=store().error_codes(name), names=sorted(mappings()), bad_filter=bad)
 
     @app.get("/log", response_class=HTMLResponse)
-    def log_page(request: Request, mapping: str = "") -> Response:
+    def log_page(request: Request, mapping: str = "", status: str = "", q: str = "") -> Response:
         name = _mapping(mapping).name if mapping else None
-        jobs = store().jobs(name, limit=300)
+        since, until, bad = lists.window(request)
+        flt = ListFilter(mapping=name, status=status, search=q, since=since, until=until)
+        jobs = views.job_page(store(), flt, **lists.paging(request))
         return page(request, viewer_of(request), "log.html", jobs=jobs, mapping=name or "",
-                    names=sorted(mappings()))
+                    status=status, statuses=JOB_STATUSES, q=q, names=sorted(mappings()),
+                    bad_filter=bad)
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse)
     def run_page(request: Request, run_id: str) -> Response:
@@ -189,7 +171,7 @@ def create_app() -> FastAPI:
         m = _mapping(str(form.get("mapping", "")))
         try:
             done = service.uncouple(store(), m, str(form.get("record_id", "")),
-                                    run_id=_run_id(viewer))
+                                    run_id=run_id_of(viewer))
         except BcdvError as exc:  # not a GUID; the mapping locked by a running sync
             return back(request, form, err=str(exc))
         if done.coupling is None:
@@ -205,7 +187,7 @@ def create_app() -> FastAPI:
         bc_id, dv_id = str(form.get("bc_id", "")), str(form.get("dv_id", ""))
         try:  # the ids reach OData URLs on the next run: GUIDs only (checked by the service)
             if not service.recouple(store(), m, bc_id=bc_id, dv_id=dv_id,
-                                    run_id=_run_id(viewer)):
+                                    run_id=run_id_of(viewer)):
                 return back(request, form, err=f"{bc_id} or {dv_id} is already coupled")
         except BcdvError as exc:
             return back(request, form, err=str(exc))
@@ -217,7 +199,7 @@ def create_app() -> FastAPI:
         m = _mapping(str(form.get("mapping", "")))
         try:
             done = service.restore(store(), m, str(form.get("record_id", "")),
-                                   run_id=_run_id(viewer))
+                                   run_id=run_id_of(viewer))
         except BcdvError as exc:
             return back(request, form, err=str(exc))
         if done.coupling is None:
@@ -247,13 +229,9 @@ def create_app() -> FastAPI:
             return back(request, form, err=str(exc))
         return RedirectResponse(f"{URL_PREFIX}/runs/{run_id}", status_code=303)
 
+    actions.register(app, actions.Kit(page=page, action=action, back=back,
+                                      viewer_of=viewer_of))
     return app
-
-
-def _run_id(viewer: security.Viewer) -> str:
-    """The lock owner of a page action: who did it, and a unique suffix."""
-    who = "".join(c if c.isalnum() else "_" for c in viewer.name or "")
-    return service.new_run_id(f"ui__{who[:40]}" if who else "ui")
 
 
 def _nonce_cookie(resp: Response, viewer: security.Viewer) -> None:

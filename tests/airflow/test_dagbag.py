@@ -90,3 +90,32 @@ def test_record_and_all_modified_dags(dagbag) -> None:
     check = everything.get_task("check_failed_records")
     assert check.upstream_task_ids == syncs and check.trigger_rule == "none_failed"
     assert "sync_vendor" in everything.get_task("sync_contact").upstream_task_ids
+
+
+def test_shipped_dags_are_built_from_the_operators(dagbag) -> None:
+    """The shipped DAGs run bcdv's operators (docs/operators.md), driven by the trigger form
+    through their templated arguments, not task functions of their own."""
+    from bcdv.airflow import operators as ops
+
+    customer = dagbag.dags["bcdv_sync_customer"]
+    kinds = {t.task_id: type(t).__name__ for t in customer.tasks}
+    assert kinds == {
+        "couple": "BcdvCoupleOperator", "commit": "BcdvCommitOperator",
+        "check_failed_records": "BcdvCheckOperator",
+        **{f"{d}.{s}": f"Bcdv{s.title()}Operator" for d in ("to_dataverse",
+                                                             "to_business_central")
+           for s in ("extract", "transform", "load")}}
+    extract = customer.get_task("to_dataverse.extract")
+    assert (extract.mode, extract.dry_run_arg, extract.since) == (
+        "{{ 'full' if params.full else 'modified' }}", "{{ params.dry_run }}",
+        "{{ params.resync_from }}")
+    assert customer.render_template_as_native_obj
+    full = dagbag.dags["bcdv_full_sync"]
+    assert isinstance(full.get_task("lock_mappings"), ops.BcdvLockOperator)
+    assert isinstance(full.get_task("release_locks"), ops.BcdvUnlockOperator)
+    assert full.get_task("customer.to_dataverse.load").operator_class is ops.BcdvLoadOperator
+    assert full.get_task("contact.couple").enabled == "{{ 'CONTACT' in params.mappings }}"
+    everything = dagbag.dags["bcdv_sync_all_modified"]
+    sync = everything.get_task("sync_customer")
+    assert isinstance(sync, ops.BcdvSyncOperator) and sync.skip_when_locked
+    assert not sync.per_task_run_id  # jobs carry the Airflow run id, as the alert expects

@@ -3,12 +3,16 @@
 One DAG file per mapping (dags/bcdv_sync_<name>.py) calls :func:`mapping_dag`, so a broken
 mapping is an import error of its own file while the other mappings' DAGs still load.
 
-Shape: ``couple`` (takes the mapping's run lock, then match-based coupling for a full sync)
--> per pass a task group ``extract -> transform -> load`` (staged files under
-``BCDV_STAGING_DIR`` passed by reference) -> ``commit`` (job log, watermarks, releases the
-lock, updates the mapping's Asset) -> ``check_failed_records`` (fails the run when records
-failed beyond the mapping's threshold). A failed run releases its lock in the DAG's failure
-callback, which also sends the one alert of the run.
+Built from bcdv's stage operators (:mod:`bcdv.airflow.operators`, the ones users' DAGs can
+use): ``couple`` (:class:`~bcdv.airflow.operators.BcdvCoupleOperator`: takes the mapping's
+run lock, then match-based coupling for a full sync) -> per pass a task group ``extract ->
+transform -> load`` (staged files under ``BCDV_STAGING_DIR`` passed by reference) ->
+``commit`` (job log, watermarks, releases the lock, updates the mapping's Asset) ->
+``check_failed_records`` (:class:`~bcdv.airflow.operators.BcdvCheckOperator`: fails the run
+when records failed beyond the mapping's threshold). The trigger form's params drive the
+operators' templated ``mode``/``dry_run``/window (the DAG renders templates as native
+objects). A failed run releases its lock in the DAG's failure callback, which also sends the
+one alert of the run.
 """
 
 from __future__ import annotations
@@ -19,10 +23,18 @@ from functools import wraps
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Asset, Param, TaskGroup, get_current_context, task
+from airflow.sdk import DAG, Asset, Param, TaskGroup, get_current_context
 
 from bcdv.airflow import tasks
 from bcdv.airflow.notifiers import BcdvAlertNotifier, record_task_error
+from bcdv.airflow.operators import (
+    BcdvCheckOperator,
+    BcdvCommitOperator,
+    BcdvCoupleOperator,
+    BcdvExtractOperator,
+    BcdvLoadOperator,
+    BcdvTransformOperator,
+)
 from bcdv.mapping.loader import load_mapping_file
 from bcdv.settings import load_settings
 
@@ -106,21 +118,20 @@ def failure_callbacks(mappings: list[str], thresholds: dict[str, int | None]) ->
     }
 
 
-def outcome_check(thresholds: dict[str, int | None],
-                  trigger_rule: str = "all_success") -> Callable[..., Any]:
-    """The run's last task: fails (no retry) when records failed beyond a mapping's
-    threshold (``thresholds``: per mapping, None = the ``bcdv_failed_records_threshold``
-    setting, default 0 = any new failure). It runs after every commit, so watermarks and
-    retries are those of the committed passes; a dry run never fails it."""
-    @task(task_id=tasks.CHECK_TASK, retries=0, trigger_rule=trigger_rule,
-          doc_md="Fails when records failed in this run beyond the mapping's threshold "
-                 "(see `bcdv errors list -m NAME` or the bcdv Errors page).")
-    @guarded
-    def check_failed_records(results: list[Any]) -> dict[str, Any]:
-        ctx = get_current_context()
-        return tasks.check_outcome(list(results or []), thresholds,
-                                   bool(ctx["params"].get("dry_run")))
-    return check_failed_records
+def outcome_check(thresholds: dict[str, int | None], results: list[Any],
+                  trigger_rule: str = "all_success") -> BcdvCheckOperator:
+    """The run's last task, ``check_failed_records``: fails (no retry) when records failed
+    beyond a mapping's threshold (``thresholds``: per mapping, None = the
+    ``bcdv_failed_records_threshold`` setting, default 0 = any new failure). It runs after
+    every commit (``results``: their outputs), so watermarks and retries are those of the
+    committed passes; a dry run never fails it."""
+    return BcdvCheckOperator(task_id=tasks.CHECK_TASK, results=results, thresholds=thresholds,
+                             dry_run="{{ params.dry_run }}", trigger_rule=trigger_rule)
+
+
+# The trigger form's choices as the operators' templated arguments.
+RUN_MODE = "{{ 'full' if params.full else 'modified' }}"
+DRY_RUN = "{{ params.dry_run }}"
 
 
 def sync_params() -> dict[str, Param]:
@@ -153,44 +164,7 @@ def mapping_dag(file_name: str, dag_file: str | None = None) -> DAG:
     """The ``bcdv_sync_<name>`` DAG of one mapping file (found beside ``dag_file``'s dags/)."""
     path = tasks.mappings_dir(dag_file) / file_name
     mapping = load_mapping_file(path).mapping
-    mapping_file = str(path)
     name = mapping.name
-
-    @task(task_id="couple")
-    @guarded
-    def couple() -> dict[str, Any]:
-        ctx = get_current_context()
-        params = dict(ctx["params"])
-        tasks.acquire_lock(name, ctx["run_id"], ctx["dag_run"].run_type,
-                           wait_seconds=float(params.get("lock_wait_seconds") or 0))
-        return tasks.couple(mapping_file, params, ctx["run_id"])
-
-    @task(task_id="extract")
-    @guarded
-    def extract(direction: str) -> str:
-        ctx = get_current_context()
-        params = dict(ctx["params"])
-        window = tasks.backfill_window(params, ctx["dag_run"].run_type,
-                                       (ctx.get("data_interval_start"),
-                                        ctx.get("data_interval_end")))
-        return tasks.extract_pass(mapping_file, direction, params, ctx["run_id"], window)
-
-    @task(task_id="transform")
-    @guarded
-    def transform(directory: str) -> str:
-        return tasks.plan_pass(mapping_file, directory)
-
-    @task(task_id="load")
-    @guarded
-    def load(directory: str) -> str:
-        return tasks.load_pass(mapping_file, directory,
-                               get_current_context()["ti"].try_number)
-
-    @task(task_id="commit", outlets=[mapping_asset(name)])
-    @guarded
-    def commit(directories: list[str]) -> list[dict[str, Any]]:
-        return tasks.commit_passes(mapping_file, directories, get_current_context()["run_id"])
-
     thresholds = {name: mapping.alerts.failed_records_threshold}
     with DAG(
         dag_id=mapping.dag_id,
@@ -202,6 +176,7 @@ def mapping_dag(file_name: str, dag_file: str | None = None) -> DAG:
         default_args=default_args(),
         tags=["bcdv", f"mapping:{name}"],
         params=sync_params(),
+        render_template_as_native_obj=True,
         **failure_callbacks([name], thresholds),
         doc_md=f"Synchronises **{name}**: {mapping.business_central.entity_set} "
                f"(Business Central) ⇄ {mapping.dataverse.entity_set} (Dataverse), "
@@ -210,13 +185,25 @@ def mapping_dag(file_name: str, dag_file: str | None = None) -> DAG:
                "without moving the watermark. A run that finds the mapping locked by another "
                "run (e.g. `bcdv_full_sync`) skips when scheduled and fails when manual.",
     ) as dag:
+        common: dict[str, Any] = {"mapping": name, "mappings_dir": str(Path(path).parent)}
+        previous: Any = BcdvCoupleOperator(
+            task_id="couple", mode=RUN_MODE, dry_run=DRY_RUN,
+            couple_first="{{ params.couple_first }}",
+            lock_wait="{{ params.lock_wait_seconds }}", **common)
         loaded = []
-        previous = couple()
         for direction in mapping.passes():
             with TaskGroup(group_id=direction.value) as group:
-                done = load(transform(extract(direction.value)))
+                extracted = BcdvExtractOperator(
+                    task_id="extract", direction=direction.value, mode=RUN_MODE,
+                    dry_run=DRY_RUN, since="{{ params.resync_from }}",
+                    until="{{ params.resync_until }}", **common)
+                planned = BcdvTransformOperator(task_id="transform", staged=extracted.output,
+                                                **common)
+                done = BcdvLoadOperator(task_id="load", staged=planned.output, **common)
             previous >> group
             previous = group
-            loaded.append(done)
-        outcome_check(thresholds)([commit(loaded)])
+            loaded.append(done.output)
+        committed = BcdvCommitOperator(task_id="commit", staged=loaded,
+                                       outlets=[mapping_asset(name)], **common)
+        outcome_check(thresholds, [committed.output])
     return dag

@@ -1,7 +1,9 @@
 """The multi-mapping DAGs: ``bcdv_full_sync``, ``bcdv_sync_record``, ``bcdv_sync_all_modified``.
 
-``bcdv_full_sync`` and ``bcdv_sync_all_modified`` end with ``check_failed_records``, which
-fails the run (after every commit) when records failed beyond a mapping's threshold.
+``bcdv_full_sync`` and ``bcdv_sync_all_modified`` are built from bcdv's operators
+(:mod:`bcdv.airflow.operators`: the stage operators, ``BcdvSyncOperator``) and end with
+``check_failed_records``, which fails the run (after every commit) when records failed beyond
+a mapping's threshold.
 
 Built from the lenient catalog of include/mappings (names, dependencies, directions): no
 network or database access at parse time, and a broken mapping file fails only its own tasks.
@@ -15,11 +17,23 @@ from airflow.sdk import DAG, Param, TaskGroup, get_current_context, task
 
 from bcdv.airflow import catalog, operations, tasks
 from bcdv.airflow.dag_factory import (
+    DRY_RUN,
     START_DATE,
     default_args,
     failure_callbacks,
     guarded,
     outcome_check,
+)
+from bcdv.airflow.operators import (
+    BcdvCommitOperator,
+    BcdvCoupleOperator,
+    BcdvExtractOperator,
+    BcdvLoadOperator,
+    BcdvLockOperator,
+    BcdvSplitOperator,
+    BcdvSyncOperator,
+    BcdvTransformOperator,
+    BcdvUnlockOperator,
 )
 from bcdv.settings import load_settings
 
@@ -37,67 +51,7 @@ def full_sync_dag(dag_file: str | None = None) -> DAG:
     """``bcdv_full_sync``: every selected mapping in full mode, dependency wave by wave."""
     entries, waves = _catalog(dag_file)
     names = list(entries)
-    files = {n: str(e.path) for n, e in entries.items()}
     parallel = load_settings().max_parallel_loads
-
-    @task(task_id="lock_mappings")
-    @guarded
-    def lock_mappings() -> list[str]:
-        ctx = get_current_context()
-        chosen = list(ctx["params"].get("mappings") or [])
-        unknown = sorted(set(chosen) - set(names))
-        if unknown:
-            from airflow.sdk.exceptions import AirflowFailException
-
-            raise AirflowFailException(f"unknown mapping(s) {', '.join(unknown)}; known: "
-                                       f"{', '.join(names)}")
-        return operations.lock_all([n for n in names if n in chosen], ctx["run_id"],
-                                   float(ctx["params"].get("lock_wait_seconds") or 0))
-
-    @task(task_id="release_locks")
-    def release_locks(locked: list[str]) -> list[str]:
-        return operations.release_all(list(locked or []), get_current_context()["run_id"])
-
-    @task(task_id="couple")
-    @guarded
-    def couple(name: str) -> dict[str, Any]:
-        ctx = get_current_context()
-        if not operations.selected(ctx["params"], name):
-            return {"selected": False}
-        return tasks.couple(files[name], operations.full_params(ctx["params"]), ctx["run_id"])
-
-    @task(task_id="extract")
-    @guarded
-    def extract(name: str, direction: str) -> str:
-        ctx = get_current_context()
-        if not operations.selected(ctx["params"], name):
-            return ""
-        return tasks.extract_pass(files[name], direction,
-                                  operations.full_params(ctx["params"]), ctx["run_id"])
-
-    @task(task_id="transform")
-    @guarded
-    def transform(name: str, directory: str) -> str:
-        return tasks.plan_pass(files[name], directory) if directory else ""
-
-    @task(task_id="split")
-    @guarded
-    def split(directory: str) -> list[str]:
-        size = int(get_current_context()["params"].get("chunk_size") or 5000)
-        return operations.split_plan(directory, size)
-
-    @task(task_id="load", max_active_tis_per_dagrun=parallel)
-    @guarded
-    def load(name: str, directory: str) -> str:
-        if not directory:
-            return ""
-        return tasks.load_pass(files[name], directory, get_current_context()["ti"].try_number)
-
-    @task(task_id="commit")
-    @guarded
-    def commit(name: str, directories: list[str]) -> list[dict[str, Any]]:
-        return operations.commit_full(files[name], list(directories),
-                                      get_current_context()["run_id"])
 
     with DAG(
         dag_id="bcdv_full_sync",
@@ -129,13 +83,15 @@ def full_sync_dag(dag_file: str | None = None) -> DAG:
                                        description="How long to wait for running syncs of "
                                        "the selected mappings to finish before failing."),
         },
+        render_template_as_native_obj=True,
         **failure_callbacks(names, _thresholds(entries)),
         doc_md="Full synchronisation (BC's 'Run Full Synch.') of the selected mappings, "
                "dependency wave by wave. Holds the run lock of every selected mapping for the "
                "whole run, so scheduled runs of those mappings' DAGs skip meanwhile; the "
                "watermarks it commits are where the scheduled runs continue.",
     ) as dag:
-        locked = lock_mappings()
+        locked = BcdvLockOperator(task_id="lock_mappings", mappings="{{ params.mappings }}",
+                                  known=names, lock_wait="{{ params.lock_wait_seconds }}")
         previous: list[Any] = [locked]
         last: list[Any] = []
         commits: list[Any] = []
@@ -143,29 +99,43 @@ def full_sync_dag(dag_file: str | None = None) -> DAG:
             current = []
             for name in wave:
                 entry = entries[name]
+                common: dict[str, Any] = {"mapping": name,
+                                          "mappings_dir": str(entry.path.parent)}
+                chosen = f"{{{{ {name!r} in params.mappings }}}}"
                 with TaskGroup(group_id=entry.slug) as group:
-                    step: Any = couple(name)
+                    step: Any = BcdvCoupleOperator(
+                        task_id="couple", mode="full", dry_run=DRY_RUN, lock=False,
+                        couple_first="{{ params.couple_first }}", enabled=chosen, **common)
                     directories = []
                     for direction in entry.passes:
                         with TaskGroup(group_id=direction):
-                            extracted = extract(name, direction)
+                            extracted = BcdvExtractOperator(
+                                task_id="extract", direction=direction, mode="full",
+                                dry_run=DRY_RUN, batch_size="{{ params.batch_size }}",
+                                enabled=chosen, **common)
                             step >> extracted
-                            directory = transform(name, extracted)
-                            loaded = load.partial(name=name).expand(directory=split(directory))
+                            planned = BcdvTransformOperator(
+                                task_id="transform", staged=extracted.output, **common)
+                            chunks = BcdvSplitOperator(task_id="split", staged=planned.output,
+                                                       chunk_size="{{ params.chunk_size }}")
+                            loaded = BcdvLoadOperator.partial(
+                                task_id="load", max_active_tis_per_dagrun=parallel, **common
+                            ).expand(staged=chunks.output)
                         step = loaded
-                        directories.append(directory)
-                    committed = commit(name, directories)
+                        directories.append(planned.output)
+                    committed = BcdvCommitOperator(task_id="commit", staged=directories,
+                                                   chunked=True, release_lock=False, **common)
                     step >> committed
-                    commits.append(committed)
+                    commits.append(committed.output)
                 for up in previous:
                     up >> group
                 current.append(group)
             previous, last = current, current
-        release = release_locks(locked)
+        release = BcdvUnlockOperator(task_id="release_locks", locked=locked.output)
         for group in last or [locked]:
             group >> release
         release.as_teardown(setups=locked)
-        outcome_check(_thresholds(entries))(commits)
+        outcome_check(_thresholds(entries), commits)
     return dag
 
 
@@ -233,16 +203,14 @@ def sync_all_modified_dag(dag_file: str | None = None) -> DAG:
     names = list(entries)
 
     def make(name: str) -> Any:
-        path = str(entries[name].path)
-
-        @task(task_id=f"sync_{entries[name].slug}", trigger_rule="none_failed")
-        @guarded
-        def sync() -> list[dict[str, Any]]:
-            ctx = get_current_context()
-            return operations.sync_modified(path, ctx["run_id"],
-                                            float(ctx["params"].get("lock_wait_seconds") or 0),
-                                            bool(ctx["params"].get("dry_run")))
-        return sync()
+        # The Airflow run id names the jobs (the alert and the pages find them by it); a
+        # mapping whose own run still holds its lock after the wait is skipped; the run's
+        # outcome is judged once, in check_failed_records.
+        return BcdvSyncOperator(task_id=f"sync_{entries[name].slug}", mapping=name,
+                                mappings_dir=str(entries[name].path.parent), mode="modified",
+                                dry_run=DRY_RUN, lock_wait="{{ params.lock_wait_seconds }}",
+                                skip_when_locked=True, per_task_run_id=False,
+                                fail_on_failed_records=False, trigger_rule="none_failed")
 
     with DAG(
         dag_id="bcdv_sync_all_modified",
@@ -260,6 +228,7 @@ def sync_all_modified_dag(dag_file: str | None = None) -> DAG:
                                        description="A mapping whose own run is still going "
                                        "after this long is skipped."),
         },
+        render_template_as_native_obj=True,
         **failure_callbacks(names, _thresholds(entries)),
         doc_md="BC's 'Synchronize Modified Records': one task per mapping, dependency wave "
                "by wave. Each mapping's task holds that mapping's run lock while it runs.",
@@ -274,6 +243,7 @@ def sync_all_modified_dag(dag_file: str | None = None) -> DAG:
             previous = current
             synced += current
         # A mapping skipped for its lock has no reports (None): the check still runs.
-        outcome_check(_thresholds(entries), trigger_rule="none_failed")(synced)
+        outcome_check(_thresholds(entries), [t.output for t in synced],
+                      trigger_rule="none_failed")
     return dag
 

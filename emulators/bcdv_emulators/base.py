@@ -19,6 +19,8 @@ Admin API (plainly not Microsoft's; loopback only, no auth), on every service:
   dropped without an answer: their client is gone)
 - ``GET|PUT /_emulator/throttling``                  -> see :class:`Throttling`
 - ``GET /_emulator/records/<entity>``                -> stored rows of an entity, as served
+- ``POST /_emulator/generate`` {"entity", "count", "start"} -> bulk rows for benchmarks (see
+  :mod:`bcdv_emulators.generate`)
 - ``GET|DELETE /_emulator/stats``                    -> requests by kind, rows, batch operations,
   429s, simulated delay and peak concurrency since the last reset (see
   :class:`bcdv_emulators.perf.Stats`)
@@ -706,6 +708,12 @@ class Service:
                         st.window.clear()
                     self._semaphore = None
                 return json_resp(200, asdict(st.throttling))
+            if what == "generate" and m == "POST" and getattr(self, "db", None) is not None:
+                from bcdv_emulators.generate import generate
+                with self.db_lock:
+                    n = generate(self.db, self.name, str(doc.get("entity")),
+                                 int(doc.get("count", 0)), int(doc.get("start", 1)))
+                return json_resp(200, {"generated": n, "entity": doc.get("entity")})
             if what == "stats":
                 if m == "DELETE":
                     st.stats.reset()

@@ -1,14 +1,34 @@
-"""``make bench``: benchmarks of the emulators alone and of the sync engine end to end.
+"""``make bench``: the sync engine against the emulators, next to the APIs' floor.
 
-1. Emulators alone (``python -m bcdv_emulators.bench``): UpsertMultiple and paging of
-   100,000 accounts, paging 100,000 BC customers, and "BC create cost at 2,000 and 50,000
-   customers" (ms per single POST at each size; that run fails if the ratio reaches 1.2).
-2. Engine: a full synchronisation of N synthetic Business Central customers to Dataverse
-   (match, create, commit) and then an incremental run with 1 % of them changed, through the
-   real clients over HTTPS, with the wall time, records per second and the peak memory of
-   this process (tracemalloc: Python allocations, which the chunked plan keeps bounded).
+Every scenario runs the real engine (``sync_mapping`` on the shipped CUSTOMER mapping) in a
+child process against emulators in a process of their own, and reports: wall time, records
+per second, HTTP requests by kind (from the emulators' ``/_emulator/stats``), the minimum
+number of requests the scenario needs, 429 answers, and the peak RSS of the child (``wait4``
+rusage; no tracemalloc). Two references are measured in the same run against the same
+emulator process:
 
-Prints JSON; no thresholds (figures are for the issue notes, not pass/fail).
+- the floor: read at the largest page (Business Central 20,000 rows, Dataverse 5,000) and
+  write with the fewest requests (Dataverse CreateMultiple 1,000 rows a request, Business
+  Central $batch of 100 operations), no transform, no state;
+- one request per record: the same reads, then one POST per record (measured on a sample of
+  ``--sample`` records and scaled to the scenario's count).
+
+Scenarios (``N`` = ``--size``/``BENCH_N``, default 10,000):
+
+- ``full_bc_to_dv``: full sync of N customers Business Central -> Dataverse, at N and at every
+  ``--sizes``/``BENCH_SIZES`` size (the memory curve);
+- ``reverse_echo``: the Dataverse -> Business Central pass right after it (only the engine's
+  own writes to read: nothing should be written);
+- ``incremental_1pct``: N/100 customers changed in Business Central, a scheduled run;
+- ``bidirectional_5pct``: 5 % changed on each side (disjoint records), a bidirectional run;
+- ``full_dv_to_bc``: full sync of N accounts Dataverse -> Business Central;
+- ``throttled``: ``--throttled-size`` customers with the service protection limits scaled
+  down (``--throttle``); checks every record arrived once and counts the 429 answers;
+- ``latency``: ``--latency-size`` customers with the emulators' ``cloud`` latency profile.
+
+Results: bench/results/latest.json, latest.md (a markdown table) and latest.png (a chart);
+``--readme`` copies the table into README.md between the bench markers.
+Figures only, no thresholds.
 """
 
 from __future__ import annotations
@@ -16,97 +36,761 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
+import os
 import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results"
+BC_PAGE, DV_PAGE, DV_BULK, BC_BATCH = 20_000, 5_000, 1_000, 100
+SERVICES = ("business_central", "dataverse")
+PREFIX = {"business_central": "bc", "dataverse": "dv"}
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+ACCOUNT_TYPE = "Microsoft.Dynamics.CRM.account"
+FLOOR_ACCOUNT_TYPE = 11  # "Other": outside the CUSTOMER mapping's Dataverse filter
+
+
+# --- the emulators -----------------------------------------------------------------------
+class Emulators:
+    """Emulators in their own process; admin calls, tokens and paging for the scripts."""
+
+    def __init__(self, endpoints: dict[str, Any]) -> None:
+        self.ep = endpoints
+        self.ca = str(endpoints["ca_bundle"])
+        self.session = requests.Session()
+        self._tokens: dict[str, str] = {}
+        bc = endpoints["business_central"]
+        self.bc_root = str(bc["base_url"])
+        self.company = str(bc["company_id"])
+        self.bc_customers = f"{self.bc_root}/companies({self.company})/customers"
+        self.dv_api = str(endpoints["dataverse"]["api_url"])
+
+    def origin(self, service: str) -> str:
+        """scheme://host:port of a service."""
+        url = self.bc_root if service == "business_central" else self.dv_api
+        return "/".join(url.split("/")[:3])
+
+    def admin(self, service: str, method: str, route: str,
+              doc: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``/_emulator/<route>`` of one service."""
+        r = self.session.request(method, f"{self.origin(service)}/_emulator/{route}", json=doc,
+                                 verify=self.ca, timeout=3600)
+        r.raise_for_status()
+        return dict(r.json())
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Both API services' statistics."""
+        return {s: self.admin(s, "GET", "stats") for s in SERVICES}
+
+    def reset_stats(self) -> None:
+        """Zero both services' statistics."""
+        for s in SERVICES:
+            self.admin(s, "DELETE", "stats")
+
+    def token(self, service: str) -> str:
+        """A client-credentials token for a service (cached)."""
+        if service not in self._tokens:
+            ident = self.ep["identity"]
+            scope = self.ep[service]["scope"]
+            r = self.session.post(f"{ident['authority']}/oauth2/v2.0/token", verify=self.ca,
+                                  timeout=60, data={
+                                      "grant_type": "client_credentials",
+                                      "client_id": ident["client_id"],
+                                      "client_secret": ident["client_secret"], "scope": scope})
+            r.raise_for_status()
+            self._tokens[service] = str(r.json()["access_token"])
+        return self._tokens[service]
+
+    def call(self, service: str, method: str, url: str, **kw: Any) -> requests.Response:
+        """One API request (retrying 429s after Retry-After, as any client must)."""
+        headers = {"Authorization": f"Bearer {self.token(service)}",
+                   "Accept": "application/json", **kw.pop("headers", {})}
+        while True:
+            r = self.session.request(method, url, headers=headers, verify=self.ca,
+                                     timeout=3600, **kw)
+            if r.status_code != 429:
+                r.raise_for_status()
+                return r
+            time.sleep(float(r.headers.get("Retry-After", "1")))
+
+    def pages(self, service: str, url: str, page: int) -> Iterator[list[dict[str, Any]]]:
+        """Follow @odata.nextLink at ``page`` rows a page."""
+        next_url: str | None = url
+        while next_url:
+            doc = self.call(service, "GET", next_url,
+                            headers={"Prefer": f"odata.maxpagesize={page}"}).json()
+            yield list(doc["value"])
+            next_url = doc.get("@odata.nextLink")
+
+    def read_all(self, service: str, url: str, page: int) -> list[dict[str, Any]]:
+        """Every row behind ``url``."""
+        return [row for p in self.pages(service, url, page) for row in p]
+
 
 @contextlib.contextmanager
-def _emulator_process(data_dir: Path, seed: str) -> Iterator[dict[str, Any]]:
-    """The emulators in their own process (as a real service would be), on free ports."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bcdv_emulators", "start", "--data-dir", str(data_dir),
-         "--seed", seed, "--identity-port", "0", "--bc-port", "0", "--dataverse-port", "0",
-         "--no-throttling"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def emulators(data_dir: Path, latency: str | None = None,
+              throttle: str | None = None) -> Iterator[Emulators]:
+    """``python -m bcdv_emulators start`` on free ports (seed ``empty``) until the block ends."""
+    cmd = [sys.executable, "-m", "bcdv_emulators", "start", "--data-dir", str(data_dir),
+           "--seed", "empty", "--identity-port", "0", "--bc-port", "0",
+           "--dataverse-port", "0"]
+    cmd += ["--throttle", throttle] if throttle else ["--no-throttling"]
+    if latency:
+        cmd += ["--latency", latency]
+    log = open(data_dir.parent / f"{data_dir.name}.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     endpoints = data_dir / "endpoints.json"
     try:
         deadline = time.monotonic() + 300
-        while not endpoints.exists():
+        while True:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"emulators did not start: {proc.stderr.read().decode()}")
+                raise RuntimeError("emulators did not start: "
+                                   + (data_dir.parent / f"{data_dir.name}.log").read_text())
+            if endpoints.exists():
+                try:
+                    emu = Emulators(json.loads(endpoints.read_text()))
+                    emu.admin("dataverse", "GET", "health")
+                    break
+                except (ValueError, requests.RequestException):
+                    pass
             time.sleep(0.2)
-        time.sleep(0.5)
-        yield json.loads(endpoints.read_text())
+        yield emu
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
 
 
-def engine_bench(rows: int) -> dict[str, Any]:
-    """Full sync of ``rows`` customers, then an incremental run with 1 % changed."""
+# --- the engine in a child process ---------------------------------------------------------
+def child_sync(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run in the child: one ``sync_mapping`` of CUSTOMER; returns the pass reports."""
     from bcdv.engine import SyncContext, sync_mapping
     from bcdv.mapping import load_mappings
+    from bcdv.mapping.model import Direction
     from bcdv.settings import endpoints_from_dict
 
-    root = Path(__file__).resolve().parents[2]
-    mappings = load_mappings(root / "include" / "mappings")
-    customer = mappings["CUSTOMER"].model_copy(update={"direction": mappings[
-        "CUSTOMER"].direction})
-    out: dict[str, Any] = {"rows": rows}
-    with tempfile.TemporaryDirectory() as tmp, _emulator_process(
-            Path(tmp) / "emulators", f"synthetic:{rows}") as ep:
-        ctx = SyncContext.create(endpoints_from_dict(ep), f"sqlite:///{tmp}/state.db",
-                                 Path(tmp) / "staging", mappings)
-        tracemalloc.start()
+    mappings = load_mappings(Path(spec["mappings"]))
+    mapping = mappings["CUSTOMER"].model_copy(
+        update={"direction": Direction(spec["direction"])})
+    ctx = SyncContext.create(endpoints_from_dict(spec["endpoints"]), spec["state_url"],
+                             spec["staging"], mappings)
+    try:
         started = time.perf_counter()
-        full = sync_mapping(ctx, customer, mode="full", run_id="bench-full")
+        reports = sync_mapping(ctx, mapping, mode=spec["mode"], run_id=spec["run_id"])
         seconds = time.perf_counter() - started
-        _, peak = tracemalloc.get_traced_memory()
-        out["full_sync"] = {
-            "seconds": round(seconds, 1),
-            "passes": [r.summary() for r in full],
-            "records_per_second": round(sum(r.extracted for r in full) / seconds, 1),
-            "peak_python_memory_mb": round(peak / 2**20, 1)}
-        bc = ctx.business_central.client
-        changed = bc.list("customers", select=["id"], page_size=5000)[: max(1, rows // 100)]
-        for row in changed:
-            bc.update("customers", row["id"], {"phoneNumber": "+1 555 0199"})
-        tracemalloc.reset_peak()
-        started = time.perf_counter()
-        incr = sync_mapping(ctx, customer, run_id="bench-incremental")
-        seconds = time.perf_counter() - started
-        _, peak = tracemalloc.get_traced_memory()
-        out["incremental"] = {"changed": len(changed), "seconds": round(seconds, 1),
-                              "passes": [r.summary() for r in incr],
-                              "peak_python_memory_mb": round(peak / 2**20, 1)}
-        tracemalloc.stop()
+    finally:
         ctx.close()
-    return out
+    return {"passes": [{"direction": r.direction, "extracted": r.extracted, **r.counters()}
+                       for r in reports],
+            "summaries": [r.summary() for r in reports], "sync_seconds": seconds}
+
+
+def run_child(spec: dict[str, Any], work: Path) -> tuple[dict[str, Any], float, float]:
+    """(pass reports, process wall seconds, peak RSS MB) of a sync in a child process; the
+    reports carry ``sync_seconds``, the time of ``sync_mapping`` alone (no imports)."""
+    out, err = work / "child.out", work / "child.err"
+    with out.open("wb") as fo, err.open("wb") as fe:
+        started = time.perf_counter()
+        env = dict(os.environ)
+        if spec.get("engine"):  # another checkout's engine (see --engine)
+            env["PYTHONPATH"] = os.pathsep.join(
+                x for x in (f"{spec['engine']}/plugins", env.get("PYTHONPATH")) if x)
+        proc = subprocess.Popen([sys.executable, "-m", "bcdv.bench", "--child",
+                                 json.dumps(spec)], stdout=fo, stderr=fe, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"sync child failed ({proc.returncode}): "
+                           f"{err.read_text()[-3000:]}")
+    return json.loads(out.read_text()), seconds, usage.ru_maxrss / 1024  # KB on Linux
+
+
+# --- data set-up (not measured) ----------------------------------------------------------
+def change_bc(emu: Emulators, indices: set[int], phone: str) -> int:
+    """Change the phone number of the generated customers with these indices ($batch)."""
+    rows = emu.read_all("business_central", f"{emu.bc_customers}?$select=id,number", BC_PAGE)
+    picked = [r for r in rows if r["number"].startswith("B") and r["number"][1:].isdigit()
+              and int(r["number"][1:]) in indices]
+    for start in range(0, len(picked), BC_BATCH):
+        ops = [{"id": str(i), "method": "PATCH",
+                "url": f"companies({emu.company})/customers({r['id']})",
+                "headers": {"Content-Type": "application/json",
+                            "If-Match": r["@odata.etag"]},
+                "body": {"phoneNumber": phone}}
+               for i, r in enumerate(picked[start:start + BC_BATCH])]
+        done = emu.call("business_central", "POST", f"{emu.bc_root}/$batch",
+                        json={"requests": ops}).json()["responses"]
+        bad = [x for x in done if x["status"] >= 400]
+        if bad:
+            raise RuntimeError(f"changing BC customers failed: {bad[0]}")
+    return len(picked)
+
+
+def change_dv(emu: Emulators, indices: set[int], phone: str) -> int:
+    """Change the phone of the accounts made from generated customers with these indices."""
+    rows = emu.read_all("dataverse", f"{emu.dv_api}/accounts?$select=accountid,name"
+                                     "&$filter=customertypecode eq 3", DV_PAGE)
+    picked = [r for r in rows if _index(r.get("name")) in indices]
+    # A person's edit, not the integration's: the engine skips rows last modified by its own
+    # application user (BC's echo suppression), so act as another user (impersonation).
+    me = emu.call("dataverse", "GET", f"{emu.dv_api}/WhoAmI").json()["UserId"]
+    users = emu.call("dataverse", "GET", f"{emu.dv_api}/systemusers?$select=systemuserid,"
+                                         "isdisabled").json()["value"]
+    person = next(u["systemuserid"] for u in users
+                  if u["systemuserid"] != me and not u.get("isdisabled"))
+    for start in range(0, len(picked), DV_BULK):
+        targets = [{"@odata.type": ACCOUNT_TYPE, "accountid": r["accountid"],
+                    "telephone1": phone} for r in picked[start:start + DV_BULK]]
+        emu.call("dataverse", "POST", f"{emu.dv_api}/accounts/Microsoft.Dynamics.CRM."
+                                      "UpdateMultiple", json={"Targets": targets},
+                 headers={"MSCRMCallerID": person})
+    return len(picked)
+
+
+def _index(name: Any) -> int:
+    tail = str(name or "").rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+# --- the floor and one request per record --------------------------------------------------
+@dataclass
+class Move:
+    """Records a scenario moves in one direction: ``count`` of them, source -> target."""
+
+    direction: str  # to_dataverse | to_business_central
+    count: int
+    read_all: bool = False  # the source holds exactly these (a full pass): read every page
+
+
+def floor(emu: Emulators, moves: list[Move], tag: str) -> dict[str, Any]:
+    """The fewest requests: read at the largest page, bulk writes, no transform, no state."""
+    emu.reset_stats()
+    started = time.perf_counter()
+    requests_ = 0
+    for move in moves:
+        rows = _source_rows(emu, move)
+        requests_ += _pages(move)
+        requests_ += _bulk_write(emu, move.direction, rows, tag)
+    seconds = time.perf_counter() - started
+    served = _total_requests(emu.stats())
+    return {"seconds": round(seconds, 3), "requests": served, "planned_requests": requests_}
+
+
+def per_record(emu: Emulators, moves: list[Move], tag: str, sample: int) -> dict[str, Any]:
+    """The same reads, then one POST per record (timed on ``sample`` records a move)."""
+    total, written, requests_ = 0.0, 0, 0
+    for move in moves:
+        started = time.perf_counter()
+        rows = _source_rows(emu, move)
+        read_s = time.perf_counter() - started
+        some = rows[:max(1, min(sample, len(rows)))]
+        started = time.perf_counter()
+        for row in some:
+            _single_write(emu, move.direction, row, tag)
+        write_s = time.perf_counter() - started
+        total += read_s + write_s / len(some) * move.count
+        written += len(some)
+        requests_ += _pages(move) + move.count
+    return {"seconds": round(total, 3), "requests": requests_, "sampled_writes": written}
+
+
+def _pages(move: Move) -> int:
+    page = BC_PAGE if move.direction == "to_dataverse" else DV_PAGE
+    return max(1, math.ceil(move.count / page))
+
+
+def _source_rows(emu: Emulators, move: Move) -> list[dict[str, Any]]:
+    if move.direction == "to_dataverse":
+        url = f"{emu.bc_customers}?$select=displayName,phoneNumber,city,addressLine1"
+        if not move.read_all:
+            url += f"&$top={move.count}"
+        return emu.read_all("business_central", url, BC_PAGE)[:move.count]
+    url = (f"{emu.dv_api}/accounts?$select=name,telephone1,address1_city,address1_line1"
+           "&$filter=customertypecode eq 3")
+    rows: list[dict[str, Any]] = []
+    for page in emu.pages("dataverse", url, DV_PAGE):
+        rows += page
+        if len(rows) >= move.count and not move.read_all:
+            break
+    return rows[:move.count]
+
+
+def _dv_target(row: dict[str, Any], tag: str) -> dict[str, Any]:
+    return {"@odata.type": ACCOUNT_TYPE, "name": f"{tag} {row.get('displayName', '')}"[:160],
+            "telephone1": row.get("phoneNumber"), "address1_city": row.get("city"),
+            "customertypecode": FLOOR_ACCOUNT_TYPE}
+
+
+def _bc_body(row: dict[str, Any], tag: str) -> dict[str, Any]:
+    return {"displayName": f"{tag} {row.get('name', '')}"[:100],
+            "phoneNumber": row.get("telephone1") or "", "city": row.get("address1_city") or ""}
+
+
+def _bulk_write(emu: Emulators, direction: str, rows: list[dict[str, Any]], tag: str) -> int:
+    sent = 0
+    if direction == "to_dataverse":
+        for start in range(0, len(rows), DV_BULK):
+            emu.call("dataverse", "POST",
+                     f"{emu.dv_api}/accounts/Microsoft.Dynamics.CRM.CreateMultiple",
+                     json={"Targets": [_dv_target(r, tag) for r in rows[start:start + DV_BULK]]})
+            sent += 1
+        return sent
+    for start in range(0, len(rows), BC_BATCH):
+        ops = [{"id": str(i), "method": "POST", "url": f"companies({emu.company})/customers",
+                "headers": {"Content-Type": "application/json"}, "body": _bc_body(r, tag)}
+               for i, r in enumerate(rows[start:start + BC_BATCH])]
+        emu.call("business_central", "POST", f"{emu.bc_root}/$batch", json={"requests": ops})
+        sent += 1
+    return sent
+
+
+def _single_write(emu: Emulators, direction: str, row: dict[str, Any], tag: str) -> None:
+    if direction == "to_dataverse":
+        body = {k: v for k, v in _dv_target(row, tag).items() if k != "@odata.type"}
+        emu.call("dataverse", "POST", f"{emu.dv_api}/accounts", json=body)
+    else:
+        emu.call("business_central", "POST", emu.bc_customers, json=_bc_body(row, tag))
+
+
+# --- minimum requests ----------------------------------------------------------------------
+def min_requests(moves: list[Move], target_reads: int = 0) -> int:
+    """Reads of the records to move at the largest page, plus the fewest writes, plus
+    ``target_reads`` (a full sync reads the other side once for match-based coupling)."""
+    n = target_reads
+    for m in moves:
+        n += _pages(m)
+        if m.direction == "to_dataverse":
+            n += math.ceil(m.count / DV_BULK)
+        else:
+            n += math.ceil(m.count / BC_BATCH)
+    return n
+
+
+# --- scenarios -----------------------------------------------------------------------------
+@dataclass
+class Result:
+    """One scenario's figures."""
+
+    name: str
+    title: str
+    records: int
+    seconds: float
+    rss_mb: float
+    requests: dict[str, Any]
+    min_requests: int
+    passes: list[dict[str, Any]]
+    floor: dict[str, Any] | None = None
+    per_record: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        """The JSON form, with the derived ratios."""
+        out = dict(self.__dict__)
+        out["records_per_s"] = round(self.records / self.seconds, 1) if self.seconds else None
+        total = self.requests["total"]
+        out["requests_vs_min"] = round(total / self.min_requests, 2) if self.min_requests \
+            else None
+        if self.floor:
+            out["vs_floor"] = round(self.seconds / self.floor["seconds"], 2) \
+                if self.floor["seconds"] else None
+        if self.per_record:
+            out["speedup_vs_per_record"] = round(self.per_record["seconds"] / self.seconds, 2)
+        return out
+
+
+def _total_requests(stats: dict[str, dict[str, Any]]) -> int:
+    return sum(int(s["requests"]) for s in stats.values())
+
+
+def requests_by_kind(stats: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Flatten both services' statistics: ``bc:get_page`` -> count, rows, 429s, total."""
+    kinds: dict[str, int] = {}
+    rows: dict[str, int] = {}
+    for service, s in stats.items():
+        for kind, c in s["by_kind"].items():
+            key = f"{PREFIX[service]}:{kind}"
+            kinds[key] = int(c["requests"])
+            if c.get("ops"):
+                kinds[f"{key}_ops"] = int(c["ops"])
+            if c.get("rows_written"):
+                rows[f"{key}_rows_written"] = int(c["rows_written"])
+    return {"total": _total_requests(stats), "by_kind": kinds, "rows": rows,
+            "throttled_429": sum(int(s["throttled_429"]) for s in stats.values()),
+            "delay_ms": {PREFIX[k]: s["delay_ms"] for k, s in stats.items()}}
+
+
+class Session:
+    """One emulator process, a state database and the scenarios run against them."""
+
+    engine: Path | None = None  # a checkout whose engine and mappings the syncs use
+
+    def __init__(self, emu: Emulators, work: Path, sample: int) -> None:
+        self.emu, self.work, self.sample = emu, work, sample
+        self.state_url = f"sqlite:///{work / 'state.db'}"
+        self.runs = 0
+        self.results: list[Result] = []
+        self.references: list[tuple[Result, list[Move]]] = []
+
+    def sync(self, name: str, title: str, direction: str, mode: str, records: int,
+             minimum: int, moves: list[Move]) -> Result:
+        """Run one measured sync; its floor and per-record figures come later (:meth:`close`)."""
+        self.runs += 1
+        root = Session.engine or ROOT
+        spec = {"endpoints": self.emu.ep, "state_url": self.state_url,
+                "engine": str(Session.engine) if Session.engine else None,
+                "mappings": str(root / "include" / "mappings"),
+                "staging": str(self.work / "staging"), "direction": direction, "mode": mode,
+                "run_id": f"bench__{name}_{self.runs}"}
+        self.emu.reset_stats()
+        report, process_s, rss = run_child(spec, self.work)
+        stats = self.emu.stats()
+        seconds = float(report["sync_seconds"])
+        result = Result(name, title, records, round(seconds, 3), round(rss, 1),
+                        requests_by_kind(stats), minimum, report["passes"],
+                        extra={"process_seconds": round(process_s, 3)})
+        print(f"  {title}: {seconds:.1f} s, {result.requests['total']} requests, "
+              f"RSS {rss:.0f} MB | " + " / ".join(report["summaries"]), flush=True)
+        self.results.append(result)
+        if moves:
+            self.references.append((result, moves))
+        return result
+
+    def close(self, tag: str) -> list[Result]:
+        """Measure each scenario's floor and per-record reference (they write extra records,
+        so they run after every sync of this session)."""
+        for i, (result, moves) in enumerate(self.references):
+            result.floor = floor(self.emu, moves, f"{tag}-floor{i}")
+            result.per_record = per_record(self.emu, moves, f"{tag}-single{i}", self.sample)
+        return self.results
+
+
+def _settle() -> None:
+    # Dataverse's modifiedon has whole seconds: keep set-up writes out of the previous
+    # pass's second, as a person's edits would be.
+    time.sleep(1.2)
+
+
+def bc_to_dv_chain(work: Path, n: int, sample: int, chain: bool) -> list[Result]:
+    """Full BC -> Dataverse at ``n``; with ``chain``: the reverse echo pass, 1 % incremental
+    and bidirectional 5 % on top of it."""
+    with emulators(work / "emulators") as emu:
+        emu.admin("business_central", "POST", "generate", {"entity": "customers", "count": n})
+        s = Session(emu, work, sample)
+        s.sync("full_bc_to_dv", f"full sync BC -> Dataverse, {n:,}", "to_dataverse", "full",
+               n, min_requests([Move("to_dataverse", n)], target_reads=1),
+               [Move("to_dataverse", n, read_all=True)])
+        if chain:
+            s.sync("reverse_echo", f"Dataverse -> BC pass after it (echoes), {n:,}",
+                   "to_business_central", "modified", n, max(1, math.ceil(n / DV_PAGE)), [])
+            _settle()
+            k = max(1, n // 100)
+            change_bc(emu, set(range(1, k + 1)), "+1 555 0199")
+            _settle()
+            s.sync("incremental_1pct", f"incremental, {k:,} changed among {n:,}",
+                   "to_dataverse", "modified", k, min_requests([Move("to_dataverse", k)]),
+                   [Move("to_dataverse", k)])
+            _settle()
+            k = max(1, n // 20)
+            change_bc(emu, set(range(n // 2, n // 2 + k)), "+1 555 0155")
+            change_dv(emu, set(range(n - k + 1, n + 1)), "+1 555 0177")
+            _settle()
+            moves = [Move("to_dataverse", k), Move("to_business_central", k)]
+            s.sync("bidirectional_5pct", f"bidirectional, {k:,} changed on each side of {n:,}",
+                   "bidirectional", "modified", 2 * k, min_requests(moves), moves)
+        return s.close("bc")
+
+
+def dv_to_bc(work: Path, n: int, sample: int) -> list[Result]:
+    """Full Dataverse -> BC of ``n`` accounts."""
+    with emulators(work / "emulators") as emu:
+        emu.admin("dataverse", "POST", "generate", {"entity": "accounts", "count": n})
+        s = Session(emu, work, sample)
+        s.sync("full_dv_to_bc", f"full sync Dataverse -> BC, {n:,}", "to_business_central",
+               "full", n, min_requests([Move("to_business_central", n)], target_reads=1),
+               [Move("to_business_central", n, read_all=True)])
+        return s.close("dv")
+
+
+def throttled(work: Path, n: int, limits: str, sample: int) -> list[Result]:
+    """Full BC -> Dataverse under scaled-down limits; every record once, none twice."""
+    with emulators(work / "emulators", throttle=limits) as emu:
+        emu.admin("business_central", "POST", "generate", {"entity": "customers", "count": n})
+        s = Session(emu, work, sample)
+        r = s.sync("throttled", f"throttled ({limits}), {n:,}", "to_dataverse", "full", n,
+                   min_requests([Move("to_dataverse", n)], target_reads=1), [])
+        names = [a["name"] for a in emu.read_all(
+            "dataverse", f"{emu.dv_api}/accounts?$select=name&$filter=customertypecode eq 3",
+            DV_PAGE)]
+        wanted = {f"{i:07d}" for i in range(1, n + 1)}
+        got = [x.rsplit(" ", 1)[-1] for x in names]
+        window, per_window = _limit_window(limits)
+        # The limits let at most per_window requests a service through per window: the least
+        # time each service's minimum number of requests takes under them.
+        least = {"business_central": _pages(Move("to_dataverse", n)),
+                 "dataverse": 1 + math.ceil(n / DV_BULK)}
+        limit_s = max(max(0, math.ceil(m / per_window) - 1) * window for m in least.values())
+        r.extra |= {"accounts": len(names), "missing": len(wanted - set(got)),
+                   "duplicated": len(got) - len(set(got)), "limits": limits,
+                   "limit_allowed_seconds": limit_s,
+                   "share_of_limit_throughput": round(limit_s / r.seconds, 2) if limit_s
+                   else None,
+                   "share_429": round(r.requests["throttled_429"] / r.requests["total"], 3)}
+        print(f"  throttled: {r.extra}", flush=True)
+        return s.close("thr")
+
+
+def _limit_window(limits: str) -> tuple[float, int]:
+    kv = dict(item.split("=", 1) for item in limits.split(","))
+    return float(kv.get("window_seconds", 300)), int(kv.get("requests", 6000))
+
+
+def latency(work: Path, n: int, sample: int) -> list[Result]:
+    """Full BC -> Dataverse with the ``cloud`` latency profile."""
+    with emulators(work / "emulators", latency="cloud") as emu:
+        emu.admin("business_central", "POST", "generate", {"entity": "customers", "count": n})
+        prof = emu.admin("dataverse", "GET", "latency")
+        s = Session(emu, work, sample)
+        r = s.sync("latency_cloud", f"cloud latency profile, {n:,}", "to_dataverse", "full", n,
+                   min_requests([Move("to_dataverse", n)], target_reads=1),
+                   [Move("to_dataverse", n, read_all=True)])
+        # Dataverse's execution-time limit (1,200 s per 300 s window) lets four requests' worth
+        # of server time run at once; writes cost rtt + rows x write_row_ms each.
+        per_req_s = (prof["rtt_ms"] + DV_BULK * prof["write_row_ms"]) / 1000
+        r.extra |= {"profile": {"dataverse": prof,
+                               "business_central": emu.admin("business_central", "GET",
+                                                             "latency")},
+                   "limit_records_per_s": round(4 * DV_BULK / per_req_s, 1)}
+        results = s.close("lat")
+        r.extra["share_of_limit_throughput"] = round(
+            n / r.seconds / r.extra["limit_records_per_s"], 3)
+        return results
+
+
+# --- reports -------------------------------------------------------------------------------
+def markdown(doc: dict[str, Any]) -> str:
+    """The results as a markdown table."""
+    head = ("| scenario | records | seconds | records/s | requests (min) | 429 | peak RSS MB "
+            "| floor s | x floor | one-per-record s | x faster than one-per-record |")
+    lines = [head, "|" + "---|" * 11]
+    for r in doc["results"]:
+        fl, pr = r.get("floor") or {}, r.get("per_record") or {}
+        lines.append(
+            f"| {r['title']} | {r['records']:,} | {r['seconds']:.1f} | "
+            f"{r['records_per_s'] or 0:,.0f} | {r['requests']['total']:,} "
+            f"({r['min_requests']:,}) | {r['requests']['throttled_429']} | {r['rss_mb']:.0f} | "
+            f"{_num(fl.get('seconds'))} | {_num(r.get('vs_floor'))} | "
+            f"{_num(pr.get('seconds'))} | {_num(r.get('speedup_vs_per_record'))} |")
+    notes = [f"`{doc['command']}` on {doc['machine']}, {doc['date']}, engine "
+             f"{doc.get('engine') or '?'}; total {doc['total_seconds'] / 60:.1f} min. Seconds "
+             "are the sync alone (the child process's start and imports not counted); "
+             "requests are API requests to both services, (min) the fewest the scenario "
+             "needs; floor and one-per-record are measured against the same emulators."]
+    for r in doc["results"]:
+        if r["name"] in ("throttled", "latency_cloud"):
+            extra = {k: v for k, v in r["extra"].items() if k != "profile"}
+            notes.append(f"{r['title']}: {json.dumps(extra)}")
+    return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+
+
+def _num(v: Any) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.1f}" if isinstance(v, float) else f"{v:,}"
+
+
+def chart(doc: dict[str, Any], path: Path) -> bool:
+    """Records/s per scenario (engine, floor, one per record) and RSS by size, as a PNG."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no chart (make venv installs it)", file=sys.stderr)
+        return False
+    rows = doc["results"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 6), width_ratios=[3, 1])
+    labels = [r["title"] for r in rows]
+    ys = range(len(rows))
+
+    def rate(r: dict[str, Any], key: str) -> float:
+        ref = r.get(key) or {}
+        return r["records"] / ref["seconds"] if ref.get("seconds") else 0.0
+
+    ax1.barh([y - 0.27 for y in ys], [r["records_per_s"] or 0 for r in rows], 0.27,
+             label="bcdv")
+    ax1.barh(list(ys), [rate(r, "floor") for r in rows], 0.27, label="floor")
+    ax1.barh([y + 0.27 for y in ys], [rate(r, "per_record") for r in rows], 0.27,
+             label="one request per record")
+    ax1.set_yticks(list(ys), labels, fontsize=8)
+    ax1.invert_yaxis()
+    ax1.set_xscale("log")
+    ax1.set_xlabel("records per second (log)")
+    ax1.legend(fontsize=8)
+    curve = sorted((r["records"], r["rss_mb"]) for r in rows if r["name"] == "full_bc_to_dv")
+    ax2.plot([c[0] for c in curve], [c[1] for c in curve], marker="o")
+    ax2.set_xscale("log")
+    ax2.set_xlabel("records (full sync BC -> Dataverse)")
+    ax2.set_ylabel("peak RSS of the sync process, MB")
+    ax2.set_ylim(bottom=0)
+    fig.suptitle(f"bcdv bench {doc['date']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def update_readme(table: str, readme: Path = ROOT / "README.md") -> bool:
+    """Replace the text between the bench markers of README.md with ``table``."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        print("README.md has no bench markers: not updated", file=sys.stderr)
+        return False
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(f"{head}{README_START}\n{table}{README_END}{tail}")
+    return True
+
+
+# --- entry -------------------------------------------------------------------------------
+SCENARIO_GROUPS = ("chain", "curve", "dv_to_bc", "throttled", "latency")
+
+
+def run(size: int, sizes: list[int], groups: list[str], sample: int, throttled_size: int,
+        limits: str, latency_size: int, out: Path | None, engine: str = "",
+        log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the chosen scenario groups; returns the report (and writes it under ``out``)."""
+    started = time.perf_counter()
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="bcdv-bench-") as tmp:
+        def work(name: str) -> Path:
+            """A fresh working directory per emulator session."""
+            path = Path(tmp) / name
+            path.mkdir()
+            return path
+
+        if "chain" in groups:
+            log(f"BC -> Dataverse at {size:,}, then incremental and bidirectional")
+            results += bc_to_dv_chain(work("chain"), size, sample, chain=True)
+        if "curve" in groups:
+            for n in sizes:
+                if n == size and "chain" in groups:
+                    continue
+                log(f"full sync BC -> Dataverse at {n:,} (memory curve)")
+                results += bc_to_dv_chain(work(f"curve{n}"), n, sample, chain=False)
+        if "dv_to_bc" in groups:
+            log(f"Dataverse -> BC at {size:,}")
+            results += dv_to_bc(work("dv"), size, sample)
+        if "throttled" in groups:
+            log(f"throttled at {throttled_size:,}")
+            results += throttled(work("throttled"), throttled_size, limits, sample)
+        if "latency" in groups:
+            log(f"cloud latency at {latency_size:,}")
+            results += latency(work("latency"), latency_size, max(5, sample // 20))
+    doc = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "machine": f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}",
+           "command": " ".join(["python -m bcdv.bench", *sys.argv[1:]]),
+           "engine": engine,
+           "total_seconds": round(time.perf_counter() - started, 1),
+           "results": [r.row() for r in results]}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "latest.json").write_text(json.dumps(doc, indent=2) + "\n")
+        (out / "latest.md").write_text(markdown(doc))
+        chart(doc, out / "latest.png")
+    return doc
+
+
+def engine_snapshot(ref: str, into: Path) -> tuple[Path, str]:
+    """``git archive <ref>`` of plugins/ and include/ into ``into`` -> (path, commit): the
+    engine as committed, while the working tree changes under the benchmark."""
+    import io
+    import tarfile
+
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", ref],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    blob = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", commit,
+                           "plugins", "include"], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        tar.extractall(into, filter="data")
+    return into, commit
+
+
+def _engine_label(ref: str | None) -> str:
+    if ref:
+        return ref
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "plugins",
+                            "include"], capture_output=True, text=True).stdout.strip()
+    return f"{head or '?'}{' + uncommitted changes' if dirty else ''}"
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run both benchmarks and print their figures."""
+    """``python -m bcdv.bench [--quick] [--size N] [--sizes a,b] [--only g,h] [--readme]``."""
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["--child"]:
+        print(json.dumps(child_sync(json.loads(args_in[1]))))
+        return 0
     from bcdv.local_emulators import emulators_module
 
     emulators_module("server")  # the benchmarks run against the emulators: installed?
-    parser = argparse.ArgumentParser(prog="python -m bcdv.bench")
-    parser.add_argument("--emulator-rows", type=int, default=100_000)
-    parser.add_argument("--engine-rows", type=int, default=10_000)
-    parser.add_argument("--skip-emulators", action="store_true")
-    args = parser.parse_args(argv)
-    result: dict[str, Any] = {}
-    if not args.skip_emulators:
-        proc = subprocess.run([sys.executable, "-m", "bcdv_emulators.bench", "--rows",
-                               str(args.emulator_rows)], capture_output=True, text=True,
-                              check=True)
-        result["emulators"] = json.loads(proc.stdout)
-    result["engine"] = engine_bench(args.engine_rows)
-    print(json.dumps(result, indent=2))
+    env = os.environ
+    p = argparse.ArgumentParser(prog="python -m bcdv.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true",
+                   help="tiny sizes (1,000 records; 300 throttled and with latency)")
+    p.add_argument("--size", type=int, default=int(env.get("BENCH_N", 10_000)))
+    p.add_argument("--sizes", default=env.get("BENCH_SIZES", "10000,100000"),
+                   help="memory-curve sizes of the full BC -> Dataverse sync")
+    p.add_argument("--only", default=env.get("BENCH_ONLY", ",".join(SCENARIO_GROUPS)),
+                   help=f"scenario groups: {', '.join(SCENARIO_GROUPS)}")
+    p.add_argument("--sample", type=int, default=500,
+                   help="records written one per request to time that baseline")
+    p.add_argument("--throttled-size", type=int, default=2_000)
+    p.add_argument("--throttle", default="requests=10,window_seconds=5,concurrent=4",
+                   help="the emulators' limits for the throttled run")
+    p.add_argument("--latency-size", type=int, default=2_000)
+    p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--readme", action="store_true", help="copy the table into README.md")
+    p.add_argument("--engine", default=env.get("BENCH_ENGINE"), metavar="GIT_REF",
+                   help="benchmark the engine and mappings of this commit (git archive), "
+                        "not the working tree")
+    args = p.parse_args(args_in)
+    if args.quick:
+        args.size, args.sizes, args.sample = 1_000, "1000", 50
+        args.throttled_size = args.latency_size = 300
+    groups = [g.strip() for g in args.only.split(",") if g.strip()]
+    unknown = set(groups) - set(SCENARIO_GROUPS)
+    if unknown:
+        p.error(f"unknown scenario groups {sorted(unknown)}; known: {SCENARIO_GROUPS}")
+    with tempfile.TemporaryDirectory(prefix="bcdv-bench-engine-") as snap:
+        label = _engine_label(None)
+        if args.engine:
+            Session.engine, commit = engine_snapshot(args.engine, Path(snap))
+            label = f"{args.engine} ({commit})"
+        doc = run(args.size, _ints(args.sizes), groups, args.sample, args.throttled_size,
+                  args.throttle, args.latency_size, Path(args.out), engine=label)
+    table = markdown(doc)
+    print(table)
+    if args.readme:
+        update_readme(table)
     return 0
 
 

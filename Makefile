@@ -14,7 +14,7 @@ help:
 	@echo "make test   - lint, then run the whole test suite (without the long soaks)"
 	@echo "make lint   - ruff over the product, DAGs, emulators and tests; mypy on the core packages"
 	@echo "make soak   - the long fault, crash and property drills (tests/drills, marker soak)"
-	@echo "make bench  - run the benchmarks"
+	@echo "make bench  - the benchmarks (README: Performance); BENCH_ARGS=--quick for a short run"
 	@echo "make contract - the contract suite against a real tenant (BCDV_CONTRACT_ENDPOINTS=endpoints.json)"
 	@echo "make up     - emulators + Airflow with the bcdv pages on http://localhost:8080"
 	@echo "make clean  - remove the virtualenv and local state"
@@ -64,8 +64,12 @@ test: venv browser node lint
 soak: venv
 	$(BIN)/python -m pytest -m soak tests/drills -q
 
+# The benchmarks of README "Performance": table and chart in bench/results/, the table also
+# in README.md. Sizes: BENCH_N (scenarios, default 10000), BENCH_SIZES (memory curve,
+# default 10000,100000), BENCH_ONLY (groups), BENCH_ENGINE (a git ref to measure instead of
+# the working tree); BENCH_ARGS=--quick for a one-minute run. See python -m bcdv.bench -h.
 bench: venv
-	$(BIN)/python -m bcdv.bench
+	$(BIN)/python -m bcdv.bench --readme $(BENCH_ARGS)
 
 # The conformance tests of tests/contract against a real tenant (a sandbox): they create
 # records named bcdv-contract-* and delete them again. `make test` runs them on the emulators.

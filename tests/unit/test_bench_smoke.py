@@ -1,0 +1,54 @@
+"""``make bench`` at a tiny size: the report's shape, and its request counts agree with what
+the emulators counted (no speed is asserted: speed belongs to ``make bench`` itself)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bcdv import bench
+
+
+def test_bench_full_sync_report_is_consistent(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    doc = bench.run(200, [200], ["curve"], sample=10, throttled_size=0, limits="",
+                    latency_size=0, out=out, engine="test", log=lambda _: None)
+    assert json.loads((out / "latest.json").read_text()) == doc
+    assert doc["engine"] == "test"
+    [r] = doc["results"]
+    assert r["name"] == "full_bc_to_dv" and r["records"] == 200
+    [p] = r["passes"]
+    assert p["direction"] == "to_dataverse"
+    assert (p["extracted"], p["inserted"], p["failed"]) == (200, 200, 0)
+    assert r["seconds"] > 0 and r["rss_mb"] > 0 and r["records_per_s"] > 0
+    req = r["requests"]
+    # Kinds add up to the total; the engine read Business Central and wrote 200 rows to
+    # Dataverse, whatever request kinds it chose.
+    assert sum(v for k, v in req["by_kind"].items() if not k.endswith("_ops")) == req["total"]
+    assert req["by_kind"].get("bc:get_page", 0) >= 1
+    written = sum(v for k, v in req["rows"].items() if k.startswith("dv:"))
+    assert written == 200
+    assert req["throttled_429"] == 0
+    # 1 BC page + 1 Dataverse read for coupling + 1 CreateMultiple of 200
+    assert r["min_requests"] == 3
+    assert r["requests_vs_min"] == round(req["total"] / 3, 2)
+    # The floor sends exactly the requests it plans (1 page, 1 CreateMultiple), as counted
+    # by the emulators; one-per-record one POST per record plus the page.
+    assert r["floor"]["requests"] == r["floor"]["planned_requests"] == 2
+    assert r["per_record"]["requests"] == 1 + 200
+    assert r["per_record"]["sampled_writes"] == 10
+    table = (out / "latest.md").read_text()
+    assert table.startswith("| scenario | records | seconds |")
+    assert "| full sync BC -> Dataverse, 200 | 200 |" in table
+    assert (out / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_readme_table_is_replaced_between_markers(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{bench.README_START}\nold\n{bench.README_END}\n\nrest\n")
+    assert bench.update_readme("| new |\n", readme)
+    assert readme.read_text() == (f"# x\n\n{bench.README_START}\n| new |\n"
+                                  f"{bench.README_END}\n\nrest\n")
+    readme.write_text("no markers\n")
+    assert not bench.update_readme("| new |\n", readme)
+    assert readme.read_text() == "no markers\n"

@@ -135,14 +135,6 @@ def test_example_dag_runs_after_the_customers_are_synced(sync_env, clients, af, 
 
     bc, dv = clients
     store = StateStore(sync_env["state_url"])
-    # On the demo data, Tom Wilson's contact fails on both sides (his company, Fabrikam, Inc.,
-    # is not coupled through CUSTOMER); he is removed: this pipeline is meant to succeed
-    # (failures are tested below).
-    for contact in bc.list("contacts", filter="displayName eq 'Tom Wilson'"):
-        bc.delete("contacts", contact["id"])
-    for contact in dv.list("contacts", filter="fullname eq 'Tom Wilson'",
-                           select=["contactid"]):
-        dv.delete("contacts", contact["contactid"])
     before = datetime.now(timezone.utc) - timedelta(seconds=1)
     # Every mapping, fully, in dependency order (what a user runs once, before the pipeline).
     full = _dag(dags_folder, "bcdv_test_full", _full("sync_all"))

@@ -417,8 +417,12 @@ def _lookup_failure(ctx: SyncContext, state: PassState, sides: PassSides,
     if found is None:
         return ApiErrorDetail(), None, message
     detail = ApiErrorDetail(None, found.group("field"), found.group("value"))
-    ref = found.group("mapping")
-    cause = ctx.state.open_error_for(ref, state.direction, found.group("value"))
+    cause, ref = None, found.group("mapping")
+    for name in ref.split(" or "):  # a lookup through several mappings names them all
+        cause = ctx.state.open_error_for(name, state.direction, found.group("value"))
+        if cause is not None:
+            ref = name
+            break
     if cause is None:
         return detail, None, message
     what = f"{system_title(sides.source_system)} {ref.lower()} {found.group('value')}"

@@ -43,14 +43,23 @@ class Tables:
     entity: EntityFacts = field(default_factory=EntityFacts)  # BC's per-table rules
 
 
-def _referenced(mappings: dict[str, TableMapping], f: FieldMapping) -> TableMapping:
+def _referenced(mappings: dict[str, TableMapping], f: FieldMapping) -> list[TableMapping]:
+    """The mappings a lookup goes through, in order (``mapping``, then ``also``); all of
+    them map the same Dataverse table."""
     if f.lookup is None:
         raise ConfigError(f"field {f.label} is not a lookup")
-    ref = mappings.get(f.lookup.mapping)
-    if ref is None:
-        raise ConfigError(f"field {f.label} looks up through mapping {f.lookup.mapping!r}, "
-                          "which is not loaded")
-    return ref
+    refs = []
+    for name in f.lookup.mappings:
+        ref = mappings.get(name)
+        if ref is None:
+            raise ConfigError(f"field {f.label} looks up through mapping {name!r}, which is "
+                              "not loaded")
+        refs.append(ref)
+    tables = {r.dataverse.entity_set for r in refs}
+    if len(tables) > 1:
+        raise ConfigError(f"field {f.label} looks up through {', '.join(f.lookup.mappings)}, "
+                          f"which map different Dataverse tables ({', '.join(sorted(tables))})")
+    return refs
 
 
 def _dv_match_field(ref: TableMapping, match_on: str) -> str | None:
@@ -71,8 +80,29 @@ def load_tables(ctx: Any, mapping: TableMapping, direction: Direction) -> Tables
                                                         select=[rule.key, rule.field])
                 tables.field_lookups[rule.table_name] = {r[rule.key]: r[rule.field] for r in rows}
         if f.lookup is not None:
-            tables.lookups[f.label] = _lookup_table(ctx, _referenced(ctx.mappings, f), f)
+            tables.lookups[f.label] = _merged([_lookup_table(ctx, ref, f)
+                                               for ref in _referenced(ctx.mappings, f)])
     return tables
+
+
+def _merged(parts: list[LookupTable]) -> LookupTable:
+    """One lookup table over several mappings of the same Dataverse table: a value, record
+    or coupling found through an earlier mapping wins (BC: a contact's company is looked up
+    as a customer first, then as a vendor)."""
+    if len(parts) == 1:
+        return parts[0]
+    out = LookupTable(target_entity_set=parts[0].target_entity_set)
+    for part in parts:
+        for mine, theirs in ((out.value_to_bc_id, part.value_to_bc_id),
+                             (out.bc_id_to_value, part.bc_id_to_value),
+                             (out.bc_to_dv, part.bc_to_dv), (out.dv_to_bc, part.dv_to_bc),
+                             (out.dv_value, part.dv_value)):
+            for key, value in theirs.items():
+                mine.setdefault(key, value)
+        for key, ids in part.dv_by_value.items():
+            known = out.dv_by_value.setdefault(key, [])
+            known += [i for i in ids if i not in known]
+    return out
 
 
 def _lookup_table(ctx: Any, ref: TableMapping, f: FieldMapping) -> LookupTable:

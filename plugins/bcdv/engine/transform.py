@@ -217,7 +217,7 @@ def _lookup(col: pd.Series, table: Any, direction: Direction, f: FieldMapping) -
         if policy is OnFailure.CLEAR:
             return None if direction is Direction.TO_DATAVERSE else ""
         return _Err(f"{source} {value} must be coupled to a record in {where} "
-                    f"(mapping {lookup.mapping})")
+                    f"(mapping {' or '.join(lookup.mappings)})")
 
     out = _finish(col, found, missing, on_missing, special)
     blank = ~present & ~special

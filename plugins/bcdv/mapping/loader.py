@@ -332,6 +332,10 @@ def _check_against(loaded: LoadedMapping, index: _DirectoryIndex) -> None:
                 _raise_at(p, root, ["fields", i, "lookup", "mapping"],
                           f"unknown mapping {f.lookup.mapping!r}; known: "
                           f"{', '.join(sorted(known))}")
+            for j, also in enumerate(f.lookup.also if f.lookup is not None else []):
+                if also not in known:
+                    _raise_at(p, root, ["fields", i, "lookup", "also", j],
+                              f"unknown mapping {also!r}; known: {', '.join(sorted(known))}")
     graph = {**index.depends, m.name: list(m.depends_on)}
     for i, dep in enumerate(m.depends_on):
         cycle = _path_back(graph, dep, m.name)

@@ -11,7 +11,7 @@ Validators that find a problem below the model they run on start their message w
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -134,9 +134,18 @@ class Lookup(_Strict):
     """
 
     mapping: str = Field(pattern=r"^[A-Z][A-Z0-9 _-]{0,19}$")
+    also: list[Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9 _-]{0,19}$")]] = Field(
+        default_factory=list, description="further mappings of the same Dataverse table, "
+        "tried in order after ``mapping`` (BC: a contact's parent company is its company's "
+        "customer or vendor)")
     match_on: str | None = Field(default=None, description="BC field of the referenced record; "
                                  "default: the referenced mapping's Business Central key")
     on_failure: OnFailure = OnFailure.ERROR
+
+    @property
+    def mappings(self) -> list[str]:
+        """The referenced mappings, in the order they are tried."""
+        return list(dict.fromkeys([self.mapping, *self.also]))
 
     @field_validator("match_on")
     @classmethod

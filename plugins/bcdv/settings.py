@@ -38,6 +38,9 @@ class Settings(BaseModel):
     home: Path  # BCDV_HOME: the default home of state and staging
     explicit_state_url: str | None = None  # BCDV_STATE_URL
     staging_dir: Path  # BCDV_STAGING_DIR, else <home>/staging
+    # BCDV_STAGING_URL: staging on any fsspec URL (file:///shared/x, s3://bucket/x, ...),
+    # for workers on several machines; wins over staging_dir (bcdv.engine.staging).
+    staging_url: str | None = None
     explicit_mappings_dir: Path | None = None  # BCDV_MAPPINGS_DIR
     endpoints_file: Path | None = None  # BCDV_ENDPOINTS
     lock_stale_seconds: float = 180.0  # BCDV_LOCK_STALE_SECONDS
@@ -58,6 +61,11 @@ class Settings(BaseModel):
     def state_url(self) -> str:
         """``BCDV_STATE_URL``, else the SQLite file ``<home>/state.db``."""
         return self.explicit_state_url or f"sqlite:///{(self.home / 'state.db').resolve()}"
+
+    @property
+    def staging_root(self) -> str:
+        """Where passes stage their files: ``BCDV_STAGING_URL``, else ``staging_dir``."""
+        return self.staging_url or str(self.staging_dir)
 
     @property
     def mappings_dir(self) -> Path:
@@ -120,6 +128,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         home=home,
         explicit_state_url=env.get("BCDV_STATE_URL") or None,
         staging_dir=Path(env.get("BCDV_STAGING_DIR") or home / "staging").expanduser(),
+        staging_url=(env.get("BCDV_STAGING_URL") or "").strip() or None,
         explicit_mappings_dir=Path(env["BCDV_MAPPINGS_DIR"]).expanduser()
         if env.get("BCDV_MAPPINGS_DIR") else None,
         endpoints_file=Path(env["BCDV_ENDPOINTS"]) if env.get("BCDV_ENDPOINTS") else None)

@@ -244,6 +244,8 @@ def state_url() -> str:
 
 def sync_context(mappings: dict[str, Any] | None = None) -> Any:
     """A ``SyncContext`` on the connections' endpoints and state store (close it after)."""
+    from bcdv.airflow import object_storage
     from bcdv.engine.context import SyncContext
 
-    return SyncContext.create(endpoints(), state_url(), load_settings().staging_dir, mappings)
+    object_storage.install()  # staging URLs open as Airflow ObjectStoragePath
+    return SyncContext.create(endpoints(), state_url(), load_settings().staging_root, mappings)

@@ -23,10 +23,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
-from bcdv.engine.staging import read_jsonl, write_jsonl
+from bcdv.engine.staging import StagingPath, read_jsonl, write_jsonl
 
 SCHEMA_VERSION = 2
 
@@ -190,18 +189,18 @@ def plan_header(mapping: str, direction: str) -> dict[str, Any]:
     return {"schema": SCHEMA_VERSION, "mapping": mapping, "direction": direction}
 
 
-def write_plan(path: Path, header: dict[str, Any], actions: Iterable[Action] = ()) -> int:
+def write_plan(path: StagingPath, header: dict[str, Any], actions: Iterable[Action] = ()) -> int:
     """Start a plan file (header and actions); returns how many actions were written."""
     write_jsonl(path, [header])
     return append_actions(path, actions)
 
 
-def append_actions(path: Path, actions: Iterable[Action]) -> int:
+def append_actions(path: StagingPath, actions: Iterable[Action]) -> int:
     """Append actions to a plan file started by ``write_plan``."""
     return write_jsonl(path, (a.to_row() for a in actions), append=True)
 
 
-def read_header(path: Path) -> dict[str, Any]:
+def read_header(path: StagingPath) -> dict[str, Any]:
     """A plan file's header; fails clearly on a file of another schema."""
     first = next(read_jsonl(path), None)
     if first is None:
@@ -214,7 +213,7 @@ def read_header(path: Path) -> dict[str, Any]:
     return first
 
 
-def read_plan(path: Path) -> Iterator[Action]:
+def read_plan(path: StagingPath) -> Iterator[Action]:
     """The actions of a plan file (none when it does not exist)."""
     if not path.exists():
         return

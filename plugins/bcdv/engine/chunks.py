@@ -8,10 +8,9 @@ outcomes from the pass directory.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from bcdv.engine.actions import read_header, read_plan, write_plan
-from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
+from bcdv.engine.staging import PassState, location, read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
 CHUNKS = "chunks"
@@ -32,7 +31,7 @@ def split_plan(directory: str, chunk_size: int) -> list[str]:
     header = read_header(state.plan_file)
     out = []
     for index, start in enumerate(range(0, len(actions), chunk_size)):
-        chunk = Path(directory) / CHUNKS / f"{index:05d}"
+        chunk = location(directory) / CHUNKS / f"{index:05d}"
         part = PassState(**{**state.__dict__, "directory": str(chunk)})
         part.save()
         write_plan(part.plan_file, header, actions[start:start + chunk_size])
@@ -44,9 +43,10 @@ def split_plan(directory: str, chunk_size: int) -> list[str]:
 
 def merge_chunks(directory: str) -> None:
     """Gather the chunks' outcomes into the pass's outcomes file (before commit)."""
-    chunks = Path(directory) / CHUNKS
+    chunks = location(directory) / CHUNKS
     if not chunks.is_dir():
         return
     state = PassState.load(directory)
-    rows = [row for d in sorted(chunks.iterdir()) for row in read_jsonl(d / "outcomes.jsonl")]
+    names = sorted(d.name for d in chunks.iterdir())
+    rows = [row for name in names for row in read_jsonl(chunks / name / "outcomes.jsonl")]
     write_jsonl(state.outcomes_file, rows)

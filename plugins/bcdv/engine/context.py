@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from bcdv.clients.business_central import BusinessCentralClient
 from bcdv.clients.dataverse import DataverseClient
 from bcdv.engine.adapters import Adapter, BusinessCentralAdapter, DataverseAdapter
+from bcdv.engine.staging import StagingPath, location
 from bcdv.mapping.model import Direction, Side, TableMapping
 from bcdv.settings import Endpoints
 from bcdv.state.store import StateStore
@@ -20,19 +20,19 @@ class SyncContext:
     business_central: BusinessCentralAdapter
     dataverse: DataverseAdapter
     state: StateStore
-    staging: Path
+    staging: StagingPath  # a local directory, or a UPath for a URL (bcdv.engine.staging)
     # Every mapping, so lookups can resolve through other mappings' couplings.
     mappings: dict[str, TableMapping] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, endpoints: Endpoints, state_url: str, staging: str | Path,
+    def create(cls, endpoints: Endpoints, state_url: str, staging: str | StagingPath,
                mappings: dict[str, TableMapping] | None = None) -> SyncContext:
         """Build clients from settings."""
         return cls(
             BusinessCentralAdapter(BusinessCentralClient(endpoints.business_central)),
             DataverseAdapter(DataverseClient(endpoints.dataverse)),
             StateStore(state_url),
-            Path(staging),
+            location(staging),
             dict(mappings or {}),
         )
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from bcdv.clients.odata import Guid, chunks, compare, id_filter, parse_datetime
@@ -20,14 +19,15 @@ from bcdv.engine.context import PassSides, SyncContext
 from bcdv.engine.lost_creates import recover_lost_bc_creates
 from bcdv.engine.matches import matches
 from bcdv.engine.retry_set import retry_source_ids
-from bcdv.engine.staging import PassState, write_jsonl
+from bcdv.engine.staging import PassState, StagingPath, write_jsonl
 from bcdv.engine.transform import source_columns
 from bcdv.mapping.model import Direction, Side, TableMapping
 
 MODES = ("modified", "full", "record")
 
 
-def pass_directory(staging: Path, mapping: str, run_id: str, direction: Direction) -> Path:
+def pass_directory(staging: StagingPath, mapping: str, run_id: str,
+                   direction: Direction) -> StagingPath:
     """Where a pass stages its files."""
     safe_run = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
     return staging / mapping.lower() / safe_run / direction.value

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from itertools import islice
-from pathlib import Path
 
 import pandas as pd
 
@@ -19,7 +18,7 @@ from bcdv.engine.context import PassSides, SyncContext
 from bcdv.engine.entity_rules import extra_columns
 from bcdv.engine.inputs import PlanInputs, targets_to_read
 from bcdv.engine.lookups import Tables, load_tables
-from bcdv.engine.staging import PassState, read_jsonl
+from bcdv.engine.staging import PassState, location, read_jsonl
 from bcdv.engine.transform import compare_columns, side_fields
 from bcdv.mapping.model import Direction, TableMapping
 
@@ -91,7 +90,7 @@ def first_pass_writes(state: PassState, name_field: str | None) -> dict[str, str
     if not state.dry_run or not state.prior_plan:
         return {}
     out: dict[str, str | None] = {}
-    for a in read_plan(Path(state.prior_plan)):
+    for a in read_plan(location(state.prior_plan)):
         if isinstance(a, Insert | Update) and a.target_id:
             if isinstance(a, Update) and a.both_modified:
                 continue

@@ -3,19 +3,56 @@
 Stages hand data to each other by reference (a directory), never through XCom, so a failed
 load can retry without extracting again. Appends are flushed per line: after a crash the file
 holds every outcome that was written before it.
+
+Where: a local directory, or any fsspec URL (``file:///shared/staging``, ``s3://bucket/x``,
+``abfs://container/x``, ...) through universal_pathlib, the layer Airflow's ObjectStoragePath
+is built on, so workers on different machines share one staging area (``BCDV_STAGING_URL``).
+S3 needs the s3fs package, Azure Blob adlfs; a URL whose filesystem is not installed fails with
+fsspec's message naming the package. The Airflow layer may install an opener that turns URLs
+into ObjectStoragePath objects (credentials from an Airflow connection:
+``s3://aws_default@bucket/x``; :func:`set_opener`). Directories travel between tasks as
+strings: :func:`location` turns one back into a path.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from upath import UPath
+
+# A staging location: a local Path, or a UPath (an ObjectStoragePath is one) for a URL.
+StagingPath = Path | UPath
+_opener: Callable[[str], UPath] | None = None
+
+
+def set_opener(opener: Callable[[str], UPath] | None) -> None:
+    """Make :func:`location` open URLs with ``opener`` (e.g. Airflow's ObjectStoragePath,
+    which resolves ``scheme://conn_id@...`` with an Airflow connection); None = plain UPath."""
+    global _opener
+    _opener = opener
+
+
+def location(where: str | os.PathLike[str] | StagingPath) -> StagingPath:
+    """The path of a staging location: a UPath as given, a URL (``scheme://...``) as a UPath
+    (or through the opener of :func:`set_opener`), anything else as a local Path."""
+    if isinstance(where, (Path, UPath)):
+        return where
+    text = os.fspath(where)
+    if "://" in text:
+        return _opener(text) if _opener is not None else UPath(text)
+    return Path(text)
+
+
+def is_local(path: StagingPath) -> bool:
+    """Whether a staging path is on this machine's file system (fsync applies)."""
+    return isinstance(path, Path) or getattr(path, "protocol", "") in ("file", "local")
 
 
 def _default(value: Any) -> Any:
@@ -28,21 +65,41 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot stage a {type(value).__name__}")
 
 
-def write_jsonl(path: Path, rows: Iterable[dict[str, Any]], *, append: bool = False) -> int:
-    """Write rows as JSON lines; returns how many were written."""
+def write_jsonl(path: str | os.PathLike[str] | StagingPath, rows: Iterable[dict[str, Any]], *,
+                append: bool = False) -> int:
+    """Write rows as JSON lines; returns how many were written.
+
+    Local files are fsynced. On an object store an append rewrites the object with the new
+    lines added where the store cannot append (an object is replaced whole, never torn).
+    """
+    path = location(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
-    with path.open("a" if append else "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, default=_default, ensure_ascii=False) + "\n")
-            count += 1
-        fh.flush()
-        os.fsync(fh.fileno())
-    return count
+    text = "".join(json.dumps(row, default=_default, ensure_ascii=False) + "\n"
+                   for row in rows)
+    if isinstance(path, UPath) and not is_local(path):
+        _write_remote(path, text, append)
+    else:
+        with path.open("a" if append else "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return text.count("\n")
 
 
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+def _write_remote(path: UPath, text: str, append: bool) -> None:
+    if append and path.exists():
+        try:
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(text)
+            return
+        except (NotImplementedError, ValueError, OSError):
+            text = path.read_text(encoding="utf-8") + text
+    path.write_text(text, encoding="utf-8")
+
+
+def read_jsonl(path: str | os.PathLike[str] | StagingPath) -> Iterator[dict[str, Any]]:
     """Rows of a JSON-lines file (none if it does not exist; a torn last line is ignored)."""
+    path = location(path)
     if not path.exists():
         return
     with path.open(encoding="utf-8") as fh:
@@ -74,56 +131,97 @@ class PassState:
     prior_plan: str | None = None
 
     @property
-    def path(self) -> Path:
-        """The pass directory."""
-        return Path(self.directory)
+    def path(self) -> StagingPath:
+        """The pass directory (a local path or a UPath: see :func:`location`)."""
+        return location(self.directory)
 
     @property
-    def source_file(self) -> Path:
+    def source_file(self) -> StagingPath:
         """Extracted source records."""
         return self.path / "source.jsonl"
 
     @property
-    def plan_file(self) -> Path:
+    def plan_file(self) -> StagingPath:
         """Planned actions, one per source record."""
         return self.path / "plan.jsonl"
 
     @property
-    def outcomes_file(self) -> Path:
+    def outcomes_file(self) -> StagingPath:
         """Applied actions' outcomes, appended as they happen."""
         return self.path / "outcomes.jsonl"
 
     def save(self) -> None:
-        """Persist to meta.json (atomically)."""
+        """Persist to meta.json (atomically: a local file is renamed into place, an object
+        is written whole)."""
         self.path.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(asdict(self), indent=2)
+        if not isinstance(self.path, Path):
+            (self.path / "meta.json").write_text(text)
+            return
         tmp = self.path / "meta.json.tmp"
-        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.write_text(text)
         tmp.replace(self.path / "meta.json")
 
     @classmethod
-    def load(cls, directory: str | Path) -> PassState:
+    def load(cls, directory: str | os.PathLike[str] | StagingPath) -> PassState:
         """Read a pass's meta.json."""
-        return cls(**json.loads((Path(directory) / "meta.json").read_text()))
+        return cls(**json.loads((location(directory) / "meta.json").read_text()))
 
 
-def prune(root: Path, older_than_days: float) -> int:
+def remove_tree(path: StagingPath) -> None:
+    """Delete a staged directory and everything in it (no error if it is gone)."""
+    if isinstance(path, Path):
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.fs.rm(path.path, recursive=True)
+
+
+def prune(root: str | os.PathLike[str] | StagingPath, older_than_days: float) -> int:
     """Delete run directories (``<root>/<mapping>/<run>``) untouched for that many days.
 
     Staged files are kept for a while to explain a run (source, plan, outcomes); a committed
-    pass never needs them again. Returns how many run directories were removed.
+    pass never needs them again. Returns how many run directories were removed. On an object
+    store, a run directory's age is its newest object's modification time.
     """
-    import shutil
     import time
 
+    root = location(root)
     cutoff = time.time() - older_than_days * 86400
     removed = 0
     if not root.is_dir():
         return 0
     for mapping_dir in (p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
         for run_dir in (p for p in mapping_dir.iterdir() if p.is_dir()):
-            newest = max((f.stat().st_mtime for f in run_dir.rglob("*")),
-                         default=run_dir.stat().st_mtime)
-            if newest < cutoff:
-                shutil.rmtree(run_dir, ignore_errors=True)
+            times = [_mtime(f) for f in run_dir.rglob("*") if f.is_file()] or [_mtime(run_dir)]
+            newest = max((t for t in times if t is not None), default=None)
+            if newest is not None and newest < cutoff:
+                remove_tree(run_dir)
                 removed += 1
     return removed
+
+
+def _mtime(path: StagingPath) -> float | None:
+    """A file's modification time (seconds since the epoch), None where the store has none.
+
+    Object stores name it differently in fsspec's info: ``mtime`` (local), ``LastModified``
+    (S3), ``last_modified`` (Azure Blob), ``updated`` (GCS), ``created`` (memory)."""
+    if isinstance(path, Path):
+        return path.stat().st_mtime
+    try:
+        info = path.fs.info(path.path)
+    except (OSError, NotImplementedError):
+        return None
+    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = info.get(key)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, (int, float)) and value:
+            return float(value)
+        if isinstance(value, str) and value:
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return None

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from bcdv.engine.apply import commit, load
@@ -22,7 +21,7 @@ from bcdv.engine.extract import extract, extract_window
 from bcdv.engine.plan import plan
 from bcdv.engine.report import PassReport
 from bcdv.engine.runner import failing_job
-from bcdv.engine.staging import PassState
+from bcdv.engine.staging import PassState, StagingPath
 from bcdv.engine.staging import prune as prune_staging
 from bcdv.mapping.model import Direction, TableMapping
 from bcdv.service.locks import holding
@@ -47,12 +46,12 @@ def couple_stage(ctx: SyncContext, mapping: TableMapping, run_id: str, *,
     return report
 
 
-def _assumed_file(staging: Path, mapping: str, run_id: str) -> Path:
+def _assumed_file(staging: StagingPath, mapping: str, run_id: str) -> StagingPath:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
     return staging / mapping.lower() / safe / "assumed_pairs.json"
 
 
-def _assumed(staging: Path, mapping: str, run_id: str) -> list[list[str]]:
+def _assumed(staging: StagingPath, mapping: str, run_id: str) -> list[list[str]]:
     path = _assumed_file(staging, mapping, run_id)
     return json.loads(path.read_text()) if path.exists() else []
 

@@ -207,3 +207,32 @@ def test_cli_stats_and_latency(ep: dict[str, Any], emu_dir: Path, no_latency: No
     assert get_token(ep, ep["dataverse"]["scope"])
     assert cli_admin(emu_dir, "identity", "GET", "stats")["identity"]["by_kind"]["token"][
         "requests"] >= 1
+
+
+def test_generate_fills_one_side_without_counting_requests(tmp_path: Path) -> None:
+    """``POST /_emulator/generate``: bench data straight into the database, one side only."""
+    with run_emulators(tmp_path / "emu", seed="empty") as ep:
+        r = admin(ep, "business_central", "POST", "generate", {"entity": "customers",
+                                                               "count": 7})
+        assert r.json() == {"generated": 7, "entity": "customers"}
+        assert admin(ep, "dataverse", "POST", "generate",
+                     {"entity": "accounts", "count": 3, "start": 11}).status_code == 200
+        assert admin(ep, "dataverse", "POST", "generate",
+                     {"entity": "customers", "count": 1}).status_code == 400
+        assert stats(ep, "business_central")["requests"] == 0
+        bc = Api(f"{ep['business_central']['base_url']}/companies("
+                 f"{ep['business_central']['company_id']})",
+                 get_token(ep, ep["business_central"]["scope"]), ep["ca_bundle"])
+        rows = bc.get("customers?$select=number,displayName,blocked").json()["value"]
+        assert sorted(x["number"] for x in rows) == [f"B{i:07d}" for i in range(1, 8)]
+        assert all(x["blocked"] == "_x0020_" for x in rows)  # blank, as BC serves it
+        dv = Api(ep["dataverse"]["api_url"], get_token(ep, ep["dataverse"]["scope"]),
+                 ep["ca_bundle"])
+        accounts = dv.get("accounts?$select=accountnumber&$filter=customertypecode eq 3"
+                          " and statecode eq 0").json()["value"]
+        assert sorted(a["accountnumber"] for a in accounts) == ["BA0000011", "BA0000012",
+                                                               "BA0000013"]
+        # the generated rows are ordinary records: a PATCH with their etag works
+        one = bc.get("customers?$top=1").json()["value"][0]
+        assert bc.patch(f"customers({one['id']})", json={"phoneNumber": "1"},
+                        headers={"If-Match": one["@odata.etag"]}).status_code == 200

@@ -153,14 +153,19 @@ class PassState:
     def save(self) -> None:
         """Persist to meta.json (atomically: a local file is renamed into place, an object
         is written whole)."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        path = self.path
+        path.mkdir(parents=True, exist_ok=True)
         text = json.dumps(asdict(self), indent=2)
-        if not isinstance(self.path, Path):
-            (self.path / "meta.json").write_text(text)
-            return
-        tmp = self.path / "meta.json.tmp"
-        tmp.write_text(text)
-        tmp.replace(self.path / "meta.json")
+        if isinstance(path, Path):
+            tmp = path / "meta.json.tmp"
+            tmp.write_text(text)
+            tmp.replace(path / "meta.json")
+        elif is_local(path):  # a file:// URL: rename on the same file system
+            part = path / "meta.json.tmp"
+            part.write_text(text)
+            part.rename(path / "meta.json")
+        else:
+            (path / "meta.json").write_text(text)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str] | StagingPath) -> PassState:

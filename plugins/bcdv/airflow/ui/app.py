@@ -1,10 +1,13 @@
 """The bcdv pages in the Airflow UI: a FastAPI app mounted in the API server at ``/bcdv``.
 
 Pages (server-rendered HTML, Jinja2): ``/bcdv/`` integration table mappings,
-``/bcdv/mappings/{name}`` field mappings, ``/bcdv/couplings`` coupled records (search,
-uncouple, restore, sync now), ``/bcdv/errors`` synchronisation errors (retry, remove coupling),
-``/bcdv/log`` the synchronisation log with a chart, ``/bcdv/runs/{run_id}`` a triggered
-record sync and its result. Who may see and do what: :mod:`bcdv.airflow.ui.security`.
+``/bcdv/mappings/{name}`` field mappings (and ``.../reset``: reset to the shipped default,
+confirmed), ``/bcdv/couplings`` coupled records (search, uncouple, restore, Restore All, sync
+now), ``/bcdv/couple`` couple a record to one found by name, ``/bcdv/errors`` synchronisation
+errors (retry, Retry all, remove coupling), ``/bcdv/log`` the synchronisation log with a
+chart, ``/bcdv/runs/{run_id}`` a triggered record sync and its result. The lists are paged
+and filtered by query parameters (:mod:`bcdv.airflow.ui.lists`); the bulk and set-up actions
+are in :mod:`bcdv.airflow.ui.actions`. Who may see and do what: :mod:`bcdv.airflow.ui.security`.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bcdv.state.admin import OperatorViews
@@ -173,11 +173,57 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
         """
         def run() -> None:
             with self._write() as conn:
-                for pair in pairs:
-                    self._intent_row(conn, mapping, pair[0], pair[1],
-                                     pair[2] if len(pair) > 2 else None)
+                if not self._intent_rows(conn, mapping, pairs):
+                    for pair in pairs:
+                        self._intent_row(conn, mapping, pair[0], pair[1],
+                                         pair[2] if len(pair) > 2 else None)
         if pairs:
             _retry_on_conflict(run)
+
+    def _intent_rows(self, conn: Any, mapping: str, pairs: list[tuple[Any, ...]]) -> bool:
+        """``_intent_row`` for a whole batch in a few statements: one SELECT of the rows
+        the batch names, one executemany UPDATE and one INSERT. Returns False (nothing
+        done) when two pairs name the same record, which the row-by-row path handles in
+        order."""
+        keys = [(p[0] or None, p[1] or None) for p in pairs]
+        by_bc = [bc for bc, _ in keys if bc]
+        by_dv = [dv for bc, dv in keys if not bc and dv]
+        if len(set(by_bc)) != len(by_bc) or len(set(by_dv)) != len(by_dv) or (
+                len(by_bc) + len(by_dv) != len(keys)):
+            return False
+        found: dict[tuple[str, str], Any] = {}
+        for col, name, ids in ((couplings.c.bc_id, "bc", by_bc), (couplings.c.dv_id, "dv",
+                                                                  by_dv)):
+            for part in _parts(ids):
+                for row in conn.execute(select(
+                        couplings.c.id, couplings.c.bc_id, couplings.c.dv_id,
+                        couplings.c.pending, couplings.c.synced).where(
+                        couplings.c.mapping == mapping, col.in_(part)).with_for_update()):
+                    found[(name, str(row.bc_id if name == "bc" else row.dv_id))] = row
+        moment = utcnow()
+        now = to_db(moment)
+        updates: list[dict[str, Any]] = []
+        inserts: list[dict[str, Any]] = []
+        for pair, (bc_id, dv_id) in zip(pairs, keys, strict=True):
+            existing = found.get(("bc", bc_id) if bc_id else ("dv", str(dv_id)))
+            values: dict[str, Any] = {"bc_id": bc_id, "dv_id": dv_id, "pending": True,
+                                      "updated_at": now}
+            sent = pair[2] if len(pair) > 2 else None
+            if sent is not None:
+                first = intent_of(existing.synced if existing is not None and existing.pending
+                                  else None).get("since") or moment.isoformat()
+                values["synced"] = json.dumps({"intent": {"sent": sent, "since": first}},
+                                              default=str)
+            if existing is not None:
+                updates.append({"row_id": existing.id, **values})
+            else:
+                inserts.append({"mapping": mapping, "skipped": False, "to_dv_result": "",
+                                "to_bc_result": "", "created_at": now, "synced": None,
+                                **values})
+        _update_by_id(conn, updates)
+        if inserts:
+            conn.execute(insert(couplings), inserts)
+        return True
 
     def _record_intent(self, mapping: str, *, bc_id: str | None, dv_id: str | None) -> None:
         with self._write() as conn:
@@ -216,10 +262,75 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
         """``stamp_success`` for many pairs in one transaction."""
         def run() -> None:
             with self._write() as conn:
-                for stamp in stamps:
-                    self._stamp_row(conn, mapping, direction, job_id, stamp)
+                if not self._stamp_rows(conn, mapping, direction, job_id, stamps):
+                    for stamp in stamps:
+                        self._stamp_row(conn, mapping, direction, job_id, stamp)
         if stamps:
             _retry_on_conflict(run)
+
+    def _stamp_rows(self, conn: Any, mapping: str, direction: str, job_id: str,
+                    stamps: list[Stamp]) -> bool:
+        """``_stamp_row`` for a whole batch in a few statements: one SELECT of the rows
+        either id of the batch names, one DELETE of the void intents, one executemany
+        UPDATE and one INSERT. Returns False (nothing done) when two stamps name the same
+        record or one row, which the row-by-row path handles in order."""
+        bc_ids = [s.bc_id for s in stamps]
+        dv_ids = [s.dv_id for s in stamps]
+        if (not all(bc_ids) or not all(dv_ids) or len(set(bc_ids)) != len(bc_ids)
+                or len(set(dv_ids)) != len(dv_ids)):
+            return False
+        rows: dict[int, Any] = {}
+        for col, ids in ((couplings.c.bc_id, bc_ids), (couplings.c.dv_id, dv_ids)):
+            for part in _parts(ids):
+                for row in conn.execute(select(couplings).where(
+                        couplings.c.mapping == mapping, col.in_(part)).with_for_update()
+                        ).mappings():
+                    rows[row["id"]] = row
+        by_bc: dict[str, list[Any]] = {}
+        by_dv: dict[str, list[Any]] = {}
+        for row in rows.values():
+            if row["bc_id"] is not None:
+                by_bc.setdefault(str(row["bc_id"]), []).append(row)
+            if row["dv_id"] is not None:
+                by_dv.setdefault(str(row["dv_id"]), []).append(row)
+        claimed: set[int] = set()
+        now = to_db(utcnow())
+        result_col, job_col = _result_columns(direction)
+        stale: list[int] = []
+        updates: list[dict[str, Any]] = []
+        inserts: list[dict[str, Any]] = []
+        for stamp in stamps:
+            matched = {r["id"]: r for r in (*by_bc.get(stamp.bc_id, ()),
+                                            *by_dv.get(stamp.dv_id, ()))}
+            if claimed & matched.keys():
+                return False  # one row answers two stamps: keep the in-order semantics
+            claimed |= matched.keys()
+            ordered = sorted(matched.values(), key=lambda r: (bool(r["pending"]), r["id"]))
+            row = ordered[0] if ordered else None
+            # Unconfirmed intents that claimed one of the two ids are void now.
+            stale += [r["id"] for r in ordered[1:] if r["pending"]]
+            values: dict[str, Any] = {
+                "bc_id": stamp.bc_id, "dv_id": stamp.dv_id, "pending": False,
+                result_col: "success", job_col: job_id, "updated_at": now,
+                "bc_hash": stamp.bc_hash, "dv_hash": stamp.dv_hash, "synced": stamp.synced,
+            }
+            for base, new in (("bc_modified", stamp.bc_modified),
+                              ("dv_modified", stamp.dv_modified)):
+                old = from_db(row[base]) if row is not None else None
+                values[base] = to_db(max(v for v in (old, new) if v is not None)) if (
+                    old or new) else None
+            if row is None:
+                other_col, other_job = _result_columns(_other(direction))
+                inserts.append({"mapping": mapping, "skipped": False, "created_at": now,
+                                other_col: "", other_job: None, **values})
+            else:
+                updates.append({"row_id": row["id"], **values})
+        for part in _parts(stale):
+            conn.execute(couplings.delete().where(couplings.c.id.in_(part)))
+        _update_by_id(conn, updates)
+        if inserts:
+            conn.execute(insert(couplings), inserts)
+        return True
 
     def _stamp_success(self, mapping: str, direction: str, job_id: str, stamp: Stamp) -> None:
         with self._write() as conn:
@@ -504,6 +615,25 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
 def _cut(text: str | None, size: int) -> str | None:
     """Text that fits a column of ``size`` characters."""
     return text if text is None or len(text) <= size else text[:size - 1] + "…"
+
+
+def _parts(ids: Sequence[Any], size: int = 500) -> Iterable[list[Any]]:
+    """``ids`` in slices that fit an IN list on every backend."""
+    for start in range(0, len(ids), size):
+        yield list(ids[start:start + size])
+
+
+def _update_by_id(conn: Any, rows: list[dict[str, Any]]) -> None:
+    """One executemany UPDATE of couplings by ``row_id`` (every dict has the same keys)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    for group in groups.values():
+        conn.execute(update(couplings).where(couplings.c.id == bindparam("row_id")), group)
+
+
+def _other(direction: str) -> str:
+    return "to_business_central" if direction == "to_dataverse" else "to_dataverse"
 
 
 def _result_columns(direction: str) -> tuple[str, str]:

@@ -198,7 +198,7 @@ def celery_airflow(database: str, broker_queue: str, tmp_path: Path
             af.wait_until("bcdv_full_sync to be parsed", lambda: af.session.get(
                 f"{af.url}/api/v2/dags/bcdv_full_sync", timeout=10).ok, 180)
             yield af, {"endpoints": endpoints, "state_url": env["BCDV_STATE_URL"],
-                       "staging": shared}
+                       "staging": shared, "database": database}
         finally:
             af.stop()
 
@@ -216,6 +216,19 @@ def _login(af: Airflow, password: str) -> None:
                            json={"username": "admin", "password": password}, timeout=30)
     assert resp.status_code in (200, 201), resp.text
     af.session.headers["Authorization"] = f"Bearer {resp.json()['access_token']}"
+
+
+def _celery_task_ids(database: str, run_id: str, task_id: str) -> dict[int, str]:
+    """map index -> the Celery task id the executor sent (Airflow's external_executor_id)."""
+    import psycopg2
+
+    with psycopg2.connect(database) as conn, conn.cursor() as cur:
+        cur.execute("SELECT map_index, external_executor_id FROM task_instance "
+                    "WHERE dag_id = 'bcdv_full_sync' AND run_id = %s AND task_id = %s",
+                    (run_id, task_id))
+        rows = dict(cur.fetchall())
+    conn.close()
+    return rows
 
 
 def _names(rows: list[dict[str, Any]], key: str) -> Counter[str]:
@@ -260,6 +273,11 @@ def test_partitioned_full_sync_runs_on_two_celery_workers(celery_airflow) -> Non
         assert {t["map_index"] for t in loads} == set(range(len(loads)))
         hosts = Counter(t["hostname"] for t in loads)
         assert set(hosts) == set(WORKERS), (direction, hosts)
+        # And each partition's Celery task was received by the worker its hostname names.
+        celery_ids = _celery_task_ids(info["database"], run_id, loads[0]["task_id"])
+        for t in loads:
+            log = (af.home / f"{t['hostname']}.log").read_text(errors="replace")
+            assert f"execute_workload[{celery_ids[t['map_index']]}] received" in log, t
     assert {t["hostname"] for t in tis if t["state"] == "success"} <= set(WORKERS)
 
     # Every record once on the other side: none missing, none twice.

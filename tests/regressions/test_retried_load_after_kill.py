@@ -18,12 +18,14 @@ recorded from the service). The retry here is what Airflow does with a task that
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bcdv.engine.apply import commit, load
 from bcdv.engine.extract import extract
 from bcdv.engine.plan import plan
-from bcdv.engine.staging import read_jsonl
+from bcdv.engine.staging import PassState, read_jsonl
 from bcdv.mapping.model import Direction
 from engine.conftest import WriteCrash, make_mapping
 
@@ -99,3 +101,52 @@ def test_a_retried_update_still_refuses_a_change_someone_else_made(
     assert report.failed == 1
     assert "version of the existing record" in report.records[0].message
     assert env.dv_get(dv_id)["telephone1"] == "+1 425 555 0999"
+
+
+def test_retried_full_sync_of_the_shipped_customer_mapping_on_the_demo_data(
+        tmp_path, crash_after_write) -> None:
+    """The real-Airflow case in one process: the shipped mappings, the demo companies (owner
+    and currency lookups written as ``nav@odata.bind``, read back as ``_nav_value``, payment
+    terms), every load's first try killed after a write, then retried with the same plan."""
+    from bcdv.engine import SyncContext, sync_mapping
+    from bcdv.mapping import load_mappings
+    from bcdv.service import stages
+    from bcdv.settings import endpoints_from_dict
+    from bcdv_emulators.testing import run_emulators
+
+    root = Path(__file__).resolve().parents[2]
+    crash_after_write["armed"] = False
+    with run_emulators(tmp_path / "emulators", seed="demo") as endpoints:
+        mappings = load_mappings(root / "include" / "mappings")
+        ctx = SyncContext.create(endpoints_from_dict(endpoints), f"sqlite:///{tmp_path}/s.db",
+                                 tmp_path / "staging", mappings)
+        for name in ("SALESPEOPLE", "CURRENCY"):
+            sync_mapping(ctx, mappings[name], mode="full", run_id="setup")
+        customer = mappings["CUSTOMER"]
+        bc, dv = ctx.business_central.client, ctx.dataverse.client
+        before = (len(bc.list("customers")), len(dv.list("accounts")))
+        created = 0
+        # The stages of bcdv_full_sync's CUSTOMER group, as its tasks call them.
+        with ctx.state.mapping_lock(customer.name, "full"):
+            stages.couple_stage(ctx, customer, "full")
+            for direction in ("to_dataverse", "to_business_central"):
+                state = stages.extract_stage(ctx, customer, direction, run_id="full", full=True)
+                state = stages.plan_stage(ctx, customer, state.directory)
+                writes = state.planned.get("insert", 0) + state.planned.get("update", 0)
+                assert writes, (direction, state.planned)
+                crash_after_write["armed"] = True
+                with pytest.raises(WriteCrash):
+                    stages.load_stage(ctx, customer, state.directory)
+                stages.load_stage(ctx, customer, state.directory)
+                [report] = stages.commit_stage(ctx, customer, [state.directory], "full",
+                                               release=False)
+                assert report.failed == 0, [(r.name, r.message) for r in report.records]
+                created += report.inserted
+        names = sorted(r["displayName"] for r in bc.list("customers")) + sorted(
+            r["name"] for r in dv.list("accounts"))
+        assert len(names) == sum(before) + created, names
+        again = {r.direction: r for r in sync_mapping(ctx, customer, run_id="next")}
+        changed = {d: [(o["name"], o["changes"]) for o in read_jsonl(PassState.load(str(
+            tmp_path / "staging" / "customer" / "next" / d)).outcomes_file)
+            if o["action"] != "unchanged"] for d in again}
+        assert all(r.failed == 0 and r.modified == 0 for r in again.values()), changed

@@ -214,6 +214,10 @@ class BCService(Service):
             ctx_prefix = f"companies({company})/"
         else:
             ctx_prefix = ""
+        if name == "companyInformation" and len(parsed) == 1:
+            if company is None:
+                company = self._company_param(req)
+            return self._company_information(req, root, company, key)
         ent = BY_SET.get(name)
         if ent is None or name == "companies":
             raise BCError(404, "BadRequest_NotFound", f"Resource not found for the segment "
@@ -226,6 +230,29 @@ class BCService(Service):
             raise BCError(404, "BadRequest_NotFound",
                           f"Resource not found for the segment '{parsed[-1][0]}'.")
         return self._entity_request(req, root, ent, company, key, nav, ctx_prefix)
+
+    def _company_information(self, req: Req, root: str, company: str,
+                             key: str | None) -> Resp:
+        """GET companyInformation (API v2.0 page 30014 "APIV2 - Company Information"): one
+        row per company; ``currencyCode`` is the local currency (LCY) code, read-only.
+        Learn: api-reference/v2.0/resources/dynamics_companyinformation. Only GET here (the
+        service also allows PATCH of the address fields, which bcdv never writes)."""
+        if req.method != "GET":
+            raise BCError(405, "BadRequest_MethodNotAllowed",
+                          f"'{req.method}' requests for 'companyInformation' of EdmType "
+                          "'Entity' are not allowed within Dynamics 365 Business Central "
+                          "OData web services.")
+        row = self.db.get("companies", "id", company) or {}
+        doc = {"@odata.etag": etag(1), "id": company,
+               "displayName": row.get("displayName") or row.get("name") or "",
+               "currencyCode": self.lcy_code(company),
+               "lastModifiedDateTime": to_wire(schema.Prop("lastModifiedDateTime", "datetime"),
+                                               row.get("systemModifiedAt"))}
+        ctx = f"{root}/$metadata#companies({company})/companyInformation"
+        if key is not None:
+            return self._ok(200, {"@odata.context": ctx + "/$entity", **doc}, [],
+                            "companyInformation")
+        return self._ok(200, {"@odata.context": ctx, "value": [doc]}, [], "companyInformation")
 
     def _company_param(self, req: Req) -> str:
         value = req.param("company") or req.header("company")

@@ -34,7 +34,7 @@ from bcdv.engine.lost_creates import find_lost_bc_creates
 from bcdv.engine.outcome import failure_result, skipped_message
 from bcdv.engine.report import ACTION_RESULT, PassReport, RecordOutcome
 from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
-from bcdv.engine.transform import side_fields, write_key
+from bcdv.engine.transform import read_key, side_fields, write_key
 from bcdv.engine.values import canon, row_hash, same
 from bcdv.errors import ConcurrencyError, FatalApiError
 from bcdv.mapping.model import Direction, TableMapping
@@ -198,7 +198,11 @@ def _confirm_own_updates(ctx: SyncContext, mapping: TableMapping, sides: PassSid
     if not stale:
         return results
     key, modified_on = sides.target.key, sides.target.modified_on
-    columns = sorted({key, modified_on, *side_fields(mapping, sides.target_system)})
+    system = sides.target_system
+    # A Dataverse lookup is written as nav@odata.bind and read back as _lookup_value.
+    read_as = {str(write_key(f, system)): str(read_key(f, system)) for f in mapping.fields
+               if write_key(f, system) and read_key(f, system)}
+    columns = sorted({key, modified_on, *side_fields(mapping, system)})
     ids = [str(todo[i].target_id) for i in stale]
     rows = {str(r.get(key)): r for r in ctx.adapter(sides.target_system).fetch(
         sides.target, ids, columns)}
@@ -206,8 +210,9 @@ def _confirm_own_updates(ctx: SyncContext, mapping: TableMapping, sides: PassSid
     for i in stale:
         action = todo[i]
         row = rows.get(str(action.target_id))
-        if isinstance(action, Update) and row is not None and all(f in row and same(row[f], new)
-                                   for f, (_old, new) in action.changes.items()):
+        if isinstance(action, Update) and row is not None and all(
+                read_as.get(f, f) in row and same(row[read_as.get(f, f)], new)
+                for f, (_old, new) in action.changes.items()):
             out[i] = Written(str(action.target_id), parse_datetime(row.get(modified_on)),
                              row.get("@odata.etag"), False, row)
     return out
@@ -263,6 +268,15 @@ def _resume_bc_creates(ctx: SyncContext, mapping: TableMapping, state: PassState
     found, ambiguous = find_lost_bc_creates(ctx, mapping, sides,
                                             [a.source_id for a in actions],
                                             {a.source_id: a.payload for a in actions})
+    if found:
+        # The records as stored, with every mapped field (recovery read only the fields the
+        # create sent): the baseline hash covers them all, so the next pass back sees no
+        # change that is only this create's echo.
+        columns = sorted({key, sides.target.modified_on,
+                          *side_fields(mapping, sides.target_system)})
+        full = {str(r[key]): r for r in ctx.business_central.fetch(
+            sides.target, [str(r[key]) for r in found.values()], columns)}
+        found = {sid: full.get(str(row[key]), row) for sid, row in found.items()}
     outcomes: list[dict[str, Any]] = []
     for a in actions:
         sid = a.source_id

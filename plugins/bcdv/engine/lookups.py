@@ -32,6 +32,10 @@ class LookupTable:
     dv_to_bc: dict[str, str] = field(default_factory=dict)
     dv_by_value: dict[str, list[str]] = field(default_factory=dict)  # canon(dv match) -> ids
     dv_value: dict[str, Any] = field(default_factory=dict)  # dv id -> its match value
+    # What Business Central reads back for a blank value: a currency lookup's blank code is
+    # the local currency, which API v2.0 returns as the LCY code (companyInformation's
+    # currencyCode), so a blank is written as that code (BC stores it as blank again).
+    blank_as: str = ""
 
 
 @dataclass
@@ -115,6 +119,8 @@ def _lookup_table(ctx: Any, ref: TableMapping, f: FieldMapping) -> LookupTable:
     for row in ctx.business_central.client.list(bc_side.entity_set, select=cols):
         table.value_to_bc_id[canon(row.get(match_on))] = str(row[bc_side.key])
         table.bc_id_to_value[str(row[bc_side.key])] = row.get(match_on)
+    if bc_side.entity_set == "currencies":
+        table.blank_as = local_currency(ctx)
     couplings = ctx.state.couplings(ref.name)
     if not couplings.empty:
         done = couplings[~couplings["pending"].astype(bool)].dropna(subset=["bc_id", "dv_id"])
@@ -132,3 +138,11 @@ def _lookup_table(ctx: Any, ref: TableMapping, f: FieldMapping) -> LookupTable:
             table.dv_by_value.setdefault(key, []).append(str(row[dv_side.key]))
             table.dv_value[str(row[dv_side.key])] = row.get(dv_field)
     return table
+
+
+def local_currency(ctx: Any) -> str:
+    """The company's local currency code (LCY): what Business Central's API returns as a
+    record's ``currencyCode`` when its Currency Code is blank (Learn: API v2.0
+    companyInformation, ``currencyCode``; customer ``currencyCode``)."""
+    rows = ctx.business_central.client.list("companyInformation", select=["currencyCode"])
+    return str(rows[0].get("currencyCode") or "") if rows else ""

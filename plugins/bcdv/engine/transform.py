@@ -215,7 +215,7 @@ def _lookup(col: pd.Series, table: Any, direction: Direction, f: FieldMapping) -
         if policy is OnFailure.KEEP:
             return KEEP  # BC's Not Null: leave the destination as it is
         if policy is OnFailure.CLEAR:
-            return None if direction is Direction.TO_DATAVERSE else ""
+            return None if direction is Direction.TO_DATAVERSE else table.blank_as
         return _Err(f"{source} {value} must be coupled to a record in {where} "
                     f"(mapping {' or '.join(lookup.mappings)})")
 
@@ -224,7 +224,7 @@ def _lookup(col: pd.Series, table: Any, direction: Direction, f: FieldMapping) -
     if policy is OnFailure.KEEP:
         out[blank] = KEEP
     else:
-        out[blank] = None if direction is Direction.TO_DATAVERSE else ""
+        out[blank] = None if direction is Direction.TO_DATAVERSE else table.blank_as
     return out
 
 

@@ -10,7 +10,7 @@ machines would. Staging is a shared directory addressed as a ``file://`` URL
 (``BCDV_STAGING_URL``), the form an ``s3://`` or ``abfs://`` location takes.
 
 ``bcdv_full_sync`` of CUSTOMER over 2,000 synthetic customers (and 2,000 Dataverse accounts,
-about 1,150 of them customers) with ``chunk_size`` 250 splits each pass's plan into partitions
+about 1,150 of them customers) with ``chunk_size`` 500 splits each pass's plan into partitions
 (mapped ``load`` tasks); the test asserts that partitions of both passes ran on both workers
 (the task instances' ``hostname``), then reads both services over their APIs: every record of
 either side exists exactly once on the other, none twice, none missing, and the state store
@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN = os.environ.get("BCDV_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BCDV_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CUSTOMERS = 2000
-CHUNK_SIZE = 250
+CHUNK_SIZE = 500
 WORKERS = ("bcdv-worker-1", "bcdv-worker-2")
 MAPPINGS = ("CUSTOMER", "SALESPEOPLE", "CURRENCY")
 

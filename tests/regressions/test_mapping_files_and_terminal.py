@@ -4,8 +4,9 @@ file:line errors; and nothing printed to a terminal carries control characters."
 from __future__ import annotations
 
 import shutil
-import time
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,23 +41,41 @@ def _validate(capsys: pytest.CaptureFixture[str], mdir: Path) -> tuple[int, str,
     return code, out.out, out.err
 
 
-def test_validating_a_mapping_file_is_linear_in_its_size(mdir: Path) -> None:
-    path = mdir / "customer.yaml"
-    _grow(path, MAX_FILE_BYTES - 20_000)
-    started = time.monotonic()
-    loaded = load_mapping_file(path)
-    elapsed = time.monotonic() - started
-    assert len(loaded.mapping.value_maps["PAYMENT_TERMS"].values) > 10_000
-    assert elapsed < 4.0, f"{path.stat().st_size} bytes took {elapsed:.1f} s"
+def _python_calls(path: Path) -> tuple[int, int]:
+    """(value-map entries loaded, Python function calls made in bcdv.mapping while loading):
+    a count, not a time, so the check is the same on a loaded CI machine (speed itself is
+    measured by ``make bench``, never in a test)."""
+    calls = 0
+
+    def count(frame: Any, event: str, _arg: Any) -> None:
+        nonlocal calls
+        if event == "call" and "/bcdv/mapping/" in frame.f_code.co_filename:
+            calls += 1
+
+    sys.setprofile(count)
+    try:
+        loaded = load_mapping_file(path)
+    finally:
+        sys.setprofile(None)
+    return len(loaded.mapping.value_maps["PAYMENT_TERMS"].values), calls
+
+
+def test_validating_a_mapping_file_is_linear_in_its_size(mdir: Path, tmp_path: Path) -> None:
+    shutil.copytree(DEFAULTS_DIR, tmp_path / "big")
+    small, big = mdir / "customer.yaml", tmp_path / "big" / "customer.yaml"
+    _grow(small, (MAX_FILE_BYTES - 20_000) // 4)
+    _grow(big, MAX_FILE_BYTES - 20_000)
+    (n_small, c_small), (n_big, c_big) = _python_calls(small), _python_calls(big)
+    assert n_big > 10_000 and n_big > 3.5 * n_small
+    # Four times the entries, at most ~four times the work (quadratic would be sixteen).
+    assert c_big / n_big <= 1.25 * c_small / n_small, (c_small, n_small, c_big, n_big)
 
 
 def test_a_mapping_file_over_the_size_limit_is_refused_naming_file_and_limit(
         capsys: pytest.CaptureFixture[str], mdir: Path) -> None:
     path = mdir / "customer.yaml"
     _grow(path, MAX_FILE_BYTES + 10_000)
-    started = time.monotonic()
     code, _, err = _validate(capsys, mdir)
-    assert time.monotonic() - started < 5
     assert code == 1 and str(path) in err and "limit" in err and "1 MiB" in err
 
 
@@ -88,10 +107,8 @@ def test_a_yaml_alias_bomb_is_refused(mdir: Path) -> None:
     lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
     lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
     path.write_text("name: CUSTOMER\n" + "\n".join(lines) + "\n")
-    started = time.monotonic()
     with pytest.raises(MappingError, match=rf"^{path}:\d+: .*(alias|large)"):
         load_mapping_file(path)
-    assert time.monotonic() - started < 5
 
 
 def test_control_characters_are_stripped_from_terminal_output(

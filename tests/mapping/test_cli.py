@@ -103,10 +103,15 @@ def test_diff_identical_then_changed(capsys, mdir: Path) -> None:
 def test_reset_one_and_all(capsys, mdir: Path) -> None:
     _edit(mdir / "vendor.yaml", "schedule: \"*/30 * * * *\"", "schedule: \"@hourly\"")
     (mdir / "contact.yaml").unlink()
+    edited = (mdir / "vendor.yaml").read_bytes()
     code, out, _ = run(capsys, mdir, "mappings", "reset", "vendor")
     assert code == 0
-    assert out.splitlines() == [f"VENDOR: reset {mdir / 'vendor.yaml'}",
-                                '  schedule: "@hourly" -> "*/30 * * * *"']
+    first, second = out.splitlines()
+    assert first.startswith(f"VENDOR: reset {mdir / 'vendor.yaml'} (your file is kept as ")
+    # The same reset as the pages: the user's file is kept under backups/ first.
+    [backup] = (mdir / "backups").glob("vendor.*.yaml")
+    assert str(backup) in first and backup.read_bytes() == edited
+    assert second == '  schedule: "@hourly" -> "*/30 * * * *"'
     assert (mdir / "vendor.yaml").read_bytes() == (DEFAULTS_DIR / "vendor.yaml").read_bytes()
     code, out, _ = run(capsys, mdir, "--json", "mappings", "reset", "--all")
     report = {r["name"]: r for r in json.loads(out)}

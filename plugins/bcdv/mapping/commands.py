@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -266,31 +265,30 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
-    """BC's "Use Default Synchronization Setup": restore shipped files, print what changed."""
+    """BC's "Use Default Synchronization Setup": restore shipped files, print what changed.
+
+    The same reset as the pages (``bcdv.service.mappings``): the user's file is copied to
+    ``backups/`` first, and each mapping's run lock is held while its file is replaced."""
+    from bcdv.commands.common import open_store
+    from bcdv.service.mappings import reset_to_default, shipped_names
+
     if bool(args.name) == bool(args.all):
         print("reset needs a mapping name or --all", file=sys.stderr)
         return EXIT_USAGE
     directory = mappings_dir(args)
-    shipped = _index(DEFAULTS_DIR)
-    names = sorted(shipped) if args.all else [args.name.upper()]
+    shipped = shipped_names()
+    names = shipped if args.all else [args.name.upper()]
     if names[0] not in shipped:
-        print(f"{args.name!r} is not a shipped mapping; shipped: {', '.join(sorted(shipped))}",
+        print(f"{args.name!r} is not a shipped mapping; shipped: {', '.join(shipped)}",
               file=sys.stderr)
         return EXIT_USAGE
-    before, _ = _diffs(args, None)
-    by_name = {d["name"]: d for d in before}
-    local = _index(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    store = open_store(args)
     report = []
     for n in names:
-        src = shipped[n][0]
-        old = local.get(n)
-        if old is not None and old[0].name != src.name:
-            old[0].unlink()  # the mapping lived in another file; one file per mapping
-        shutil.copyfile(src, directory / src.name)
-        d = by_name.get(n, {"status": "missing locally", "changes": []})
-        report.append({"name": n, "file": str(directory / src.name),
-                       "was": d["status"], "reverted": d["changes"]})
+        done = reset_to_default(store, directory, n)
+        report.append({"name": n, "file": str(done.plan.file), "was": done.plan.status,
+                       "reverted": done.plan.changes,
+                       "backup": str(done.backup) if done.backup else None})
     if args.json:
         _print_json(report)
         return EXIT_OK
@@ -300,7 +298,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
         elif r["was"] == "missing locally":
             print(f"{r['name']}: restored {r['file']}")
         else:
-            print(f"{r['name']}: reset {r['file']}")
+            print(f"{r['name']}: reset {r['file']} (your file is kept as {r['backup']})")
             for c in r["reverted"]:
                 print(f"  {c['path']}: {json.dumps(c['local'], default=str)} -> "
                       f"{json.dumps(c['shipped'], default=str)}")

@@ -283,7 +283,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     store = open_store(args)
-    report = []
+    report: list[dict[str, Any]] = []
     for n in names:
         done = reset_to_default(store, directory, n)
         report.append({"name": n, "file": str(done.plan.file), "was": done.plan.status,

@@ -607,7 +607,7 @@ def markdown(doc: dict[str, Any]) -> str:
     for r in doc["results"]:
         fl, pr = r.get("floor") or {}, r.get("per_record") or {}
         lines.append(
-            f"| {r['title']} | {r['records']:,} | {r['seconds']:.1f} | "
+            f"| {r['title']} | {r['records']:,} | {_num(float(r['seconds']))} | "
             f"{r['records_per_s'] or 0:,.0f} | {r['requests']['total']:,} "
             f"({r['min_requests']:,}) | {r['requests']['throttled_429']} | {r['rss_mb']:.0f} | "
             f"{_num(fl.get('seconds'))} | {_num(r.get('vs_floor'))} | "
@@ -627,7 +627,9 @@ def markdown(doc: dict[str, Any]) -> str:
 def _num(v: Any) -> str:
     if v is None:
         return "-"
-    return f"{v:,.1f}" if isinstance(v, float) else f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:,.2f}" if abs(v) < 10 else f"{v:,.1f}"
+    return f"{v:,}"
 
 
 def chart(doc_path: Path, png: Path) -> bool:
@@ -757,6 +759,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-size", type=int, default=2_000)
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--readme", action="store_true", help="copy the table into README.md")
+    p.add_argument("--render", action="store_true",
+                   help="no run: rewrite latest.md and latest.png (and README with --readme) "
+                        "from --out's latest.json")
     p.add_argument("--engine", default=env.get("BENCH_ENGINE"), metavar="GIT_REF",
                    help="benchmark the engine and mappings of this commit (git archive), "
                         "not the working tree")
@@ -768,6 +773,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(groups) - set(SCENARIO_GROUPS)
     if unknown:
         p.error(f"unknown scenario groups {sorted(unknown)}; known: {SCENARIO_GROUPS}")
+    if args.render:
+        out = Path(args.out)
+        doc = json.loads((out / "latest.json").read_text())
+        (out / "latest.md").write_text(markdown(doc))
+        chart(out / "latest.json", out / "latest.png")
+        if args.readme:
+            update_readme(markdown(doc))
+        return 0
     with tempfile.TemporaryDirectory(prefix="bcdv-bench-engine-") as snap:
         label = _engine_label(None)
         if args.engine:

@@ -13,13 +13,13 @@ from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from bcdv.clients.odata import and_filters, quote
 from bcdv.engine.context import SyncContext
 from bcdv.mapping.model import TableMapping
 from bcdv.state.pages import ListFilter
-from bcdv.state.schema import jobs, record_errors
+from bcdv.state.schema import job_records, jobs, record_errors
 from bcdv.state.store import StateStore
 
 PASS_DIRECTIONS = ("to_dataverse", "to_business_central")
@@ -127,12 +127,112 @@ def jobs_of_run(store: StateStore, run_id: str) -> list[dict[str, Any]]:
     return [_aware(r) for r in rows]
 
 
-def errors_of_job(store: StateStore, job_id: str) -> list[dict[str, Any]]:
-    """Record errors last seen in a job."""
+def errors_of_job(store: StateStore, job_id: str, *,
+                  limit: int | None = None) -> list[dict[str, Any]]:
+    """Record errors last seen in a job (the first ``limit`` of them), newest first."""
+    query = select(record_errors).where(record_errors.c.job_id == job_id).order_by(
+        record_errors.c.last_seen.desc(), record_errors.c.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
     with store.engine.connect() as conn:
-        rows = conn.execute(select(record_errors).where(record_errors.c.job_id == job_id)
-                            .order_by(record_errors.c.last_seen.desc())).mappings().all()
+        rows = conn.execute(query).mappings().all()
     return [_aware(r) for r in rows]
+
+
+def error_counts_of_jobs(store: StateStore, job_ids: list[str]) -> dict[str, int]:
+    """How many record errors each of these jobs saw last (jobs without one are left out)."""
+    if not job_ids:
+        return {}
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(record_errors.c.job_id, func.count())
+                            .where(record_errors.c.job_id.in_(job_ids))
+                            .group_by(record_errors.c.job_id)).all()
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def jobs_by_id(store: StateStore, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Some jobs' ``run_id``, ``mapping``, ``mode`` and ``direction``, by job id, in one
+    query per 500 ids (the errors page links each error to the run that last saw it)."""
+    ids = sorted({j for j in job_ids if j})
+    out: dict[str, dict[str, Any]] = {}
+    cols = (jobs.c.id, jobs.c.run_id, jobs.c.mapping, jobs.c.mode, jobs.c.direction)
+    with store.engine.connect() as conn:
+        for start in range(0, len(ids), 500):
+            rows = conn.execute(select(*cols).where(
+                jobs.c.id.in_(ids[start:start + 500]))).mappings().all()
+            out.update({str(r["id"]): dict(r) for r in rows})
+    return out
+
+
+# -- which Airflow DAG run wrote a job ------------------------------------------------------
+RECORD_DAG = "bcdv_sync_record"
+FULL_SYNC_DAG = "bcdv_full_sync"
+ALL_MODIFIED_DAG = "bcdv_sync_all_modified"
+# Airflow's run ids start with the run type (DagRunType); the scheduled and backfill runs
+# of bcdv are the mapping DAGs' (the operation DAGs have no schedule).
+SCHEDULED_PREFIXES = ("scheduled__", "backfill__")
+
+
+def task_run_splits(run_id: str, dag_id: str | None = None) -> list[tuple[str, str]]:
+    """The ways a job's run id of an operator in a user's DAG,
+    ``<dag_id>.<task_id>__<Airflow run id>`` (``bcdv.airflow.operators.run_lock_owner``),
+    can be read as ``(dag_id, Airflow run id)``, most likely first. DAG and task ids may hold
+    dots and underscores, so a run id can have several readings; with ``dag_id`` given,
+    only its own. Empty for a run id of another shape (a bcdv DAG's, the CLI's)."""
+    out: list[tuple[str, str]] = []
+    head = run_id.split("__", 1)[0]
+    if "." not in head or "__" not in run_id:
+        return out
+    dags = [dag_id] if dag_id else [head[:i] for i, c in enumerate(head) if c == "."]
+    for dag in dags:
+        if not dag or not run_id.startswith(dag + "."):
+            continue
+        rest = run_id[len(dag) + 1:]
+        at = rest.find("__", 1)
+        while at > 0:
+            if rest[at + 2:]:
+                out.append((dag, rest[at + 2:]))
+            at = rest.find("__", at + 1)
+    return out
+
+
+def dag_of_job(job: dict[str, Any], mapping_dags: dict[str, str]) -> str | None:
+    """The DAG whose run wrote a job, when the job alone tells (``mapping_dags``: mapping
+    name -> its DAG id): a record sync's, a scheduled run's (a mapping DAG's), an operator's
+    in a user's DAG (the only reading of its run id). None when it does not (a manual run:
+    the mapping's DAG, the full sync or the all-modified DAG; the run page asks Airflow)."""
+    run_id = str(job.get("run_id") or "")
+    if not run_id:
+        return None
+    if job.get("mode") == "record":
+        return RECORD_DAG
+    if run_id.startswith(SCHEDULED_PREFIXES):
+        return mapping_dags.get(str(job.get("mapping")))
+    readings = {dag for dag, _ in task_run_splits(run_id)}
+    return readings.pop() if len(readings) == 1 else None
+
+
+def jobs_of_dag_run(store: StateStore, dag_id: str | None, airflow_run_id: str, *,
+                    mapping_dags: dict[str, str] | None = None,
+                    also: str | None = None) -> list[dict[str, Any]]:
+    """The jobs (passes) of one Airflow DAG run, oldest first: those whose run id is the
+    Airflow run id (bcdv's own DAGs) and those of the DAG's operators
+    (``<dag_id>.<task_id>__<run id>``). Two mapping DAGs scheduled at the same time share an
+    Airflow run id: for a mapping DAG (``mapping_dags``: mapping name -> DAG id) only its
+    own mapping's jobs are kept. ``also``: a job run id to include as it is (the page's)."""
+    conds = [jobs.c.run_id == airflow_run_id]
+    if also and also != airflow_run_id:
+        conds.append(jobs.c.run_id == also)
+    if dag_id:
+        conds.append(jobs.c.run_id.startswith(dag_id + ".", autoescape=True)
+                     & jobs.c.run_id.endswith("__" + airflow_run_id, autoescape=True))
+    with store.engine.connect() as conn:
+        rows = [_aware(r) for r in conn.execute(select(jobs).where(or_(*conds)).order_by(
+            jobs.c.started_at, jobs.c.id)).mappings().all()]
+    own = {m for m, d in (mapping_dags or {}).items() if d == dag_id}
+    if own:
+        rows = [r for r in rows if r["run_id"] != airflow_run_id or r["mapping"] in own]
+    return rows
 
 
 def overview(store: StateStore, mapping: TableMapping) -> dict[str, Any]:
@@ -151,19 +251,61 @@ def overview(store: StateStore, mapping: TableMapping) -> dict[str, Any]:
     }
 
 
+def _job_records_where(job_id: str, action: str | None, failed: bool) -> list[Any]:
+    conds = [job_records.c.job_id == job_id]
+    if action:
+        conds.append(job_records.c.action == action)
+    if failed:  # planned to fail, or refused by the API when written
+        conds.append(or_(job_records.c.action == "fail", job_records.c.result == "failed"))
+    return conds
+
+
 def records_of_job(store: StateStore, job_id: str, *, action: str | None = None,
-                   limit: int | None = None) -> list[dict[str, Any]]:
+                   failed: bool = False, limit: int | None = None,
+                   offset: int = 0) -> list[dict[str, Any]]:
     """What a job did (or, dry, would do) to each record, in plan order: ``action``,
     ``result``, ``name``, ``bc_id`` and ``dv_id``, ``message`` and, for an update, its
     field-level diff ``changes`` (``{field: [old, new]}``). Records a pass left unchanged
-    or ignored are only counted on the job row. ``action`` filters (insert, update, ...)."""
-    rows = store.job_records(job_id, action=action or None, limit=limit)
+    or ignored are only counted on the job row. ``action`` filters (insert, update, ...),
+    ``failed`` keeps the records that failed (planned ``fail`` or a write the API refused);
+    ``limit`` and ``offset`` page in SQL (plan order)."""
+    query = select(job_records).where(*_job_records_where(job_id, action, failed)).order_by(
+        job_records.c.id)
+    if limit is not None:
+        query = query.limit(limit)
+    if offset:
+        query = query.offset(offset)
+    with store.engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(query).mappings().all()]
     for row in rows:
+        try:
+            row["changes"] = json.loads(row["changes"]) if row["changes"] else {}
+        except ValueError:
+            row["changes"] = {}
         from_bc = source_system(row["direction"]) == "business_central"
         row["bc_id"] = row["source_id"] if from_bc else row["target_id"]
         row["dv_id"] = row["target_id"] if from_bc else row["source_id"]
         row["conflict"] = bool(row["conflict"])
     return rows
+
+
+def count_records_of_job(store: StateStore, job_id: str, *, action: str | None = None,
+                         failed: bool = False) -> int:
+    """How many records a job lists (of one ``action``; only the failed ones), in SQL."""
+    query = select(func.count()).select_from(job_records).where(
+        *_job_records_where(job_id, action, failed))
+    with store.engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def record_actions_of_job(store: StateStore, job_id: str) -> dict[str, int]:
+    """How many records a job lists per action (insert, update, fail, skip...), in SQL."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(job_records.c.action, func.count())
+                            .where(job_records.c.job_id == job_id)
+                            .group_by(job_records.c.action)
+                            .order_by(job_records.c.action)).all()
+    return {str(r[0]): int(r[1]) for r in rows}
 
 
 # -- paged lists (the pages' couplings, errors and log) ---------------------------------------
@@ -227,6 +369,19 @@ def error_page(store: StateStore, flt: ListFilter, *, number: int = 1,
                size: int = 50) -> Page:
     """A page of record errors (``status``: open, resolved or all; ``code``: the API's)."""
     rows, total, number = _paged(partial(store.error_page, flt), number, size)
+    return Page(rows, total, number, size)
+
+
+def record_page(store: StateStore, job_id: str, *, action: str | None = None,
+                failed: bool = False, number: int = 1, size: int = 50) -> Page:
+    """A page of a job's per-record outcomes (of one ``action``; only the failed ones),
+    LIMIT/OFFSET and COUNT in SQL (see :func:`records_of_job`)."""
+    def read(limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        return (records_of_job(store, job_id, action=action, failed=failed, limit=limit,
+                               offset=offset),
+                count_records_of_job(store, job_id, action=action, failed=failed))
+
+    rows, total, number = _paged(read, number, size)
     return Page(rows, total, number, size)
 
 

@@ -5,9 +5,12 @@ Pages (server-rendered HTML, Jinja2): ``/bcdv/`` integration table mappings,
 confirmed), ``/bcdv/couplings`` coupled records (search, uncouple, restore, Restore All, sync
 now), ``/bcdv/couple`` couple a record to one found by name, ``/bcdv/errors`` synchronisation
 errors (retry, Retry all, remove coupling), ``/bcdv/log`` the synchronisation log with a
-chart, ``/bcdv/runs/{run_id}`` a triggered record sync and its result. The lists are paged
-and filtered by query parameters (:mod:`bcdv.airflow.ui.lists`); the bulk and set-up actions
-are in :mod:`bcdv.airflow.ui.actions`. Who may see and do what: :mod:`bcdv.airflow.ui.security`.
+chart, ``/bcdv/runs/{run_id}`` one Airflow run of any bcdv DAG (or of a user's DAG with
+the bcdv operators): its state and tasks, its jobs and their errors, and each job's records
+(action, field changes old -> new) filtered by action and paged (:mod:`bcdv.airflow.ui.runs`).
+The lists are paged and filtered by query parameters (:mod:`bcdv.airflow.ui.lists`); the bulk
+and set-up actions are in :mod:`bcdv.airflow.ui.actions`. Who may see and do what:
+:mod:`bcdv.airflow.ui.security`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from bcdv import service
-from bcdv.airflow.ui import actions, airflow_api, lists, security
+from bcdv.airflow.ui import actions, airflow_api, lists, runs, security
 from bcdv.airflow.ui.chart import records_chart
 from bcdv.airflow.ui.context import _mapping, mappings, run_id_of, store
 from bcdv.airflow.ui.context import _store as _store  # re-exported: the tests clear it
@@ -35,7 +38,6 @@ from bcdv.state.pages import COUPLING_STATUSES, ERROR_STATUSES, JOB_STATUSES, Li
 
 URL_PREFIX = "/bcdv"
 HERE = Path(__file__).resolve().parent
-TERMINAL = {"success", "failed"}
 
 
 def create_app() -> FastAPI:
@@ -127,6 +129,13 @@ def create_app() -> FastAPI:
         flt = ListFilter(mapping=name, status=status, code=code, search=q, since=since,
                          until=until)
         rows = views.error_page(store(), flt, **lists.paging(request))
+        # The run that last saw each error (one query for the page's jobs).
+        seen_in = views.jobs_by_id(store(), [str(e.get("job_id") or "") for e in rows.rows])
+        dags = mapping_dags()
+        for e in rows.rows:
+            job = seen_in.get(str(e.get("job_id") or ""))
+            e["run_id"] = job["run_id"] if job else None
+            e["dag_id"] = views.dag_of_job(job, dags) if job else None
         return page(request, viewer_of(request), "errors.html", rows=rows, mapping=name or "",
                     status=status, statuses=ERROR_STATUSES, code=code, q=q,
                     codes=store().error_codes(name), names=sorted(mappings()), bad_filter=bad)
@@ -137,28 +146,29 @@ def create_app() -> FastAPI:
         since, until, bad = lists.window(request)
         flt = ListFilter(mapping=name, status=status, search=q, since=since, until=until)
         jobs = views.job_page(store(), flt, **lists.paging(request))
+        dags = mapping_dags()
+        for row in jobs.rows:
+            row["dag_id"] = views.dag_of_job(row, dags)
         return page(request, viewer_of(request), "log.html", jobs=jobs, mapping=name or "",
                     status=status, statuses=JOB_STATUSES, q=q, names=sorted(mappings()),
                     bad_filter=bad)
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse)
-    def run_page(request: Request, run_id: str) -> Response:
+    def run_page(request: Request, run_id: str, dag_id: str = "", job: str = "",
+                 action: str = "", failed: bool = False) -> Response:
         viewer = viewer_of(request)
-        try:
-            run = airflow_api.record_run(request, viewer.token, run_id)
-            tasks = airflow_api.record_run_tasks(request, viewer.token, run_id)
-            if run.get("state") == "queued" and airflow_api.record_dag_paused(
-                    request, viewer.token):
-                run["error"] = (f"{security.RECORD_DAG_ID} is paused in Airflow: the run "
-                                "starts when the DAG is unpaused.")
-        except airflow_api.AirflowApiError as exc:
-            run, tasks = {"dag_run_id": run_id, "state": "unknown", "error": str(exc)}, []
         st = store()
-        jobs = [{**j, "errors": views.errors_of_job(st, j["id"]),
-                 "records": views.records_of_job(st, j["id"], limit=500)}
-                for j in views.jobs_of_run(st, run_id)]
-        done = run.get("state") in TERMINAL or run.get("state") == "unknown"
-        return page(request, viewer, "run.html", run=run, tasks=tasks, jobs=jobs, done=done)
+        dags = mapping_dags()
+        view = runs.locate(request, viewer.token, st, run_id, dag_id.strip() or None, dags)
+        jobs = runs.with_details(st, view)
+        chosen = runs.chosen_job(st, jobs, job)
+        actions_of = views.record_actions_of_job(st, chosen["id"]) if chosen else {}
+        failures = views.count_records_of_job(st, chosen["id"], failed=True) if chosen else 0
+        records = (views.record_page(st, chosen["id"], action=action or None, failed=failed,
+                                     **lists.paging(request)) if chosen else None)
+        return page(request, viewer, "run.html", view=view, run=view.run, tasks=view.tasks,
+                    jobs=jobs, chosen=chosen, action=action, actions=actions_of,
+                    failed=failed, failures=failures, records=records, done=view.done)
 
     # -- actions (POST, CSRF token, trigger permission) --------------------------------
     def back(request: Request, form: dict[str, Any], **query: str) -> RedirectResponse:
@@ -235,6 +245,11 @@ def create_app() -> FastAPI:
     actions.register(app, actions.Kit(page=page, action=action, back=back,
                                       viewer_of=viewer_of))
     return app
+
+
+def mapping_dags() -> dict[str, str]:
+    """Each table mapping's DAG id, by mapping name."""
+    return {m.name: m.dag_id for m in mappings().values()}
 
 
 def _nonce_cookie(resp: Response, viewer: security.Viewer) -> None:

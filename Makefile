@@ -69,7 +69,9 @@ soak: venv
 # default 10000,100000), BENCH_ONLY (groups), BENCH_ENGINE (a git ref to measure instead of
 # the working tree); BENCH_ARGS=--quick for a one-minute run. See python -m bcdv.bench -h.
 bench: venv
-	$(BIN)/python -m bcdv.bench --readme $(BENCH_ARGS)
+	$(BIN)/python -m bcdv.bench --readme $(if $(BENCH_N),--size $(BENCH_N)) \
+		$(if $(BENCH_SIZES),--sizes $(BENCH_SIZES)) $(if $(BENCH_ONLY),--only $(BENCH_ONLY)) \
+		$(if $(BENCH_ENGINE),--engine $(BENCH_ENGINE)) $(BENCH_ARGS)
 
 # The conformance tests of tests/contract against a real tenant (a sandbox): they create
 # records named bcdv-contract-* and delete them again. `make test` runs them on the emulators.

@@ -177,6 +177,12 @@ def emulators(data_dir: Path, latency: str | None = None,
 # --- the engine in a child process ---------------------------------------------------------
 def child_sync(spec: dict[str, Any]) -> dict[str, Any]:
     """Run in the child: one ``sync_mapping`` of CUSTOMER; returns the pass reports."""
+    if spec.get("engine"):
+        # Another checkout's engine (--engine): its package first on the path, and none of
+        # this checkout's bcdv modules kept (this module keeps running as __main__).
+        sys.path.insert(0, str(Path(spec["engine"]) / "plugins"))
+        for name in [m for m in sys.modules if m == "bcdv" or m.startswith("bcdv.")]:
+            del sys.modules[name]
     from bcdv.engine import SyncContext, sync_mapping
     from bcdv.mapping import load_mappings
     from bcdv.mapping.model import Direction
@@ -195,7 +201,9 @@ def child_sync(spec: dict[str, Any]) -> dict[str, Any]:
         ctx.close()
     return {"passes": [{"direction": r.direction, "extracted": r.extracted, **r.counters()}
                        for r in reports],
-            "summaries": [r.summary() for r in reports], "sync_seconds": seconds}
+            "summaries": [r.summary() for r in reports], "sync_seconds": seconds,
+            "engine_path": str(Path(sys.modules[SyncContext.__module__].__file__ or "")
+                               .parents[2])}
 
 
 def run_child(spec: dict[str, Any], work: Path) -> tuple[dict[str, Any], float, float]:
@@ -204,12 +212,8 @@ def run_child(spec: dict[str, Any], work: Path) -> tuple[dict[str, Any], float, 
     out, err = work / "child.out", work / "child.err"
     with out.open("wb") as fo, err.open("wb") as fe:
         started = time.perf_counter()
-        env = dict(os.environ)
-        if spec.get("engine"):  # another checkout's engine (see --engine)
-            env["PYTHONPATH"] = os.pathsep.join(
-                x for x in (f"{spec['engine']}/plugins", env.get("PYTHONPATH")) if x)
         proc = subprocess.Popen([sys.executable, "-m", "bcdv.bench", "--child",
-                                 json.dumps(spec)], stdout=fo, stderr=fe, env=env)
+                                 json.dumps(spec)], stdout=fo, stderr=fe)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -465,7 +469,8 @@ class Session:
         seconds = float(report["sync_seconds"])
         result = Result(name, title, records, round(seconds, 3), round(rss, 1),
                         requests_by_kind(stats), minimum, report["passes"],
-                        extra={"process_seconds": round(process_s, 3)})
+                        extra={"process_seconds": round(process_s, 3),
+                               "engine_path": report["engine_path"]})
         print(f"  {title}: {seconds:.1f} s, {result.requests['total']} requests, "
               f"RSS {rss:.0f} MB | " + " / ".join(report["summaries"]), flush=True)
         self.results.append(result)
@@ -742,14 +747,13 @@ def main(argv: list[str] | None = None) -> int:
     from bcdv.local_emulators import emulators_module
 
     emulators_module("server")  # the benchmarks run against the emulators: installed?
-    env = os.environ
     p = argparse.ArgumentParser(prog="python -m bcdv.bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes (1,000 records; 300 throttled and with latency)")
-    p.add_argument("--size", type=int, default=int(env.get("BENCH_N", 10_000)))
-    p.add_argument("--sizes", default=env.get("BENCH_SIZES", "10000,100000"),
+    p.add_argument("--size", type=int, default=10_000)
+    p.add_argument("--sizes", default="10000,100000",
                    help="memory-curve sizes of the full BC -> Dataverse sync")
-    p.add_argument("--only", default=env.get("BENCH_ONLY", ",".join(SCENARIO_GROUPS)),
+    p.add_argument("--only", default=",".join(SCENARIO_GROUPS),
                    help=f"scenario groups: {', '.join(SCENARIO_GROUPS)}")
     p.add_argument("--sample", type=int, default=500,
                    help="records written one per request to time that baseline")
@@ -762,7 +766,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--render", action="store_true",
                    help="no run: rewrite latest.md and latest.png (and README with --readme) "
                         "from --out's latest.json")
-    p.add_argument("--engine", default=env.get("BENCH_ENGINE"), metavar="GIT_REF",
+    p.add_argument("--engine", default=None, metavar="GIT_REF",
                    help="benchmark the engine and mappings of this commit (git archive), "
                         "not the working tree")
     args = p.parse_args(args_in)

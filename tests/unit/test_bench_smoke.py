@@ -21,6 +21,7 @@ def test_bench_full_sync_report_is_consistent(tmp_path: Path) -> None:
     assert p["direction"] == "to_dataverse"
     assert (p["extracted"], p["inserted"], p["failed"]) == (200, 200, 0)
     assert r["seconds"] > 0 and r["rss_mb"] > 0 and r["records_per_s"] > 0
+    assert r["extra"]["engine_path"] == str(bench.ROOT / "plugins")  # this checkout's engine
     req = r["requests"]
     # Kinds add up to the total; the engine read Business Central and wrote 200 rows to
     # Dataverse, whatever request kinds it chose.

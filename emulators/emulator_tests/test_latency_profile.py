@@ -100,12 +100,12 @@ def test_cloud_preset_and_limits_from_start_options(tmp_path: Path) -> None:
 
 
 def test_slow_requests_overlap(ep: dict[str, Any], cust: Api, no_latency: None) -> None:
-    """Two requests each waiting a 1.5 s round trip are in their wait at the same time: the
+    """Two requests each waiting a 3 s round trip are in their wait at the same time: the
     wait neither blocks the server nor sits under its database lock."""
     clients = [Api(cust.base, cust.token, cust.ca) for _ in range(2)]
     for c in clients:  # connections (TLS handshakes) made before the clock matters
         assert c.get("customers?$top=1").status_code == 200
-    admin(ep, "business_central", "PUT", "latency", {"rtt_ms": 1500})
+    admin(ep, "business_central", "PUT", "latency", {"rtt_ms": 3000})
     admin(ep, "business_central", "DELETE", "stats")
     barrier = threading.Barrier(2)
     statuses: list[int] = []

@@ -8,12 +8,13 @@ import builtins
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from bcdv.clients.auth import TokenProvider
 from bcdv.clients.batch import BatchOp, BatchResult, bc_batch
 from bcdv.clients.http import ApiSession, RetryPolicy, page_size_header, query_params
 from bcdv.clients.odata import chunks, id_filter, identifier, key_segment
-from bcdv.errors import NotFoundError
+from bcdv.errors import FatalApiError, NotFoundError
 from bcdv.settings import BusinessCentralSettings
 
 MAX_PAGE_SIZE = 20000
@@ -68,7 +69,7 @@ class BusinessCentralClient:
         filter: str | None = None,
         select: Sequence[str] | None = None,
         orderby: str | None = None,
-        page_size: int = 1000,
+        page_size: int = MAX_PAGE_SIZE,
     ) -> Iterator[list[dict[str, Any]]]:
         """Yield pages of records, using server-driven paging (``odata.maxpagesize``)."""
         yield from self.http.iter_pages(
@@ -83,7 +84,7 @@ class BusinessCentralClient:
         filter: str | None = None,
         select: Sequence[str] | None = None,
         orderby: str | None = None,
-        page_size: int = 1000,
+        page_size: int = MAX_PAGE_SIZE,
     ) -> builtins.list[dict[str, Any]]:
         """All records of an entity set matching the filter."""
         pages = self.iter_pages(entity_set, filter=filter, select=select, orderby=orderby,
@@ -97,6 +98,29 @@ class BusinessCentralClient:
         rows: builtins.list[dict[str, Any]] = []
         for group in chunks(ids, IDS_PER_FILTER):
             rows.extend(self.list(entity_set, filter=id_filter("id", group), select=select))
+        return rows
+
+    def get_many_batched(
+        self, entity_set: str, ids: Sequence[str], *, select: Sequence[str] | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """Records by id like :meth:`get_many`, but the GETs (one per ``IDS_PER_FILTER``
+        ids) go 100 to a JSON ``$batch`` request (Learn: business-central
+        dynamics-batch-requests, up to 100 operations per batch), so 4,000 records cost one
+        request instead of 100."""
+        ops = []
+        for group in chunks(ids, IDS_PER_FILTER):
+            params = query_params(filter=id_filter("id", group), select=select) or {}
+            ops.append(BatchOp("GET", f"{self.batch_url(entity_set)}?"
+                                      f"{urlencode(params, quote_via=quote)}"))
+        rows: builtins.list[dict[str, Any]] = []
+        for result in self.batch(ops, continue_on_error=True) if ops else []:
+            if not result.ok or not isinstance(result.body, dict):
+                raise FatalApiError(result.status, result.error_code,
+                                    result.error_message or "batch GET failed")
+            if result.body.get("@odata.nextLink"):
+                raise FatalApiError(result.status, "PagedBatchGet",
+                                    "a batched GET by ids answered more than one page")
+            rows.extend(result.body.get("value", []))
         return rows
 
     def get(self, entity_set: str, record_id: str) -> dict[str, Any] | None:

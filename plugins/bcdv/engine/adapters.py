@@ -8,15 +8,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bcdv.clients.batch import BatchOp, BatchResult
+from bcdv.clients.business_central import IDS_PER_FILTER as BC_IDS_PER_FILTER
 from bcdv.clients.business_central import BusinessCentralClient
+from bcdv.clients.dataverse import IDS_PER_FILTER as DV_IDS_PER_FILTER
 from bcdv.clients.dataverse import DataverseClient
 from bcdv.clients.odata import and_filters, compare, key_segment, parse_datetime
-from bcdv.errors import BcdvError, ConcurrencyError, FatalApiError
+from bcdv.errors import BcdvError, ConcurrencyError, FatalApiError, RetriableApiError
 from bcdv.mapping.model import Side
 
 # Date headers have whole seconds and several web servers serve one service: stay a little
 # behind the clock we were told, so nothing modified after the signpost can be older than it.
 SIGNPOST_SLACK = timedelta(seconds=2)
+# Rows per Dataverse bulk request (Learn: bulk-operations, 1,000 is the recommended batch size
+# for CreateMultiple/UpdateMultiple on standard tables) and per $batch (1,000 requests).
+BULK_ROWS = 1000
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ class BusinessCentralAdapter:
 
     system = "business_central"
 
-    def __init__(self, client: BusinessCentralClient, page_size: int = 1000) -> None:
+    def __init__(self, client: BusinessCentralClient, page_size: int = 20000) -> None:
         self.client = client
         self.page_size = page_size
 
@@ -74,7 +79,9 @@ class BusinessCentralAdapter:
             select=columns, page_size=self.page_size)
 
     def fetch(self, side: Side, ids: Sequence[str], columns: Sequence[str]) -> list[dict[str, Any]]:
-        """Records by id, ignoring the side filter."""
+        """Records by id, ignoring the side filter (many ids: their GETs in ``$batch``)."""
+        if len(ids) > BC_IDS_PER_FILTER:
+            return self.client.get_many_batched(side.entity_set, ids, select=columns)
         return self.client.get_many(side.entity_set, ids, select=columns)
 
     def create(self, side: Side, payload: dict[str, Any], record_id: str | None) -> Written:
@@ -146,22 +153,82 @@ class DataverseAdapter:
             select=columns, page_size=self.page_size)
 
     def fetch(self, side: Side, ids: Sequence[str], columns: Sequence[str]) -> list[dict[str, Any]]:
-        """Rows by id, ignoring the side filter."""
+        """Rows by id, ignoring the side filter (many ids: their GETs in ``$batch``)."""
+        if len(ids) > DV_IDS_PER_FILTER:
+            return self.client.get_many_batched(side.entity_set, side.key, ids, select=columns)
         return self.client.get_many(side.entity_set, side.key, ids, select=columns)
 
     def write_many(self, side: Side, items: Sequence[WriteItem],
                    select: Sequence[str] = ()) -> list[Written | FatalApiError]:
-        """Upserts (creates with our ids) and If-Match updates in one ``$batch`` (continue on
-        error), each returning its row, so no re-read is needed for the baselines."""
-        cols = ",".join(dict.fromkeys([side.key, side.modified_on, *select]))
+        """Creates through CreateMultiple (1,000 rows a request, our ids in the targets),
+        read back in one ``$batch`` of GETs for their baselines; updates with If-Match in
+        one ``$batch`` (continue on error), each returning its row.
+
+        Updates stay single PATCHes with If-Match: UpdateMultiple carries no per-row
+        If-Match in the Web API (Learn: bulk-operations; optimistic concurrency is a
+        per-request header, perform-conditional-operations-using-web-api), and a person's
+        change made between plan and write must be refused, not overwritten.
+
+        A CreateMultiple the service refuses (one bad row rolls back the whole request) or
+        whose answer is lost is sent again as ``$batch`` upserts by our ids, as before: an
+        upsert of a row the lost request did create updates it (no duplicate), and a bad
+        row fails alone with the service's message.
+        """
+        cols = list(dict.fromkeys([side.key, side.modified_on, *select]))
+        out: list[Written | FatalApiError | None] = [None] * len(items)
+        creates = [i for i, it in enumerate(items) if it.kind == "insert"]
+        logical = side.key[:-2] if side.key.endswith("id") and len(side.key) > 2 else ""
+        bulk = set(creates) if logical else set()
+        rest = [i for i in range(len(items)) if i not in bulk]
+        if logical:
+            rest += self._create_multiple(side, logical, items, creates, cols, out)
+        rest.sort()
+        for i, result in zip(rest, self._batch_writes(side, [items[i] for i in rest], cols),
+                             strict=True):
+            out[i] = result
+        return [r for r in out if r is not None]
+
+    def _create_multiple(self, side: Side, logical: str, items: Sequence[WriteItem],
+                         creates: list[int], cols: list[str],
+                         out: list[Written | FatalApiError | None]) -> list[int]:
+        """CreateMultiple per 1,000 of ``items[creates]``, then one read-back of all the new
+        rows; fills ``out`` and returns the indexes that must go by ``$batch`` instead."""
+        made: list[int] = []
+        rest: list[int] = []
+        for start in range(0, len(creates), BULK_ROWS):
+            chunk = creates[start:start + BULK_ROWS]
+            rows = [{**items[i].payload, side.key: items[i].record_id} for i in chunk]
+            try:  # the targets carry our ids, which Dataverse keeps (ids answered: the same)
+                self.client.create_multiple(side.entity_set, logical, rows,
+                                            chunk_size=len(rows))
+            except (FatalApiError, RetriableApiError):
+                rest += chunk
+                continue
+            made += chunk
+        if made:
+            back = {str(r.get(side.key)).lower(): r for r in self.client.get_many_batched(
+                side.entity_set, side.key, [str(items[i].record_id) for i in made],
+                select=cols)}
+            for i in made:
+                row = back.get(str(items[i].record_id).lower())
+                out[i] = Written(str(items[i].record_id), parse_datetime((row or {}).get(
+                    side.modified_on)), (row or {}).get("@odata.etag"), True, row)
+        return rest
+
+    def _batch_writes(self, side: Side, items: Sequence[WriteItem],
+                      cols: list[str]) -> list[Written | FatalApiError]:
+        """Upserts (creates with our ids) and If-Match updates in one ``$batch`` (continue
+        on error), each returning its row, so no re-read is needed for the baselines."""
         ops = []
         for it in items:
             headers = {"Prefer": "return=representation"}
             if it.kind != "insert":
                 headers["If-Match"] = it.etag or "*"
-            url = f"{key_segment(side.entity_set, it.record_id)}?$select={cols}"
+            url = f"{key_segment(side.entity_set, it.record_id)}?$select={','.join(cols)}"
             ops.append(BatchOp("PATCH", url, it.payload, headers))
         out: list[Written | FatalApiError] = []
+        if not ops:
+            return out
         for it, res in zip(items, self.client.batch(ops, continue_on_error=True), strict=True):
             if not res.ok:
                 out.append(_failure(res))

@@ -27,7 +27,7 @@ from bcdv.engine.actions import (
     read_plan,
     target_of,
 )
-from bcdv.engine.adapters import WriteItem, Written
+from bcdv.engine.adapters import BULK_ROWS, WriteItem, Written
 from bcdv.engine.api_errors import ApiErrorDetail, parse_api_error
 from bcdv.engine.context import PassSides, SyncContext, system_title
 from bcdv.engine.lost_creates import find_lost_bc_creates
@@ -45,6 +45,7 @@ from bcdv.state.store import Stamp
 # it gets the action's plan-file row.
 after_write_hook: Callable[[dict[str, Any]], None] | None = None
 Stamped = Insert | Update | Unchanged
+DV_FLUSH_ROWS = 5 * BULK_ROWS
 # The max_length rule's message (mapping/rules.py MaxLength): the value is its repr.
 TOO_LONG = re.compile(r"(?P<q>['\"])(?P<value>.*?)(?P=q) has \d+ characters; the destination "
                       r"holds at most (?P<limit>\d+)")
@@ -69,8 +70,7 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
         return state
     done = {o["source_id"] for o in read_jsonl(state.outcomes_file)}
     sides = PassSides.of(mapping, Direction(state.direction))
-    cap = 100 if sides.target_system == "business_central" else 1000
-    size = max(1, min(batch_size or load_settings().batch_size, cap))
+    size = _batch_size(sides, batch_size)
     buffer: list[Insert | Update] = []
     quiet: list[dict[str, Any]] = []
     resumes: list[Insert] = []
@@ -103,6 +103,18 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
     if progress is not None:
         progress(total, total)
     return state
+
+
+def _batch_size(sides: PassSides, asked: int | None) -> int:
+    """Records per written batch: Business Central takes 100 operations per ``$batch``.
+    Dataverse takes 1,000 rows per CreateMultiple and 1,000 requests per ``$batch``; unless
+    ``BCDV_BATCH_SIZE`` (or the caller) asks for fewer, a Dataverse batch is 5,000 records
+    (five such requests), whose creates are read back in one request."""
+    cap = 100 if sides.target_system == "business_central" else BULK_ROWS
+    settings = load_settings()
+    if asked is None and cap == BULK_ROWS and "batch_size" not in settings.model_fields_set:
+        return DV_FLUSH_ROWS
+    return max(1, min(asked or settings.batch_size, cap))
 
 
 def _already_applied(ctx: SyncContext, mapping: TableMapping, state: PassState,
@@ -164,6 +176,7 @@ def _flush(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pas
     results = ctx.adapter(sides.target_system).write_many(
         sides.target, items, select=side_fields(mapping, sides.target_system)) if items else []
     results = _confirm_own_updates(ctx, mapping, sides, todo, results)
+    fields = side_fields(mapping, sides.target_system)
     stamps = []
     for action, result in zip(todo, results, strict=True):
         outcome = _outcome(action)
@@ -173,7 +186,7 @@ def _flush(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pas
             continue
         if after_write_hook is not None:
             after_write_hook(action.to_row())
-        target_hash, target_values = _written(mapping, sides, action, result)
+        target_hash, target_values = _written(mapping, sides, action, result, fields)
         stamps.append(_make_stamp(sides, action, result.record_id, result.modified,
                                   target_hash, target_values))
         if isinstance(action, Insert) and not result.created:
@@ -326,10 +339,12 @@ def _ambiguous(ctx: SyncContext, mapping: TableMapping, state: PassState, sides:
 
 
 def _written(mapping: TableMapping, sides: PassSides, action: Insert | Update,
-             written: Written) -> tuple[str | None, dict[str, Any] | None]:
+             written: Written, fields: list[str] | None = None
+             ) -> tuple[str | None, dict[str, Any] | None]:
     """Hash and canonical values of the target's mapped fields as the service stored them
-    (it may normalise, e.g. Business Central upper-cases Code fields), else as we sent them."""
-    fields = side_fields(mapping, sides.target_system)
+    (it may normalise, e.g. Business Central upper-cases Code fields), else as we sent them.
+    ``fields``: the target's mapped fields, when the caller already has them."""
+    fields = fields if fields is not None else side_fields(mapping, sides.target_system)
     if written.row is not None and all(f in written.row for f in fields):
         values = {f: written.row[f] for f in fields}
     elif isinstance(action, Insert):

@@ -107,27 +107,27 @@ def plan_records(inputs: PlanInputs) -> list[Action]:
     src, coup = inputs.source, inputs.couplings
     flags = flags_of(inputs)
     result = transform(src, mapping, direction, inputs.tables)
-    src_vals = canon_frame(src.reindex(columns=side_fields(mapping, sides.source_system))
-                           ).to_dict("index")
+    src_vals = _by_index(canon_frame(src.reindex(columns=side_fields(mapping,
+                                                                     sides.source_system))))
     # Plain Python from here: per-record pandas indexing costs more than the work itself.
     names = (src[sides.source.name_field].astype(str).to_dict()
              if sides.source.name_field in src else {})
     mods = {k: (v.isoformat() if pd.notna(v) else None)
             for k, v in flags.source_modified.items()}
-    coup_rows = coup.astype(object).where(coup.notna(), None).to_dict("index")
-    payload_rows = result.values.to_dict("index")
+    coup_rows = _by_index(coup, nulls=True)
+    payload_rows = _by_index(result.values)
     keep_cols = {sid: [c for c, k in row.items() if k]
-                 for sid, row in result.keep.to_dict("index").items()}
+                 for sid, row in _by_index(result.keep).items()}
     errors = result.errors.to_dict()
-    marks = pd.DataFrame({"skipped": flags.skipped, "compare": flags.compare,
-                          "coupled": flags.coupled, "restamp": flags.restamp,
-                          "source_changed": flags.source_changed,
-                          "failed_before": flags.failed_before}).to_dict("index")
+    marks = _by_index(pd.DataFrame({"skipped": flags.skipped, "compare": flags.compare,
+                                    "coupled": flags.coupled, "restamp": flags.restamp,
+                                    "source_changed": flags.source_changed,
+                                    "failed_before": flags.failed_before}))
     tgt = inputs.targets
     ctx = _Pass(inputs, sides, forces(mapping, direction, inputs.mode),
                 creates(mapping, inputs.mode),
                 {r: w for w, r in compare_columns(mapping, direction).items() if r != w},
-                tgt.astype(object).where(tgt.notna(), None).to_dict("index"))
+                _by_index(tgt, nulls=True))
     out: list[Action] = []
     for sid in src.index:
         c, f = coup_rows[sid], marks[sid]
@@ -142,6 +142,19 @@ def plan_records(inputs: PlanInputs) -> list[Action]:
         action = _decide(ctx, rec, f, wanted, errors[sid])
         out.append(_first_pass_view(inputs, _finish(ctx, action)))
     return out
+
+
+def _by_index(frame: pd.DataFrame, *, nulls: bool = False) -> dict[Any, dict[str, Any]]:
+    """``frame.to_dict("index")`` (with NaN/NaT as None when ``nulls``), built column-wise:
+    pandas' own builds a Series per row, which cost more than the plan's work."""
+    if not frame.index.is_unique:
+        raise ValueError("DataFrame index must be unique for orient='index'.")
+    if nulls:
+        frame = frame.astype(object).where(frame.notna(), None)
+    cols = list(frame.columns)
+    return {key: dict(zip(cols, values, strict=True))
+            for key, values in zip(frame.index, frame.itertuples(index=False, name=None),
+                                   strict=True)}
 
 
 def _decide(ctx: _Pass, rec: _Record, f: dict[str, Any], wanted: dict[str, Any],

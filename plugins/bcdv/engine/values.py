@@ -24,6 +24,13 @@ def canon(value: Any) -> str:
     """The canonical text of one value ("" for every spelling of nothing)."""
     if value is None:
         return ""
+    if isinstance(value, str):  # the common case first; only 36/38 characters can be a GUID
+        text = str.strip(value)
+        if len(text) in (36, 38):
+            guid = _GUID.match(text)
+            if guid:
+                text = guid.group(1).lower()
+        return "" if text in _BLANKS else text
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -78,7 +85,12 @@ def hash_frame(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     if frame.empty:
         return pd.Series([], dtype=object, index=frame.index)
     cols = sorted(columns)
-    sub = frame.reindex(columns=cols)
-    hashes = [row_hash(dict(zip(cols, values, strict=True)), cols)
-              for values in sub.itertuples(index=False, name=None)]
+    if not cols:
+        return pd.Series([row_hash({}, [])] * len(frame), index=frame.index, dtype=object)
+    # Column by column (canon per column, one string join per row), then one digest per
+    # row: the same text row_hash builds, without a dict and a generator per row.
+    parts = [[f"{c}={canon(v)}" for v in (frame[c] if c in frame else
+                                           [None] * len(frame))] for c in cols]
+    hashes = [hashlib.blake2b("\x1f".join(texts).encode("utf-8"), digest_size=8).hexdigest()
+              for texts in zip(*parts, strict=True)]
     return pd.Series(hashes, index=frame.index, dtype=object)

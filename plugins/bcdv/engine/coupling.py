@@ -10,6 +10,7 @@ create step of a full synchronisation (or counted failed when the mapping does n
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -76,27 +77,38 @@ def _unique_matches(left: pd.DataFrame, right: pd.DataFrame) -> list[tuple[str, 
 
 
 def match_couple(ctx: SyncContext, mapping: TableMapping, *, run_id: str | None = None,
-                 dry_run: bool = False) -> CouplingReport:
-    """Couple the uncoupled Business Central records of a mapping to matching Dataverse rows."""
+                 dry_run: bool = False,
+                 bc_rows: list[dict[str, Any]] | None = None) -> CouplingReport:
+    """Couple the uncoupled Business Central records of a mapping to matching Dataverse rows.
+
+    ``bc_rows``: every Business Central record of the mapping's filter, already read with
+    (at least) the match columns (the full pass's own read, so it is read once)."""
     job_id = ctx.state.start_job(mapping.name, "coupling", mode="match", run_id=run_id,
                                  dry_run=dry_run, job_type="coupling")
     report = CouplingReport(mapping.name, job_id)
     groups = mapping.match_groups()
     if groups:
-        _match(ctx, mapping, groups, report, dry_run)
+        _match(ctx, mapping, groups, report, dry_run, bc_rows)
     ctx.state.update_job(job_id, coupled=report.coupled, failed=0)
     ctx.state.finish_job(job_id, status="success",
                          message=None if groups else "no match-based coupling criteria")
     return report
 
 
+def match_columns(mapping: TableMapping) -> list[str]:
+    """The Business Central columns match-based coupling compares."""
+    return sorted({b for _, pairs in mapping.match_groups() for b, _ in pairs})
+
+
 def _match(ctx: SyncContext, mapping: TableMapping, groups: list, report: CouplingReport,
-           dry_run: bool) -> None:
+           dry_run: bool, bc_rows: list[dict[str, Any]] | None) -> None:
     bc_side, dv_side = mapping.business_central, mapping.dataverse
-    bc_cols = sorted({b for _, pairs in groups for b, _ in pairs})
+    bc_cols = match_columns(mapping)
     dv_cols = sorted({d for _, pairs in groups for _, d in pairs})
-    bc_pages = ctx.business_central.iter_records(bc_side, None, [bc_side.key, *bc_cols])
-    bc = _frame([r for page in bc_pages for r in page], bc_side.key, bc_cols)
+    if bc_rows is None:
+        bc_rows = [r for page in ctx.business_central.iter_records(
+            bc_side, None, [bc_side.key, *bc_cols]) for r in page]
+    bc = _frame(bc_rows, bc_side.key, bc_cols)
     dv = _frame([r for page in ctx.dataverse.iter_records(dv_side, None, [dv_side.key, *dv_cols])
                  for r in page], dv_side.key, dv_cols)
     existing = ctx.state.couplings(mapping.name)

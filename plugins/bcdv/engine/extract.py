@@ -9,18 +9,23 @@ caps how far the watermark may later move.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import pandas as pd
 
 from bcdv.clients.odata import Guid, chunks, compare, id_filter, parse_datetime
 from bcdv.engine.actions import Insert, read_plan
 from bcdv.engine.adapters import Adapter
 from bcdv.engine.context import PassSides, SyncContext
+from bcdv.engine.inputs import TOLERANCE
 from bcdv.engine.lost_creates import recover_lost_bc_creates
 from bcdv.engine.matches import matches
 from bcdv.engine.retry_set import retry_source_ids
 from bcdv.engine.staging import PassState, StagingPath, write_jsonl
-from bcdv.engine.transform import source_columns
+from bcdv.engine.transform import side_fields, source_columns
+from bcdv.engine.values import hash_frame
 from bcdv.mapping.model import Direction, Side, TableMapping
 
 MODES = ("modified", "full", "record")
@@ -33,15 +38,38 @@ def pass_directory(staging: StagingPath, mapping: str, run_id: str,
     return staging / mapping.lower() / safe_run / direction.value
 
 
+@dataclass(frozen=True)
+class PreRead:
+    """Every source record of a full pass, read once before the pass (for match-based
+    coupling too), with the source's clock taken before that read (the signpost)."""
+
+    signpost: datetime
+    rows: list[dict[str, Any]]
+    columns: list[str]
+
+
+def pre_read(ctx: SyncContext, mapping: TableMapping, direction: Direction,
+             extra_columns: Sequence[str] = ()) -> PreRead:
+    """Read a full pass's source records now (its columns plus ``extra_columns``)."""
+    sides = PassSides.of(mapping, direction)
+    source = ctx.adapter(sides.source_system)
+    signpost = source.signpost()
+    columns = source_columns(mapping, direction)
+    wanted = list(dict.fromkeys([*columns, *extra_columns]))
+    rows = [r for page in source.iter_records(sides.source, None, wanted) for r in page]
+    return PreRead(signpost, rows, columns)
+
+
 def extract(
     ctx: SyncContext, mapping: TableMapping, direction: Direction, *, mode: str = "modified",
     run_id: str, dry_run: bool = False, assumed_pairs: list[list[str]] | None = None,
-    record_ids: list[str] | None = None,
+    record_ids: list[str] | None = None, preread: PreRead | None = None,
 ) -> PassState:
     """Stage the candidates of one pass; opens the pass's job-log row.
 
     Modes: ``modified`` (retry set + records modified since the watermark), ``full`` (every
     record in the filter), ``record`` (just ``record_ids``, forced, watermark untouched).
+    A full pass given ``preread`` stages those rows instead of reading the source again.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
@@ -53,8 +81,10 @@ def extract(
                       dry_run=dry_run, job_id=job_id, run_id=run_id,
                       directory=str(pass_directory(ctx.staging, mapping.name, run_id, direction)),
                       assumed_pairs=[list(p) for p in assumed_pairs or []])
+    if mode != "full":
+        preread = None
     try:
-        signpost = source.signpost()
+        signpost = preread.signpost if preread is not None else source.signpost()
     except Exception as exc:
         # The service cannot be reached: nothing was read or written; the job says why and
         # the run fails (Airflow retries it; BC keeps its job-queue entry Ready likewise).
@@ -79,13 +109,20 @@ def extract(
         state.save()
         return state
     extra = _echo_filter(mapping, direction, mode, source)
-    for page in source.iter_records(sides.source, since, columns, extra_filter=extra):
+    pages = (source.iter_records(sides.source, since, columns, extra_filter=extra)
+             if preread is None else [_only(preread.rows, preread.columns)])
+    drop_echoes = mode == "modified"
+    for page in pages:
         fresh = [r for r in page if r[key] not in seen]
         seen.update(r[key] for r in fresh)
         for row in fresh:
             ts = parse_datetime(row.get(modified_col))
             if ts and (latest is None or ts > latest):
                 latest = ts
+        if drop_echoes:
+            echoes = own_echoes(ctx, mapping, direction, fresh)
+            state.echoes += len(echoes)
+            fresh = [r for r in fresh if str(r[key]) not in echoes]
         write_jsonl(state.source_file, fresh, append=True)
 
     if dry_run:
@@ -105,6 +142,46 @@ def extract(
     state.save()
     ctx.state.update_job(job_id, signpost=signpost, latest_modified=latest)
     return state
+
+
+def own_echoes(ctx: SyncContext, mapping: TableMapping, direction: Direction,
+               rows: list[dict[str, Any]]) -> set[str]:
+    """Ids of read records that are the last synchronisation read back: coupled (not
+    pending, not skipped, not failed in this direction, no open error), the hash of their
+    mapped fields equal to the one stamped, and not modified after the stamped baseline.
+    The plan would find each of them unchanged with nothing to re-stamp (see
+    ``inputs.flags_of``), so an incremental pass does not stage or plan them: the records
+    the other pass just wrote are not planned again (issue 14)."""
+    if not rows:
+        return set()
+    sides = PassSides.of(mapping, direction)
+    key = sides.source.key
+    frame = pd.DataFrame(rows)
+    frame.index = frame[key].astype(str)
+    coup = ctx.state.couplings(mapping.name, **{f"{sides.source_id_col}s": list(frame.index)})
+    if coup.empty:
+        return set()
+    coup = coup[~coup["pending"].astype(bool) & ~coup["skipped"].astype(bool)
+                & coup[sides.result_col].ne("failure") & coup[sides.source_mod_col].notna()]
+    coup.index = coup[sides.source_id_col].astype(str)
+    frame = frame[frame.index.isin(coup.index)]
+    if frame.empty or sides.source.modified_on not in frame:
+        return set()
+    coup = coup.loc[frame.index]
+    hashes = hash_frame(frame, side_fields(mapping, sides.source_system))
+    modified = pd.to_datetime(frame[sides.source.modified_on], utc=True, errors="coerce",
+                              format="ISO8601")
+    echo = (hashes.eq(coup[sides.source_hash_col]) & modified.notna()
+            & ((modified - coup[sides.source_mod_col]) <= TOLERANCE))
+    found = set(frame.index[echo.to_numpy()])
+    return found - set(ctx.state.last_errors(mapping.name, direction.value, sorted(found)))
+
+
+def _only(rows: list[dict[str, Any]], columns: list[str]) -> list[dict[str, Any]]:
+    """Rows read with more columns than the pass's, as the pass's own read returns them
+    (its columns and the service's annotations such as ``@odata.etag``)."""
+    keep = set(columns)
+    return [{k: v for k, v in r.items() if k in keep or "@" in k} for r in rows]
 
 
 def upper_bound_filter(system: str, modified_on: str, until: datetime) -> str:

@@ -85,6 +85,7 @@ class PassReport:
         """Count outcomes."""
         report = cls(state.mapping, state.direction, state.mode, state.dry_run, state.job_id,
                      state.extracted)
+        report.unchanged += state.echoes  # own writes read back, not planned (extract)
         for rec in records:
             if rec.result in COUNTER_NAMES:
                 setattr(report, rec.result, getattr(report, rec.result) + 1)

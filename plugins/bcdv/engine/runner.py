@@ -10,8 +10,8 @@ from datetime import datetime
 
 from bcdv.engine.apply import commit, load
 from bcdv.engine.context import SyncContext
-from bcdv.engine.coupling import match_couple
-from bcdv.engine.extract import extract, extract_window
+from bcdv.engine.coupling import match_columns, match_couple
+from bcdv.engine.extract import PreRead, extract, extract_window, pre_read
 from bcdv.engine.plan import plan
 from bcdv.engine.report import PassReport
 from bcdv.mapping.model import Direction, TableMapping
@@ -22,11 +22,12 @@ def run_pass(ctx: SyncContext, mapping: TableMapping, direction: Direction, *,
              assumed_pairs: list[list[str]] | None = None,
              record_ids: list[str] | None = None,
              window: tuple[datetime, datetime] | None = None,
-             progress: Callable[[int, int], None] | None = None) -> PassReport:
+             progress: Callable[[int, int], None] | None = None,
+             preread: PreRead | None = None) -> PassReport:
     """Extract, plan, load and commit one pass (``progress(done, total)`` while loading).
 
     ``window=(since, until)`` re-synchronises the records modified in it (a backfill: the
-    watermark is left alone).
+    watermark is left alone). ``preread``: a full pass's source records, already read.
     """
     rid = run_id or _run_id()
     if not mapping.direction.includes(direction):
@@ -37,7 +38,8 @@ def run_pass(ctx: SyncContext, mapping: TableMapping, direction: Direction, *,
                                    run_id=rid, dry_run=dry_run)
         else:
             state = extract(ctx, mapping, direction, mode=mode, run_id=rid, dry_run=dry_run,
-                            assumed_pairs=assumed_pairs, record_ids=record_ids)
+                            assumed_pairs=assumed_pairs, record_ids=record_ids,
+                            preread=preread)
         plan(ctx, mapping, state)
         load(ctx, mapping, state, progress=progress)
         return commit(ctx, mapping, state)
@@ -81,11 +83,28 @@ def sync_mapping(ctx: SyncContext, mapping: TableMapping, *, mode: str = "modifi
     # rather than writing the same records twice. Re-entrant for the same run id.
     with ctx.state.mapping_lock(mapping.name, rid, wait_seconds=lock_wait):
         assumed: list[list[str]] = []
+        shared: PreRead | None = None
         if mode == "full" and couple_first:
-            coupling = match_couple(ctx, mapping, run_id=rid, dry_run=dry_run)
+            shared = _shared_read(ctx, mapping, window)
+            coupling = match_couple(ctx, mapping, run_id=rid, dry_run=dry_run,
+                                    bc_rows=shared.rows if shared is not None else None)
             assumed = [list(p) for p in coupling.pairs] if dry_run else []
         return [run_pass(ctx, mapping, d, mode=mode, dry_run=dry_run, run_id=rid,
-                         assumed_pairs=assumed, window=window) for d in mapping.passes()]
+                         assumed_pairs=assumed, window=window,
+                         preread=shared if d is Direction.TO_DATAVERSE else None)
+                for d in mapping.passes()]
+
+
+def _shared_read(ctx: SyncContext, mapping: TableMapping,
+                 window: tuple[datetime, datetime] | None) -> PreRead | None:
+    """A full synchronisation whose first pass reads Business Central reads it once, for
+    match-based coupling and that pass (with the pass's signpost taken before the read)."""
+    if (window is not None or not mapping.match_groups()
+            or not mapping.direction.includes(Direction.TO_DATAVERSE)
+            or mapping.passes()[0] is not Direction.TO_DATAVERSE):
+        return None
+    return pre_read(ctx, mapping, Direction.TO_DATAVERSE, [mapping.business_central.key,
+                                                           *match_columns(mapping)])
 
 
 def _not_configured(ctx: SyncContext, mapping: TableMapping, direction: Direction, mode: str,

@@ -129,6 +129,9 @@ class PassState:
     # Dry runs only: the plan file of the same run's first pass, whose writes the second
     # pass would see in a real run (see plan.first_pass_writes).
     prior_plan: str | None = None
+    # Records read but not staged because they are the engine's own writes read back
+    # (extract's echo check): counted unchanged, as the plan would have found them.
+    echoes: int = 0
 
     @property
     def path(self) -> StagingPath:

@@ -1,0 +1,139 @@
+"""Dataverse creates go through CreateMultiple (issue 14), one request per 1,000 rows, with
+the ids the engine chose in the targets.
+
+Learn, "Use bulk operation messages" (power-apps/developer/data-platform/bulk-operations):
+CreateMultiple creates records of one table in one request and answers with their ``Ids``;
+on standard tables one bad target fails the whole request. So the engine reads the new rows
+back (one ``$batch`` of GETs, Learn: webapi/execute-batch-operations-using-web-api) for
+their baselines, sends a refused request again as single upserts so only the bad row fails
+with the service's message, and treats a lost answer the same way (an upsert by our id of a
+row the lost request made updates it: no duplicate). Updates keep If-Match per record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bcdv.clients.odata import parse_datetime
+from bcdv.engine.transform import side_fields
+from bcdv.engine.values import row_hash
+
+from .conftest import Env, make_mapping
+
+NAMES = ["Alder Foods", "Birch Labs", "Cedar Systems", "Delta Traders"]
+
+
+def _accounts(env: Env) -> list[dict[str, Any]]:
+    return list(env.admin("dv", "GET", "records/accounts")["value"])
+
+
+def _kinds(env: Env) -> dict[str, Any]:
+    return dict(env.admin("dv", "GET", "stats"))
+
+
+def test_a_full_pass_creates_through_create_multiple_and_stamps_what_dataverse_stored(
+        env: Env) -> None:
+    mapping = make_mapping()
+    for name in NAMES:
+        env.bc_new(name, city="Oslo", phoneNumber="+47 555 0100")
+    env.admin("dv", "DELETE", "stats")
+    report = env.run(mapping, "to_dataverse", mode="full")
+    assert report.inserted == len(NAMES) and report.failed == 0, report.records
+    stats = _kinds(env)
+    assert stats["by_kind"]["CreateMultiple"]["requests"] == 1
+    assert stats["by_kind"]["CreateMultiple"]["rows_written"] == len(NAMES)
+    assert "patch" not in stats["by_kind"] and "post" not in stats["by_kind"]
+    assert set(stats["batch_ops"]) == {"GET"}  # the read-back, nothing written by $batch
+    fields = side_fields(mapping, "dataverse")
+    rows = {r["accountid"]: r for r in _accounts(env)}
+    assert len(rows) == len(NAMES)
+    for coupling in env.state.couplings(mapping.name).to_dict("records"):
+        row = env.dv_get(coupling["dv_id"])
+        assert row is not None and coupling["pending"] is False
+        assert coupling["dv_modified"] == parse_datetime(row["modifiedon"])
+        assert coupling["dv_hash"] == row_hash(row, fields)
+    back = env.run(mapping, "to_business_central")
+    assert (back.inserted, back.modified, back.failed) == (0, 0, 0), back.records
+
+
+def test_a_refused_create_multiple_fails_only_its_bad_row(env: Env) -> None:
+    mapping = make_mapping()
+    for name in [*NAMES, "Refused Ltd"]:
+        env.bc_new(name, city="Oslo")
+    env.admin("dv", "PUT", "faults", {"rules": [{
+        "entity": "accounts", "match": {"name": "Refused Ltd"}, "status": 400,
+        "code": "0x80040265", "message": "Accounts named like this are refused (test).",
+        "methods": ["POST", "PATCH"]}]})
+    env.admin("dv", "DELETE", "stats")
+    report = env.run(mapping, "to_dataverse", mode="full")
+    assert (report.inserted, report.failed) == (len(NAMES), 1), report.records
+    stats = _kinds(env)
+    assert stats["by_kind"]["CreateMultiple"]["errors"] == 1  # all-or-nothing: rolled back
+    [error] = env.state.errors(mapping.name)
+    assert error["code"] == "0x80040265" and error["name"] == "Refused Ltd"
+    assert sorted(r["name"] for r in _accounts(env)) == sorted(NAMES)
+    refused = next(r for r in report.records if r.name == "Refused Ltd")
+    assert env.coupling(mapping, bc_id=refused.source_id) is None  # the intent is void
+
+
+def test_a_lost_create_multiple_answer_makes_no_duplicate(env: Env) -> None:
+    mapping = make_mapping()
+    for name in NAMES:
+        env.bc_new(name, city="Oslo")
+    env.admin("dv", "PUT", "faults", {"lost_response_count": 1, "lost_kinds": ["bulk"]})
+    report = env.run(mapping, "to_dataverse", mode="full")
+    injected = env.admin("dv", "GET", "faults/injected")["injected"]
+    assert injected.get("lost_response:bulk") == 1
+    assert report.inserted == len(NAMES) and report.failed == 0, report.records
+    assert all("no duplicate made" in (r.message or "") for r in report.records)
+    assert sorted(r["name"] for r in _accounts(env)) == sorted(NAMES)
+    assert env.state.coupling_count(mapping.name) == len(NAMES)
+
+
+def test_a_full_sync_reads_business_central_once_for_matching_and_its_pass(env: Env) -> None:
+    """Match-based coupling and the first pass of a full synchronisation share one read
+    of the Business Central records (issue 14): the matching account is coupled, the rest
+    are created, and the customers are read with one request."""
+    mapping = make_mapping(coupling={"match": [{"priority": 1, "fields": ["displayName"]}],
+                                     "create_new_if_no_match": True})
+    for name in NAMES:
+        env.bc_new(name, city="Oslo")
+    existing = env.dv_new(NAMES[0], address1_city="Bergen")
+    env.admin("bc", "DELETE", "requests")
+    reports = env.sync(mapping, mode="full")
+    counts = env.admin("bc", "GET", "requests")["requests"]
+    reads = sum(r["count"] for r in counts
+                if r["method"] == "GET" and r["entity"] == "customers")
+    assert reads == 1, counts
+    forward = reports["to_dataverse"]
+    assert (forward.inserted, forward.modified, forward.failed) == (len(NAMES) - 1, 1, 0)
+    coupled = env.coupling(mapping, dv_id=existing)
+    assert coupled is not None and env.dv_get(existing)["address1_city"] == "Oslo"
+    assert len(_accounts(env)) == len(NAMES)
+
+
+def test_an_incremental_pass_does_not_plan_what_the_pass_back_just_wrote(env: Env) -> None:
+    """The Business Central customers the pass back of a full synchronisation created sit
+    after the forward watermark; the next incremental pass reads them but recognises them
+    as the synchronisation's own writes (hash and baseline as stamped) and plans only the
+    record a person changed (issue 14). They still count as unchanged, as before."""
+    from bcdv.engine.actions import read_plan
+    from bcdv.engine.staging import PassState
+
+    mapping = make_mapping(sync_only_coupled=False)
+    customer = env.bc_new("Edited Later", city="Oslo")
+    for name in NAMES:
+        env.dv_new(name, address1_city="Bergen")
+    full = env.sync(mapping, mode="full")
+    assert full["to_business_central"].inserted == len(NAMES)
+    env.tick()
+    env.bc_edit(customer["id"], city="Trondheim")
+    forward = env.sync(mapping)["to_dataverse"]
+    assert (forward.modified, forward.unchanged, forward.failed) == (1, len(NAMES), 0)
+    [meta] = [p for p in env.ctx.staging.rglob("to_dataverse/meta.json")
+              if forward.job_id in p.read_text()]
+    state = PassState.load(meta.parent)
+    assert state.echoes == len(NAMES) and state.extracted == len(NAMES) + 1
+    assert [a.name for a in read_plan(state.plan_file)] == ["Edited Later"]
+    assert env.dv_get(env.coupling(mapping, bc_id=customer["id"])["dv_id"])[
+        "address1_city"] == "Trondheim"

@@ -172,6 +172,7 @@ def test_run_page_of_a_mapping_dag(page: Any, run_stack: RunStack, shots: Any) -
     _refused_record_shows_its_error(page, st, job, before, shots)
     _paging(page, st, store, full, seeded, inserts, shots)
     _errors_page_links_to_the_run(page, st, incremental, job, shots)
+    _dry_run_preview(page, st, store, before, shots)
     _user_dag_run_id_and_no_run(page, st, store, job)
 
 
@@ -330,6 +331,32 @@ def _errors_page_links_to_the_run(page: Any, st: RunStack, run: dict[str, Any],
     rows = page.locator("[data-testid=run-records] tbody tr[data-action]")
     assert rows.count() == 1 and REFUSED in rows.first.inner_text()
     shots(page, "06-from-errors")
+
+
+def _dry_run_preview(page: Any, st: RunStack, store: StateStore,
+                     before: dict[str, dict[str, Any]], shots: Any) -> None:
+    """A dry run lists what a real run would do: the refused record's update again, with
+    its planned changes, and nothing written."""
+    dry = _run(st, {"dry_run": True})
+    job = _to_dv_job(store, dry["dag_run_id"])
+    assert job["dry_run"]
+    refused = before[REFUSED]
+    page.goto(f"{st.base}/bcdv/log?mapping=CUSTOMER")
+    page.locator(f"[data-testid=jobs] tr[data-job-id='{job['id']}'] "
+                 "[data-testid=run-link]").click()
+    page.wait_for_url("**/bcdv/runs/**")
+    assert "dry run" in page.locator("[data-testid=records-of-job] h2").inner_text()
+    page.locator("[data-testid=actions] a[data-action=update]").click()
+    page.wait_for_url("**action=update**")
+    rows = page.locator("[data-testid=run-records] tbody tr[data-action]")
+    assert rows.count() == 1
+    row = page.locator(f"[data-testid=run-records] tr[data-source-id='{refused['bc_id']}']")
+    diff = row.locator(".diff[data-field=telephone1]")
+    old = refused["account"]["telephone1"]
+    assert (diff.locator(".old").inner_text(), diff.locator(".new").inner_text()) == (
+        old, CHANGED[REFUSED][0])
+    assert _account(st, refused["dv_id"])["telephone1"] == old
+    shots(page, "07-dry-run")
 
 
 def _user_dag_run_id_and_no_run(page: Any, st: RunStack, store: StateStore,

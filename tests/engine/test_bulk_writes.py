@@ -137,3 +137,36 @@ def test_an_incremental_pass_does_not_plan_what_the_pass_back_just_wrote(env: En
     assert [a.name for a in read_plan(state.plan_file)] == ["Edited Later"]
     assert env.dv_get(env.coupling(mapping, bc_id=customer["id"])["dv_id"])[
         "address1_city"] == "Trondheim"
+
+
+def _generated_pass(env: Env, count: int) -> Any:
+    """A full pass of ``count`` generated customers (several CreateMultiple requests) with a
+    round trip long enough that requests sent together are in flight together."""
+    mapping = make_mapping()
+    env.admin("bc", "POST", "generate", {"entity": "customers", "count": count})
+    env.admin("dv", "PUT", "latency", {"rtt_ms": 300})
+    env.admin("dv", "DELETE", "stats")
+    report = env.run(mapping, "to_dataverse", mode="full")
+    assert report.inserted == count and report.failed == 0, report.records[:3]
+    assert len(_accounts(env)) == count  # every record once, none twice
+    return _kinds(env)
+
+
+def test_create_multiple_requests_go_several_at_once(env: Env) -> None:
+    """Learn (power-apps/developer/data-platform/api-limits): Dataverse serves up to 52
+    concurrent requests per user; a pass sends its CreateMultiple requests a few at once."""
+    stats = _generated_pass(env, 2500)
+    assert stats["by_kind"]["CreateMultiple"]["requests"] == 3
+    assert stats["peak_delaying"] >= 2
+
+
+def test_throttled_create_multiple_requests_back_off(env: Env) -> None:
+    """A throttled request is answered 429 with Retry-After (Learn: api-limits, service
+    protection limits); it is retried after that wait, none is lost or duplicated, and the
+    pass sends fewer requests at once from then on."""
+    env.admin("dv", "PUT", "faults", {"next": [429, 429], "retry_after": 1,
+                                      "kinds": ["bulk"]})
+    stats = _generated_pass(env, 2500)
+    assert stats["throttled_429"] == 2
+    assert stats["by_kind"]["CreateMultiple"]["requests"] == 3 + 2
+    assert env.ctx.dataverse.pace.workers < 4

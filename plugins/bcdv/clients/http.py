@@ -158,6 +158,7 @@ class ApiSession:
         self.session.headers.update(default_headers or {})
         self.last_server_time: datetime | None = None
         self.request_count = 0
+        self.throttled = 0  # 429 answers so far (callers running requests at once back off)
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -232,6 +233,8 @@ class ApiSession:
                 self._token.invalidate()
                 log.warning("%s %s: 401; retrying once with a new token", method, url)
                 continue
+            if resp.status_code == 429:
+                self.throttled += 1
             err = _error_from_response(resp, method, url)
             may_retry = resp.status_code in RETRY_STATUSES and (
                 safe_to_repeat or resp.status_code in NOT_PROCESSED_STATUSES

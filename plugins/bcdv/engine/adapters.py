@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from bcdv.clients.batch import BatchOp, BatchResult
 from bcdv.clients.business_central import IDS_PER_FILTER as BC_IDS_PER_FILTER
 from bcdv.clients.business_central import BusinessCentralClient
 from bcdv.clients.dataverse import IDS_PER_FILTER as DV_IDS_PER_FILTER
 from bcdv.clients.dataverse import DataverseClient
+from bcdv.clients.http import ApiSession
 from bcdv.clients.odata import and_filters, compare, key_segment, parse_datetime
 from bcdv.errors import BcdvError, ConcurrencyError, FatalApiError, RetriableApiError
 from bcdv.mapping.model import Side
@@ -19,6 +21,8 @@ from bcdv.mapping.model import Side
 # Date headers have whole seconds and several web servers serve one service: stay a little
 # behind the clock we were told, so nothing modified after the signpost can be older than it.
 SIGNPOST_SLACK = timedelta(seconds=2)
+T = TypeVar("T")
+R = TypeVar("R")
 # Rows per Dataverse bulk request (Learn: bulk-operations, 1,000 is the recommended batch size
 # for CreateMultiple/UpdateMultiple on standard tables) and per $batch (1,000 requests).
 BULK_ROWS = 1000
@@ -43,6 +47,31 @@ class WriteItem:
     record_id: str | None
     payload: dict[str, Any]
     etag: str | None = None
+
+
+class Pace:
+    """How many bulk requests a pass sends at once: additive increase while the service
+    answers, halved when it throttles (429; the HTTP layer waits its Retry-After and
+    retries). Dataverse allows 52 concurrent requests per user (Learn: api-limits,
+    service protection limits); bcdv stays far below that."""
+
+    def __init__(self, start: int = 4, most: int = 8) -> None:
+        self.workers, self.most = start, most
+
+    def map(self, send: Callable[[T], R], jobs: Sequence[T], http: ApiSession) -> list[R]:
+        """``send`` each job, up to ``workers`` at once; results in job order."""
+        if len(jobs) <= 1 or self.workers <= 1:
+            before = http.throttled
+            out = [send(j) for j in jobs]
+        else:
+            before = http.throttled
+            with ThreadPoolExecutor(max_workers=min(self.workers, len(jobs))) as pool:
+                out = list(pool.map(send, jobs))
+        if http.throttled > before:
+            self.workers = max(1, self.workers // 2)
+        elif len(jobs) > 1:
+            self.workers = min(self.most, self.workers + 1)
+        return out
 
 
 def _failure(result: BatchResult) -> FatalApiError:
@@ -133,6 +162,7 @@ class DataverseAdapter:
     def __init__(self, client: DataverseClient, page_size: int = 5000) -> None:
         self.client = client
         self.page_size = page_size
+        self.pace = Pace()
 
     user_id: str | None = None
 
@@ -193,18 +223,22 @@ class DataverseAdapter:
                          out: list[Written | FatalApiError | None]) -> list[int]:
         """CreateMultiple per 1,000 of ``items[creates]``, then one read-back of all the new
         rows; fills ``out`` and returns the indexes that must go by ``$batch`` instead."""
-        made: list[int] = []
-        rest: list[int] = []
-        for start in range(0, len(creates), BULK_ROWS):
-            chunk = creates[start:start + BULK_ROWS]
+        chunks = [creates[s:s + BULK_ROWS] for s in range(0, len(creates), BULK_ROWS)]
+
+        def send(chunk: list[int]) -> bool:
             rows = [{**items[i].payload, side.key: items[i].record_id} for i in chunk]
             try:  # the targets carry our ids, which Dataverse keeps (ids answered: the same)
                 self.client.create_multiple(side.entity_set, logical, rows,
                                             chunk_size=len(rows))
             except (FatalApiError, RetriableApiError):
-                rest += chunk
-                continue
-            made += chunk
+                return False
+            return True
+
+        made: list[int] = []
+        rest: list[int] = []
+        for chunk, ok in zip(chunks, self.pace.map(send, chunks, self.client.http),
+                             strict=True):
+            (made if ok else rest).extend(chunk)
         if made:
             back = {str(r.get(side.key)).lower(): r for r in self.client.get_many_batched(
                 side.entity_set, side.key, [str(items[i].record_id) for i in made],

@@ -46,3 +46,16 @@ def test_staging_urls_open_as_object_storage_paths(object_storage, tmp_path: Pat
     assert [r["source_id"] for r in staging.read_jsonl(url + "/outcomes.jsonl")] == ["a", "b"]
     on_disk = tmp_path / "shared" / "customer" / "run" / "to_dataverse" / "outcomes.jsonl"
     assert on_disk.read_text().splitlines() == ['{"source_id": "a"}', '{"source_id": "b"}']
+
+
+def test_a_scheme_airflow_has_no_filesystem_for_opens_as_a_plain_upath(object_storage) -> None:
+    """With the Airflow opener installed (as any DAG task does), ``memory://`` still works:
+    Airflow registers no filesystem for it ("No filesystem registered for scheme memory"
+    before), so it opens as fsspec's own, as without Airflow."""
+    from airflow.sdk import ObjectStoragePath
+
+    path = staging.location("memory://bcdv-test/opener/pass")
+    assert not isinstance(path, ObjectStoragePath)
+    staging.write_jsonl(path / "outcomes.jsonl", [{"source_id": "a"}])
+    assert list(staging.read_jsonl(path / "outcomes.jsonl")) == [{"source_id": "a"}]
+    assert isinstance(staging.location("file:///tmp/bcdv-opener"), ObjectStoragePath)

@@ -18,9 +18,16 @@ from bcdv.engine import staging
 
 
 def open_path(url: str) -> Any:
-    """The ObjectStoragePath of a staging URL."""
+    """The ObjectStoragePath of a staging URL; a scheme Airflow registers no filesystem for
+    (fsspec's ``memory://``, say) opens as a plain UPath, as without Airflow."""
     from airflow.sdk import ObjectStoragePath
+    from airflow.sdk.io.fs import has_fs
 
+    scheme = url.split("://", 1)[0]
+    if not has_fs(scheme):
+        from upath import UPath
+
+        return UPath(url)
     return ObjectStoragePath(url)
 
 

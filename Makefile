@@ -57,7 +57,7 @@ lint: venv
 	$(BIN)/mypy
 
 test: venv browser node lint
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m "not soak"
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m "not soak" --durations=25
 
 # The long drills: more runs, more data, more Hypothesis examples (BCDV_DRILL_SEED=n varies
 # every random draw; the figures are printed with -s).

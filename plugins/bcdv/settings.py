@@ -50,6 +50,11 @@ class Settings(BaseModel):
     retry_delay_seconds: float = 30.0  # BCDV_RETRY_DELAY_SECONDS
     max_parallel_loads: int = 4  # BCDV_MAX_PARALLEL_LOADS
     batch_size: int = 100  # BCDV_BATCH_SIZE: records per $batch / bulk request (API caps apply)
+    # Client-side pacing under the service protection limits: at most request_limit requests
+    # started per request_window_seconds, per service host and process. Both services allow
+    # 6,000 per 5-minute sliding window per user (bcdv.clients.http.RequestPacer).
+    request_limit: int = 6000  # BCDV_REQUEST_LIMIT (0: no pacing, only Retry-After)
+    request_window_seconds: float = 300.0  # BCDV_REQUEST_WINDOW_SECONDS
     up_port: int = 8080  # BCDV_UP_PORT
     # Test-only fault injection: a load task kills itself after this many writes.
     test_kill_load_after_writes: int = 0  # BCDV_TEST_KILL_LOAD_AFTER_WRITES
@@ -97,6 +102,8 @@ _NUMBERS: dict[str, tuple[str, type]] = {
     "retry_delay_seconds": ("BCDV_RETRY_DELAY_SECONDS", float),
     "max_parallel_loads": ("BCDV_MAX_PARALLEL_LOADS", int),
     "batch_size": ("BCDV_BATCH_SIZE", int),
+    "request_limit": ("BCDV_REQUEST_LIMIT", int),
+    "request_window_seconds": ("BCDV_REQUEST_WINDOW_SECONDS", float),
     "up_port": ("BCDV_UP_PORT", int),
     "test_kill_load_after_writes": ("BCDV_TEST_KILL_LOAD_AFTER_WRITES", int),
 }

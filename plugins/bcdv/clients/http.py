@@ -18,11 +18,14 @@ import email.utils
 import http.cookiejar
 import logging
 import random
+import threading
 import time
+import urllib.parse
 import urllib.request
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import requests
@@ -52,6 +55,80 @@ class RetryPolicy:
     budget_seconds: float = 300.0
     base_delay: float = 0.5
     max_delay: float = 60.0
+
+
+class RequestPacer:
+    """Client-side pacing under a service's protection limits, so that throttling is rare
+    rather than the way the pace is found: at most ``limit`` requests start in any
+    ``window`` seconds (Business Central and Dataverse both allow 6,000 per 5-minute sliding
+    window per user), and after a 429 no request starts before its Retry-After has passed.
+
+    Learn: Dataverse "Service protection API limits" (requests per 5-minute sliding window;
+    429 with Retry-After; "the client should not send more requests until that time"),
+    Business Central "Working with API limits in Dynamics 365 Business Central" (6,000
+    OData requests per 5-minute sliding window). The window is padded (2 %, at least 0.1 s)
+    because the service counts arrivals, which come a little after the starts counted here.
+    One pacer serves every session of a process that talks to the same host (see
+    :func:`pacer_for`); processes running at once each keep their own count.
+    """
+
+    def __init__(self, limit: int, window: float, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.limit = limit
+        self.window = window + max(0.1, window * 0.02)
+        self._clock = clock
+        self._sleep = sleep
+        self._starts: deque[float] = deque()
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+        self.waited = 0.0  # seconds spent waiting here (for reports and tests)
+
+    def acquire(self) -> None:
+        """Wait until a request may start, and count it."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._starts and self._starts[0] <= now - self.window:
+                    self._starts.popleft()
+                wait = self._paused_until - now
+                if self.limit > 0 and len(self._starts) >= self.limit:
+                    wait = max(wait, self._starts[0] + self.window - now)
+                if wait <= 0:
+                    self._starts.append(now)
+                    return
+                self.waited += wait
+            self._sleep(wait)
+
+    def pause(self, seconds: float) -> None:
+        """The service answered 429: nobody starts a request for ``seconds``."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+
+_PACERS: dict[str, RequestPacer] = {}
+_PACERS_LOCK = threading.Lock()
+
+
+def pacer_for(url: str) -> RequestPacer:
+    """The process's pacer of the host ``url`` names (limits: ``BCDV_REQUEST_LIMIT`` per
+    ``BCDV_REQUEST_WINDOW_SECONDS``, read when the host is first used)."""
+    host = urllib.parse.urlsplit(url).netloc.lower()
+    with _PACERS_LOCK:
+        pacer = _PACERS.get(host)
+        if pacer is None:
+            from bcdv.settings import load_settings
+
+            settings = load_settings()
+            pacer = _PACERS[host] = RequestPacer(settings.request_limit,
+                                                 settings.request_window_seconds)
+        return pacer
+
+
+def reset_pacers() -> None:
+    """Forget every host's pacer (tests, or after changing the limits)."""
+    with _PACERS_LOCK:
+        _PACERS.clear()
 
 
 def retry_delay(policy: RetryPolicy, attempt: int, hint: float | None) -> float:
@@ -172,6 +249,15 @@ class ApiSession:
                 self.last_server_time = email.utils.parsedate_to_datetime(date).astimezone(
                     timezone.utc
                 )
+                self._server_time_at = time.monotonic()
+
+    def server_now(self) -> datetime | None:
+        """The service's clock now, estimated from the last Date header and the time
+        elapsed here since it came (None before any answer)."""
+        if self.last_server_time is None:
+            return None
+        return self.last_server_time + timedelta(
+            seconds=time.monotonic() - getattr(self, "_server_time_at", time.monotonic()))
 
     def _wait(self, attempt: int, hint: float | None, deadline: float) -> bool:
         """Sleep before the next attempt; False when the budget does not allow it."""
@@ -205,6 +291,8 @@ class ApiSession:
         while True:
             attempt += 1
             hdrs = {"Authorization": f"Bearer {self._token()}", **(headers or {})}
+            pacer = pacer_for(url)
+            pacer.acquire()
             try:
                 self.request_count += 1
                 resp = self.session.request(
@@ -233,9 +321,10 @@ class ApiSession:
                 self._token.invalidate()
                 log.warning("%s %s: 401; retrying once with a new token", method, url)
                 continue
+            err = _error_from_response(resp, method, url)
             if resp.status_code == 429:
                 self.throttled += 1
-            err = _error_from_response(resp, method, url)
+                pacer.pause(retry_delay(self.retry, attempt, err.retry_after))
             may_retry = resp.status_code in RETRY_STATUSES and (
                 safe_to_repeat or resp.status_code in NOT_PROCESSED_STATUSES
             )

@@ -188,6 +188,12 @@ def child_sync(spec: dict[str, Any]) -> dict[str, Any]:
     from bcdv.mapping.model import Direction
     from bcdv.settings import endpoints_from_dict
 
+    if spec.get("request_limit"):
+        # The service's own limits (the emulators scaled down), as a client of a real tenant
+        # paces itself at Microsoft's documented ones (BCDV_REQUEST_LIMIT).
+        from bcdv.clients.http import configure_pacing
+
+        configure_pacing(int(spec["request_limit"][0]), float(spec["request_limit"][1]))
     mappings = load_mappings(Path(spec["mappings"]))
     mapping = mappings["CUSTOMER"].model_copy(
         update={"direction": Direction(spec["direction"])})
@@ -450,6 +456,7 @@ class Session:
         self.state_url = f"sqlite:///{work / 'state.db'}"
         self.runs = 0
         self.pause = 0.0  # before each reference: let a throttling window pass
+        self.request_limit: tuple[int, float] | None = None  # the child paces at these limits
         self.results: list[Result] = []
         self.references: list[tuple[Result, list[Move]]] = []
 
@@ -462,7 +469,7 @@ class Session:
                 "engine": str(Session.engine) if Session.engine else None,
                 "mappings": str(root / "include" / "mappings"),
                 "staging": str(self.work / "staging"), "direction": direction, "mode": mode,
-                "run_id": f"bench__{name}_{self.runs}"}
+                "run_id": f"bench__{name}_{self.runs}", "request_limit": self.request_limit}
         self.emu.reset_stats()
         report, process_s, rss = run_child(spec, self.work)
         stats = self.emu.stats()
@@ -542,6 +549,8 @@ def throttled(work: Path, n: int, limits: str, sample: int) -> list[Result]:
     with emulators(work / "emulators", throttle=limits) as emu:
         emu.admin("business_central", "POST", "generate", {"entity": "customers", "count": n})
         s = Session(emu, work, sample)
+        window, per_window = _limit_window(limits)
+        s.request_limit = (per_window, window)
         r = s.sync("throttled", f"throttled ({limits}), {n:,}", "to_dataverse", "full", n,
                    min_requests([Move("to_dataverse", n)], target_reads=1),
                    [Move("to_dataverse", n, read_all=True)])
@@ -550,7 +559,6 @@ def throttled(work: Path, n: int, limits: str, sample: int) -> list[Result]:
             DV_PAGE)]
         wanted = {f"{i:07d}" for i in range(1, n + 1)}
         got = [x.rsplit(" ", 1)[-1] for x in names]
-        window, per_window = _limit_window(limits)
         # The limits let at most per_window requests a service through per window. The least
         # time they allow for the minimum requests of each service, and for the requests the
         # engine did get answered: pace share 1.0 = as fast as the limits let those through

@@ -108,6 +108,7 @@ class RequestPacer:
 
 _PACERS: dict[str, RequestPacer] = {}
 _PACERS_LOCK = threading.Lock()
+_LIMITS: tuple[int, float] | None = None  # configure_pacing(); else the settings
 
 
 def pacer_for(url: str) -> RequestPacer:
@@ -117,12 +118,24 @@ def pacer_for(url: str) -> RequestPacer:
     with _PACERS_LOCK:
         pacer = _PACERS.get(host)
         if pacer is None:
-            from bcdv.settings import load_settings
+            if _LIMITS is None:
+                from bcdv.settings import load_settings
 
-            settings = load_settings()
-            pacer = _PACERS[host] = RequestPacer(settings.request_limit,
-                                                 settings.request_window_seconds)
+                settings = load_settings()
+                limits = (settings.request_limit, settings.request_window_seconds)
+            else:
+                limits = _LIMITS
+            pacer = _PACERS[host] = RequestPacer(*limits)
         return pacer
+
+
+def configure_pacing(limit: int, window: float) -> None:
+    """Pace this process's requests at ``limit`` per ``window`` seconds from now on (instead
+    of ``BCDV_REQUEST_LIMIT`` / ``BCDV_REQUEST_WINDOW_SECONDS``): a service whose limits
+    are not Microsoft's defaults, such as the emulators scaled down by the benchmark."""
+    global _LIMITS
+    reset_pacers()
+    _LIMITS = (limit, window)
 
 
 def reset_pacers() -> None:

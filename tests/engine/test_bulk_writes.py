@@ -43,7 +43,8 @@ def test_a_full_pass_creates_through_create_multiple_and_stamps_what_dataverse_s
     assert stats["by_kind"]["CreateMultiple"]["requests"] == 1
     assert stats["by_kind"]["CreateMultiple"]["rows_written"] == len(NAMES)
     assert "patch" not in stats["by_kind"] and "post" not in stats["by_kind"]
-    assert set(stats["batch_ops"]) == {"GET"}  # the read-back, nothing written by $batch
+    assert set(stats["batch_ops"]) <= {"GET"}  # nothing written by $batch
+    assert stats["requests"] <= 1 + 1 + 1  # CreateMultiple, the read-back, the lookups
     fields = side_fields(mapping, "dataverse")
     rows = {r["accountid"]: r for r in _accounts(env)}
     assert len(rows) == len(NAMES)

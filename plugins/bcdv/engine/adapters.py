@@ -236,18 +236,41 @@ class DataverseAdapter:
 
         made: list[int] = []
         rest: list[int] = []
+        since = self.client.http.server_now()
         for chunk, ok in zip(chunks, self.pace.map(send, chunks, self.client.http),
                              strict=True):
             (made if ok else rest).extend(chunk)
         if made:
-            back = {str(r.get(side.key)).lower(): r for r in self.client.get_many_batched(
-                side.entity_set, side.key, [str(items[i].record_id) for i in made],
-                select=cols)}
+            back = self._read_back(side, [str(items[i].record_id) for i in made], cols, since)
             for i in made:
                 row = back.get(str(items[i].record_id).lower())
                 out[i] = Written(str(items[i].record_id), parse_datetime((row or {}).get(
                     side.modified_on)), (row or {}).get("@odata.etag"), True, row)
         return rest
+
+    def _read_back(self, side: Side, ids: list[str], cols: list[str],
+                   since: datetime | None) -> dict[str, dict[str, Any]]:
+        """The rows just created, by lower-case id: one paged read of the rows created since
+        a little before the creates (the service's clock, as for a signpost), then by id,
+        through ``$batch`` GETs, whatever that read did not return."""
+        wanted = {i.lower() for i in ids}
+        found: dict[str, dict[str, Any]] = {}
+        if since is not None:
+            window = compare("createdon", "ge", since - SIGNPOST_SLACK, milliseconds=False)
+            try:
+                for page in self.client.iter_pages(side.entity_set, filter=window,
+                                                   select=cols, page_size=self.page_size):
+                    for row in page:
+                        key = str(row.get(side.key)).lower()
+                        if key in wanted:
+                            found[key] = row
+            except FatalApiError:
+                found = {}
+        missing = [i for i in ids if i.lower() not in found]
+        if missing:
+            found.update({str(r.get(side.key)).lower(): r for r in self.client.get_many_batched(
+                side.entity_set, side.key, missing, select=cols)})
+        return found
 
     def _batch_writes(self, side: Side, items: Sequence[WriteItem],
                       cols: list[str]) -> list[Written | FatalApiError]:

@@ -63,8 +63,9 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
          progress: Callable[[int, int], None] | None = None) -> PassState:
     """Execute the plan (nothing is written in a dry run).
 
-    Creates and updates go to the service in batches (``$batch``, continue on error) of
-    ``batch_size`` (``BCDV_BATCH_SIZE``, default 100); each record still gets its own outcome.
+    Creates and updates go to the service in batches of ``batch_size`` (``BCDV_BATCH_SIZE``;
+    default 100 for Business Central's ``$batch``, 5,000 for Dataverse, whose creates go
+    through CreateMultiple: see ``_batch_size``); each record still gets its own outcome.
     """
     if state.dry_run:
         return state

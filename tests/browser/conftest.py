@@ -82,16 +82,7 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         state_url = f"sqlite:///{home / 'state.db'}"
         add_refused_records(endpoints)  # the demo seed syncs cleanly; the pages need refusals
         skipped = stack.demo_state(endpoints, state_url, home / "staging")
-        port = stack.free_port()
-        env = stack.airflow_env(home, port, endpoints, state_url, ROOT / "dags")
-        env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "True"
-        stack.write_passwords(home)
-        stack.airflow(env, "db", "migrate", log=home / "airflow-setup.log")
-        stack.airflow(env, "dags", "reserialize", log=home / "airflow-setup.log")
-        base = f"http://127.0.0.1:{port}"
-        with stack.process(env, home / "api-server.log", "api-server", "--host", "127.0.0.1",
-                           "--port", str(port)) as api:
-            stack.wait_http(f"{base}/api/v2/monitor/health", api, home / "api-server.log")
+        with stack.api_server(home, endpoints, state_url) as (base, env):
             resp = requests.patch(f"{base}/api/v2/dags/bcdv_sync_record",
                                   json={"is_paused": False}, timeout=30, headers={
                                       "Authorization": f"Bearer {stack.token(base, 'admin')}"})

@@ -155,3 +155,37 @@ def token(base: str, user: str) -> str:
 
 def write_passwords(home: Path) -> None:
     (home / "passwords.json").write_text(json.dumps({u: p for u, (_, p) in USERS.items()}))
+
+
+@contextmanager
+def api_server(home: Path, endpoints: dict[str, Any], state_url: str,
+               extra_env: dict[str, str] | None = None
+               ) -> Iterator[tuple[str, dict[str, str]]]:
+    """A migrated Airflow home with this project's DAGs (paused at creation) and its
+    api-server up: yields (base URL, environment) for the caller's scheduler and others."""
+    port = free_port()
+    env = airflow_env(home, port, endpoints, state_url, ROOT / "dags")
+    env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "True"
+    env.update(extra_env or {})
+    write_passwords(home)
+    airflow(env, "db", "migrate", log=home / "airflow-setup.log")
+    airflow(env, "dags", "reserialize", log=home / "airflow-setup.log")
+    base = f"http://127.0.0.1:{port}"
+    with process(env, home / "api-server.log", "api-server", "--host", "127.0.0.1",
+                 "--port", str(port)) as api:
+        wait_http(f"{base}/api/v2/monitor/health", api, home / "api-server.log")
+        yield base, env
+
+
+@contextmanager
+def signed_in_tab(browser: Any, base: str, user: str = "admin",
+                  width: int = 1280) -> Iterator[Any]:
+    """A browser tab signed in as ``user`` (Airflow's token cookie), ``width`` px wide."""
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    context.add_cookies([{"name": "_token", "value": token(base, user), "url": base}])
+    tab = context.new_page()
+    tab.set_default_timeout(60_000)
+    try:
+        yield tab
+    finally:
+        context.close()

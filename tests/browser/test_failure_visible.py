@@ -112,21 +112,11 @@ def failing_stack(tmp_path_factory: pytest.TempPathFactory,
              "message": DV_MESSAGE, "methods": ["POST", "PATCH"]}]},
             verify=endpoints["ca_bundle"], timeout=30).raise_for_status()
         state_url = f"sqlite:///{home / 'state.db'}"
-        port = stack.free_port()
-        env = stack.airflow_env(home, port, endpoints, state_url, stack.ROOT / "dags")
-        env.update(receivers[1])
-        env.update({"AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-                    "BCDV_TASK_RETRIES": "1", "BCDV_RETRY_DELAY_SECONDS": "1"})
-        stack.write_passwords(home)
-        stack.airflow(env, "db", "migrate", log=home / "airflow-setup.log")
-        stack.airflow(env, "dags", "reserialize", log=home / "airflow-setup.log")
-        base = f"http://127.0.0.1:{port}"
-        with stack.process(env, home / "api-server.log", "api-server", "--host", "127.0.0.1",
-                           "--port", str(port)) as api:
-            stack.wait_http(f"{base}/api/v2/monitor/health", api, home / "api-server.log")
-            with stack.process(env, home / "scheduler.log", "scheduler"), \
-                    stack.process(env, home / "dag-processor.log", "dag-processor"):
-                yield Stack(base, home, env, {}, state_url)
+        extra = {**receivers[1], "BCDV_TASK_RETRIES": "1", "BCDV_RETRY_DELAY_SECONDS": "1"}
+        with stack.api_server(home, endpoints, state_url, extra) as (base, env), \
+                stack.process(env, home / "scheduler.log", "scheduler"), \
+                stack.process(env, home / "dag-processor.log", "dag-processor"):
+            yield Stack(base, home, env, {}, state_url)
 
 
 def _api(stack_: Stack, method: str, path: str, **kw: Any) -> Any:

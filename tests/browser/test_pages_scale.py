@@ -120,30 +120,16 @@ def scale_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleStack
         seed_vendor(state_url)
         mappings = home / "mappings"
         shutil.copytree(ROOT / "include" / "mappings", mappings)
-        port = stack.free_port()
-        env = stack.airflow_env(home, port, endpoints, state_url, ROOT / "dags")
-        env["BCDV_MAPPINGS_DIR"] = str(mappings)
-        env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "True"
-        stack.write_passwords(home)
-        stack.airflow(env, "db", "migrate", log=home / "airflow-setup.log")
-        stack.airflow(env, "dags", "reserialize", log=home / "airflow-setup.log")
-        base = f"http://127.0.0.1:{port}"
-        with stack.process(env, home / "api-server.log", "api-server", "--host", "127.0.0.1",
-                           "--port", str(port)) as api:
-            stack.wait_http(f"{base}/api/v2/monitor/health", api, home / "api-server.log")
+        with stack.api_server(home, endpoints, state_url,
+                              {"BCDV_MAPPINGS_DIR": str(mappings)}) as (base, env):
             yield ScaleStack(base, home, env, skipped, state_url, endpoints, mappings)
 
 
 @pytest.fixture(scope="module")
 def admin_page(browser: Any, scale_stack: ScaleStack) -> Iterator[Any]:
     """A signed-in admin's tab, 1280 px wide."""
-    context = browser.new_context(viewport={"width": WIDTH, "height": 900})
-    context.add_cookies([{"name": "_token", "value": scale_stack.token("admin"),
-                          "url": scale_stack.base}])
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    yield page
-    context.close()
+    with stack.signed_in_tab(browser, scale_stack.base, "admin", WIDTH) as page:
+        yield page
 
 
 def test_pages_at_scale(admin_page: Any, scale_stack: ScaleStack, shots: Any) -> None:

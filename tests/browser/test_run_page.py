@@ -95,18 +95,8 @@ def run_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunStack]:
         assert re.search(r'^schedule: ".*"$', text, re.M)
         customer.write_text(re.sub(r'^schedule: ".*"$', "schedule: null", text, flags=re.M))
         state_url = f"sqlite:///{home / 'state.db'}"
-        port = stack.free_port()
-        env = stack.airflow_env(home, port, endpoints, state_url, stack.ROOT / "dags")
-        env.update({"BCDV_MAPPINGS_DIR": str(mappings),
-                    "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-                    "BCDV_TASK_RETRIES": "0"})
-        stack.write_passwords(home)
-        stack.airflow(env, "db", "migrate", log=home / "airflow-setup.log")
-        stack.airflow(env, "dags", "reserialize", log=home / "airflow-setup.log")
-        base = f"http://127.0.0.1:{port}"
-        with stack.process(env, home / "api-server.log", "api-server", "--host", "127.0.0.1",
-                           "--port", str(port)) as api:
-            stack.wait_http(f"{base}/api/v2/monitor/health", api, home / "api-server.log")
+        extra = {"BCDV_MAPPINGS_DIR": str(mappings), "BCDV_TASK_RETRIES": "0"}
+        with stack.api_server(home, endpoints, state_url, extra) as (base, env):
             st = RunStack(base, home, env, {}, state_url, endpoints)
             _api(st, "PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
             with stack.process(env, home / "scheduler.log", "scheduler"):
@@ -143,13 +133,8 @@ def _to_dv_job(store: StateStore, run_id: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def page(browser: Any, run_stack: RunStack) -> Iterator[Any]:
     """A signed-in admin's tab."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.add_cookies([{"name": "_token", "value": run_stack.token("admin"),
-                          "url": run_stack.base}])
-    tab = context.new_page()
-    tab.set_default_timeout(60_000)
-    yield tab
-    context.close()
+    with stack.signed_in_tab(browser, run_stack.base) as tab:
+        yield tab
 
 
 def test_run_page_of_a_mapping_dag(page: Any, run_stack: RunStack, shots: Any) -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from bcdv.clients.odata import parse_datetime
@@ -46,6 +47,7 @@ from bcdv.state.store import Stamp
 after_write_hook: Callable[[dict[str, Any]], None] | None = None
 Stamped = Insert | Update | Unchanged
 DV_FLUSH_ROWS = 5 * BULK_ROWS
+COMMIT_ROWS = 5000  # outcomes commit reads (and job records it writes) at a time
 # The max_length rule's message (mapping/rules.py MaxLength): the value is its repr.
 TOO_LONG = re.compile(r"(?P<q>['\"])(?P<value>.*?)(?P=q) has \d+ characters; the destination "
                       r"holds at most (?P<limit>\d+)")
@@ -467,23 +469,36 @@ def commit(ctx: SyncContext, mapping: TableMapping, state: PassState) -> PassRep
     The watermark moves only now, after every write it covers is committed, to the latest
     modified-on seen but never past the signpost taken before the first read.
     """
-    outcomes = ([a.to_row() for a in read_plan(state.plan_file)] if state.dry_run
-                else list(read_jsonl(state.outcomes_file)))
-    records = [RecordOutcome.from_row(o, dry_run=state.dry_run) for o in outcomes]
-    report = PassReport.build(state, records)
+    report = PassReport.start(state)
     # What the pass did (or, dry, would do) to each record, kept with the job: the preview
-    # and the run pages read it after the staging files are gone.
-    ctx.state.record_job_records(state.job_id, mapping.name, state.direction,
-                                 [r.to_row() for r in records if r.listed])
-    if not state.dry_run:
-        ok = [r.source_id for r in records if r.result in ("inserted", "modified", "unchanged")]
-        ctx.state.resolve_errors(mapping.name, state.direction, ok)
-        if (state.mode != "record" and state.extracted and state.latest_modified
-                and state.signpost):
-            latest = parse_datetime(state.latest_modified)
-            cap = parse_datetime(state.signpost)
-            if latest is not None and cap is not None:
-                ctx.state.advance_watermark(mapping.name, state.direction, min(latest, cap))
+    # and the run pages read it after the staging files are gone. Outcomes are read, listed
+    # and resolved COMMIT_ROWS at a time, never all held.
+    ctx.state.record_job_records(state.job_id, mapping.name, state.direction, [])
+    for batch in _outcome_batches(state):
+        records = [RecordOutcome.from_row(o, dry_run=state.dry_run) for o in batch]
+        for rec in records:
+            report.add(rec)
+        ctx.state.append_job_records(state.job_id, mapping.name, state.direction,
+                                     [r.to_row() for r in records if r.listed])
+        if not state.dry_run:
+            ctx.state.resolve_errors(mapping.name, state.direction, [
+                r.source_id for r in records
+                if r.result in ("inserted", "modified", "unchanged")])
+    if (not state.dry_run and state.mode != "record" and state.extracted
+            and state.latest_modified and state.signpost):
+        latest = parse_datetime(state.latest_modified)
+        cap = parse_datetime(state.signpost)
+        if latest is not None and cap is not None:
+            ctx.state.advance_watermark(mapping.name, state.direction, min(latest, cap))
     ctx.state.update_job(state.job_id, **report.counters())
     ctx.state.finish_job(state.job_id, status=report.status, message=report.message)
     return report
+
+
+def _outcome_batches(state: PassState) -> Iterator[list[dict[str, Any]]]:
+    """The pass's outcomes (a dry run: its planned actions), ``COMMIT_ROWS`` at a time."""
+    rows: Iterator[dict[str, Any]] = (
+        (a.to_row() for a in read_plan(state.plan_file)) if state.dry_run
+        else read_jsonl(state.outcomes_file))
+    while batch := list(islice(rows, COMMIT_ROWS)):
+        yield batch

@@ -9,6 +9,7 @@ create step of a full synchronisation (or counted failed when the mapping does n
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +37,15 @@ class CouplingReport:
                 f"no unique match {self.unmatched}")
 
 
-def _frame(rows: list[dict], key: str, columns: list[str]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=list(dict.fromkeys([key, *columns])))
+def _frame(rows: Iterable[dict[str, Any]], key: str, columns: list[str]) -> pd.DataFrame:
+    """The key and match columns of ``rows``, built column by column as the rows come (the
+    rows themselves, with every other column, are never all held)."""
+    cols = list(dict.fromkeys([key, *columns]))
+    values: dict[str, list[Any]] = {c: [] for c in cols}
+    for row in rows:
+        for c in cols:
+            values[c].append(row.get(c))
+    frame = pd.DataFrame(values, columns=cols)
     frame.index = frame[key].astype(str)
     return frame
 
@@ -78,11 +86,12 @@ def _unique_matches(left: pd.DataFrame, right: pd.DataFrame) -> list[tuple[str, 
 
 def match_couple(ctx: SyncContext, mapping: TableMapping, *, run_id: str | None = None,
                  dry_run: bool = False,
-                 bc_rows: list[dict[str, Any]] | None = None) -> CouplingReport:
+                 bc_rows: Iterable[dict[str, Any]] | None = None) -> CouplingReport:
     """Couple the uncoupled Business Central records of a mapping to matching Dataverse rows.
 
     ``bc_rows``: every Business Central record of the mapping's filter, already read with
-    (at least) the match columns (the full pass's own read, so it is read once)."""
+    (at least) the match columns (the full pass's own read, so it is read once); consumed
+    once, one row at a time."""
     job_id = ctx.state.start_job(mapping.name, "coupling", mode="match", run_id=run_id,
                                  dry_run=dry_run, job_type="coupling")
     report = CouplingReport(mapping.name, job_id)
@@ -101,16 +110,16 @@ def match_columns(mapping: TableMapping) -> list[str]:
 
 
 def _match(ctx: SyncContext, mapping: TableMapping, groups: list, report: CouplingReport,
-           dry_run: bool, bc_rows: list[dict[str, Any]] | None) -> None:
+           dry_run: bool, bc_rows: Iterable[dict[str, Any]] | None) -> None:
     bc_side, dv_side = mapping.business_central, mapping.dataverse
     bc_cols = match_columns(mapping)
     dv_cols = sorted({d for _, pairs in groups for _, d in pairs})
     if bc_rows is None:
-        bc_rows = [r for page in ctx.business_central.iter_records(
-            bc_side, None, [bc_side.key, *bc_cols]) for r in page]
+        bc_rows = (r for page in ctx.business_central.iter_records(
+            bc_side, None, [bc_side.key, *bc_cols]) for r in page)
     bc = _frame(bc_rows, bc_side.key, bc_cols)
-    dv = _frame([r for page in ctx.dataverse.iter_records(dv_side, None, [dv_side.key, *dv_cols])
-                 for r in page], dv_side.key, dv_cols)
+    dv = _frame((r for page in ctx.dataverse.iter_records(dv_side, None, [dv_side.key, *dv_cols])
+                 for r in page), dv_side.key, dv_cols)
     existing = ctx.state.couplings(mapping.name)
     done = existing[~existing["pending"].astype(bool)]
     bc = bc[~bc.index.isin(done["bc_id"].dropna().astype(str))]

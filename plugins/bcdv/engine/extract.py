@@ -8,9 +8,11 @@ caps how far the watermark may later move.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 import pandas as pd
@@ -23,12 +25,13 @@ from bcdv.engine.inputs import TOLERANCE
 from bcdv.engine.lost_creates import recover_lost_bc_creates
 from bcdv.engine.matches import matches
 from bcdv.engine.retry_set import retry_source_ids
-from bcdv.engine.staging import PassState, StagingPath, write_jsonl
+from bcdv.engine.staging import PassState, StagingPath, location, read_jsonl, write_jsonl
 from bcdv.engine.transform import side_fields, source_columns
 from bcdv.engine.values import hash_frame
 from bcdv.mapping.model import Direction, Side, TableMapping
 
 MODES = ("modified", "full", "record")
+PAGE_ROWS = 5000  # pre-read records staged (and held) at a time
 
 
 def pass_directory(staging: StagingPath, mapping: str, run_id: str,
@@ -41,23 +44,40 @@ def pass_directory(staging: StagingPath, mapping: str, run_id: str,
 @dataclass(frozen=True)
 class PreRead:
     """Every source record of a full pass, read once before the pass (for match-based
-    coupling too), with the source's clock taken before that read (the signpost)."""
+    coupling too) and spilled to a staging file (so no pass holds them all in memory), with
+    the source's clock taken before that read (the signpost)."""
 
     signpost: datetime
-    rows: list[dict[str, Any]]
+    file: str
     columns: list[str]
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """The records as read, one at a time from the file."""
+        return read_jsonl(self.file)
+
+    def pages(self, size: int = PAGE_ROWS) -> Iterator[list[dict[str, Any]]]:
+        """The records as the pass's own read returns them (its columns and the service's
+        annotations), ``size`` at a time."""
+        rows = self.rows()
+        while page := list(islice(rows, size)):
+            yield _only(page, self.columns)
 
 
 def pre_read(ctx: SyncContext, mapping: TableMapping, direction: Direction,
-             extra_columns: Sequence[str] = ()) -> PreRead:
-    """Read a full pass's source records now (its columns plus ``extra_columns``)."""
+             extra_columns: Sequence[str] = (), *,
+             file: str | os.PathLike[str] | StagingPath) -> PreRead:
+    """Read a full pass's source records now (its columns plus ``extra_columns``), page by
+    page into ``file``."""
     sides = PassSides.of(mapping, direction)
     source = ctx.adapter(sides.source_system)
     signpost = source.signpost()
     columns = source_columns(mapping, direction)
     wanted = list(dict.fromkeys([*columns, *extra_columns]))
-    rows = [r for page in source.iter_records(sides.source, None, wanted) for r in page]
-    return PreRead(signpost, rows, columns)
+    path = location(file)
+    path.unlink(missing_ok=True)
+    for page in source.iter_records(sides.source, None, wanted):
+        write_jsonl(path, page, append=True)
+    return PreRead(signpost, str(file), columns)
 
 
 def extract(
@@ -110,7 +130,7 @@ def extract(
         return state
     extra = _echo_filter(mapping, direction, mode, source)
     pages = (source.iter_records(sides.source, since, columns, extra_filter=extra)
-             if preread is None else [_only(preread.rows, preread.columns)])
+             if preread is None else preread.pages())
     drop_echoes = mode == "modified"
     for page in pages:
         fresh = [r for r in page if r[key] not in seen]

@@ -83,19 +83,29 @@ class PassReport:
     @classmethod
     def build(cls, state: PassState, records: list[RecordOutcome]) -> PassReport:
         """Count outcomes."""
+        report = cls.start(state)
+        for rec in records:
+            report.add(rec)
+        return report
+
+    @classmethod
+    def start(cls, state: PassState) -> PassReport:
+        """A report with nothing counted yet but the records extract did not stage."""
         report = cls(state.mapping, state.direction, state.mode, state.dry_run, state.job_id,
                      state.extracted)
         report.unchanged += state.echoes  # own writes read back, not planned (extract)
-        for rec in records:
-            if rec.result in COUNTER_NAMES:
-                setattr(report, rec.result, getattr(report, rec.result) + 1)
-            elif rec.result is None:
-                report.ignored += 1
-            if rec.conflict:
-                report.conflicts += 1
-        report.records = [r for r in records if r.result not in ("inserted", "modified")
-                          and r.result != "unchanged"]
         return report
+
+    def add(self, rec: RecordOutcome) -> None:
+        """Count one outcome; keep it when it was not a clean insert, update or no-change."""
+        if rec.result in COUNTER_NAMES:
+            setattr(self, rec.result, getattr(self, rec.result) + 1)
+        elif rec.result is None:
+            self.ignored += 1
+        if rec.conflict:
+            self.conflicts += 1
+        if rec.result not in ("inserted", "modified", "unchanged"):
+            self.records.append(rec)
 
     def counters(self) -> dict[str, int]:
         """BC's job-log counters."""

@@ -11,9 +11,10 @@ from datetime import datetime
 from bcdv.engine.apply import commit, load
 from bcdv.engine.context import SyncContext
 from bcdv.engine.coupling import match_columns, match_couple
-from bcdv.engine.extract import PreRead, extract, extract_window, pre_read
+from bcdv.engine.extract import PreRead, extract, extract_window, pass_directory, pre_read
 from bcdv.engine.plan import plan
 from bcdv.engine.report import PassReport
+from bcdv.engine.staging import location
 from bcdv.mapping.model import Direction, TableMapping
 
 
@@ -84,27 +85,34 @@ def sync_mapping(ctx: SyncContext, mapping: TableMapping, *, mode: str = "modifi
     with ctx.state.mapping_lock(mapping.name, rid, wait_seconds=lock_wait):
         assumed: list[list[str]] = []
         shared: PreRead | None = None
-        if mode == "full" and couple_first:
-            shared = _shared_read(ctx, mapping, window)
-            coupling = match_couple(ctx, mapping, run_id=rid, dry_run=dry_run,
-                                    bc_rows=shared.rows if shared is not None else None)
-            assumed = [list(p) for p in coupling.pairs] if dry_run else []
-        return [run_pass(ctx, mapping, d, mode=mode, dry_run=dry_run, run_id=rid,
-                         assumed_pairs=assumed, window=window,
-                         preread=shared if d is Direction.TO_DATAVERSE else None)
-                for d in mapping.passes()]
+        try:
+            if mode == "full" and couple_first:
+                shared = _shared_read(ctx, mapping, window, rid)
+                coupling = match_couple(ctx, mapping, run_id=rid, dry_run=dry_run,
+                                        bc_rows=shared.rows() if shared is not None else None)
+                assumed = [list(p) for p in coupling.pairs] if dry_run else []
+            return [run_pass(ctx, mapping, d, mode=mode, dry_run=dry_run, run_id=rid,
+                             assumed_pairs=assumed, window=window,
+                             preread=shared if d is Direction.TO_DATAVERSE else None)
+                    for d in mapping.passes()]
+        finally:
+            if shared is not None:
+                location(shared.file).unlink(missing_ok=True)
 
 
 def _shared_read(ctx: SyncContext, mapping: TableMapping,
-                 window: tuple[datetime, datetime] | None) -> PreRead | None:
+                 window: tuple[datetime, datetime] | None, run_id: str) -> PreRead | None:
     """A full synchronisation whose first pass reads Business Central reads it once, for
-    match-based coupling and that pass (with the pass's signpost taken before the read)."""
+    match-based coupling and that pass (with the pass's signpost taken before the read),
+    into a file in that pass's staging directory."""
     if (window is not None or not mapping.match_groups()
             or not mapping.direction.includes(Direction.TO_DATAVERSE)
             or mapping.passes()[0] is not Direction.TO_DATAVERSE):
         return None
-    return pre_read(ctx, mapping, Direction.TO_DATAVERSE, [mapping.business_central.key,
-                                                           *match_columns(mapping)])
+    directory = pass_directory(ctx.staging, mapping.name, run_id, Direction.TO_DATAVERSE)
+    return pre_read(ctx, mapping, Direction.TO_DATAVERSE,
+                    [mapping.business_central.key, *match_columns(mapping)],
+                    file=directory / "preread.jsonl")
 
 
 def _not_configured(ctx: SyncContext, mapping: TableMapping, direction: Direction, mode: str,

@@ -583,16 +583,23 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
                            rows: Iterable[dict[str, Any]]) -> int:
         """Store a job's per-record outcomes (action, name, ids, field diff); a job's rows
         are replaced, so committing a pass twice does not list a record twice."""
-        values = [{"job_id": job_id, "mapping": mapping, "direction": direction,
-                   "source_id": str(r["source_id"]), "target_id": r.get("target_id"),
-                   "name": _cut(safe_text(r.get("name")), 250), "action": r["action"],
-                   "result": r.get("result"), "message": safe_text(r.get("message")),
-                   "changes": json.dumps(r["changes"], default=str) if r.get("changes")
-                   else None, "conflict": bool(r.get("conflict"))} for r in rows]
+        values = [_job_record(job_id, mapping, direction, r) for r in rows]
         with self._write() as conn:
             conn.execute(delete(job_records).where(job_records.c.job_id == job_id))
             for start in range(0, len(values), 500):
                 conn.execute(insert(job_records), values[start:start + 500])
+        return len(values)
+
+    def append_job_records(self, job_id: str, mapping: str, direction: str,
+                           rows: Iterable[dict[str, Any]]) -> int:
+        """Add a batch of a job's per-record outcomes after those already stored (a long
+        job's list is written batch by batch: ``record_job_records(job_id, ..., [])``
+        first clears it)."""
+        values = [_job_record(job_id, mapping, direction, r) for r in rows]
+        if values:
+            with self._write() as conn:
+                for start in range(0, len(values), 500):
+                    conn.execute(insert(job_records), values[start:start + 500])
         return len(values)
 
     def job_records(self, job_id: str, *, action: str | None = None,
@@ -610,6 +617,17 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
         for row in rows:
             row["changes"] = json.loads(row["changes"]) if row["changes"] else {}
         return rows
+
+
+def _job_record(job_id: str, mapping: str, direction: str,
+                r: dict[str, Any]) -> dict[str, Any]:
+    """A ``job_records`` row from a record outcome's row."""
+    return {"job_id": job_id, "mapping": mapping, "direction": direction,
+            "source_id": str(r["source_id"]), "target_id": r.get("target_id"),
+            "name": _cut(safe_text(r.get("name")), 250), "action": r["action"],
+            "result": r.get("result"), "message": safe_text(r.get("message")),
+            "changes": json.dumps(r["changes"], default=str) if r.get("changes")
+            else None, "conflict": bool(r.get("conflict"))}
 
 
 def _cut(text: str | None, size: int) -> str | None:

@@ -114,16 +114,18 @@ def _match(ctx: SyncContext, mapping: TableMapping, groups: list, report: Coupli
     bc_side, dv_side = mapping.business_central, mapping.dataverse
     bc_cols = match_columns(mapping)
     dv_cols = sorted({d for _, pairs in groups for _, d in pairs})
-    if bc_rows is None:
-        bc_rows = (r for page in ctx.business_central.iter_records(
-            bc_side, None, [bc_side.key, *bc_cols]) for r in page)
-    bc = _frame(bc_rows, bc_side.key, bc_cols)
     dv = _frame((r for page in ctx.dataverse.iter_records(dv_side, None, [dv_side.key, *dv_cols])
                  for r in page), dv_side.key, dv_cols)
     existing = ctx.state.couplings(mapping.name)
     done = existing[~existing["pending"].astype(bool)]
-    bc = bc[~bc.index.isin(done["bc_id"].dropna().astype(str))]
     dv = dv[~dv.index.isin(done["dv_id"].dropna().astype(str))]
+    if bc_rows is None:
+        bc_rows = (r for page in ctx.business_central.iter_records(
+            bc_side, None, [bc_side.key, *bc_cols]) for r in page)
+    # With no uncoupled Dataverse row nothing can match (a first full synchronisation into
+    # an empty table): only the records' keys are kept, for the unmatched ones.
+    bc = _frame(bc_rows, bc_side.key, bc_cols if not dv.empty else [])
+    bc = bc[~bc.index.isin(done["bc_id"].dropna().astype(str))]
     for group, pairs in groups:
         if bc.empty or dv.empty:
             break

@@ -91,6 +91,7 @@ def sync_mapping(ctx: SyncContext, mapping: TableMapping, *, mode: str = "modifi
                 coupling = match_couple(ctx, mapping, run_id=rid, dry_run=dry_run,
                                         bc_rows=shared.rows() if shared is not None else None)
                 assumed = [list(p) for p in coupling.pairs] if dry_run else []
+                del coupling  # its pairs and unmatched ids are not kept through the passes
             return [run_pass(ctx, mapping, d, mode=mode, dry_run=dry_run, run_id=rid,
                              assumed_pairs=assumed, window=window,
                              preread=shared if d is Direction.TO_DATAVERSE else None)

@@ -295,7 +295,6 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
                 by_dv.setdefault(str(row["dv_id"]), []).append(row)
         claimed: set[int] = set()
         now = to_db(utcnow())
-        result_col, job_col = _result_columns(direction)
         stale: list[int] = []
         updates: list[dict[str, Any]] = []
         inserts: list[dict[str, Any]] = []
@@ -309,16 +308,7 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
             row = ordered[0] if ordered else None
             # Unconfirmed intents that claimed one of the two ids are void now.
             stale += [r["id"] for r in ordered[1:] if r["pending"]]
-            values: dict[str, Any] = {
-                "bc_id": stamp.bc_id, "dv_id": stamp.dv_id, "pending": False,
-                result_col: "success", job_col: job_id, "updated_at": now,
-                "bc_hash": stamp.bc_hash, "dv_hash": stamp.dv_hash, "synced": stamp.synced,
-            }
-            for base, new in (("bc_modified", stamp.bc_modified),
-                              ("dv_modified", stamp.dv_modified)):
-                old = from_db(row[base]) if row is not None else None
-                values[base] = to_db(max(v for v in (old, new) if v is not None)) if (
-                    old or new) else None
+            values = _stamped_values(stamp, row, direction, job_id, now)
             if row is None:
                 other_col, other_job = _result_columns(_other(direction))
                 inserts.append({"mapping": mapping, "skipped": False, "created_at": now,
@@ -339,7 +329,6 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
     def _stamp_row(self, conn: Any, mapping: str, direction: str, job_id: str,
                    stamp: Stamp) -> None:
         now = to_db(utcnow())
-        result_col, job_col = _result_columns(direction)
         rows = conn.execute(select(couplings).where(
             couplings.c.mapping == mapping,
             (couplings.c.bc_id == stamp.bc_id) | (couplings.c.dv_id == stamp.dv_id),
@@ -349,16 +338,7 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
         stale = [r["id"] for r in rows[1:] if r["pending"]]
         if stale:
             conn.execute(couplings.delete().where(couplings.c.id.in_(stale)))
-        values: dict[str, Any] = {
-            "bc_id": stamp.bc_id, "dv_id": stamp.dv_id, "pending": False,
-            result_col: "success", job_col: job_id, "updated_at": now,
-            "bc_hash": stamp.bc_hash, "dv_hash": stamp.dv_hash, "synced": stamp.synced,
-        }
-        for col, new in (("bc_modified", stamp.bc_modified),
-                         ("dv_modified", stamp.dv_modified)):
-            old = from_db(row[col]) if row is not None else None
-            values[col] = to_db(max(v for v in (old, new) if v is not None)) if (
-                old or new) else None
+        values = _stamped_values(stamp, row, direction, job_id, now)
         if row is None:
             conn.execute(insert(couplings).values(
                 mapping=mapping, skipped=False, created_at=now,
@@ -639,6 +619,24 @@ def _parts(ids: Sequence[Any], size: int = 500) -> Iterable[list[Any]]:
     """``ids`` in slices that fit an IN list on every backend."""
     for start in range(0, len(ids), size):
         yield list(ids[start:start + size])
+
+
+def _stamped_values(stamp: Stamp, row: Any, direction: str, job_id: str,
+                    now: Any) -> dict[str, Any]:
+    """A successful sync's coupling columns: the pair, this direction's result and job, the
+    hashes and synced values, and each side's baseline kept by MAX (a baseline never moves
+    back, whichever write stamps it)."""
+    result_col, job_col = _result_columns(direction)
+    values: dict[str, Any] = {
+        "bc_id": stamp.bc_id, "dv_id": stamp.dv_id, "pending": False,
+        result_col: "success", job_col: job_id, "updated_at": now,
+        "bc_hash": stamp.bc_hash, "dv_hash": stamp.dv_hash, "synced": stamp.synced,
+    }
+    for col, new in (("bc_modified", stamp.bc_modified), ("dv_modified", stamp.dv_modified)):
+        old = from_db(row[col]) if row is not None else None
+        values[col] = to_db(max(v for v in (old, new) if v is not None)) if (
+            old or new) else None
+    return values
 
 
 def _update_by_id(conn: Any, rows: list[dict[str, Any]]) -> None:

@@ -201,7 +201,16 @@ def child_sync(spec: dict[str, Any]) -> dict[str, Any]:
                              spec["staging"], mappings)
     try:
         started = time.perf_counter()
-        reports = sync_mapping(ctx, mapping, mode=spec["mode"], run_id=spec["run_id"])
+        profile = os.environ.get("BCDV_BENCH_PROFILE")  # a directory: one .prof per sync
+        if profile:
+            import cProfile
+
+            with cProfile.Profile() as prof:
+                reports = sync_mapping(ctx, mapping, mode=spec["mode"], run_id=spec["run_id"])
+            Path(profile).mkdir(parents=True, exist_ok=True)
+            prof.dump_stats(str(Path(profile) / f"{spec['run_id']}.prof"))
+        else:
+            reports = sync_mapping(ctx, mapping, mode=spec["mode"], run_id=spec["run_id"])
         seconds = time.perf_counter() - started
     finally:
         ctx.close()

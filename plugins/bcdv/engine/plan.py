@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from typing import Any
 
 import pandas as pd
 
+from bcdv.clients.odata import parse_datetime
 from bcdv.engine import merge
 from bcdv.engine.actions import (
     Action,
@@ -233,10 +235,28 @@ def _synced_part(value: Any, system: str) -> dict[str, Any] | None:
 
 
 def _iso(value: Any) -> str | None:
-    if value is None or pd.isna(value):
+    moment = _moment(value)
+    return None if moment is None else moment.isoformat()
+
+
+def _moment(value: Any) -> datetime | None:
+    """A timestamp (an API's ISO text, a stored datetime or pandas Timestamp) as aware UTC;
+    None for nothing or an unreadable text. Per record, without pandas' per-call parsing."""
+    if value is None or value is pd.NaT:
         return None
-    ts = pd.Timestamp(value)
-    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts).isoformat()
+    if isinstance(value, str):
+        try:
+            return parse_datetime(value)
+        except ValueError:
+            return None
+    if isinstance(value, float):  # NaN
+        return None
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if isinstance(value, datetime):
+        return (value.replace(tzinfo=timezone.utc) if value.tzinfo is None
+                else value.astimezone(timezone.utc))
+    return _moment(str(value))
 
 
 def new_target_id(seed: str, source_id: str) -> str:
@@ -425,11 +445,11 @@ def _plan_uncoupled(ctx: _Pass, rec: _Record, wanted: dict[str, Any]) -> Action:
 
 
 def _target_moved(current: Any, baseline: Any) -> bool:
-    cur = pd.to_datetime(current, utc=True, errors="coerce")
-    base = pd.to_datetime(baseline, utc=True, errors="coerce")
-    if pd.isna(base):
+    base = _moment(baseline)
+    if base is None:
         return True
-    return bool(pd.notna(cur) and (cur - base) > TOLERANCE)
+    cur = _moment(current)
+    return cur is not None and (cur - base) > TOLERANCE
 
 
 def plan(ctx: SyncContext, mapping: TableMapping, state: PassState, *,

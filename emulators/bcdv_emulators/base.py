@@ -256,7 +256,8 @@ class Throttling:
 
     ``requests`` per ``window_seconds``; ``execution_ms`` of combined handler time per window
     (Dataverse only); ``concurrent`` requests in flight (beyond it: 429 at once); ``processing``
-    requests handled at once, the rest queue (Business Central only).
+    requests handled at once, the rest queue (Business Central only); ``dop_hint`` the degree
+    of parallelism Dataverse recommends in ``x-ms-dop-hint`` (kept under ``concurrent``).
     """
 
     enabled: bool = True
@@ -265,6 +266,11 @@ class Throttling:
     execution_ms: int = 1_200_000
     concurrent: int = 52
     processing: int = 0
+    dop_hint: int = 48
+
+    def recommended_dop(self) -> int:
+        """``x-ms-dop-hint``: ``dop_hint``, never more than the concurrent requests allowed."""
+        return max(1, min(self.dop_hint, self.concurrent))
 
 
 class ServiceState:

@@ -142,13 +142,18 @@ class DVService(Service):
         return auth[-32:] if auth else "anonymous"
 
     def extra_headers(self, req: Req, resp: Resp) -> list[tuple[str, str]]:
-        """Headers of real Dataverse responses."""
+        """Headers of real Dataverse responses: the service protection budget left in the
+        caller's window, after this request (Learn: api-limits, "HTTP response headers"), and
+        the recommended degree of parallelism (send-parallel-requests); formats as in the
+        WhoAmI answer Learn shows (webapi/use-ps-and-vscode-web-api: ``x-ms-dop-hint: 48``,
+        ``x-ms-ratelimit-time-remaining-xrm-requests: 1,200.00``,
+        ``x-ms-ratelimit-burst-remaining-xrm-requests: 5999``)."""
         left, secs = self.remaining(self.caller(req))
         rid = str(uuid.uuid4())
         return [("OData-Version", "4.0"), ("REQ_ID", rid), ("x-ms-service-request-id", rid),
                 ("x-ms-ratelimit-burst-remaining-xrm-requests", str(left)),
                 ("x-ms-ratelimit-time-remaining-xrm-requests", f"{secs:,.2f}"),
-                ("x-ms-dop-hint", "4"),
+                ("x-ms-dop-hint", str(self.state.throttling.recommended_dop())),
                 ("Set-Cookie", "ARRAffinity=" + uuid.uuid4().hex * 2 + "; path=/; secure; "
                                "HttpOnly"),
                 ("Cache-Control", "no-cache"), ("Allow", "OPTIONS,GET,HEAD,POST")]

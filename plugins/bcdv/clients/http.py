@@ -29,6 +29,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from bcdv.clients import redact
 from bcdv.errors import (
@@ -45,6 +46,45 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Statuses after which the service has certainly not applied the request.
 NOT_PROCESSED_STATUSES = frozenset({429, 503})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"})
+# Connections kept per host: Dataverse serves 52 concurrent requests per user (Learn:
+# api-limits), so a pass never runs more at once than this.
+POOL_SIZE = 52
+
+
+@dataclass(frozen=True)
+class ServiceBudget:
+    """What a Dataverse answer says of the caller's service protection budget (Learn:
+    api-limits, "HTTP response headers"; send-parallel-requests, "Optimum degree of
+    parallelism"): ``x-ms-ratelimit-burst-remaining-xrm-requests`` (requests left in the
+    5-minute window of the web server that answered), ``x-ms-ratelimit-time-remaining-xrm-
+    requests`` (execution seconds left in it, for every connection of the user) and
+    ``x-ms-dop-hint`` (the degree of parallelism the environment recommends). None where
+    the answer did not carry the header; ``at`` is when the answer came (monotonic)."""
+
+    requests_left: int | None
+    seconds_left: float | None
+    dop_hint: int | None
+    at: float
+
+    @classmethod
+    def of(cls, headers: Mapping[str, str], at: float) -> ServiceBudget | None:
+        """The budget an answer's headers state (None when it states none of it)."""
+        def number(name: str) -> float | None:
+            raw = headers.get(name)
+            if raw is None:
+                return None
+            try:  # the service writes thousands separators: "1,199.97"
+                return float(raw.replace(",", "").strip())
+            except ValueError:
+                return None
+
+        left = number("x-ms-ratelimit-burst-remaining-xrm-requests")
+        seconds = number("x-ms-ratelimit-time-remaining-xrm-requests")
+        dop = number("x-ms-dop-hint")
+        if left is None and seconds is None and dop is None:
+            return None
+        return cls(None if left is None else int(left), seconds,
+                   None if dop is None or dop < 1 else int(dop), at)
 
 
 @dataclass(frozen=True)
@@ -244,17 +284,26 @@ class ApiSession:
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self.session = requests.Session()
+        # Requests run at once (bulk writes, reference reads) each keep a connection instead
+        # of a new TLS handshake per request past urllib3's default pool of 10.
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
         self.session.cookies.set_policy(_NoCookies())
         self.session.headers.update(default_headers or {})
         self.last_server_time: datetime | None = None
         self.request_count = 0
         self.throttled = 0  # 429 answers so far (callers running requests at once back off)
+        self.budget: ServiceBudget | None = None  # from the last answer that stated one
 
     def close(self) -> None:
         """Release pooled connections."""
         self.session.close()
 
     def _note_server_time(self, resp: requests.Response) -> None:
+        budget = ServiceBudget.of(resp.headers, time.monotonic())
+        if budget is not None:
+            self.budget = budget
         date = resp.headers.get("Date")
         if date:
             # A malformed Date header only loses the clock-skew hint.

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
@@ -78,28 +80,33 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
     quiet: list[dict[str, Any]] = []
     resumes: list[Insert] = []
     total, seen = sum(state.planned.values()), 0
-    for action in read_plan(state.plan_file):
-        seen += 1
-        if progress is not None and seen % 100 == 0:
-            progress(seen, total)
-        if action.source_id in done:
-            continue
-        if isinstance(action, Insert) and action.look_up_first:
-            resumes.append(action)
-        elif isinstance(action, Insert | Update):
-            buffer.append(action)
-            if len(buffer) >= size:
-                resumes.extend(_flush(ctx, mapping, state, sides, buffer))
-                buffer = []
-        else:
-            # Outcomes of actions that write nothing to a service (or are safe to redo) are
-            # staged in groups: one fsync per group, not per record.
-            quiet.append(_apply_one(ctx, mapping, state, sides, action))
-            if len(quiet) >= 500:
-                write_jsonl(state.outcomes_file, quiet, append=True)
-                quiet = []
-    if buffer:
-        resumes.extend(_flush(ctx, mapping, state, sides, buffer))
+    # One batch's requests are in flight while the batch before it is stamped and staged
+    # (state work overlaps the service's): a batch is written only after its intents are
+    # recorded, and stamped only after its writes are answered, as without the overlap.
+    with _Writer(ctx, mapping, state, sides) as writer:
+        for action in read_plan(state.plan_file):
+            seen += 1
+            if progress is not None and seen % 100 == 0:
+                progress(seen, total)
+            if action.source_id in done:
+                continue
+            if isinstance(action, Insert) and action.look_up_first:
+                resumes.append(action)
+            elif isinstance(action, Insert | Update):
+                buffer.append(action)
+                if len(buffer) >= size:
+                    resumes.extend(writer.send(buffer))
+                    buffer = []
+            else:
+                # Outcomes of actions that write nothing to a service (or are safe to redo)
+                # are staged in groups: one fsync per group, not per record.
+                quiet.append(_apply_one(ctx, mapping, state, sides, action))
+                if len(quiet) >= 500:
+                    write_jsonl(state.outcomes_file, quiet, append=True)
+                    quiet = []
+        if buffer:
+            resumes.extend(writer.send(buffer))
+        writer.drain()
     if resumes:
         quiet.extend(_resume_bc_creates(ctx, mapping, state, sides, resumes))
     write_jsonl(state.outcomes_file, quiet, append=True)
@@ -151,10 +158,54 @@ def _unconfirmed_bc_creates(ctx: SyncContext, mapping: TableMapping, sides: Pass
     return set(frame.loc[frame["pending"].astype(bool), "dv_id"].astype(str))
 
 
-def _flush(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
-           actions: list[Insert | Update]) -> list[Insert]:
-    """Write one batch; returns the creates to resume rather than send (see
-    ``_unconfirmed_bc_creates``)."""
+class _Writer:
+    """Writes a load's batches, one batch's requests in flight (on a worker thread, which
+    only talks HTTP) while the main thread stamps and stages the batch before it and
+    prepares the next. Leaving the block (an error included) waits for the batch in flight; the
+    error then propagates, and the rerun finds that batch's writes by their intents."""
+
+    def __init__(self, ctx: SyncContext, mapping: TableMapping, state: PassState,
+                 sides: PassSides) -> None:
+        self.ctx, self.mapping, self.state, self.sides = ctx, mapping, state, sides
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bcdv-write")
+        self.flight: tuple[_Batch, Future[list[Written | FatalApiError]]] | None = None
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True)
+
+    def send(self, actions: list[Insert | Update]) -> list[Insert]:
+        """Start writing ``actions`` once the batch in flight is finished; returns the
+        creates to resume rather than send (see ``_unconfirmed_bc_creates``)."""
+        batch = _prepare(self.ctx, self.mapping, self.state, self.sides, actions)
+        future = self.pool.submit(_write, self.ctx, self.mapping, self.sides, batch.todo)
+        self.drain()
+        self.flight = (batch, future)
+        return batch.resume
+
+    def drain(self) -> None:
+        """Finish the batch in flight, if any (wait for its answers, stamp, stage)."""
+        if self.flight is not None:
+            batch, future = self.flight
+            self.flight = None
+            _finish(self.ctx, self.mapping, self.state, self.sides, batch, future.result())
+
+
+@dataclass
+class _Batch:
+    """One batch of creates and updates, ready to write."""
+
+    todo: list[Insert | Update]
+    outcomes: list[dict[str, Any]]
+    resume: list[Insert]
+
+
+def _prepare(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
+             actions: list[Insert | Update]) -> _Batch:
+    """What of a batch to write (not what this job already wrote, nor the creates to
+    resume), with the intents of its creates recorded."""
     applied = _already_applied(ctx, mapping, state, sides, actions)
     unconfirmed = _unconfirmed_bc_creates(ctx, mapping, sides, actions)
     resume = [a for a in actions if isinstance(a, Insert) and a.source_id in unconfirmed
@@ -174,11 +225,23 @@ def _flush(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pas
                             a.target_id if bc_first else a.source_id,
                             *(() if bc_first else (a.payload,))))
     ctx.state.record_intents(mapping.name, intents)
+    return _Batch(todo, outcomes, resume)
+
+
+def _write(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
+           todo: list[Insert | Update]) -> list[Written | FatalApiError]:
+    """Send a batch's writes (HTTP only: no state store), one answer per action."""
     items = [WriteItem(a.kind, a.target_id, a.payload, a.etag if isinstance(a, Update) else None)
              for a in todo]
     results = ctx.adapter(sides.target_system).write_many(
         sides.target, items, select=side_fields(mapping, sides.target_system)) if items else []
-    results = _confirm_own_updates(ctx, mapping, sides, todo, results)
+    return _confirm_own_updates(ctx, mapping, sides, todo, results)
+
+
+def _finish(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
+            batch: _Batch, results: list[Written | FatalApiError]) -> None:
+    """Stamp a written batch's successes, record its failures, stage its outcomes."""
+    todo, outcomes = batch.todo, batch.outcomes
     fields = side_fields(mapping, sides.target_system)
     stamps = []
     for action, result in zip(todo, results, strict=True):
@@ -198,7 +261,6 @@ def _flush(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pas
         outcomes.append(outcome)
     ctx.state.stamp_many(mapping.name, state.direction, state.job_id, stamps)
     write_jsonl(state.outcomes_file, outcomes, append=True)
-    return resume
 
 
 def _confirm_own_updates(ctx: SyncContext, mapping: TableMapping, sides: PassSides,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -13,7 +15,7 @@ from bcdv.clients.business_central import IDS_PER_FILTER as BC_IDS_PER_FILTER
 from bcdv.clients.business_central import BusinessCentralClient
 from bcdv.clients.dataverse import IDS_PER_FILTER as DV_IDS_PER_FILTER
 from bcdv.clients.dataverse import DataverseClient
-from bcdv.clients.http import ApiSession
+from bcdv.clients.http import ApiSession, ServiceBudget
 from bcdv.clients.odata import and_filters, compare, key_segment, parse_datetime
 from bcdv.errors import BcdvError, ConcurrencyError, FatalApiError, RetriableApiError
 from bcdv.mapping.model import Side
@@ -50,28 +52,98 @@ class WriteItem:
 
 
 class Pace:
-    """How many bulk requests a pass sends at once: additive increase while the service
-    answers, halved when it throttles (429; the HTTP layer waits its Retry-After and
-    retries). Dataverse allows 52 concurrent requests per user (Learn: api-limits,
-    service protection limits); bcdv stays far below that."""
+    """How many bulk requests a pass keeps in flight at once, as the service tells it.
 
-    def __init__(self, start: int = 4, most: int = 8) -> None:
+    Dataverse states on every answer the degree of parallelism it recommends
+    (``x-ms-dop-hint``, Learn: send-parallel-requests) and what is left of the caller's
+    service protection budget in the current 5-minute window, in requests and in seconds of
+    execution (Learn: api-limits, "HTTP response headers"; see
+    :class:`bcdv.clients.http.ServiceBudget`). The pace:
+
+    - starts ``start`` requests at once and, while the service answers without throttling,
+      adds one per answer (doubling each round) up to the hint, or ``most`` where no hint
+      came; never more than ``most``, under the 52 concurrent requests a user may have;
+    - starts a request only while the budget last stated covers it and every request in
+      flight, each costing what the recent ones took: a window running out holds the pass
+      back before the service throttles it. Learn calls those values debugging aids (each
+      web server counts its own, and bcdv drops the affinity cookie), so they only ever hold
+      a request back, never add one: with nothing in flight the next request goes, and a
+      spent window answers it 429 with Retry-After;
+    - halves after a 429 (the HTTP layer waits its Retry-After, holds every other request to
+      the host as long, and retries), then grows by one per round of answers.
+
+    Thread-safe: a load's batches may be written from a worker thread.
+    """
+
+    def __init__(self, start: int = 4, most: int = 48) -> None:
         self.workers, self.most = start, most
+        self.threshold = most  # past it, one more per round instead of one per answer
+        self.held = 0  # starts the budget held back (reports and tests)
+        self.cost: float | None = None  # seconds a recent request took (moving average)
+        self._in_flight = 0
+        self._grown = 0
+        self._throttled_seen = 0
+        self._cond = threading.Condition()
+
+    def ceiling(self, budget: ServiceBudget | None) -> int:
+        """The most requests at once: the service's hint, within ``most``."""
+        hint = budget.dop_hint if budget is not None else None
+        return max(1, min(self.most, hint or self.most))
+
+    def _affordable(self, budget: ServiceBudget | None) -> bool:
+        """Whether the budget last stated covers one more request and those in flight."""
+        if budget is None or self._in_flight == 0:
+            return True
+        after = self._in_flight + 1
+        if budget.requests_left is not None and budget.requests_left < after:
+            return False
+        return budget.seconds_left is None or self.cost is None or \
+            budget.seconds_left >= self.cost * after
+
+    def run(self, send: Callable[[T], R], job: T, http: ApiSession) -> R:
+        """``send(job)`` once the pace allows another request in flight."""
+        with self._cond:
+            waited = False
+            while True:
+                self.workers = min(self.workers, self.ceiling(http.budget))
+                if self._in_flight < self.workers:
+                    if self._affordable(http.budget):
+                        break
+                    if not waited:
+                        self.held += 1
+                        waited = True
+                self._cond.wait(timeout=0.5)
+            self._in_flight += 1
+        started = time.monotonic()
+        ok = False
+        try:
+            out = send(job)
+            ok = True
+            return out
+        finally:
+            self._done(http, time.monotonic() - started, ok)
+
+    def _done(self, http: ApiSession, seconds: float, ok: bool) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            if http.throttled > self._throttled_seen:
+                self._throttled_seen = http.throttled
+                self.workers = max(1, self.workers // 2)
+                self.threshold, self._grown = self.workers, 0
+            elif ok:
+                self.cost = seconds if self.cost is None else 0.7 * self.cost + 0.3 * seconds
+                self._grown += 1
+                if self.workers < self.threshold or self._grown >= self.workers:
+                    self.workers = min(self.ceiling(http.budget), self.workers + 1)
+                    self._grown = 0
+            self._cond.notify_all()
 
     def map(self, send: Callable[[T], R], jobs: Sequence[T], http: ApiSession) -> list[R]:
-        """``send`` each job, up to ``workers`` at once; results in job order."""
-        if len(jobs) <= 1 or self.workers <= 1:
-            before = http.throttled
-            out = [send(j) for j in jobs]
-        else:
-            before = http.throttled
-            with ThreadPoolExecutor(max_workers=min(self.workers, len(jobs))) as pool:
-                out = list(pool.map(send, jobs))
-        if http.throttled > before:
-            self.workers = max(1, self.workers // 2)
-        elif len(jobs) > 1:
-            self.workers = min(self.most, self.workers + 1)
-        return out
+        """``send`` each job as the pace allows; results in job order."""
+        if len(jobs) <= 1:
+            return [self.run(send, j, http) for j in jobs]
+        with ThreadPoolExecutor(max_workers=min(self.most, len(jobs))) as pool:
+            return list(pool.map(lambda j: self.run(send, j, http), jobs))
 
 
 def _failure(result: BatchResult) -> FatalApiError:
@@ -221,11 +293,21 @@ class DataverseAdapter:
     def _create_multiple(self, side: Side, logical: str, items: Sequence[WriteItem],
                          creates: list[int], cols: list[str],
                          out: list[Written | FatalApiError | None]) -> list[int]:
-        """CreateMultiple per 1,000 of ``items[creates]``, then one read-back of all the new
-        rows; fills ``out`` and returns the indexes that must go by ``$batch`` instead."""
+        """CreateMultiple per 1,000 of ``items[creates]``, as many at once as the pace
+        allows, then the read-back of the new rows; fills ``out`` and returns the indexes
+        that must go by ``$batch`` instead.
+
+        Once every request has started, the rows already created are read back while the
+        last requests are still being answered; the rest after them (so the read-back is
+        one request when all went at once, two at most)."""
         chunks = [creates[s:s + BULK_ROWS] for s in range(0, len(creates), BULK_ROWS)]
+        http = self.client.http
+        started = [0]
+        lock = threading.Lock()
 
         def send(chunk: list[int]) -> bool:
+            with lock:
+                started[0] += 1
             rows = [{**items[i].payload, side.key: items[i].record_id} for i in chunk]
             try:  # the targets carry our ids, which Dataverse keeps (ids answered: the same)
                 self.client.create_multiple(side.entity_set, logical, rows,
@@ -234,18 +316,40 @@ class DataverseAdapter:
                 return False
             return True
 
+        def ids(indexes: list[int]) -> list[str]:
+            return [str(items[i].record_id) for i in indexes]
+
         made: list[int] = []
         rest: list[int] = []
-        since = self.client.http.server_now()
-        for chunk, ok in zip(chunks, self.pace.map(send, chunks, self.client.http),
-                             strict=True):
-            (made if ok else rest).extend(chunk)
-        if made:
-            back = self._read_back(side, [str(items[i].record_id) for i in made], cols, since)
-            for i in made:
-                row = back.get(str(items[i].record_id).lower())
-                out[i] = Written(str(items[i].record_id), parse_datetime((row or {}).get(
-                    side.modified_on)), (row or {}).get("@odata.etag"), True, row)
+        unread: list[int] = []
+        since = http.server_now()
+        back: dict[str, dict[str, Any]] = {}
+        with ThreadPoolExecutor(max_workers=min(self.pace.most, len(chunks)) + 1) as pool:
+            futures = {pool.submit(self.pace.run, send, chunk, http): chunk
+                       for chunk in chunks}
+            early: Future[dict[str, dict[str, Any]]] | None = None
+            left = len(futures)
+            for future in as_completed(futures):
+                left -= 1
+                chunk = futures[future]
+                if future.result():
+                    made.extend(chunk)
+                    unread.extend(chunk)
+                else:
+                    rest.extend(chunk)
+                with lock:
+                    all_started = started[0] == len(chunks)
+                if early is None and unread and left and all_started:
+                    early = pool.submit(self._read_back, side, ids(unread), cols, since)
+                    unread = []
+            if early is not None:
+                back.update(early.result())
+        if unread:
+            back.update(self._read_back(side, ids(unread), cols, since))
+        for i in made:
+            row = back.get(str(items[i].record_id).lower())
+            out[i] = Written(str(items[i].record_id), parse_datetime((row or {}).get(
+                side.modified_on)), (row or {}).get("@odata.etag"), True, row)
         return rest
 
     def _read_back(self, side: Side, ids: list[str], cols: list[str],

@@ -12,6 +12,8 @@ which also covers the local currency). A lookup to Business Central goes the oth
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,19 +75,70 @@ def _dv_match_field(ref: TableMapping, match_on: str) -> str | None:
     return None
 
 
+# Business Central processes five requests of a user at once and queues the rest (Learn:
+# dynamics-rate-limits); a pass's reference reads go that many at once.
+READS_AT_ONCE = 5
+# What a blank currency code reads as: the company's local currency code (see _lcy).
+LCY_READ = ("companyInformation", ["currencyCode"])
+Read = tuple[str, str, tuple[str, ...]]  # (system, entity set, columns)
+
+
+class _Reads:
+    """The reference tables a pass reads, each once, read at the same time: each read is a
+    round trip of its own, and none depends on another."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.wanted: list[Read] = []
+        self.rows: dict[Read, list[dict[str, Any]]] = {}
+
+    def want(self, system: str, entity_set: str, columns: Sequence[str]) -> Read:
+        """Ask for a table (a table asked twice is read once)."""
+        key = (system, entity_set, tuple(columns))
+        if key not in self.wanted:
+            self.wanted.append(key)
+        return key
+
+    def fetch(self, *also: Callable[[], Any]) -> list[Any]:
+        """Read every wanted table, ``READS_AT_ONCE`` at a time; run ``also`` alongside
+        (other reads of the pass) and return what they returned."""
+        def read(key: Read) -> list[dict[str, Any]]:
+            system, entity_set, columns = key
+            client = (self.ctx.business_central if system == "business_central"
+                      else self.ctx.dataverse).client
+            return list(client.list(entity_set, select=list(columns) or None))
+
+        with ThreadPoolExecutor(max_workers=READS_AT_ONCE,
+                                thread_name_prefix="bcdv-lookups") as pool:
+            extra = [pool.submit(fn) for fn in also]
+            tables = dict(zip(self.wanted, pool.map(read, self.wanted), strict=True))
+            results = [f.result() for f in extra]
+        self.rows.update(tables)
+        return results
+
+
 def load_tables(ctx: Any, mapping: TableMapping, direction: Direction) -> Tables:
-    """Read the reference data a pass's field mappings need."""
-    tables = Tables(entity=gather(ctx, mapping, direction))
+    """Read the reference data a pass's field mappings need (all of it at once, see
+    :class:`_Reads`), then build the tables."""
+    reads = _Reads(ctx)
+    field_reads: dict[str, tuple[Any, Read]] = {}
+    lookups: list[tuple[FieldMapping, list[tuple[TableMapping, dict[str, Read]]]]] = []
     for f in mapping.fields_for(direction):
         for rule in f.rules_for(direction):
             if getattr(rule, "type", "") == "field_lookup" and \
-                    rule.table_name not in tables.field_lookups:
-                rows = ctx.business_central.client.list(rule.entity_set,
-                                                        select=[rule.key, rule.field])
-                tables.field_lookups[rule.table_name] = {r[rule.key]: r[rule.field] for r in rows}
+                    rule.table_name not in field_reads:
+                field_reads[rule.table_name] = (rule, reads.want(
+                    "business_central", rule.entity_set, [rule.key, rule.field]))
         if f.lookup is not None:
-            tables.lookups[f.label] = _merged([_lookup_table(ctx, ref, f)
-                                               for ref in _referenced(ctx.mappings, f)])
+            lookups.append((f, [(ref, _lookup_reads(reads, ref, f))
+                                for ref in _referenced(ctx.mappings, f)]))
+    entity, = reads.fetch(lambda: gather(ctx, mapping, direction))
+    tables = Tables(entity=entity)
+    for name, (rule, key) in field_reads.items():
+        tables.field_lookups[name] = {r[rule.key]: r[rule.field] for r in reads.rows[key]}
+    for f, refs in lookups:
+        tables.lookups[f.label] = _merged([_lookup_table(ctx, ref, f, reads.rows, wanted)
+                                           for ref, wanted in refs])
     return tables
 
 
@@ -109,40 +162,58 @@ def _merged(parts: list[LookupTable]) -> LookupTable:
     return out
 
 
-def _lookup_table(ctx: Any, ref: TableMapping, f: FieldMapping) -> LookupTable:
+def _match_on(ref: TableMapping, f: FieldMapping) -> str:
     if f.lookup is None:
         raise ConfigError(f"field {f.label} is not a lookup")
-    match_on = f.lookup.match_on or ref.business_central.key
+    return f.lookup.match_on or ref.business_central.key
+
+
+def _lookup_reads(reads: _Reads, ref: TableMapping, f: FieldMapping) -> dict[str, Read]:
+    """The reads one referenced mapping of a lookup needs, asked of ``reads``."""
+    match_on = _match_on(ref, f)
+    bc_side, dv_side = ref.business_central, ref.dataverse
+    wanted = {"bc": reads.want("business_central", bc_side.entity_set,
+                               list(dict.fromkeys([bc_side.key, match_on])))}
+    if bc_side.entity_set == "currencies":
+        wanted["lcy"] = reads.want("business_central", *LCY_READ)
+    dv_field = _dv_match_field(ref, match_on)
+    # Implicit coupling (BC's "find uncoupled destination", e.g. a currency by ISO code) only
+    # where the referenced mapping itself couples on that one field; otherwise an uncoupled
+    # reference is an uncoupled reference.
+    if dv_field and any(g.fields == [match_on] for g in ref.coupling.match):
+        wanted["dv"] = reads.want("dataverse", dv_side.entity_set, [dv_side.key, dv_field])
+    return wanted
+
+
+def _lookup_table(ctx: Any, ref: TableMapping, f: FieldMapping,
+                  rows: dict[Read, list[dict[str, Any]]], wanted: dict[str, Read]
+                  ) -> LookupTable:
+    match_on = _match_on(ref, f)
     bc_side, dv_side = ref.business_central, ref.dataverse
     table = LookupTable(target_entity_set=dv_side.entity_set)
-    cols = list(dict.fromkeys([bc_side.key, match_on]))
-    for row in ctx.business_central.client.list(bc_side.entity_set, select=cols):
+    for row in rows[wanted["bc"]]:
         table.value_to_bc_id[canon(row.get(match_on))] = str(row[bc_side.key])
         table.bc_id_to_value[str(row[bc_side.key])] = row.get(match_on)
-    if bc_side.entity_set == "currencies":
-        table.blank_as = local_currency(ctx)
+    if "lcy" in wanted:
+        table.blank_as = _lcy(rows[wanted["lcy"]])
     couplings = ctx.state.couplings(ref.name)
     if not couplings.empty:
         done = couplings[~couplings["pending"].astype(bool)].dropna(subset=["bc_id", "dv_id"])
         table.bc_to_dv = dict(zip(done["bc_id"].astype(str), done["dv_id"].astype(str),
                                   strict=True))
         table.dv_to_bc = {v: k for k, v in table.bc_to_dv.items()}
-    dv_field = _dv_match_field(ref, match_on)
-    # Implicit coupling (BC's "find uncoupled destination", e.g. a currency by ISO code) only
-    # where the referenced mapping itself couples on that one field; otherwise an uncoupled
-    # reference is an uncoupled reference.
-    implicit = any(g.fields == [match_on] for g in ref.coupling.match)
-    if dv_field and implicit:
-        for row in ctx.dataverse.client.list(dv_side.entity_set, select=[dv_side.key, dv_field]):
+    if "dv" in wanted:
+        dv_field = wanted["dv"][2][1]
+        for row in rows[wanted["dv"]]:
             key = canon(row.get(dv_field)).lower()
             table.dv_by_value.setdefault(key, []).append(str(row[dv_side.key]))
             table.dv_value[str(row[dv_side.key])] = row.get(dv_field)
     return table
 
 
-def local_currency(ctx: Any) -> str:
-    """The company's local currency code (LCY): what Business Central's API returns as a
-    record's ``currencyCode`` when its Currency Code is blank (Learn: API v2.0
-    companyInformation, ``currencyCode``; customer ``currencyCode``)."""
-    rows = ctx.business_central.client.list("companyInformation", select=["currencyCode"])
+def _lcy(rows: list[dict[str, Any]]) -> str:
+    """The company's local currency code (LCY) from its companyInformation row: what
+    Business Central's API returns as a record's ``currencyCode`` when its Currency Code is
+    blank (Learn: API v2.0 companyInformation, ``currencyCode``; customer ``currencyCode``)."""
     return str(rows[0].get("currencyCode") or "") if rows else ""
+

@@ -201,7 +201,7 @@ def child_sync(spec: dict[str, Any]) -> dict[str, Any]:
                              spec["staging"], mappings)
     try:
         started = time.perf_counter()
-        profile = os.environ.get("BCDV_BENCH_PROFILE")  # a directory: one .prof per sync
+        profile = spec.get("profile")  # --profile: a directory, one .prof per sync
         if profile:
             import cProfile
 
@@ -459,6 +459,7 @@ class Session:
     """One emulator process, a state database and the scenarios run against them."""
 
     engine: Path | None = None  # a checkout whose engine and mappings the syncs use
+    profile: str | None = None  # --profile: a cProfile of each sync into this directory
 
     def __init__(self, emu: Emulators, work: Path, sample: int) -> None:
         self.emu, self.work, self.sample = emu, work, sample
@@ -478,7 +479,8 @@ class Session:
                 "engine": str(Session.engine) if Session.engine else None,
                 "mappings": str(root / "include" / "mappings"),
                 "staging": str(self.work / "staging"), "direction": direction, "mode": mode,
-                "run_id": f"bench__{name}_{self.runs}", "request_limit": self.request_limit}
+                "run_id": f"bench__{name}_{self.runs}", "request_limit": self.request_limit,
+                "profile": Session.profile}
         self.emu.reset_stats()
         report, process_s, rss = run_child(spec, self.work)
         stats = self.emu.stats()
@@ -780,6 +782,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-size", type=int, default=2_000)
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--readme", action="store_true", help="copy the table into README.md")
+    p.add_argument("--profile", default=None, metavar="DIR",
+                   help="write a cProfile of each sync to DIR/<run id>.prof (slows the syncs: "
+                        "for finding where time goes, not for figures)")
     p.add_argument("--render", action="store_true",
                    help="no run: rewrite latest.md and latest.png (and README with --readme) "
                         "from --out's latest.json")
@@ -802,6 +807,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.readme:
             update_readme(markdown(doc))
         return 0
+    Session.profile = str(Path(args.profile).resolve()) if args.profile else None
     with tempfile.TemporaryDirectory(prefix="bcdv-bench-engine-") as snap:
         label = _engine_label(None)
         if args.engine:

@@ -38,7 +38,7 @@ from bcdv.engine.outcome import failure_result, skipped_message
 from bcdv.engine.report import ACTION_RESULT, PassReport, RecordOutcome
 from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
 from bcdv.engine.transform import read_key, side_fields, write_key
-from bcdv.engine.values import canon, row_hash, same
+from bcdv.engine.values import canon, canon_hash, same
 from bcdv.errors import ConcurrencyError, FatalApiError
 from bcdv.mapping.model import Direction, TableMapping
 from bcdv.settings import load_settings
@@ -416,7 +416,8 @@ def _written(mapping: TableMapping, sides: PassSides, action: Insert | Update,
         values = action.payload
     else:
         return action.target_hash, None
-    return row_hash(values, fields), {f: canon(values.get(f)) for f in fields}
+    canonical = {f: canon(values.get(f)) for f in fields}
+    return canon_hash(canonical, fields), canonical
 
 
 def _apply_one(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,

@@ -16,7 +16,7 @@ import pandas as pd
 from bcdv.engine.actions import Insert, Unchanged, Update, read_plan
 from bcdv.engine.context import PassSides, SyncContext
 from bcdv.engine.entity_rules import extra_columns
-from bcdv.engine.inputs import PlanInputs, targets_to_read
+from bcdv.engine.inputs import PlanInputs, flags_of, targets_to_read
 from bcdv.engine.lookups import Tables, load_tables
 from bcdv.engine.staging import PassState, location, read_jsonl
 from bcdv.engine.transform import compare_columns, side_fields
@@ -46,6 +46,7 @@ def gather(ctx: SyncContext, mapping: TableMapping, state: PassState, src: pd.Da
         couplings=_couplings(ctx, mapping, sides, ids, state.assumed_pairs), tables=tables,
         prior_errors=ctx.state.last_errors(mapping.name, state.direction, ids),
         first_pass=first_pass, id_seed=state.job_id)
+    inputs = replace(inputs, flags=flags_of(inputs))
     return replace(inputs, targets=_target_rows(ctx, mapping, sides, targets_to_read(inputs)))
 
 

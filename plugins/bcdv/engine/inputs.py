@@ -45,6 +45,9 @@ class PlanInputs:
     # Dry runs: ids the same run's first pass writes, with the name they will have.
     first_pass: Mapping[str, str | None] = field(default_factory=dict)
     id_seed: str = ""
+    # ``flags_of(self)`` when already computed (gather does, to choose the targets to read;
+    # it does not depend on ``targets``).
+    flags: Flags | None = None
 
     @property
     def sides(self) -> PassSides:
@@ -149,6 +152,6 @@ def flags_of(inputs: PlanInputs) -> Flags:
 def targets_to_read(inputs: PlanInputs) -> list[str]:
     """Ids of the target rows the plan compares with (coupled records that changed or are
     forced); ``inputs.targets`` may be empty when this is asked."""
-    flags = flags_of(inputs)
+    flags = inputs.flags or flags_of(inputs)
     ids = inputs.couplings.loc[flags.compare, inputs.sides.target_id_col]
     return sorted(set(ids.dropna().astype(str)))

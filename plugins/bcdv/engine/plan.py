@@ -45,8 +45,15 @@ from bcdv.engine.inputs import (
 )
 from bcdv.engine.outcome import failure_result
 from bcdv.engine.staging import PassState
-from bcdv.engine.transform import compare_columns, side_fields, to_wire, transform, write_key
-from bcdv.engine.values import canon, canon_frame, row_hash, same
+from bcdv.engine.transform import (
+    compare_columns,
+    side_fields,
+    transform,
+    wire_binds,
+    with_binds,
+    write_key,
+)
+from bcdv.engine.values import canon, canon_frame, canon_hash, row_hash, same
 from bcdv.mapping.model import DeletionConflict, Direction, TableMapping, UpdateConflict
 from bcdv.state.jsonsafe import json_safe
 
@@ -93,6 +100,7 @@ class _Pass:
     creates: bool
     renames: dict[str, str]
     targets: dict[str, dict[str, Any]]
+    binds: dict[str, str]  # Dataverse lookups written as binds (transform.wire_binds)
 
     @property
     def mapping(self) -> TableMapping:
@@ -107,7 +115,7 @@ def plan_records(inputs: PlanInputs) -> list[Action]:
     """
     mapping, direction, sides = inputs.mapping, inputs.direction, inputs.sides
     src, coup = inputs.source, inputs.couplings
-    flags = flags_of(inputs)
+    flags = inputs.flags or flags_of(inputs)
     result = transform(src, mapping, direction, inputs.tables)
     src_vals = _by_index(canon_frame(src.reindex(columns=side_fields(mapping,
                                                                      sides.source_system))))
@@ -129,7 +137,8 @@ def plan_records(inputs: PlanInputs) -> list[Action]:
     ctx = _Pass(inputs, sides, forces(mapping, direction, inputs.mode),
                 creates(mapping, inputs.mode),
                 {r: w for w, r in compare_columns(mapping, direction).items() if r != w},
-                _by_index(tgt, nulls=True))
+                _by_index(tgt, nulls=True),
+                wire_binds(mapping, direction, inputs.tables))
     out: list[Action] = []
     for sid in src.index:
         c, f = coup_rows[sid], marks[sid]
@@ -210,7 +219,7 @@ def _finish(ctx: _Pass, action: Action) -> Action:
 def _wire(ctx: _Pass, payload: dict[str, Any]) -> dict[str, Any]:
     if not payload:
         return payload
-    return to_wire(payload, ctx.mapping, ctx.inputs.direction, ctx.inputs.tables)
+    return with_binds(payload, ctx.binds)
 
 
 def _first_pass_view(inputs: PlanInputs, action: Action) -> Action:
@@ -313,9 +322,10 @@ def _plan_coupled(ctx: _Pass, rec: _Record, wanted: dict[str, Any], *,
     for col, value in wanted.items():
         if back.get(col, col) in after:
             after[back.get(col, col)] = value
-    seen_now = {**rec.stamped(), "target_values": {k: canon(v) for k, v in after.items()}}
+    after_canon = {k: canon(v) for k, v in after.items()}
+    seen_now = {**rec.stamped(), "target_values": after_canon}
     target_modified = _iso(current.get(sides.target.modified_on))
-    target_hash = row_hash(after, target_fields)
+    target_hash = canon_hash(after_canon, target_fields)
     if not diff:
         return Unchanged(**seen_now, target_id=tid, restamp=True,
                          target_modified=target_modified, target_hash=target_hash,

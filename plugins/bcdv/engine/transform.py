@@ -262,11 +262,23 @@ def transform(src: pd.DataFrame, mapping: TableMapping, direction: Direction,
 def to_wire(values: dict[str, Any], mapping: TableMapping, direction: Direction,
             tables: Tables) -> dict[str, Any]:
     """Payload for the API: lookup ids become ``/entityset(id)`` binds."""
+    return with_binds(values, wire_binds(mapping, direction, tables))
+
+
+def wire_binds(mapping: TableMapping, direction: Direction, tables: Tables) -> dict[str, str]:
+    """The written properties of a pass that are Dataverse lookups, with the entity set each
+    binds to (none when the pass writes Business Central). Once per pass, for ``with_binds``
+    per record."""
     if direction is not Direction.TO_DATAVERSE:
-        return dict(values)
+        return {}
+    return {str(write_key(f, "dataverse")): tables.lookups[f.label].target_entity_set
+            for f in mapping.lookups(direction) if write_key(f, "dataverse")}
+
+
+def with_binds(values: dict[str, Any], binds: dict[str, str]) -> dict[str, Any]:
+    """A payload with its lookup ids as ``/entityset(id)`` binds (see ``wire_binds``)."""
     out = dict(values)
-    for f in mapping.lookups(direction):
-        key = write_key(f, "dataverse")
-        if key in out and out[key] is not None:
-            out[key] = "/" + key_segment(tables.lookups[f.label].target_entity_set, out[key])
+    for key, entity_set in binds.items():
+        if out.get(key) is not None:
+            out[key] = "/" + key_segment(entity_set, out[key])
     return out

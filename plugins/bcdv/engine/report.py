@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from bcdv.engine.staging import PassState
@@ -53,8 +53,11 @@ class RecordOutcome:
             self.result not in ("unchanged", None))
 
     def to_row(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return json_safe(asdict(self))
+        """JSON-ready form (json_safe copies the containers: no deep copy first)."""
+        return json_safe({name: getattr(self, name) for name in _OUTCOME_FIELDS})
+
+
+_OUTCOME_FIELDS = tuple(f.name for f in fields(RecordOutcome))
 
 
 @dataclass

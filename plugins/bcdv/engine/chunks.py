@@ -8,16 +8,19 @@ outcomes from the pass directory.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
+from itertools import chain, islice
 
-from bcdv.engine.actions import read_header, read_plan, write_plan
-from bcdv.engine.staging import PassState, location, read_jsonl, write_jsonl
+from bcdv.engine.actions import Action, read_header, read_plan, write_plan
+from bcdv.engine.staging import PassState, location, read_jsonl, replace_jsonl
 
 log = logging.getLogger(__name__)
 CHUNKS = "chunks"
 
 
 def split_plan(directory: str, chunk_size: int) -> list[str]:
-    """Split a pass's plan into chunk directories of ``chunk_size`` actions each.
+    """Split a pass's plan into chunk directories of ``chunk_size`` actions each, reading
+    the plan one chunk at a time (never all of it).
 
     Returns the directories to load (the pass itself when it fits in one chunk). Safe to
     rerun: a chunk's outcomes are kept, so a retried chunk resumes where it stopped.
@@ -25,28 +28,41 @@ def split_plan(directory: str, chunk_size: int) -> list[str]:
     if not directory:
         return [""]
     state = PassState.load(directory)
-    actions = list(read_plan(state.plan_file))
-    if len(actions) <= chunk_size or state.dry_run:
+    if state.dry_run or not state.plan_file.exists():
         return [directory]
+    # The header first: an in-memory object store hands every reader of a file the same
+    # handle, so the file is not opened again while its actions are being read.
     header = read_header(state.plan_file)
+    parts = _batches(read_plan(state.plan_file), chunk_size)
+    first, second = next(parts, []), next(parts, None)
+    if second is None:
+        return [directory]
     out = []
-    for index, start in enumerate(range(0, len(actions), chunk_size)):
+    total = 0
+    for index, actions in enumerate(chain([first, second], parts)):
         chunk = location(directory) / CHUNKS / f"{index:05d}"
         part = PassState(**{**state.__dict__, "directory": str(chunk)})
         part.save()
-        write_plan(part.plan_file, header, actions[start:start + chunk_size])
+        total += write_plan(part.plan_file, header, actions)
         out.append(str(chunk))
     log.info("%s %s: %d actions in %d chunks of %d", state.mapping, state.direction,
-             len(actions), len(out), chunk_size)
+             total, len(out), chunk_size)
     return out
 
 
+def _batches(actions: Iterable[Action], size: int) -> Iterator[list[Action]]:
+    items = iter(actions)
+    while batch := list(islice(items, size)):
+        yield batch
+
+
 def merge_chunks(directory: str) -> None:
-    """Gather the chunks' outcomes into the pass's outcomes file (before commit)."""
+    """Gather the chunks' outcomes into the pass's outcomes file (before commit), streamed
+    chunk by chunk and line by line."""
     chunks = location(directory) / CHUNKS
     if not chunks.is_dir():
         return
     state = PassState.load(directory)
     names = sorted(d.name for d in chunks.iterdir())
-    rows = [row for name in names for row in read_jsonl(chunks / name / "outcomes.jsonl")]
-    write_jsonl(state.outcomes_file, rows)
+    replace_jsonl(state.outcomes_file, (row for name in names
+                                        for row in read_jsonl(chunks / name / "outcomes.jsonl")))

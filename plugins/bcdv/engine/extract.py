@@ -25,7 +25,15 @@ from bcdv.engine.inputs import TOLERANCE
 from bcdv.engine.lost_creates import recover_lost_bc_creates
 from bcdv.engine.matches import matches
 from bcdv.engine.retry_set import retry_source_ids
-from bcdv.engine.staging import PassState, StagingPath, location, read_jsonl, write_jsonl
+from bcdv.engine.staging import (
+    PassState,
+    SeenIds,
+    StagingPath,
+    location,
+    read_jsonl,
+    safe_name,
+    write_jsonl,
+)
 from bcdv.engine.transform import side_fields, source_columns
 from bcdv.engine.values import hash_frame
 from bcdv.mapping.model import Direction, Side, TableMapping
@@ -37,8 +45,7 @@ PAGE_ROWS = 5000  # pre-read records staged (and held) at a time
 def pass_directory(staging: StagingPath, mapping: str, run_id: str,
                    direction: Direction) -> StagingPath:
     """Where a pass stages its files."""
-    safe_run = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
-    return staging / mapping.lower() / safe_run / direction.value
+    return staging / mapping.lower() / safe_name(run_id) / direction.value
 
 
 @dataclass(frozen=True)
@@ -118,7 +125,6 @@ def extract(
     columns = source_columns(mapping, direction)
     key, modified_col = sides.source.key, sides.source.modified_on
 
-    seen: set[str] = set()
     latest: datetime | None = None
     state.source_file.unlink(missing_ok=True)
     if mode == "record":
@@ -132,31 +138,32 @@ def extract(
     pages = (source.iter_records(sides.source, since, columns, extra_filter=extra)
              if preread is None else preread.pages())
     drop_echoes = mode == "modified"
-    for page in pages:
-        fresh = [r for r in page if r[key] not in seen]
-        seen.update(r[key] for r in fresh)
-        for row in fresh:
-            ts = parse_datetime(row.get(modified_col))
-            if ts and (latest is None or ts > latest):
-                latest = ts
-        if drop_echoes:
-            echoes = own_echoes(ctx, mapping, direction, fresh)
-            state.echoes += len(echoes)
-            fresh = [r for r in fresh if str(r[key]) not in echoes]
-        write_jsonl(state.source_file, fresh, append=True)
+    with SeenIds() as seen:  # on disk: a full pass sees every id of the table
+        for page in pages:
+            fresh = seen.fresh(page, key)
+            for row in fresh:
+                ts = parse_datetime(row.get(modified_col))
+                if ts and (latest is None or ts > latest):
+                    latest = ts
+            if drop_echoes:
+                echoes = own_echoes(ctx, mapping, direction, fresh)
+                state.echoes += len(echoes)
+                fresh = [r for r in fresh if str(r[key]) not in echoes]
+            write_jsonl(state.source_file, fresh, append=True)
 
-    if dry_run:
-        state.signpost = signpost.isoformat()
-        seen |= _first_pass_creates(ctx, mapping, direction, state, seen, echo=extra is not None)
+        if dry_run:
+            state.signpost = signpost.isoformat()
+            _first_pass_creates(ctx, mapping, direction, state, seen, echo=extra is not None)
 
-    retry = _retry_ids(ctx, mapping, sides, creates=mode == "full" or not mapping.sync_only_coupled)
-    retry -= seen
-    if retry:
-        rows = _fetch_in_filter(source, sides.source, sorted(retry), columns)
-        write_jsonl(state.source_file, rows, append=True)
-        state.retried = len(rows)
-        seen.update(r[key] for r in rows)
-    state.extracted = len(seen)
+        retry = _retry_ids(ctx, mapping, sides,
+                           creates=mode == "full" or not mapping.sync_only_coupled)
+        retry -= seen.among(retry)
+        if retry:
+            rows = _fetch_in_filter(source, sides.source, sorted(retry), columns)
+            write_jsonl(state.source_file, rows, append=True)
+            state.retried = len(rows)
+            seen.add(r[key] for r in rows)
+        state.extracted = len(seen)
     state.signpost = signpost.isoformat()
     state.latest_modified = latest.isoformat() if latest else None
     state.save()
@@ -232,18 +239,16 @@ def extract_window(ctx: SyncContext, mapping: TableMapping, direction: Direction
     try:
         signpost = source.signpost()
         state.source_file.unlink(missing_ok=True)
-        key = sides.source.key
-        seen: set[str] = set()
         upper = upper_bound_filter(sides.source_system, sides.source.modified_on, until)
-        for page in source.iter_records(sides.source, since, source_columns(mapping, direction),
-                                        extra_filter=upper):
-            fresh = [r for r in page if r[key] not in seen]
-            seen.update(r[key] for r in fresh)
-            write_jsonl(state.source_file, fresh, append=True)
+        with SeenIds() as seen:
+            for page in source.iter_records(sides.source, since,
+                                            source_columns(mapping, direction),
+                                            extra_filter=upper):
+                write_jsonl(state.source_file, seen.fresh(page, sides.source.key), append=True)
+            state.extracted = len(seen)
     except Exception as exc:
         ctx.state.finish_job(job_id, status="failed", message=str(exc)[:2000])
         raise
-    state.extracted = len(seen)
     state.signpost = signpost.isoformat()
     state.latest_modified = None  # a backfill never moves the watermark
     state.save()
@@ -252,40 +257,43 @@ def extract_window(ctx: SyncContext, mapping: TableMapping, direction: Direction
 
 
 def _first_pass_creates(ctx: SyncContext, mapping: TableMapping, direction: Direction,
-                        state: PassState, seen: set[str], *, echo: bool) -> set[str]:
+                        state: PassState, seen: SeenIds, *, echo: bool) -> None:
     """A dry run's second pass sees what the first pass would have written.
 
     In a real run the records the first pass creates exist when the pass back reads; in a
     dry run they do not, so they are staged from the first pass's plan (its insert
-    payloads, with the id the create would get), unless the echo filter would hide them.
-    Returns the ids added.
+    payloads, with the id the create would get), unless the echo filter would hide them,
+    ``PAGE_ROWS`` at a time; their ids are added to ``seen``.
     """
     passes = mapping.passes()
     if len(passes) < 2 or direction is not passes[1]:
-        return set()
+        return
     first = pass_directory(ctx.staging, mapping.name, state.run_id, passes[0]) / "plan.jsonl"
     if not first.exists():
-        return set()
+        return
     state.prior_plan = str(first)
+    if echo:
+        return
     sides = PassSides.of(mapping, direction)
     key, mod = sides.source.key, sides.source.modified_on
-    rows = []
-    for action in read_plan(first):
-        if not isinstance(action, Insert) or echo:
-            continue
-        tid = action.target_id
-        if not tid or tid in seen:
-            continue
-        row = {k: v for k, v in action.payload.items() if "@" not in k}
-        # The new record is read back only if the pass back's filter returns it (a column
-        # the create does not set is null there); unknown filters count it in.
-        probe = {**dict.fromkeys(_filter_columns(sides.source.filter)), **row}
-        if matches(sides.source.filter, probe) is False:
-            continue
-        row.update({key: tid, mod: state.signpost})
-        rows.append(row)
-    write_jsonl(state.source_file, rows, append=True)
-    return {r[key] for r in rows}
+    rows = (_created_row(sides, action, key, mod, state.signpost)
+            for action in read_plan(first) if isinstance(action, Insert) and action.target_id)
+    wanted = (row for row in rows if row is not None)
+    while page := list(islice(wanted, PAGE_ROWS)):
+        write_jsonl(state.source_file, seen.fresh(page, key), append=True)
+
+
+def _created_row(sides: PassSides, action: Insert, key: str, mod: str,
+                 signpost: str | None) -> dict[str, Any] | None:
+    """The record a first pass's insert would make, as the pass back would read it; None
+    when the pass back's filter would not return it (a column the create does not set is
+    null there; unknown filters count it in)."""
+    row = {k: v for k, v in action.payload.items() if "@" not in k}
+    probe = {**dict.fromkeys(_filter_columns(sides.source.filter)), **row}
+    if matches(sides.source.filter, probe) is False:
+        return None
+    row.update({key: action.target_id, mod: signpost})
+    return row
 
 
 def _filter_columns(text: str | None) -> list[str]:

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,11 @@ def location(where: str | os.PathLike[str] | StagingPath) -> StagingPath:
     return Path(text)
 
 
+def safe_name(text: str) -> str:
+    """``text`` as one directory name (a run id such as ``scheduled__2026-01-01T00:00``)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
 def is_local(path: StagingPath) -> bool:
     """Whether a staging path is on this machine's file system (fsync applies)."""
     return isinstance(path, Path) or getattr(path, "protocol", "") in ("file", "local")
@@ -74,8 +81,7 @@ def write_jsonl(path: str | os.PathLike[str] | StagingPath, rows: Iterable[dict[
     """
     path = location(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = "".join(json.dumps(row, default=_default, ensure_ascii=False) + "\n"
-                   for row in rows)
+    text = _lines(rows)
     if isinstance(path, UPath) and not is_local(path):
         _write_remote(path, text, append)
     else:
@@ -84,6 +90,39 @@ def write_jsonl(path: str | os.PathLike[str] | StagingPath, rows: Iterable[dict[
             fh.flush()
             os.fsync(fh.fileno())
     return text.count("\n")
+
+
+def _lines(rows: Iterable[dict[str, Any]]) -> str:
+    return "".join(json.dumps(row, default=_default, ensure_ascii=False) + "\n"
+                   for row in rows)
+
+
+def replace_jsonl(path: str | os.PathLike[str] | StagingPath, rows: Iterable[dict[str, Any]],
+                  *, batch: int = 5000) -> int:
+    """Write rows as a JSON-lines file ``batch`` at a time (the rows are never all held),
+    then put it in place of ``path`` whole (a reader sees the old file or the new one, never
+    a part); returns how many were written. Local files are fsynced before the rename."""
+    path = location(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    count = 0
+    pending = iter(rows)
+    try:
+        with part.open("w", encoding="utf-8") as fh:
+            while group := list(islice(pending, batch)):
+                fh.write(_lines(group))
+                count += len(group)
+            if is_local(part):
+                fh.flush()
+                os.fsync(fh.fileno())
+        if isinstance(part, Path) and isinstance(path, Path):
+            part.replace(path)
+        elif isinstance(part, UPath) and isinstance(path, UPath):
+            part.rename(path)  # a file:// URL: a rename; an object store: copy and delete
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return count
 
 
 def _write_remote(path: UPath, text: str, append: bool) -> None:
@@ -106,6 +145,79 @@ def read_jsonl(path: str | os.PathLike[str] | StagingPath) -> Iterator[dict[str,
         for line in fh:
             if line.endswith("\n"):
                 yield json.loads(line)
+
+
+class SeenIds:
+    """The source ids a pass has staged, kept on disk: a private temporary SQLite database
+    that SQLite deletes when it is closed.
+
+    A full pass reads every record of a table and drops the ones a shifting page returns
+    twice; a Python set of a million ids holds about 100 MB, this holds its page cache
+    (``CACHE_KB``) whatever the count. Keys compare as the rows' own values do: a string
+    is kept as ``s<text>``, any other value as ``j<its JSON>``, so 1 and "1" differ.
+    """
+
+    CACHE_KB = 8192
+    _INSERT = ("INSERT INTO seen SELECT value FROM json_each(?) WHERE true "
+               "ON CONFLICT DO NOTHING RETURNING id")
+
+    def __init__(self) -> None:
+        # "": a temporary database in a file of its own (SQLite's temporary directory).
+        self._db = sqlite3.connect("", isolation_level=None)
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", f"cache_size=-{self.CACHE_KB}"):
+            self._db.execute(f"PRAGMA {pragma}")
+        self._db.execute("CREATE TABLE seen (id TEXT PRIMARY KEY) WITHOUT ROWID")
+        self._count = 0
+
+    def __enter__(self) -> SeenIds:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Drop the database (its file goes with it)."""
+        self._db.close()
+
+    def __len__(self) -> int:
+        return self._count
+
+    @staticmethod
+    def _token(key: Any) -> str:
+        return "s" + key if isinstance(key, str) else "j" + json.dumps(key)
+
+    def _insert(self, tokens: Sequence[str]) -> set[str]:
+        """Mark ``tokens`` seen; returns those that were not seen before."""
+        added = {row[0] for row in self._db.execute(self._INSERT, (json.dumps(tokens),))}
+        self._count += len(added)
+        return added
+
+    def fresh(self, rows: Sequence[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+        """The rows whose ``key`` was not seen yet (of rows sharing one, the first), in
+        their order; they are seen from now on."""
+        tokens = [self._token(r[key]) for r in rows]
+        added = self._insert(tokens)
+        out = []
+        for row, token in zip(rows, tokens, strict=True):
+            if token in added:
+                added.discard(token)
+                out.append(row)
+        return out
+
+    def add(self, keys: Iterable[Any]) -> None:
+        """Mark ``keys`` seen."""
+        self._insert([self._token(k) for k in keys])
+
+    def among(self, keys: Iterable[Any], batch: int = 5000) -> set[Any]:
+        """Those of ``keys`` that were seen."""
+        found: set[Any] = set()
+        pending = iter(keys)
+        while group := list(islice(pending, batch)):
+            tokens = {self._token(k): k for k in group}
+            hits = self._db.execute("SELECT value FROM json_each(?) WHERE value IN "
+                                    "(SELECT id FROM seen)", (json.dumps(list(tokens)),))
+            found.update(tokens[row[0]] for row in hits)
+        return found
 
 
 @dataclass

@@ -287,7 +287,9 @@ class ServiceState:
         self.hold_seen = 0
         self.held = 0
         self.release = 0  # bumped to let held requests go
-        self.window: dict[str, deque[tuple[float, float]]] = {}
+        # Per caller: [arrival, execution seconds] of each request in the sliding window.
+        self.window: dict[str, deque[list[float]]] = {}
+        self.peak_spent = 0.0  # the most execution seconds any caller's window held
         self.in_flight: dict[str, int] = {}
         self.lock = threading.Lock()
         self.default_latency = Latency()
@@ -409,16 +411,16 @@ class Service:
 
     async def _admitted(self, req: Req, send: Callable) -> Resp | None:
         key = self.caller(req)
-        throttled = self._admit(key)
-        if throttled is not None:
-            self._count(req.method, "-", throttled.status)
-            return throttled
+        entry = self._admit(key)
+        if isinstance(entry, Resp):
+            self._count(req.method, "-", entry.status)
+            return entry
         started = time.monotonic()
         try:
             # Latency and stalls count as time in flight, as a slow server's would.
             return await self._faulted_or_handled(req, send)
         finally:
-            self._release(key, time.monotonic() - started)
+            self._release(key, entry, time.monotonic() - started)
 
     def _record(self, req: Req, resp: Resp | None) -> None:
         """Count a request in the statistics; say the simulated delay in a header."""
@@ -580,7 +582,8 @@ class Service:
             self.state.counters[(method, entity, status)] += 1
 
     # --- throttling -----------------------------------------------------------------------
-    def _admit(self, key: str) -> Resp | None:
+    def _admit(self, key: str) -> Resp | list[float]:
+        """The 429 of a spent limit, or the request's entry in the caller's window."""
         st = self.state
         t = st.throttling
         now = time.monotonic()
@@ -597,21 +600,34 @@ class Service:
                     return self.throttle_error("requests", retry)
                 spent = sum(d for _, d in win) * 1000
                 if t.execution_ms and spent >= t.execution_ms:
-                    retry = max(1, int(win[0][0] + t.window_seconds - now + 0.999))
-                    return self.throttle_error("execution", retry)
+                    return self.throttle_error("execution", self._recovery(win, now))
             st.in_flight[key] = st.in_flight.get(key, 0) + 1
-            win.append((now, 0.0))
-        return None
+            entry = [now, 0.0]
+            win.append(entry)
+        return entry
 
-    def _release(self, key: str, duration: float) -> None:
+    def _recovery(self, win: deque[list[float]], now: float) -> int:
+        """Seconds until enough of the window's execution time has left it for the budget
+        to serve a request again (Learn: api-limits, "The Retry-After duration": the more
+        demanding the requests were, the longer the server takes to recover)."""
+        t = self.state.throttling
+        over = sum(d for _, d in win) - t.execution_ms / 1000
+        for arrived, duration in win:
+            over -= duration
+            if over < 0:
+                return max(1, int(arrived + t.window_seconds - now + 0.999))
+        return 1
+
+    def _release(self, key: str, entry: list[float], duration: float) -> None:
+        """A request was answered: its execution time counts in the window from its
+        arrival."""
         st = self.state
         with st.lock:
             st.in_flight[key] = max(0, st.in_flight.get(key, 1) - 1)
-            win = st.window.get(key)
-            if win:
-                # Attribute the duration to the latest entry: cheap and good enough for a window.
-                ts, d = win[-1]
-                win[-1] = (ts, d + duration)
+            entry[1] += duration
+            since = time.monotonic() - st.throttling.window_seconds
+            spent = sum(d for arrived, d in st.window.get(key, ()) if arrived >= since)
+            st.peak_spent = max(st.peak_spent, spent)
 
     def remaining(self, key: str) -> tuple[int, float]:
         """(requests left, execution seconds left) in the caller's current window."""
@@ -663,6 +679,7 @@ class Service:
                     st.hold_seen = 0
                     st.release += 1
                     st.window.clear()
+                    st.peak_spent = 0.0
                     st.throttling = Throttling(**asdict(st.default_throttling))
                     st.latency = Latency(**asdict(st.default_latency))
                 st.stats.reset()
@@ -712,8 +729,12 @@ class Service:
                     with st.lock:
                         st.throttling = new
                         st.window.clear()
+                        st.peak_spent = 0.0
                     self._semaphore = None
-                return json_resp(200, asdict(st.throttling))
+                # The limits, and the most execution time a caller's window held since they
+                # were set (how far past its budget a client ran).
+                return json_resp(200, {**asdict(st.throttling), "peak_window_execution_s":
+                                       round(st.peak_spent, 3)})
             if what == "generate" and m == "POST" and getattr(self, "db", None) is not None:
                 from bcdv_emulators.generate import generate
                 with self.db_lock:

@@ -14,6 +14,7 @@ first request of the window counted).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,3 +66,22 @@ def test_the_hint_follows_the_environment_and_stays_under_the_concurrency_limit(
     assert _budget(dv.get("WhoAmI"))[3] == 4
     admin(ep, "dataverse", "PUT", "throttling", {"dop_hint": 48, "concurrent": 6})
     assert _budget(dv.get("WhoAmI"))[3] == 6
+
+
+def test_a_spent_window_says_when_its_budget_is_back(dv: Api, ep: dict[str, Any],
+                                                    fresh_window: None) -> None:
+    """Learn (api-limits, "The Retry-After duration"): the more demanding the requests of
+    the window, the longer the server takes to recover. The window here is spent by one
+    slow request that came after a quick one: the budget is back when the slow one leaves
+    the window, not when the quick one does."""
+    admin(ep, "dataverse", "PUT", "throttling", {"execution_ms": 1000, "window_seconds": 30})
+    dv.get("WhoAmI")  # quick: almost nothing of the budget
+    time.sleep(3)
+    admin(ep, "dataverse", "PUT", "latency", {"rtt_ms": 1200})
+    assert _budget(dv.get("WhoAmI"))[1] == 0.0  # 1.2 s of 1 s: spent, and still served
+    admin(ep, "dataverse", "DELETE", "latency")
+    r = dv.get("WhoAmI")
+    assert r.status_code == 429 and r.json()["error"]["code"] == "0x80072321"
+    assert int(r.headers["Retry-After"]) >= 28  # the slow request's arrival + 30 s
+    peak = admin(ep, "dataverse", "GET", "throttling").json()["peak_window_execution_s"]
+    assert peak >= 1.2

@@ -63,12 +63,13 @@ class Pace:
     - starts ``start`` requests at once and, while the service answers without throttling,
       adds one per answer (doubling each round) up to the hint, or ``most`` where no hint
       came; never more than ``most``, under the 52 concurrent requests a user may have;
-    - starts a request only while the budget last stated covers it and every request in
-      flight, each costing what the recent ones took: a window running out holds the pass
-      back before the service throttles it. Learn calls those values debugging aids (each
-      web server counts its own, and bcdv drops the affinity cookie), so they only ever hold
-      a request back, never add one: with nothing in flight the next request goes, and a
-      spent window answers it 429 with Retry-After;
+    - keeps no more requests at once than the execution time left in the window pays for,
+      each costing what the recent ones took, and starts none into a window stated spent
+      while answers are still to come: a window running out slows the pass down before
+      the service throttles it. Learn calls those values debugging aids (each web server
+      counts its own, and bcdv drops the affinity cookie), so they only ever hold requests
+      back, never add one: with nothing in flight the next request goes, and a spent window
+      answers it 429 with Retry-After;
     - halves after a 429 (the HTTP layer waits its Retry-After, holds every other request to
       the host as long, and retries), then grows by one per round of answers.
 
@@ -79,6 +80,7 @@ class Pace:
         self.workers, self.most = start, most
         self.threshold = most  # past it, one more per round instead of one per answer
         self.held = 0  # starts the budget held back (reports and tests)
+        self.peak = 0  # the most requests it had in flight at once
         self.cost: float | None = None  # seconds a recent request took (moving average)
         self._in_flight = 0
         self._grown = 0
@@ -91,14 +93,23 @@ class Pace:
         return max(1, min(self.most, hint or self.most))
 
     def _affordable(self, budget: ServiceBudget | None) -> bool:
-        """Whether the budget last stated covers one more request and those in flight."""
+        """Whether a request started now is served: the service refuses one only when the
+        window's budget is already spent as it arrives (Learn: api-limits, "you can expect
+        to exceed the number of requests and execution time limits ... before the service
+        protection API limits take effect"). With the window spent as last stated, the
+        answers of the requests in flight say when it has room again; with none in flight,
+        the request goes and a 429 says when (Retry-After)."""
         if budget is None or self._in_flight == 0:
             return True
-        after = self._in_flight + 1
-        if budget.requests_left is not None and budget.requests_left < after:
-            return False
-        return budget.seconds_left is None or self.cost is None or \
-            budget.seconds_left >= self.cost * after
+        return (budget.requests_left is None or budget.requests_left > 0) and \
+            (budget.seconds_left is None or budget.seconds_left > 0)
+
+    def _room(self, budget: ServiceBudget | None) -> int:
+        """How many requests at once the budget last stated still pays for, at what the
+        recent ones cost (no limit before a cost or a budget is known)."""
+        if budget is None or budget.seconds_left is None or not self.cost:
+            return self.most
+        return max(1, int(budget.seconds_left / self.cost))
 
     def run(self, send: Callable[[T], R], job: T, http: ApiSession) -> R:
         """``send(job)`` once the pace allows another request in flight."""
@@ -114,6 +125,7 @@ class Pace:
                         waited = True
                 self._cond.wait(timeout=0.5)
             self._in_flight += 1
+            self.peak = max(self.peak, self._in_flight)
         started = time.monotonic()
         ok = False
         try:
@@ -136,6 +148,8 @@ class Pace:
                 if self.workers < self.threshold or self._grown >= self.workers:
                     self.workers = min(self.ceiling(http.budget), self.workers + 1)
                     self._grown = 0
+                # A window running out: no more at once than what is left of it pays for.
+                self.workers = min(self.workers, self._room(http.budget))
             self._cond.notify_all()
 
     def map(self, send: Callable[[T], R], jobs: Sequence[T], http: ApiSession) -> list[R]:
@@ -319,6 +333,10 @@ class DataverseAdapter:
         def ids(indexes: list[int]) -> list[str]:
             return [str(items[i].record_id) for i in indexes]
 
+        if http.budget is None and len(chunks) > 1:
+            # Nothing heard from the service yet: ask for its hint before sending several at
+            # once, as Learn's parallel operations sample does (a WhoAmI, the cheapest call).
+            self.client.whoami()
         made: list[int] = []
         rest: list[int] = []
         unread: list[int] = []

@@ -1,0 +1,91 @@
+"""The pace of a pass's CreateMultiple requests follows what Dataverse states on each answer
+(issue 14), against the emulator with scaled-down service protection limits.
+
+Learn, "Send parallel requests" (power-apps/developer/data-platform/send-parallel-requests):
+use the integer in the ``x-ms-dop-hint`` response header as the degree of parallelism.
+Learn, "Service protection API limits" (power-apps/developer/data-platform/api-limits):
+``x-ms-ratelimit-time-remaining-xrm-requests`` is the execution time left in the user's
+5-minute window, a request arriving when the window's budget is spent is answered 429 with
+Retry-After, and the request that spends it is still served. The emulator keeps those
+limits per caller over a sliding window (``/_emulator/throttling``) and counts what it
+served (``/_emulator/stats``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from bcdv.clients.http import ServiceBudget
+from bcdv.engine.adapters import Pace, WriteItem, Written
+
+from .conftest import Env, make_mapping
+
+
+def _full_pass(env: Env, count: int, limits: dict[str, Any],
+               latency: dict[str, Any]) -> dict[str, Any]:
+    env.admin("bc", "POST", "generate", {"entity": "customers", "count": count})
+    env.admin("dv", "PUT", "throttling", limits)  # also empties the windows
+    env.admin("dv", "PUT", "latency", latency)
+    env.admin("dv", "DELETE", "stats")
+    report = env.run(make_mapping(), "to_dataverse", mode="full")
+    assert report.inserted == count and report.failed == 0, report.records[:3]
+    names = [a["name"] for a in env.admin("dv", "GET", "records/accounts")["value"]]
+    assert len(names) == len(set(names)) == count  # every record once, none twice
+    return dict(env.admin("dv", "GET", "stats"))
+
+
+def test_requests_at_once_keep_to_the_hint_the_service_sends(env: Env) -> None:
+    """A trial environment recommends fewer requests at once than the 52 allowed: with
+    ``x-ms-dop-hint: 2`` no more than two CreateMultiple requests are in flight."""
+    stats = _full_pass(env, 5000, {"dop_hint": 2}, {"rtt_ms": 800})
+    pace = env.ctx.dataverse.pace
+    assert stats["by_kind"]["CreateMultiple"]["requests"] == 5
+    assert pace.peak == 2 and pace.workers <= 2
+    assert stats["throttled_429"] == 0
+    assert env.dv.http.budget is not None and env.dv.http.budget.dop_hint == 2
+
+
+class _Blind(Pace):
+    """The same pace, deaf to the budget the service states (only 429s slow it)."""
+
+    def _affordable(self, budget: ServiceBudget | None) -> bool:
+        return True
+
+    def _room(self, budget: ServiceBudget | None) -> int:
+        return self.most
+
+
+def _creates(env: Env, pace: Pace, count: int) -> tuple[dict[str, Any], float]:
+    """``count`` creates written by the Dataverse adapter with ``pace``, under a window of
+    6 s of execution per 10 s, each 1,000-row request costing 1 s (1 ms a row written);
+    returns the service's statistics with the most execution time the window held."""
+    env.admin("dv", "PUT", "throttling", {"execution_ms": 6000, "window_seconds": 10})
+    env.admin("dv", "PUT", "latency", {"write_row_ms": 1})
+    env.admin("dv", "DELETE", "stats")
+    adapter = env.ctx.dataverse
+    adapter.pace = pace
+    items = [WriteItem("insert", str(uuid.uuid4()), {"name": f"{pace.__class__.__name__} {i}",
+                                                       "customertypecode": 3})
+             for i in range(count)]
+    written = adapter.write_many(make_mapping().dataverse, items, select=["name"])
+    assert all(isinstance(w, Written) and w.etag for w in written)
+    stats = dict(env.admin("dv", "GET", "stats"))
+    return stats, float(env.admin("dv", "GET", "throttling")["peak_window_execution_s"])
+
+
+def test_a_window_running_out_slows_the_pace_before_the_service_throttles(env: Env) -> None:
+    """12 requests of 1 s each against 6 s of execution per 10 s window. The service serves
+    a request until the window's budget is spent as it arrives, so a client sending more at
+    once runs the window past its budget by a round of requests, and the longer the overrun
+    the longer the Retry-After (Learn: api-limits, "The Retry-After duration"). The pace
+    that reads the budget on each answer keeps no more in flight than the window has left:
+    the window ends at most one request past its budget; the same pace deaf to the budget
+    runs it further."""
+    informed, told_peak = _creates(env, Pace(), 12_000)
+    _, deaf_peak = _creates(env, _Blind(), 12_000)
+    rows = env.admin("dv", "GET", "records/accounts")["value"]
+    assert len(rows) == len({r["accountid"] for r in rows}) == 24_000
+    told = informed["by_kind"]["CreateMultiple"]
+    assert told["requests"] == 12 + told["throttled_429"]
+    assert told_peak < 6 + 2 < deaf_peak

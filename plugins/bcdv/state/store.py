@@ -280,11 +280,13 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
                 or len(set(dv_ids)) != len(dv_ids)):
             return False
         rows: dict[int, Any] = {}
-        for col, ids in ((couplings.c.bc_id, bc_ids), (couplings.c.dv_id, dv_ids)):
+        c = couplings.c
+        wanted = (c.id, c.bc_id, c.dv_id, c.pending, c.bc_modified, c.dv_modified)
+        for col, ids in ((c.bc_id, bc_ids), (c.dv_id, dv_ids)):
             for part in _parts(ids):
-                for row in conn.execute(select(couplings).where(
-                        couplings.c.mapping == mapping, col.in_(part)).with_for_update()
-                        ).mappings():
+                # Only the columns the stamp reads: not the synced values, the largest.
+                for row in conn.execute(select(*wanted).where(
+                        c.mapping == mapping, col.in_(part)).with_for_update()).mappings():
                     rows[row["id"]] = row
         by_bc: dict[str, list[Any]] = {}
         by_dv: dict[str, list[Any]] = {}

@@ -24,7 +24,15 @@ Scenarios (``N`` = ``--size``/``BENCH_N``, default 10,000):
 - ``full_dv_to_bc``: full sync of N accounts Dataverse -> Business Central;
 - ``throttled``: ``--throttled-size`` customers with the service protection limits scaled
   down (``--throttle``); checks every record arrived once and counts the 429 answers;
-- ``latency``: ``--latency-size`` customers with the emulators' ``cloud`` latency profile.
+- ``latency``: ``--latency-size`` customers (default 52,000) with the emulators' ``cloud``
+  latency profile, under Microsoft's service protection limits (enforced), next to the
+  most records those limits let through in the sync's time (``DataverseLimits.records``:
+  52 requests at once, 1,200 s of execution and 6,000 requests per 300 s window). A run
+  shorter than the window gets the limits' burst, so the measure only means something
+  with enough CreateMultiple requests to fill their concurrency: 52,000 records are 52
+  requests, one per request allowed at once (2,000 were two, which no client can spread
+  over 52). It takes about four minutes with its references (the floor sends its 52
+  requests at once). ``limit_seconds`` is the least time the limits allow for the records.
 
 Results: bench/results/latest.json, latest.md (a markdown table) and latest.png (a chart);
 ``--readme`` copies the table into README.md between the bench markers.
@@ -43,6 +51,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -295,15 +304,16 @@ class Move:
     read_all: bool = False  # the source holds exactly these (a full pass): read every page
 
 
-def floor(emu: Emulators, moves: list[Move], tag: str) -> dict[str, Any]:
-    """The fewest requests: read at the largest page, bulk writes, no transform, no state."""
+def floor(emu: Emulators, moves: list[Move], tag: str, at_once: int = 1) -> dict[str, Any]:
+    """The fewest requests: read at the largest page, bulk writes (``at_once`` Dataverse
+    bulk requests at a time), no transform, no state."""
     emu.reset_stats()
     started = time.perf_counter()
     requests_ = 0
     for move in moves:
         rows = _source_rows(emu, move)
         requests_ += _pages(move)
-        requests_ += _bulk_write(emu, move.direction, rows, tag)
+        requests_ += _bulk_write(emu, move.direction, rows, tag, at_once)
     seconds = time.perf_counter() - started
     served = _total_requests(emu.stats())
     return {"seconds": round(seconds, 3), "requests": served, "planned_requests": requests_}
@@ -359,15 +369,19 @@ def _bc_body(row: dict[str, Any], tag: str) -> dict[str, Any]:
             "phoneNumber": row.get("telephone1") or "", "city": row.get("address1_city") or ""}
 
 
-def _bulk_write(emu: Emulators, direction: str, rows: list[dict[str, Any]], tag: str) -> int:
+def _bulk_write(emu: Emulators, direction: str, rows: list[dict[str, Any]], tag: str,
+                at_once: int = 1) -> int:
     sent = 0
     if direction == "to_dataverse":
-        for start in range(0, len(rows), DV_BULK):
+        def create(start: int) -> None:
             emu.call("dataverse", "POST",
                      f"{emu.dv_api}/accounts/Microsoft.Dynamics.CRM.CreateMultiple",
                      json={"Targets": [_dv_target(r, tag) for r in rows[start:start + DV_BULK]]})
-            sent += 1
-        return sent
+
+        starts = range(0, len(rows), DV_BULK)
+        with ThreadPoolExecutor(max_workers=max(1, at_once)) as pool:
+            list(pool.map(create, starts))
+        return len(starts)
     for start in range(0, len(rows), BC_BATCH):
         ops = [{"id": str(i), "method": "POST", "url": f"companies({emu.company})/customers",
                 "headers": {"Content-Type": "application/json"}, "body": _bc_body(r, tag)}
@@ -466,6 +480,7 @@ class Session:
         self.state_url = f"sqlite:///{work / 'state.db'}"
         self.runs = 0
         self.pause = 0.0  # before each reference: let a throttling window pass
+        self.at_once = 1  # Dataverse bulk requests the floor sends at a time
         self.request_limit: tuple[int, float] | None = None  # the child paces at these limits
         self.results: list[Result] = []
         self.references: list[tuple[Result, list[Move]]] = []
@@ -501,7 +516,7 @@ class Session:
         so they run after every sync of this session)."""
         for i, (result, moves) in enumerate(self.references):
             time.sleep(self.pause)
-            result.floor = floor(self.emu, moves, f"{tag}-floor{i}")
+            result.floor = floor(self.emu, moves, f"{tag}-floor{i}", self.at_once)
             if self.sample:
                 result.per_record = per_record(self.emu, moves, f"{tag}-single{i}",
                                                self.sample)
@@ -600,25 +615,101 @@ def _limit_window(limits: str) -> tuple[float, int]:
     return float(kv.get("window_seconds", 300)), int(kv.get("requests", 6000))
 
 
+@dataclass(frozen=True)
+class DataverseLimits:
+    """Dataverse's service protection limits per user and web server, as Learn documents
+    them (power-apps/developer/data-platform/api-limits) and the emulator enforces them by
+    default: requests and seconds of execution per sliding window, requests at once."""
+
+    requests: int = 6000
+    window_s: float = 300.0
+    execution_s: float = 1200.0
+    concurrent: int = 52
+
+    def spec(self) -> str:
+        """The emulators' ``--throttle`` value for these limits (throttling on)."""
+        return (f"requests={self.requests},window_seconds={self.window_s},"
+                f"execution_ms={round(self.execution_s * 1000)},concurrent={self.concurrent}")
+
+    def records(self, seconds: float, request_s: float, rows: int = DV_BULK) -> int:
+        """The most records the limits let through in ``seconds``, written ``rows`` a
+        request whose execution takes ``request_s``.
+
+        No schedule has more than ``concurrent`` requests at a time, nor more than
+        ``execution_s`` of execution or ``requests`` requests arriving in any window, and a
+        request's records count once it is answered; the most any schedule does is start
+        ``concurrent`` requests at once, round after round, from the start of each window
+        until its budget is spent. A run shorter than the window gets that burst (52 at
+        once until 1,200 s are spent: 118 requests of 10.1 s, in three rounds); a long run
+        gets 1,200 s per 300 s, four requests' worth at a time. What the service lets run
+        past a spent budget (the requests in flight when it is spent) is not counted."""
+        windows, part = divmod(max(0.0, seconds), self.window_s)
+
+        def in_window(span: float) -> int:
+            return min(self.requests, self.concurrent * math.floor(span / request_s),
+                       math.floor(self.execution_s / request_s))
+
+        return rows * (int(windows) * in_window(self.window_s) + in_window(part))
+
+    def seconds(self, records: int, request_s: float, rows: int = DV_BULK) -> float:
+        """The least time in which the limits let ``records`` through (the inverse of
+        :meth:`records`: it grows in whole rounds of requests)."""
+        per_window = self.records(self.window_s, request_s, rows)
+        if per_window <= 0:
+            raise ValueError("the limits let no request of that cost through")
+        windows = max(0, math.ceil(records / per_window) - 1)
+        left = records - windows * per_window
+        rounds = 1
+        while self.records(rounds * request_s, request_s, rows) < left:
+            rounds += 1
+        return windows * self.window_s + rounds * request_s
+
+
+DV_LIMITS = DataverseLimits()
+# The latency scenario's default: one CreateMultiple request for each of the 52 requests
+# Dataverse lets a user have at once, the fewest with which a client could fill the
+# concurrency the limits allow (see the module docstring).
+LATENCY_SIZE = DV_LIMITS.concurrent * DV_BULK
+
+
 def latency(work: Path, n: int, sample: int) -> list[Result]:
-    """Full BC -> Dataverse with the ``cloud`` latency profile."""
-    with emulators(work / "emulators", latency="cloud") as emu:
+    """Full BC -> Dataverse with the ``cloud`` latency profile, under Microsoft's service
+    protection limits (both services' defaults, enforced).
+
+    ``limit_records`` is the most records Dataverse's limits let through in the sync's
+    time (:meth:`DataverseLimits.records`, CreateMultiple requests of 1,000 rows costing
+    the profile's round trip plus 1,000 rows written); ``share_of_limit_throughput`` the
+    sync's records over it. ``limit_seconds`` is the least time the limits allow for the
+    scenario's records. The references run after the sync with fresh windows (as if alone),
+    the floor sending its CreateMultiple requests as many at once as the limits allow."""
+    with emulators(work / "emulators", latency="cloud", throttle=DV_LIMITS.spec()) as emu:
         emu.admin("business_central", "POST", "generate", {"entity": "customers", "count": n})
         prof = emu.admin("dataverse", "GET", "latency")
         s = Session(emu, work, sample)
+        s.at_once = DV_LIMITS.concurrent
         r = s.sync("latency_cloud", f"cloud latency profile, {n:,}", "to_dataverse", "full", n,
                    min_requests([Move("to_dataverse", n)], target_reads=1),
                    [Move("to_dataverse", n, read_all=True)])
-        # Dataverse's execution-time limit (1,200 s per 300 s window) lets four requests' worth
-        # of server time run at once; writes cost rtt + rows x write_row_ms each.
+        window = emu.admin("dataverse", "GET", "throttling")
+        for service in SERVICES:  # the references' windows start empty
+            emu.admin(service, "PUT", "throttling", {})
         per_req_s = (prof["rtt_ms"] + DV_BULK * prof["write_row_ms"]) / 1000
+        most = DV_LIMITS.records(r.seconds, per_req_s)
+        least = DV_LIMITS.seconds(n, per_req_s)
         r.extra |= {"profile": {"dataverse": prof,
                                "business_central": emu.admin("business_central", "GET",
                                                              "latency")},
-                   "limit_records_per_s": round(4 * DV_BULK / per_req_s, 1)}
+                   "limits": DV_LIMITS.spec(),
+                   "limit_records": most,
+                   "limit_records_per_s": round(most / r.seconds, 1),
+                   "share_of_limit_throughput": round(n / most, 3) if most else None,
+                   "limit_seconds": round(least, 2),
+                   "share_429": round(r.requests["throttled_429"] / r.requests["total"], 3),
+                   "peak_window_execution_s": window.get("peak_window_execution_s")}
         results = s.close("lat")
-        r.extra["share_of_limit_throughput"] = round(
-            n / r.seconds / r.extra["limit_records_per_s"], 3)
+        if r.floor and r.floor["seconds"]:  # the fewest requests, as many at once as allowed
+            most = DV_LIMITS.records(r.floor["seconds"], per_req_s)
+            r.extra["floor_share_of_limit_throughput"] = round(n / most, 3) if most else None
         return results
 
 
@@ -779,7 +870,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--throttled-size", type=int, default=2_000)
     p.add_argument("--throttle", default="requests=4,window_seconds=4,concurrent=2",
                    help="the emulators' limits for the throttled run")
-    p.add_argument("--latency-size", type=int, default=2_000)
+    p.add_argument("--latency-size", type=int, default=LATENCY_SIZE)
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--readme", action="store_true", help="copy the table into README.md")
     p.add_argument("--profile", default=None, metavar="DIR",

@@ -60,9 +60,9 @@ class Pace:
     execution (Learn: api-limits, "HTTP response headers"; see
     :class:`bcdv.clients.http.ServiceBudget`). The pace:
 
-    - starts ``start`` requests at once and, while the service answers without throttling,
-      adds one per answer (doubling each round) up to the hint, or ``most`` where no hint
-      came; never more than ``most``, under the 52 concurrent requests a user may have;
+    - starts ``start`` requests at once; once answers tell what a request costs, keeps as
+      many at once as the hint says (without a hint: one more per answer, doubling each
+      round), never more than ``most`` (under the 52 concurrent requests a user may have);
     - keeps no more requests at once than the execution time left in the window pays for,
       each costing what the recent ones took, and starts none into a window stated spent
       while answers are still to come: a window running out slows the pass down before
@@ -70,14 +70,15 @@ class Pace:
       counts its own, and bcdv drops the affinity cookie), so they only ever hold requests
       back, never add one: with nothing in flight the next request goes, and a spent window
       answers it 429 with Retry-After;
-    - halves after a 429 (the HTTP layer waits its Retry-After, holds every other request to
-      the host as long, and retries), then grows by one per round of answers.
+    - halves what was in flight after a 429 (the HTTP layer waits its Retry-After, holds
+      every other request to the host as long, and retries), then grows by one per round of
+      answers.
 
     Thread-safe: a load's batches may be written from a worker thread.
     """
 
     def __init__(self, start: int = 4, most: int = 48) -> None:
-        self.workers, self.most = start, most
+        self.workers, self.start, self.most = start, start, most
         self.threshold = most  # past it, one more per round instead of one per answer
         self.held = 0  # starts the budget held back (reports and tests)
         self.peak = 0  # the most requests it had in flight at once
@@ -116,7 +117,15 @@ class Pace:
         with self._cond:
             waited = False
             while True:
-                self.workers = min(self.workers, self.ceiling(http.budget))
+                ceiling = self.ceiling(http.budget)
+                if self.cost is None:  # what a request costs is not known yet
+                    ceiling = min(ceiling, self.start)
+                elif not self._throttled_seen and http.budget is not None and \
+                        http.budget.dop_hint:
+                    # The service says how many at once: as many as soon as the budget's
+                    # room can be judged (Learn: send-parallel-requests), until it throttles.
+                    self.workers = max(self.workers, ceiling)
+                self.workers = min(self.workers, ceiling, self._room(http.budget))
                 if self._in_flight < self.workers:
                     if self._affordable(http.budget):
                         break
@@ -140,7 +149,8 @@ class Pace:
             self._in_flight -= 1
             if http.throttled > self._throttled_seen:
                 self._throttled_seen = http.throttled
-                self.workers = max(1, self.workers // 2)
+                # Half of what was in flight (this request included), not of the ceiling.
+                self.workers = max(1, min(self.workers, self._in_flight + 1) // 2)
                 self.threshold, self._grown = self.workers, 0
             elif ok:
                 self.cost = seconds if self.cost is None else 0.7 * self.cost + 0.3 * seconds
@@ -312,16 +322,19 @@ class DataverseAdapter:
         that must go by ``$batch`` instead.
 
         Once every request has started, the rows already created are read back while the
-        last requests are still being answered; the rest after them (so the read-back is
-        one request when all went at once, two at most)."""
+        last requests, started later, are still far from answered; the rest after them
+        (so the read-back is one request when all went at once, two at most)."""
         chunks = [creates[s:s + BULK_ROWS] for s in range(0, len(creates), BULK_ROWS)]
         http = self.client.http
         started = [0]
         lock = threading.Lock()
 
+        begun: list[float] = []
+
         def send(chunk: list[int]) -> bool:
             with lock:
                 started[0] += 1
+                begun.append(time.monotonic())
             rows = [{**items[i].payload, side.key: items[i].record_id} for i in chunk]
             try:  # the targets carry our ids, which Dataverse keeps (ids answered: the same)
                 self.client.create_multiple(side.entity_set, logical, rows,
@@ -357,7 +370,12 @@ class DataverseAdapter:
                     rest.extend(chunk)
                 with lock:
                     all_started = started[0] == len(chunks)
-                if early is None and unread and left and all_started:
+                    # The last requests are worth reading back before only if their answers
+                    # are still far off (more than half a request away); requests sent
+                    # together are answered together, and one read-back then does.
+                    far = bool(begun) and self.pace.cost is not None and \
+                        max(begun) + self.pace.cost - time.monotonic() > self.pace.cost / 2
+                if early is None and unread and left and all_started and far:
                     early = pool.submit(self._read_back, side, ids(unread), cols, since)
                     unread = []
             if early is not None:

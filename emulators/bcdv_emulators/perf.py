@@ -24,7 +24,9 @@ inside Business Central's five-at-once processing limit; the round trip is not.
 Service protection limits (``Throttling`` in :mod:`bcdv_emulators.base`) default to
 Microsoft's: Dataverse 6,000 requests and 1,200 s of execution time per 300 s sliding window
 and 52 concurrent requests per user
-(https://learn.microsoft.com/power-apps/developer/data-platform/api-limits); Business Central
+(https://learn.microsoft.com/power-apps/developer/data-platform/api-limits), each answer
+stating the budget left and the recommended parallelism (``x-ms-dop-hint``, 48 as in the
+answer Learn shows in webapi/use-ps-and-vscode-web-api); Business Central
 6,000 requests per 5 minutes, 5 requests processed at once
 (https://learn.microsoft.com/dynamics365/business-central/dev-itpro/api-reference/v2.0/dynamics-rate-limits).
 :func:`scaled_limits` scales the counts down (same window) for a throttled benchmark; both

@@ -129,6 +129,7 @@ def plan_records(inputs: PlanInputs) -> list[Action]:
     keep_cols = {sid: [c for c, k in row.items() if k]
                  for sid, row in _by_index(result.keep).items()}
     errors = result.errors.to_dict()
+    hashes = flags.source_hash.to_dict()
     marks = _by_index(pd.DataFrame({"skipped": flags.skipped, "compare": flags.compare,
                                     "coupled": flags.coupled, "restamp": flags.restamp,
                                     "source_changed": flags.source_changed,
@@ -147,7 +148,7 @@ def plan_records(inputs: PlanInputs) -> list[Action]:
             wanted = wanted_values(sides.target.entity_set, wanted, inputs.tables.entity)
         except RuleError as exc:
             errors[sid] = errors[sid] or str(exc)
-        rec = _Record(sid, names.get(sid, ""), mods[sid], flags.source_hash.at[sid],
+        rec = _Record(sid, names.get(sid, ""), mods[sid], hashes[sid],
                       src_vals[sid], c, _synced_part(c.get("synced"), sides.target_system),
                       bool(f["failed_before"]), inputs.prior_errors.get(sid))
         action = _decide(ctx, rec, f, wanted, errors[sid])

@@ -6,7 +6,8 @@ ids a full extract has seen, the plan split into chunks and the outcomes merged 
 Business Central records match-based coupling looks at. Each compares the peak of the same
 work on a table of several pages (the stages hold a page or a chunk, and the one before it,
 at a time) and on one 30,000 records larger: the difference must stay far below what one
-entry per record would cost. No timing is asserted.
+entry per record would cost. No timing is asserted. A pass report keeps a bounded number
+of problem records.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from typing import Any
 
 import pytest
 
+from bcdv.engine import report as report_module
 from bcdv.engine.actions import Ignore, Skip, read_plan, write_plan
 from bcdv.engine.chunks import merge_chunks, split_plan
 from bcdv.engine.coupling import match_couple
 from bcdv.engine.extract import PreRead, extract
+from bcdv.engine.report import PassReport, RecordOutcome
 from bcdv.engine.staging import PassState, SeenIds, read_jsonl, write_jsonl
 from bcdv.mapping.model import Direction
 
@@ -183,3 +186,19 @@ def test_match_coupling_of_an_empty_or_unmatched_table_stages_the_ids(
     assert (report.coupled, report.unmatched) == (0, 12)
     assert report.unmatched_ids == _ids(12)
     assert report.unmatched_file is not None and Path(report.unmatched_file).is_file()
+
+
+def test_a_report_keeps_a_bounded_number_of_problem_records(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(report_module, "RECORDS_KEPT", 3)
+    report = PassReport("CUSTOMER", "to_dataverse", "modified", False, "job", 20)
+    outcomes = ([("ignore", None)] * 10 + [("insert", "failed")] * 5
+                + [("update", "modified")] * 4 + [("skip", "skipped")])
+    for n, (action, result) in enumerate(outcomes):
+        report.add(RecordOutcome(f"s{n}", None, f"Record {n}", action, result, ""))
+    assert (report.ignored, report.failed, report.modified, report.skipped) == (10, 5, 4, 1)
+    # A flood of records not coupled does not crowd out the failures.
+    assert [r.source_id for r in report.records] == ["s0", "s1", "s2", "s10", "s11", "s12",
+                                                     "s19"]
+    assert report.records_dropped == 9
+    assert report.to_dict()["records_truncated"] == 9

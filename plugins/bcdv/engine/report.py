@@ -10,6 +10,10 @@ from bcdv.state.jsonsafe import json_safe, safe_text
 
 COUNTER_NAMES = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed",
                  "conflicts", "coupled", "uncoupled")
+# Records a report keeps of each result (failed, skipped, not coupled): a first pass over a
+# large table whose records are not coupled would otherwise keep one per record. Every one of
+# them is in the job's record list in the state store (commit lists them).
+RECORDS_KEPT = 1000
 # The counter each planned action lands in (BC's action -> counter table); None: not counted.
 ACTION_RESULT = {"insert": "inserted", "update": "modified", "unchanged": "unchanged",
                  "skip": "skipped", "fail": "failed", "ignore": None, "uncouple": None}
@@ -62,7 +66,8 @@ _OUTCOME_FIELDS = tuple(f.name for f in fields(RecordOutcome))
 
 @dataclass
 class PassReport:
-    """Counters of one pass plus the records that were not a clean insert or update."""
+    """Counters of one pass plus the records that were not a clean insert or update (up to
+    ``RECORDS_KEPT`` of each result)."""
 
     mapping: str
     direction: str
@@ -82,6 +87,8 @@ class PassReport:
     ignored: int = 0
     records: list[RecordOutcome] = field(default_factory=list)
     note: str | None = None
+    # Records counted but not kept in ``records`` (beyond RECORDS_KEPT of their result).
+    records_dropped: int = 0
 
     @classmethod
     def build(cls, state: PassState, records: list[RecordOutcome]) -> PassReport:
@@ -108,7 +115,16 @@ class PassReport:
         if rec.conflict:
             self.conflicts += 1
         if rec.result not in ("inserted", "modified", "unchanged"):
-            self.records.append(rec)
+            if self._count_of(rec.result) <= RECORDS_KEPT:
+                self.records.append(rec)
+            else:
+                self.records_dropped += 1
+
+    def _count_of(self, result: str | None) -> int:
+        """How many outcomes with this result were counted so far."""
+        if result is None:
+            return self.ignored
+        return int(getattr(self, result)) if result in COUNTER_NAMES else 0
 
     def counters(self) -> dict[str, int]:
         """BC's job-log counters."""
@@ -141,5 +157,5 @@ class PassReport:
         """JSON-ready form (small: meant for XCom and --json output)."""
         data = asdict(self)
         data["records"] = [asdict(r) for r in self.records[:100]]
-        data["records_truncated"] = max(0, len(self.records) - 100)
+        data["records_truncated"] = max(0, len(self.records) - 100) + self.records_dropped
         return json_safe(data)

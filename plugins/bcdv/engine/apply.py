@@ -127,35 +127,26 @@ def _batch_size(sides: PassSides, asked: int | None) -> int:
     return max(1, min(asked or settings.batch_size, cap))
 
 
-def _already_applied(ctx: SyncContext, mapping: TableMapping, state: PassState,
-                     sides: PassSides, actions: list[Insert | Update]) -> dict[str, str]:
-    """Source ids this job already wrote and stamped (a retried load must not write again)."""
-    frame = ctx.state.couplings(mapping.name, **{f"{sides.source_id_col}s":
-                                                 [a.source_id for a in actions]})
-    if frame.empty:
-        return {}
+def _already_applied(state: PassState, sides: PassSides,
+                     marks: list[dict[str, Any]]) -> dict[str, str]:
+    """Source ids this job already wrote and stamped (a retried load must not write again),
+    with their target ids; ``marks``: the batch's couplings (StateStore.coupling_marks)."""
     job_col = "to_dv_job" if sides.target_system == "dataverse" else "to_bc_job"
-    mine = frame[(frame[job_col] == state.job_id) & (frame[sides.result_col] == "success")
-                 & ~frame["pending"].astype(bool)]
-    return dict(zip(mine[sides.source_id_col].astype(str), mine[sides.target_id_col].astype(str),
-                    strict=True))
+    return {str(m[sides.source_id_col]): str(m[sides.target_id_col]) for m in marks
+            if m[job_col] == state.job_id and m[sides.result_col] == "success"
+            and not m["pending"]}
 
 
-def _unconfirmed_bc_creates(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
-                           actions: list[Insert | Update]) -> set[str]:
+def _unconfirmed_bc_creates(sides: PassSides, actions: list[Insert | Update],
+                           marks: list[dict[str, Any]]) -> set[str]:
     """Business Central creates an earlier try of this load already sent (their intent was
     recorded after the plan was made, so the plan could not mark them ``look_up_first``): a
     try killed after its POST and before its stamp. Sending them again would make a second
     record; they are resumed instead (found by their values, see lost_creates.py)."""
     if sides.target_system != "business_central":
         return set()
-    ids = [a.source_id for a in actions if isinstance(a, Insert)]
-    if not ids:
-        return set()
-    frame = ctx.state.couplings(mapping.name, dv_ids=ids)
-    if frame.empty:
-        return set()
-    return set(frame.loc[frame["pending"].astype(bool), "dv_id"].astype(str))
+    inserts = {a.source_id for a in actions if isinstance(a, Insert)}
+    return {str(m["dv_id"]) for m in marks if m["pending"] and str(m["dv_id"]) in inserts}
 
 
 class _Writer:
@@ -206,8 +197,10 @@ def _prepare(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: P
              actions: list[Insert | Update]) -> _Batch:
     """What of a batch to write (not what this job already wrote, nor the creates to
     resume), with the intents of its creates recorded."""
-    applied = _already_applied(ctx, mapping, state, sides, actions)
-    unconfirmed = _unconfirmed_bc_creates(ctx, mapping, sides, actions)
+    marks = ctx.state.coupling_marks(mapping.name, sides.source_id_col,
+                                     [a.source_id for a in actions])
+    applied = _already_applied(state, sides, marks)
+    unconfirmed = _unconfirmed_bc_creates(sides, actions, marks)
     resume = [a for a in actions if isinstance(a, Insert) and a.source_id in unconfirmed
               and a.source_id not in applied]
     todo = [a for a in actions if a.source_id not in applied and a.source_id not in unconfirmed]

@@ -140,6 +140,21 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
             frame[name] = pd.to_datetime(frame[name], utc=True)
         return frame
 
+    def coupling_marks(self, mapping: str, column: str,
+                       ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The pair, pending flag and each direction's result and job of the couplings whose
+        ``column`` (``bc_id`` or ``dv_id``) is one of ``ids``, as plain rows: what a load
+        asks of every batch it writes, without a DataFrame's cost."""
+        c = couplings.c
+        col = c.bc_id if column == "bc_id" else c.dv_id
+        out: list[dict[str, Any]] = []
+        with self.engine.connect() as conn:
+            for part in _parts(ids):
+                out += [dict(r) for r in conn.execute(select(
+                    c.bc_id, c.dv_id, c.pending, c.to_dv_result, c.to_bc_result, c.to_dv_job,
+                    c.to_bc_job).where(c.mapping == mapping, col.in_(part))).mappings()]
+        return out
+
     def pending_bc_creates(self, mapping: str) -> list[str]:
         """Dataverse ids of unconfirmed Business Central creates (intents without a BC id)."""
         with self.engine.connect() as conn:

@@ -166,6 +166,8 @@ def is_conflict(action: Action) -> bool:
 
 KINDS: dict[str, type[Action]] = {c.kind: c for c in (Insert, Update, Unchanged, Skip,
                                                        Ignore, Fail, Uncouple)}
+_FIELDS: dict[str, frozenset[str]] = {k: frozenset(f.name for f in dataclasses.fields(c))
+                                     for k, c in KINDS.items()}
 
 
 def action_from_row(row: dict[str, Any]) -> Action:
@@ -174,8 +176,7 @@ def action_from_row(row: dict[str, Any]) -> Action:
     if cls is None:
         raise PlanFormatError(f"unknown plan action {row.get('action')!r}; "
                               f"allowed: {', '.join(KINDS)}")
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(row) - set(names) - {"action"})
+    unknown = sorted(set(row) - _FIELDS[cls.kind] - {"action"})
     if unknown:
         raise PlanFormatError(f"plan action {cls.kind!r} has unknown fields: "
                               f"{', '.join(unknown)}")

@@ -22,6 +22,9 @@ Scenarios (``N`` = ``--size``/``BENCH_N``, default 10,000):
 - ``incremental_1pct``: N/100 customers changed in Business Central, a scheduled run;
 - ``bidirectional_5pct``: 5 % changed on each side (disjoint records), a bidirectional run;
 - ``full_dv_to_bc``: full sync of N accounts Dataverse -> Business Central;
+- ``bidirectional_full``: full sync of a bidirectional mapping, N/2 customers only in
+  Business Central and N/2 accounts only in Dataverse (each pass creates half); its floor is
+  the sum of both directions' floors;
 - ``throttled``: ``--throttled-size`` customers with the service protection limits scaled
   down (``--throttle``); checks every record arrived once and counts the 429 answers;
 - ``latency``: ``--latency-size`` customers (default 52,000) with the emulators' ``cloud``
@@ -570,6 +573,28 @@ def dv_to_bc(work: Path, n: int, sample: int) -> list[Result]:
         return s.close("dv")
 
 
+def bidirectional_full(work: Path, n: int, sample: int) -> list[Result]:
+    """A full synchronisation of a bidirectional mapping: ``n/2`` customers only in
+    Business Central and ``n/2`` accounts only in Dataverse (no two match), so each pass
+    creates half; its floor is the sum of both directions' floors (the pass back reads every
+    account, the ones the first pass made included)."""
+    half = max(1, n // 2)
+    with emulators(work / "emulators") as emu:
+        emu.admin("business_central", "POST", "generate", {"entity": "customers",
+                                                           "count": half})
+        emu.admin("dataverse", "POST", "generate", {"entity": "accounts", "count": half})
+        s = Session(emu, work, sample)
+        # The floor reads the first half of the customers (the pass there read only those)
+        # and every account (as the pass back does).
+        moves = [Move("to_dataverse", half), Move("to_business_central", half, read_all=True)]
+        # Match-based coupling reads Dataverse; the pass back reads all n accounts.
+        minimum = min_requests(moves, target_reads=1) + max(
+            0, math.ceil(n / DV_PAGE) - _pages(moves[1]))
+        s.sync("bidirectional_full", f"full sync, bidirectional, {half:,} on each side",
+               "bidirectional", "full", 2 * half, minimum, moves)
+        return s.close("bif")
+
+
 def throttled(work: Path, n: int, limits: str, sample: int) -> list[Result]:
     """Full BC -> Dataverse under scaled-down limits; every record once, none twice."""
     with emulators(work / "emulators", throttle=limits) as emu:
@@ -771,7 +796,7 @@ def update_readme(table: str, readme: Path = ROOT / "README.md") -> bool:
 
 
 # --- entry -------------------------------------------------------------------------------
-SCENARIO_GROUPS = ("chain", "curve", "dv_to_bc", "throttled", "latency")
+SCENARIO_GROUPS = ("chain", "curve", "dv_to_bc", "bidirectional", "throttled", "latency")
 
 
 def run(size: int, sizes: list[int], groups: list[str], sample: int, throttled_size: int,
@@ -799,6 +824,9 @@ def run(size: int, sizes: list[int], groups: list[str], sample: int, throttled_s
         if "dv_to_bc" in groups:
             log(f"Dataverse -> BC at {size:,}")
             results += dv_to_bc(work("dv"), size, sample)
+        if "bidirectional" in groups:
+            log(f"full bidirectional sync at {size:,}")
+            results += bidirectional_full(work("bidirectional"), size, sample)
         if "throttled" in groups:
             log(f"throttled at {throttled_size:,}")
             results += throttled(work("throttled"), throttled_size, limits, sample)

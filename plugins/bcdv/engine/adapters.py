@@ -162,13 +162,6 @@ class Pace:
                 self.workers = min(self.workers, self._room(http.budget))
             self._cond.notify_all()
 
-    def map(self, send: Callable[[T], R], jobs: Sequence[T], http: ApiSession) -> list[R]:
-        """``send`` each job as the pace allows; results in job order."""
-        if len(jobs) <= 1:
-            return [self.run(send, j, http) for j in jobs]
-        with ThreadPoolExecutor(max_workers=min(self.most, len(jobs))) as pool:
-            return list(pool.map(lambda j: self.run(send, j, http), jobs))
-
 
 def _failure(result: BatchResult) -> FatalApiError:
     """A refused batch operation, classified as a single request's answer would be."""

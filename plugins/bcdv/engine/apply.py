@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -64,12 +64,15 @@ LOOKUP_FAILURE = re.compile(r"(?:^|: )(?P<field>[\w.@]+) (?P<value>(?:(?!: ).)+?
 
 def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
          batch_size: int | None = None,
-         progress: Callable[[int, int], None] | None = None) -> PassState:
+         progress: Callable[[int, int], None] | None = None,
+         actions: Iterable[Action] | None = None) -> PassState:
     """Execute the plan (nothing is written in a dry run).
 
     Creates and updates go to the service in batches of ``batch_size`` (``BCDV_BATCH_SIZE``;
     default 100 for Business Central's ``$batch``, 5,000 for Dataverse, whose creates go
     through CreateMultiple: see ``_batch_size``); each record still gets its own outcome.
+    ``actions``: the plan's actions as they are planned (``plan.planned_actions``: one
+    process plans and loads at once), instead of the finished plan file.
     """
     if state.dry_run:
         return state
@@ -79,12 +82,13 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
     buffer: list[Insert | Update] = []
     quiet: list[dict[str, Any]] = []
     resumes: list[Insert] = []
-    total, seen = sum(state.planned.values()), 0
+    # Every extracted record gets one action: the total while the plan is still being made.
+    total, seen = (sum(state.planned.values()) if actions is None else state.extracted), 0
     # One batch's requests are in flight while the batch before it is stamped and staged
     # (state work overlaps the service's): a batch is written only after its intents are
     # recorded, and stamped only after its writes are answered, as without the overlap.
     with _Writer(ctx, mapping, state, sides) as writer:
-        for action in read_plan(state.plan_file):
+        for action in read_plan(state.plan_file) if actions is None else actions:
             seen += 1
             if progress is not None and seen % 100 == 0:
                 progress(seen, total)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -467,6 +468,16 @@ def plan(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
          chunk_size: int = CHUNK_SIZE) -> PassState:
     """Write the pass's plan file from its staged source records, chunk by chunk:
     gather (reads), ``plan_records`` (pure), append to the plan file."""
+    for _ in planned_actions(ctx, mapping, state, chunk_size=chunk_size):
+        pass
+    return state
+
+
+def planned_actions(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
+                    chunk_size: int = CHUNK_SIZE) -> Iterator[Action]:
+    """``plan`` as it goes: each chunk's actions are yielded once they are in the plan file,
+    so that a load in the same process writes one chunk while the next is planned. The
+    pass's counts are saved after the last chunk."""
     from bcdv.engine.gather import first_pass_writes, gather, pass_tables, source_chunks
 
     direction = Direction(state.direction)
@@ -480,6 +491,6 @@ def plan(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
         append_actions(state.plan_file, actions)
         for a in actions:
             counts[a.kind] = counts.get(a.kind, 0) + 1
+        yield from actions
     state.planned = counts
     state.save()
-    return state

@@ -12,7 +12,7 @@ from bcdv.engine.apply import commit, load
 from bcdv.engine.context import SyncContext
 from bcdv.engine.coupling import match_columns, match_couple
 from bcdv.engine.extract import PreRead, extract, extract_window, pass_directory, pre_read
-from bcdv.engine.plan import plan
+from bcdv.engine.plan import plan, planned_actions
 from bcdv.engine.report import PassReport
 from bcdv.engine.staging import location
 from bcdv.mapping.model import Direction, TableMapping
@@ -41,8 +41,13 @@ def run_pass(ctx: SyncContext, mapping: TableMapping, direction: Direction, *,
             state = extract(ctx, mapping, direction, mode=mode, run_id=rid, dry_run=dry_run,
                             assumed_pairs=assumed_pairs, record_ids=record_ids,
                             preread=preread)
-        plan(ctx, mapping, state)
-        load(ctx, mapping, state, progress=progress)
+        if dry_run:
+            plan(ctx, mapping, state)
+        else:
+            # One chunk is planned while the one before it is written (the plan file is
+            # written as before, for the record and a rerun of load).
+            load(ctx, mapping, state, progress=progress,
+                 actions=planned_actions(ctx, mapping, state))
         return commit(ctx, mapping, state)
 
 

@@ -14,6 +14,7 @@ served (``/_emulator/stats``).
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bcdv.clients.http import ServiceBudget
@@ -89,3 +90,26 @@ def test_a_window_running_out_slows_the_pace_before_the_service_throttles(env: E
     told = informed["by_kind"]["CreateMultiple"]
     assert told["requests"] == 12 + told["throttled_429"]
     assert told_peak < 6 + 2 < deaf_peak
+
+
+def test_batches_written_at_once_each_read_back_their_own_rows(env: Env) -> None:
+    """Two load batches in flight together share the pace, and each reads back its own rows
+    by id (a creation window would also hold the other batch's rows): one ``$batch`` of
+    GETs each, every row with the baseline Dataverse stored."""
+    env.admin("dv", "PUT", "latency", {"rtt_ms": 1000})
+    env.admin("dv", "DELETE", "stats")
+    adapter = env.ctx.dataverse
+    side = make_mapping().dataverse
+    batches = [[WriteItem("insert", str(uuid.uuid4()), {"name": f"Batch {b} {i}",
+                                                         "customertypecode": 3})
+                for i in range(2000)] for b in range(2)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda items: adapter.write_many(side, items, ["name"]),
+                                batches))
+    for items, written in zip(batches, results, strict=True):
+        assert [w.record_id for w in written if isinstance(w, Written)] == \
+            [it.record_id for it in items]
+        assert all(isinstance(w, Written) and w.etag and w.modified for w in written)
+    kinds = env.admin("dv", "GET", "stats")["by_kind"]
+    assert kinds["CreateMultiple"]["requests"] == 4
+    assert kinds["batch"]["requests"] == 2 and "get_page" not in kinds

@@ -252,6 +252,10 @@ class DataverseAdapter:
         self.client = client
         self.page_size = page_size
         self.pace = Pace()
+        # Create batches begun and in flight: a batch's creation window holds only its own
+        # rows while no other batch creates beside it.
+        self._batches = self._creating = 0
+        self._batch_lock = threading.Lock()
 
     user_id: str | None = None
 
@@ -316,17 +320,20 @@ class DataverseAdapter:
 
         Once every request has started, the rows already created are read back while the
         last requests, started later, are still far from answered; the rest after them
-        (so the read-back is one request when all went at once, two at most)."""
+        (so the read-back is one request when all went at once, two at most). The
+        read-back pages the batch's creation window while no other batch creates beside
+        it (the window then holds only its rows), else reads by id."""
         chunks = [creates[s:s + BULK_ROWS] for s in range(0, len(creates), BULK_ROWS)]
         http = self.client.http
-        started = [0]
+        if http.budget is None and len(chunks) > 1:
+            # Nothing heard from the service yet: ask for its hint before sending several at
+            # once, as Learn's parallel operations sample does (a WhoAmI, the cheapest call).
+            self.client.whoami()
+        begun: list[float] = []  # when each request started
         lock = threading.Lock()
-
-        begun: list[float] = []
 
         def send(chunk: list[int]) -> bool:
             with lock:
-                started[0] += 1
                 begun.append(time.monotonic())
             rows = [{**items[i].payload, side.key: items[i].record_id} for i in chunk]
             try:  # the targets carry our ids, which Dataverse keeps (ids answered: the same)
@@ -339,42 +346,51 @@ class DataverseAdapter:
         def ids(indexes: list[int]) -> list[str]:
             return [str(items[i].record_id) for i in indexes]
 
-        if http.budget is None and len(chunks) > 1:
-            # Nothing heard from the service yet: ask for its hint before sending several at
-            # once, as Learn's parallel operations sample does (a WhoAmI, the cheapest call).
-            self.client.whoami()
+        with self._batch_lock:
+            self._batches += 1
+            self._creating += 1
+            mine, alone = self._batches, self._creating == 1
+        since = http.server_now()
+
+        def window() -> datetime | None:
+            with self._batch_lock:
+                return since if alone and self._batches == mine else None
+
         made: list[int] = []
         rest: list[int] = []
         unread: list[int] = []
-        since = http.server_now()
         back: dict[str, dict[str, Any]] = {}
-        with ThreadPoolExecutor(max_workers=min(self.pace.most, len(chunks)) + 1) as pool:
-            futures = {pool.submit(self.pace.run, send, chunk, http): chunk
-                       for chunk in chunks}
-            early: Future[dict[str, dict[str, Any]]] | None = None
-            left = len(futures)
-            for future in as_completed(futures):
-                left -= 1
-                chunk = futures[future]
-                if future.result():
-                    made.extend(chunk)
-                    unread.extend(chunk)
-                else:
-                    rest.extend(chunk)
-                with lock:
-                    all_started = started[0] == len(chunks)
-                    # The last requests are worth reading back before only if their answers
-                    # are still far off (more than half a request away); requests sent
-                    # together are answered together, and one read-back then does.
-                    far = bool(begun) and self.pace.cost is not None and \
-                        max(begun) + self.pace.cost - time.monotonic() > self.pace.cost / 2
-                if early is None and unread and left and all_started and far:
-                    early = pool.submit(self._read_back, side, ids(unread), cols, since)
-                    unread = []
-            if early is not None:
-                back.update(early.result())
-        if unread:
-            back.update(self._read_back(side, ids(unread), cols, since))
+        try:
+            with ThreadPoolExecutor(max_workers=min(self.pace.most, len(chunks)) + 1) as pool:
+                futures = {pool.submit(self.pace.run, send, chunk, http): chunk
+                           for chunk in chunks}
+                early: Future[dict[str, dict[str, Any]]] | None = None
+                left = len(futures)
+                for future in as_completed(futures):
+                    left -= 1
+                    chunk = futures[future]
+                    if future.result():
+                        made.extend(chunk)
+                        unread.extend(chunk)
+                    else:
+                        rest.extend(chunk)
+                    cost = self.pace.cost
+                    with lock:
+                        # Worth reading back before the last answers only if those are still
+                        # far off (more than half a request away): requests sent together
+                        # are answered together, and one read-back then does.
+                        far = len(begun) == len(chunks) and cost is not None and \
+                            max(begun) + cost - time.monotonic() > cost / 2
+                    if early is None and unread and left and far:
+                        early = pool.submit(self._read_back, side, ids(unread), cols, window())
+                        unread = []
+                if early is not None:
+                    back.update(early.result())
+            if unread:
+                back.update(self._read_back(side, ids(unread), cols, window()))
+        finally:
+            with self._batch_lock:
+                self._creating -= 1
         for i in made:
             row = back.get(str(items[i].record_id).lower())
             out[i] = Written(str(items[i].record_id), parse_datetime((row or {}).get(

@@ -307,6 +307,10 @@ class Compiler:
         return p
 
     def _bool(self, node: Node) -> str:
+        if node.op == "or":
+            listed = self._eq_list(node)
+            if listed is not None:
+                return listed
         if node.op in ("and", "or"):
             return f"({self._bool(node.args[0])} {node.op.upper()} {self._bool(node.args[1])})"
         if node.op == "not":
@@ -337,6 +341,34 @@ class Compiler:
             return "1" if node.args[1] else "0"
         raise QueryError("type", "The $filter expression must evaluate to a single boolean "
                                  "value.")
+
+    def _eq_list(self, node: Node) -> str | None:
+        """``p eq a or p eq b or ...`` (one property, non-null literals) as ``p IN (a, b)``:
+        the same rows, found through the column's index (SQLite would rather walk the
+        ordering index of a paged read and test every row against the ORs)."""
+        leaves: list[Node] = []
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            if n.op == "or":
+                stack += [n.args[1], n.args[0]]
+            else:
+                leaves.append(n)
+        pairs = []
+        for leaf in leaves:
+            if leaf.op != "cmp" or leaf.args[0] != "eq":
+                return None
+            left, right = leaf.args[1], leaf.args[2]
+            if left.op == "lit":
+                left, right = right, left
+            if left.op != "prop" or right.op != "lit" or right.args[0] == "null":
+                return None
+            pairs.append((left, right))
+        if len({left.args[0] for left, _ in pairs}) != 1:
+            return None
+        lsql, lp, _ = self._value(pairs[0][0])
+        self.params += [self._param(right, lp) for _, right in pairs]
+        return f"({lsql} IN ({', '.join('?' for _ in pairs)}))"
 
     def _value(self, node: Node) -> tuple[str, Prop | None, bool]:
         """SQL for a value operand -> (sql, prop it derives from, lowered/uppered)."""

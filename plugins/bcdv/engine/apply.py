@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +50,10 @@ from bcdv.state.store import Stamp
 after_write_hook: Callable[[dict[str, Any]], None] | None = None
 Stamped = Insert | Update | Unchanged
 DV_FLUSH_ROWS = 5 * BULK_ROWS
+# Batches a load keeps in flight (see _Writer): enough Dataverse batches of DV_FLUSH_ROWS
+# for the pace to reach the 52 requests at once a user may have; Business Central five.
+DV_BATCHES_IN_FLIGHT = 10
+BC_BATCHES_IN_FLIGHT = 5
 COMMIT_ROWS = 5000  # outcomes commit reads (and job records it writes) at a time
 # The max_length rule's message (mapping/rules.py MaxLength): the value is its repr.
 TOO_LONG = re.compile(r"(?P<q>['\"])(?P<value>.*?)(?P=q) has \d+ characters; the destination "
@@ -154,16 +159,24 @@ def _unconfirmed_bc_creates(sides: PassSides, actions: list[Insert | Update],
 
 
 class _Writer:
-    """Writes a load's batches, one batch's requests in flight (on a worker thread, which
-    only talks HTTP) while the main thread stamps and stages the batch before it and
-    prepares the next. Leaving the block (an error included) waits for the batch in flight; the
-    error then propagates, and the rerun finds that batch's writes by their intents."""
+    """Writes a load's batches: several batches' requests in flight (on worker threads,
+    which only talk HTTP) while the main thread stamps and stages the batches already
+    answered, in order, and prepares the next. Leaving the block (an error included) waits
+    for the batches in flight; the error then propagates, and the rerun finds those
+    batches' writes by their intents.
+
+    How many batches at once: Dataverse ``DV_BATCHES_IN_FLIGHT`` (their requests go through
+    the adapter's pace, which keeps to what the service allows: a batch waiting for the pace
+    costs no request), Business Central ``BC_BATCHES_IN_FLIGHT`` (it processes five requests
+    of a user at once and queues the rest: Learn, dynamics-rate-limits)."""
 
     def __init__(self, ctx: SyncContext, mapping: TableMapping, state: PassState,
                  sides: PassSides) -> None:
         self.ctx, self.mapping, self.state, self.sides = ctx, mapping, state, sides
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bcdv-write")
-        self.flight: tuple[_Batch, Future[list[Written | FatalApiError]]] | None = None
+        self.most = (DV_BATCHES_IN_FLIGHT if sides.target_system == "dataverse"
+                     else BC_BATCHES_IN_FLIGHT)
+        self.pool = ThreadPoolExecutor(max_workers=self.most, thread_name_prefix="bcdv-write")
+        self.flights: deque[tuple[_Batch, Future[list[Written | FatalApiError]]]] = deque()
 
     def __enter__(self) -> _Writer:
         return self
@@ -172,20 +185,24 @@ class _Writer:
         self.pool.shutdown(wait=True)
 
     def send(self, actions: list[Insert | Update]) -> list[Insert]:
-        """Start writing ``actions`` once the batch in flight is finished; returns the
-        creates to resume rather than send (see ``_unconfirmed_bc_creates``)."""
+        """Start writing ``actions``; finish the batches already answered (and wait for the
+        oldest while too many are in flight). Returns the creates to resume rather than send
+        (see ``_unconfirmed_bc_creates``)."""
         batch = _prepare(self.ctx, self.mapping, self.state, self.sides, actions)
-        future = self.pool.submit(_write, self.ctx, self.mapping, self.sides, batch.todo)
-        self.drain()
-        self.flight = (batch, future)
+        self.flights.append((batch, self.pool.submit(_write, self.ctx, self.mapping,
+                                                     self.sides, batch.todo)))
+        while self.flights and (self.flights[0][1].done() or len(self.flights) > self.most):
+            self._finish_oldest()
         return batch.resume
 
     def drain(self) -> None:
-        """Finish the batch in flight, if any (wait for its answers, stamp, stage)."""
-        if self.flight is not None:
-            batch, future = self.flight
-            self.flight = None
-            _finish(self.ctx, self.mapping, self.state, self.sides, batch, future.result())
+        """Finish every batch in flight (wait for its answers, stamp, stage), in order."""
+        while self.flights:
+            self._finish_oldest()
+
+    def _finish_oldest(self) -> None:
+        batch, future = self.flights.popleft()
+        _finish(self.ctx, self.mapping, self.state, self.sides, batch, future.result())
 
 
 @dataclass

@@ -50,10 +50,9 @@ from bcdv.state.store import Stamp
 after_write_hook: Callable[[dict[str, Any]], None] | None = None
 Stamped = Insert | Update | Unchanged
 DV_FLUSH_ROWS = 5 * BULK_ROWS
-# Batches a load keeps in flight (see _Writer): enough Dataverse batches of DV_FLUSH_ROWS
-# for the pace to reach the 52 requests at once a user may have; Business Central five.
+# Dataverse batches of creates a load keeps in flight (see _Writer): enough batches of
+# DV_FLUSH_ROWS for the pace to reach the 52 requests at once a user may have.
 DV_BATCHES_IN_FLIGHT = 10
-BC_BATCHES_IN_FLIGHT = 5
 COMMIT_ROWS = 5000  # outcomes commit reads (and job records it writes) at a time
 # The max_length rule's message (mapping/rules.py MaxLength): the value is its repr.
 TOO_LONG = re.compile(r"(?P<q>['\"])(?P<value>.*?)(?P=q) has \d+ characters; the destination "
@@ -159,22 +158,24 @@ def _unconfirmed_bc_creates(sides: PassSides, actions: list[Insert | Update],
 
 
 class _Writer:
-    """Writes a load's batches: several batches' requests in flight (on worker threads,
-    which only talk HTTP) while the main thread stamps and stages the batches already
-    answered, in order, and prepares the next. Leaving the block (an error included) waits
-    for the batches in flight; the error then propagates, and the rerun finds those
-    batches' writes by their intents.
+    """Writes a load's batches while the main thread prepares the next ones (plans, records
+    intents); worker threads only talk HTTP. Batches are finished (stamped, staged) in
+    order, each after its answers came.
 
-    How many batches at once: Dataverse ``DV_BATCHES_IN_FLIGHT`` (their requests go through
-    the adapter's pace, which keeps to what the service allows: a batch waiting for the pace
-    costs no request), Business Central ``BC_BATCHES_IN_FLIGHT`` (it processes five requests
-    of a user at once and queues the rest: Learn, dynamics-rate-limits)."""
+    What may be in flight at once is what a failure may leave written and not stamped, so
+    only creates overlap: a Dataverse batch of creates only (each recorded by its intent
+    and id before it is sent: a rerun upserts it, never duplicates it) joins up to
+    ``DV_BATCHES_IN_FLIGHT - 1`` others (their requests go through the adapter's pace, which
+    keeps to what the service allows). A batch with updates, and every Business Central
+    batch (whose lost creates are recovered by their values, one batch at a time), is sent
+    only after every batch before it was answered and stamped: an update nobody stamped
+    would look like somebody else's change to the next run. Leaving the block (an error
+    included) waits for the batches in flight; the error then propagates."""
 
     def __init__(self, ctx: SyncContext, mapping: TableMapping, state: PassState,
                  sides: PassSides) -> None:
         self.ctx, self.mapping, self.state, self.sides = ctx, mapping, state, sides
-        self.most = (DV_BATCHES_IN_FLIGHT if sides.target_system == "dataverse"
-                     else BC_BATCHES_IN_FLIGHT)
+        self.most = DV_BATCHES_IN_FLIGHT if sides.target_system == "dataverse" else 1
         self.pool = ThreadPoolExecutor(max_workers=self.most, thread_name_prefix="bcdv-write")
         self.flights: deque[tuple[_Batch, Future[list[Written | FatalApiError]]]] = deque()
 
@@ -182,17 +183,19 @@ class _Writer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.pool.shutdown(wait=True)
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
     def send(self, actions: list[Insert | Update]) -> list[Insert]:
-        """Start writing ``actions``; finish the batches already answered (and wait for the
-        oldest while too many are in flight). Returns the creates to resume rather than send
-        (see ``_unconfirmed_bc_creates``)."""
+        """Start writing ``actions`` (see the class for when); returns the creates to
+        resume rather than send (see ``_unconfirmed_bc_creates``)."""
         batch = _prepare(self.ctx, self.mapping, self.state, self.sides, actions)
+        overlaps = self.most > 1 and all(isinstance(a, Insert) for a in batch.todo)
+        # Batches already answered are finished first: a failed one stops the load here.
+        while self.flights and (self.flights[0][1].done() or not overlaps
+                                or len(self.flights) >= self.most):
+            self._finish_oldest()
         self.flights.append((batch, self.pool.submit(_write, self.ctx, self.mapping,
                                                      self.sides, batch.todo)))
-        while self.flights and (self.flights[0][1].done() or len(self.flights) > self.most):
-            self._finish_oldest()
         return batch.resume
 
     def drain(self) -> None:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
@@ -50,9 +49,6 @@ from bcdv.state.store import Stamp
 after_write_hook: Callable[[dict[str, Any]], None] | None = None
 Stamped = Insert | Update | Unchanged
 DV_FLUSH_ROWS = 5 * BULK_ROWS
-# Dataverse batches of creates a load keeps in flight (see _Writer): enough batches of
-# DV_FLUSH_ROWS for the pace to reach the 52 requests at once a user may have.
-DV_BATCHES_IN_FLIGHT = 10
 COMMIT_ROWS = 5000  # outcomes commit reads (and job records it writes) at a time
 # The max_length rule's message (mapping/rules.py MaxLength): the value is its repr.
 TOO_LONG = re.compile(r"(?P<q>['\"])(?P<value>.*?)(?P=q) has \d+ characters; the destination "
@@ -114,7 +110,6 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
                     quiet = []
         if buffer:
             resumes.extend(writer.send(buffer))
-        writer.drain()
     if resumes:
         quiet.extend(_resume_bc_creates(ctx, mapping, state, sides, resumes))
     write_jsonl(state.outcomes_file, quiet, append=True)
@@ -158,26 +153,18 @@ def _unconfirmed_bc_creates(sides: PassSides, actions: list[Insert | Update],
 
 
 class _Writer:
-    """Writes a load's batches while the main thread prepares the next ones (plans, records
-    intents); worker threads only talk HTTP. Batches are finished (stamped, staged) in
-    order, each after its answers came.
-
-    What may be in flight at once is what a failure may leave written and not stamped, so
-    only creates overlap: a Dataverse batch of creates only (each recorded by its intent
-    and id before it is sent: a rerun upserts it, never duplicates it) joins up to
-    ``DV_BATCHES_IN_FLIGHT - 1`` others (their requests go through the adapter's pace, which
-    keeps to what the service allows). A batch with updates, and every Business Central
-    batch (whose lost creates are recovered by their values, one batch at a time), is sent
-    only after every batch before it was answered and stamped: an update nobody stamped
-    would look like somebody else's change to the next run. Leaving the block (an error
-    included) waits for the batches in flight; the error then propagates."""
+    """Writes a load's batches one at a time: each batch is written (on a worker thread,
+    which only talks HTTP) and stamped before the next is sent, so a failure never leaves
+    more than the failing batch written and unstamped. (Overlapping batches was tried in
+    this engine: under the fault drill's load an update written after another batch failed
+    was left unstamped, and the next run took that echo for somebody's change. Update
+    intents would make overlap safe; see issue 14's note.) Leaving the block (an error
+    included) waits for the batch in flight; the error then propagates."""
 
     def __init__(self, ctx: SyncContext, mapping: TableMapping, state: PassState,
                  sides: PassSides) -> None:
         self.ctx, self.mapping, self.state, self.sides = ctx, mapping, state, sides
-        self.most = DV_BATCHES_IN_FLIGHT if sides.target_system == "dataverse" else 1
-        self.pool = ThreadPoolExecutor(max_workers=self.most, thread_name_prefix="bcdv-write")
-        self.flights: deque[tuple[_Batch, Future[list[Written | FatalApiError]]]] = deque()
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bcdv-write")
 
     def __enter__(self) -> _Writer:
         return self
@@ -186,26 +173,13 @@ class _Writer:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     def send(self, actions: list[Insert | Update]) -> list[Insert]:
-        """Start writing ``actions`` (see the class for when); returns the creates to
-        resume rather than send (see ``_unconfirmed_bc_creates``)."""
+        """Write ``actions`` and stamp them; returns the creates to resume rather than send
+        (see ``_unconfirmed_bc_creates``)."""
         batch = _prepare(self.ctx, self.mapping, self.state, self.sides, actions)
-        overlaps = self.most > 1 and all(isinstance(a, Insert) for a in batch.todo)
-        # Batches already answered are finished first: a failed one stops the load here.
-        while self.flights and (self.flights[0][1].done() or not overlaps
-                                or len(self.flights) >= self.most):
-            self._finish_oldest()
-        self.flights.append((batch, self.pool.submit(_write, self.ctx, self.mapping,
-                                                     self.sides, batch.todo)))
+        results = self.pool.submit(_write, self.ctx, self.mapping, self.sides,
+                                   batch.todo).result()
+        _finish(self.ctx, self.mapping, self.state, self.sides, batch, results)
         return batch.resume
-
-    def drain(self) -> None:
-        """Finish every batch in flight (wait for its answers, stamp, stage), in order."""
-        while self.flights:
-            self._finish_oldest()
-
-    def _finish_oldest(self) -> None:
-        batch, future = self.flights.popleft()
-        _finish(self.ctx, self.mapping, self.state, self.sides, batch, future.result())
 
 
 @dataclass

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
@@ -84,32 +83,28 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
     resumes: list[Insert] = []
     # Every extracted record gets one action: the total while the plan is still being made.
     total, seen = (sum(state.planned.values()) if actions is None else state.extracted), 0
-    # One batch's requests are in flight while the batch before it is stamped and staged
-    # (state work overlaps the service's): a batch is written only after its intents are
-    # recorded, and stamped only after its writes are answered, as without the overlap.
-    with _Writer(ctx, mapping, state, sides) as writer:
-        for action in read_plan(state.plan_file) if actions is None else actions:
-            seen += 1
-            if progress is not None and seen % 100 == 0:
-                progress(seen, total)
-            if action.source_id in done:
-                continue
-            if isinstance(action, Insert) and action.look_up_first:
-                resumes.append(action)
-            elif isinstance(action, Insert | Update):
-                buffer.append(action)
-                if len(buffer) >= size:
-                    resumes.extend(writer.send(buffer))
-                    buffer = []
-            else:
-                # Outcomes of actions that write nothing to a service (or are safe to redo)
-                # are staged in groups: one fsync per group, not per record.
-                quiet.append(_apply_one(ctx, mapping, state, sides, action))
-                if len(quiet) >= 500:
-                    write_jsonl(state.outcomes_file, quiet, append=True)
-                    quiet = []
-        if buffer:
-            resumes.extend(writer.send(buffer))
+    for action in read_plan(state.plan_file) if actions is None else actions:
+        seen += 1
+        if progress is not None and seen % 100 == 0:
+            progress(seen, total)
+        if action.source_id in done:
+            continue
+        if isinstance(action, Insert) and action.look_up_first:
+            resumes.append(action)
+        elif isinstance(action, Insert | Update):
+            buffer.append(action)
+            if len(buffer) >= size:
+                resumes.extend(_flush(ctx, mapping, state, sides, buffer))
+                buffer = []
+        else:
+            # Outcomes of actions that write nothing to a service (or are safe to redo)
+            # are staged in groups: one fsync per group, not per record.
+            quiet.append(_apply_one(ctx, mapping, state, sides, action))
+            if len(quiet) >= 500:
+                write_jsonl(state.outcomes_file, quiet, append=True)
+                quiet = []
+    if buffer:
+        resumes.extend(_flush(ctx, mapping, state, sides, buffer))
     if resumes:
         quiet.extend(_resume_bc_creates(ctx, mapping, state, sides, resumes))
     write_jsonl(state.outcomes_file, quiet, append=True)
@@ -152,34 +147,14 @@ def _unconfirmed_bc_creates(sides: PassSides, actions: list[Insert | Update],
     return {str(m["dv_id"]) for m in marks if m["pending"] and str(m["dv_id"]) in inserts}
 
 
-class _Writer:
-    """Writes a load's batches one at a time: each batch is written (on a worker thread,
-    which only talks HTTP) and stamped before the next is sent, so a failure never leaves
-    more than the failing batch written and unstamped. (Overlapping batches was tried in
-    this engine: under the fault drill's load an update written after another batch failed
-    was left unstamped, and the next run took that echo for somebody's change. Update
-    intents would make overlap safe; see issue 14's note.) Leaving the block (an error
-    included) waits for the batch in flight; the error then propagates."""
-
-    def __init__(self, ctx: SyncContext, mapping: TableMapping, state: PassState,
-                 sides: PassSides) -> None:
-        self.ctx, self.mapping, self.state, self.sides = ctx, mapping, state, sides
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bcdv-write")
-
-    def __enter__(self) -> _Writer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
-
-    def send(self, actions: list[Insert | Update]) -> list[Insert]:
-        """Write ``actions`` and stamp them; returns the creates to resume rather than send
-        (see ``_unconfirmed_bc_creates``)."""
-        batch = _prepare(self.ctx, self.mapping, self.state, self.sides, actions)
-        results = self.pool.submit(_write, self.ctx, self.mapping, self.sides,
-                                   batch.todo).result()
-        _finish(self.ctx, self.mapping, self.state, self.sides, batch, results)
-        return batch.resume
+def _flush(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
+           actions: list[Insert | Update]) -> list[Insert]:
+    """Write one batch and stamp it before the next is sent (a failure leaves at most this
+    batch to recover); returns the creates to resume rather than send (see
+    ``_unconfirmed_bc_creates``)."""
+    batch = _prepare(ctx, mapping, state, sides, actions)
+    _finish(ctx, mapping, state, sides, batch, _write(ctx, mapping, sides, batch.todo))
+    return batch.resume
 
 
 @dataclass

@@ -6,6 +6,8 @@ own application user, whose edits are echoes by BC's rules.
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 from .conftest import make_mapping
 
 
@@ -93,3 +95,32 @@ def test_values_compare_per_type() -> None:
     assert same(3, "3") and same(5000, 5000.0)
     assert not same(None, 1) and not same(None, True) and not same(None, "0")
     assert not same(0, 1) and not same("a", "b")
+
+
+def test_full_pass_keeps_the_hash_baseline_of_an_edit_made_in_the_second_of_its_write(
+        env) -> None:
+    """Dataverse stamps whole seconds (modifiedon has no milliseconds), so a person's edit
+    in the second of bcdv's last write leaves modifiedon where the baseline is and only the
+    hash shows it. A full pass that finds such an edit leaves it for the pass back; its
+    restamp must keep the hash baseline, or a second full pass (after a run that stopped
+    between its passes, as the fault drill's did) overwrites the edit."""
+    from sqlalchemy import update
+
+    from bcdv.state.schema import couplings
+
+    mapping = make_mapping()
+    bc_id, dv_id = env.coupled_pair(mapping, phoneNumber="555-0100")
+    env.tick()
+    env.dv_edit(dv_id, telephone1="555-0199")  # a person
+    moved = env.dv_get(dv_id)["modifiedon"]
+    with env.state.engine.begin() as conn:  # as if the edit fell in the second of our write
+        conn.execute(update(couplings).where(couplings.c.dv_id == dv_id).values(
+            dv_modified=datetime.fromisoformat(moved.replace("Z", "+00:00"))
+            .replace(tzinfo=None)))
+    for _ in range(2):  # two full passes to Dataverse, no pass back in between
+        report = env.run(mapping, "to_dataverse", mode="full")
+        assert report.modified == 0, report.records
+        assert env.dv_get(dv_id)["telephone1"] == "555-0199"
+    back = env.run(mapping, "to_business_central", mode="full")
+    assert back.modified == 1, back.records
+    assert env.bc_get(bc_id)["phoneNumber"] == "555-0199"

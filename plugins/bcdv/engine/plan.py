@@ -353,8 +353,13 @@ def _plan_coupled(ctx: _Pass, rec: _Record, wanted: dict[str, Any], *,
     if protect and not source_changed:
         # Only the destination changed (a person's edit): nothing is lost, the pass back
         # carries it. The destination's baseline stays where it was, so it is still seen as
-        # changed; its last synced values stay too (a merge needs them).
+        # changed; its last synced values stay too (a merge needs them). So does its hash:
+        # Dataverse stamps whole seconds, so an edit in the second of our last write moves
+        # only the hash, and a restamp without it would make the next full pass overwrite
+        # the edit (the fault drill lost a change so).
         return Unchanged(**rec.stamped(), target_id=tid, restamp=True,
+                         target_modified=_iso(coupling.get(sides.target_mod_col)),
+                         target_hash=stored_hash,
                          reason="the destination changed since the last synchronization and "
                                 "this record did not: its change goes back in the next pass")
     force = ctx.force and not protect  # both sides moved: the conflict rule decides

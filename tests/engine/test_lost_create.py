@@ -74,3 +74,68 @@ def test_create_sent_after_a_crash_before_the_post_is_not_lost(env) -> None:
     report = env.run(mapping, "to_business_central", mode="full", run_id="attempt-2")
     assert report.inserted == 1 and report.failed == 0
     assert len(_bc_named(env, "Never Sent Ltd")) == 1
+
+
+def test_lost_create_of_a_record_a_person_edited_before_the_next_run_is_not_made_twice(
+        env, crash_after_write) -> None:
+    """The fault drill's case (seed 1): the create's answer is lost, then a person edits the
+    new customer in Business Central (nothing tells them its answer was lost) before the
+    next run. Recovery recognises it by its name (the one uncoupled record of that name
+    made since the create) and couples it with the create's baseline, so the person's edit
+    is a change that reaches Dataverse, not a new record, and nothing is doubled."""
+    mapping = make_mapping(sync_only_coupled=False)
+    dv_id = env.dv_new("Edited Early Ltd", telephone1="555-0104", address1_city="York")
+    with pytest.raises(WriteCrash):
+        env.sync(mapping, run_id="attempt-1")
+    [made] = _bc_named(env, "Edited Early Ltd")
+    env.tick()
+    env.bc_edit(made["id"], phoneNumber="555-0199")  # a person
+    reports = env.sync(mapping, run_id="attempt-2")
+    assert all(r.failed == 0 for r in reports.values()), reports
+    assert [r["id"] for r in _bc_named(env, "Edited Early Ltd")] == [made["id"]]
+    accounts = env.dv.list("accounts", filter="name eq 'Edited Early Ltd'")
+    assert [a["accountid"] for a in accounts] == [dv_id]
+    assert accounts[0]["telephone1"] == "555-0199" and accounts[0]["address1_city"] == "York"
+    assert env.coupling(mapping, dv_id=dv_id)["bc_id"] == made["id"]
+    again = env.sync(mapping, run_id="attempt-3")
+    assert all(r.modified == 0 and r.inserted == 0 for r in again.values())
+
+
+def test_lost_create_recovery_keeps_edits_made_on_both_sides_before_the_next_run(
+        env, crash_after_write) -> None:
+    """After the lost create, one person edits the new customer's phone in Business Central
+    and another the account's city in Dataverse: the recovered coupling's baseline is the
+    create, so each edit is a change of its own side and both arrive (merge)."""
+    mapping = make_mapping(sync_only_coupled=False, conflicts={"update": "merge"})
+    dv_id = env.dv_new("Both Edited Ltd", telephone1="555-0105", address1_city="Leeds")
+    with pytest.raises(WriteCrash):
+        env.sync(mapping, run_id="attempt-1")
+    [made] = _bc_named(env, "Both Edited Ltd")
+    env.tick()
+    env.bc_edit(made["id"], phoneNumber="555-0155")
+    env.dv_edit(dv_id, address1_city="Hull")
+    reports = env.sync(mapping, run_id="attempt-2")
+    assert all(r.failed == 0 for r in reports.values()), reports
+    bc = env.bc_get(made["id"])
+    dv = env.dv_get(dv_id)
+    assert (bc["phoneNumber"], bc["city"]) == ("555-0155", "Hull")
+    assert (dv["telephone1"], dv["address1_city"]) == ("555-0155", "Hull")
+    assert len(_bc_named(env, "Both Edited Ltd")) == 1
+    assert len(env.dv.list("accounts", filter="name eq 'Both Edited Ltd'")) == 1
+
+
+def test_lost_create_recovery_will_not_guess_between_two_edited_namesakes(
+        env, crash_after_write) -> None:
+    """Two uncoupled records of the name, neither carrying what was sent: no guess, an error
+    row, and no third record."""
+    mapping = make_mapping(sync_only_coupled=False)
+    dv_id = env.dv_new("Two Namesakes Ltd", telephone1="555-0106")
+    with pytest.raises(WriteCrash):
+        env.run(mapping, "to_business_central", mode="full", run_id="attempt-1")
+    [made] = _bc_named(env, "Two Namesakes Ltd")
+    env.bc_edit(made["id"], phoneNumber="555-0166")
+    env.bc_new("Two Namesakes Ltd", phoneNumber="555-0177")  # someone else's, same minute
+    report = env.run(mapping, "to_business_central", mode="full", run_id="attempt-2")
+    assert report.failed == 1 and "will not guess" in report.records[0].message
+    assert len(_bc_named(env, "Two Namesakes Ltd")) == 2
+    assert env.coupling(mapping, dv_id=dv_id)["pending"]

@@ -9,6 +9,7 @@ service answers is judged by ``bcdv.engine.outcome``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -32,7 +33,7 @@ from bcdv.engine.actions import (
 from bcdv.engine.adapters import BULK_ROWS, WriteItem, Written
 from bcdv.engine.api_errors import ApiErrorDetail, parse_api_error
 from bcdv.engine.context import PassSides, SyncContext, system_title
-from bcdv.engine.lost_creates import find_lost_bc_creates
+from bcdv.engine.lost_creates import Recovered, find_lost_bc_creates, full_rows, recovery_stamp
 from bcdv.engine.outcome import failure_result, skipped_message
 from bcdv.engine.report import ACTION_RESULT, PassReport, RecordOutcome
 from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
@@ -189,7 +190,7 @@ def _prepare(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: P
             # recovery after a lost response must recognise the record by its values.
             intents.append((a.source_id if bc_first else None,
                             a.target_id if bc_first else a.source_id,
-                            *(() if bc_first else (a.payload,))))
+                            *(() if bc_first else (a.payload, _source_baseline(a)))))
     ctx.state.record_intents(mapping.name, intents)
     return _Batch(todo, outcomes, resume)
 
@@ -301,26 +302,23 @@ def _make_stamp(sides: PassSides, action: Stamped, target_id: str,
     )
 
 
+def _source_baseline(action: Insert) -> dict[str, Any]:
+    """The source record as a create was made from it (kept in the create's intent)."""
+    return {"values": action.source_values, "modified": action.source_modified,
+            "hash": action.source_hash}
+
+
 def _resume_bc_creates(ctx: SyncContext, mapping: TableMapping, state: PassState,
                        sides: PassSides, actions: list[Insert]) -> list[dict[str, Any]]:
     """Business Central creates whose outcome was lost (a reset after the server committed,
-    or a crash after the POST): find exactly the records they made (see lost_creates.py),
-    else create them now. When recovery finds more lookalikes than interrupted creates, the
+    or a crash after the POST): find the records they made (see lost_creates.py), else
+    create them now. When recovery finds more lookalikes than interrupted creates, the
     record fails with an explanation and stays pending (it is never created a second time).
     """
-    key = sides.target.key
     found, ambiguous = find_lost_bc_creates(ctx, mapping, sides,
                                             [a.source_id for a in actions],
                                             {a.source_id: a.payload for a in actions})
-    if found:
-        # The records as stored, with every mapped field (recovery read only the fields the
-        # create sent): the baseline hash covers them all, so the next pass back sees no
-        # change that is only this create's echo.
-        columns = sorted({key, sides.target.modified_on,
-                          *side_fields(mapping, sides.target_system)})
-        full = {str(r[key]): r for r in ctx.business_central.fetch(
-            sides.target, [str(r[key]) for r in found.values()], columns)}
-        found = {sid: full.get(str(row[key]), row) for sid, row in found.items()}
+    rows = full_rows(ctx, mapping, sides, found)
     outcomes: list[dict[str, Any]] = []
     for a in actions:
         sid = a.source_id
@@ -329,13 +327,15 @@ def _resume_bc_creates(ctx: SyncContext, mapping: TableMapping, state: PassState
             continue
         outcome = _outcome(a)
         try:
-            row = found.get(sid)
-            if row is not None:
-                written = Written(str(row[key]), parse_datetime(row.get(
-                    sides.target.modified_on)), row.get("@odata.etag"), False, row)
-            else:
-                ctx.state.record_intents(mapping.name, [(None, sid, a.payload)])
-                written = ctx.business_central.create(sides.target, a.payload, None)
+            if sid in found:
+                target_id = _recovered(ctx, mapping, state, sides, a, found[sid], rows[sid])
+                outcome["message"] = "create resumed after an interruption (no duplicate made)"
+                outcome["target_id"] = target_id
+                outcomes.append(outcome)
+                continue
+            ctx.state.record_intents(mapping.name, [(None, sid, a.payload,
+                                                     _source_baseline(a))])
+            written = ctx.business_central.create(sides.target, a.payload, None)
         except FatalApiError as exc:
             outcomes.append(_fail(ctx, mapping, state, sides, a, outcome,
                                   exc.message or str(exc), exc))
@@ -345,11 +345,40 @@ def _resume_bc_creates(ctx: SyncContext, mapping: TableMapping, state: PassState
         target_hash, target_values = _written(mapping, sides, a, written)
         _stamp(ctx, mapping, state, sides, a, written.record_id, written.modified,
                target_hash, target_values)
-        if not written.created:
-            outcome["message"] = "create resumed after an interruption (no duplicate made)"
         outcome["target_id"] = written.record_id
         outcomes.append(outcome)
     return outcomes
+
+
+def _recovered(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
+               action: Insert, found: Recovered, row: dict[str, Any]) -> str:
+    """Couple a record a lost create made, with the create's baseline; then send what the
+    source changed since that create, on the fields nobody changed in Business Central
+    (a field a person changed there is theirs: the pass back carries it)."""
+    stamp = recovery_stamp(mapping, sides, action.source_id, found, row)
+    ctx.state.stamp_many(mapping.name, state.direction, state.job_id, [stamp])
+    made = json.loads(stamp.synced)[sides.target_system] if stamp.synced else {}
+    catch_up = {f: v for f, v in action.payload.items() if f in made and not same(
+        v, row.get(f)) and canon(row.get(f)) == made[f]}
+    if not catch_up:
+        return stamp.bc_id
+    if after_write_hook is not None:
+        after_write_hook(action.to_row())
+    result = ctx.business_central.write_many(sides.target, [WriteItem(
+        "update", stamp.bc_id, catch_up, row.get("@odata.etag"))],
+        select=side_fields(mapping, sides.target_system))[0]
+    if isinstance(result, FatalApiError):
+        raise result
+    fields = side_fields(mapping, sides.target_system)
+    after = {**made, **{f: canon(v) for f, v in catch_up.items()}}
+    edited = not found.exact
+    ctx.state.stamp_many(mapping.name, state.direction, state.job_id, [dataclasses.replace(
+        stamp, bc_modified=stamp.bc_modified if edited else result.modified,
+        bc_hash=canon_hash(after, fields),
+        dv_modified=parse_datetime(action.source_modified), dv_hash=action.source_hash,
+        synced=json.dumps({sides.source_system: action.source_values,
+                           sides.target_system: after}, default=str))])
+    return stamp.bc_id
 
 
 def _ambiguous(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,

@@ -28,6 +28,26 @@ from bcdv.state.locks import LockHolder, MappingLocks
 from bcdv.state.pages import PageQueries
 from bcdv.state.schema import couplings, job_records, jobs, record_errors, watermarks
 
+INTENT_ATTEMPTS = 5
+"""Distinct payloads a pending create's intent keeps (the lost one may be any of them)."""
+
+
+def intent_doc(existing: Any, sent: dict[str, Any], source: dict[str, Any] | None,
+               moment: datetime) -> str:
+    """A pending create's ``synced``: the payload sent, the source record's baseline when it
+    was sent (values, modified-on, hash), when it was first sent, and the last distinct
+    attempts (a resend keeps the first time: the lost create may be the first one, made
+    from values the source has changed since). ``existing``: the coupling row, if any."""
+    before = intent_of(existing.synced if existing is not None and existing.pending
+                       else None)
+    attempts = [a for a in before.get("attempts") or
+                ([{"sent": before["sent"], "source": before.get("source")}]
+                 if before.get("sent") else []) if a.get("sent") != sent]
+    attempts = [*attempts, {"sent": sent, "source": source}][-INTENT_ATTEMPTS:]
+    return json.dumps({"intent": {"sent": sent, "source": source, "attempts": attempts,
+                                  "since": before.get("since") or moment.isoformat()}},
+                      default=str)
+
 
 def intent_of(synced: Any) -> dict[str, Any]:
     """The intent a pending coupling recorded (``sent`` payload, first ``since``), or {}."""
@@ -180,18 +200,19 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
         _retry_on_conflict(lambda: self._record_intent(mapping, bc_id=bc_id, dv_id=dv_id))
 
     def record_intents(self, mapping: str, pairs: list[tuple[Any, ...]]) -> None:
-        """``record_intent`` for many (bc_id, dv_id[, sent payload]) in one transaction.
+        """``record_intent`` for many (bc_id, dv_id[, sent payload[, source baseline]]) in
+        one transaction.
 
         With a payload (a Business Central create, whose id the service chooses), the intent
-        keeps what was sent and when it was first sent, so that recovery after a lost
-        response finds exactly the records that create made (see engine/lost_creates.py).
+        keeps what was sent, the source record as it was then and when it was first sent
+        (``intent_doc``), so that recovery after a lost response finds the record that
+        create made and couples it with a baseline (see engine/lost_creates.py).
         """
         def run() -> None:
             with self._write() as conn:
                 if not self._intent_rows(conn, mapping, pairs):
                     for pair in pairs:
-                        self._intent_row(conn, mapping, pair[0], pair[1],
-                                         pair[2] if len(pair) > 2 else None)
+                        self._intent_row(conn, mapping, *pair)
         if pairs:
             _retry_on_conflict(run)
 
@@ -225,10 +246,8 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
                                       "updated_at": now}
             sent = pair[2] if len(pair) > 2 else None
             if sent is not None:
-                first = intent_of(existing.synced if existing is not None and existing.pending
-                                  else None).get("since") or moment.isoformat()
-                values["synced"] = json.dumps({"intent": {"sent": sent, "since": first}},
-                                              default=str)
+                values["synced"] = intent_doc(existing, sent, pair[3] if len(pair) > 3
+                                              else None, moment)
             if existing is not None:
                 updates.append({"row_id": existing.id, **values})
             else:
@@ -245,7 +264,8 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
             self._intent_row(conn, mapping, bc_id, dv_id)
 
     def _intent_row(self, conn: Any, mapping: str, bc_id: str | None,
-                    dv_id: str | None, sent: dict[str, Any] | None = None) -> None:
+                    dv_id: str | None, sent: dict[str, Any] | None = None,
+                    source: dict[str, Any] | None = None) -> None:
         moment = utcnow()
         now = to_db(moment)
         col = couplings.c.bc_id if bc_id else couplings.c.dv_id
@@ -255,12 +275,7 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
         values: dict[str, Any] = {"bc_id": bc_id, "dv_id": dv_id, "pending": True,
                                   "updated_at": now}
         if sent is not None:
-            # A pending intent's ``synced`` holds the create as sent and when it was first
-            # sent (a resend keeps the first time: the lost create may be the first one).
-            first = intent_of(existing.synced if existing is not None and existing.pending
-                              else None).get("since") or moment.isoformat()
-            values["synced"] = json.dumps({"intent": {"sent": sent, "since": first}},
-                                          default=str)
+            values["synced"] = intent_doc(existing, sent, source, moment)
         if existing is not None:
             conn.execute(update(couplings).where(couplings.c.id == existing.id).values(**values))
         else:

@@ -108,7 +108,9 @@ class Update(_Stamped):
 
 @dataclass(frozen=True, kw_only=True)
 class Unchanged(_Stamped):
-    """Nothing to write; with ``restamp``, the coupling's baselines move."""
+    """Nothing to write; with ``restamp``, the coupling's baselines move. ``goes_back``: the
+    destination changed and this record did not, so the destination keeps its baseline and
+    the pass back carries its change."""
 
     kind: ClassVar[str] = "unchanged"
     target_id: str | None = None
@@ -116,6 +118,7 @@ class Unchanged(_Stamped):
     target_modified: str | None = None
     target_hash: str | None = None
     conflict: bool = False
+    goes_back: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -97,7 +97,7 @@ def first_pass_writes(state: PassState, name_field: str | None) -> dict[str, str
                 continue
             name = a.payload.get(name_field) if name_field else None
             out[str(a.target_id)] = str(name) if name is not None else None
-        elif (isinstance(a, Unchanged) and a.target_id and a.restamp
+        elif (isinstance(a, Unchanged) and a.target_id and a.restamp and not a.goes_back
               and a.target_hash is not None):
             out[str(a.target_id)] = None
     return out

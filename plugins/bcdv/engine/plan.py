@@ -359,7 +359,7 @@ def _plan_coupled(ctx: _Pass, rec: _Record, wanted: dict[str, Any], *,
         # the edit (the fault drill lost a change so).
         return Unchanged(**rec.stamped(), target_id=tid, restamp=True,
                          target_modified=_iso(coupling.get(sides.target_mod_col)),
-                         target_hash=stored_hash,
+                         target_hash=stored_hash, goes_back=True,
                          reason="the destination changed since the last synchronization and "
                                 "this record did not: its change goes back in the next pass")
     force = ctx.force and not protect  # both sides moved: the conflict rule decides

@@ -120,7 +120,7 @@ def extract(
     if not dry_run and direction is Direction.TO_DATAVERSE:
         # Before Business Central is read: records made by creates whose answer was lost are
         # coupled to their Dataverse sources, not taken for new records (no duplicate).
-        recover_lost_bc_creates(ctx, mapping)
+        recover_lost_bc_creates(ctx, mapping, job_id)
     since = None if mode == "full" else ctx.state.get_watermark(mapping.name, direction.value)
     columns = source_columns(mapping, direction)
     key, modified_col = sides.source.key, sides.source.modified_on

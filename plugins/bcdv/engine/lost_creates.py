@@ -159,10 +159,11 @@ def full_rows(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
     return {sid: rows.get(str(f.row[key]), f.row) for sid, f in found.items()}
 
 
-def recover_lost_bc_creates(ctx: SyncContext, mapping: TableMapping) -> int:
+def recover_lost_bc_creates(ctx: SyncContext, mapping: TableMapping, job_id: str) -> int:
     """Couple the records that unconfirmed Business Central creates made, before any pass
     reads Business Central: otherwise the pass to Dataverse would take them for new records
-    and create them in Dataverse a second time. Returns how many were recovered."""
+    and create them in Dataverse a second time. The couplings name ``job_id`` (the pass that
+    recovered them), so the job log accounts for them. Returns how many were recovered."""
     if not mapping.direction.includes(Direction.TO_BUSINESS_CENTRAL):
         return 0
     sources = ctx.state.pending_bc_creates(mapping.name)
@@ -172,7 +173,7 @@ def recover_lost_bc_creates(ctx: SyncContext, mapping: TableMapping) -> int:
     found, _ = find_lost_bc_creates(ctx, mapping, sides, sources, {})
     rows = full_rows(ctx, mapping, sides, found)
     stamps = [recovery_stamp(mapping, sides, sid, rec, rows[sid]) for sid, rec in found.items()]
-    ctx.state.stamp_many(mapping.name, Direction.TO_BUSINESS_CENTRAL.value, "recovery", stamps)
+    ctx.state.stamp_many(mapping.name, Direction.TO_BUSINESS_CENTRAL.value, job_id, stamps)
     return len(stamps)
 
 

@@ -38,6 +38,7 @@ from bcdv.engine.outcome import failure_result, skipped_message
 from bcdv.engine.report import ACTION_RESULT, PassReport, RecordOutcome
 from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
 from bcdv.engine.transform import read_key, side_fields, write_key
+from bcdv.engine.updates import update_intent
 from bcdv.engine.values import canon, canon_hash, same
 from bcdv.errors import ConcurrencyError, FatalApiError
 from bcdv.mapping.model import Direction, TableMapping
@@ -192,6 +193,8 @@ def _prepare(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: P
                             a.target_id if bc_first else a.source_id,
                             *(() if bc_first else (a.payload, _source_baseline(a)))))
     ctx.state.record_intents(mapping.name, intents)
+    ctx.state.record_update_intents(mapping.name, sides.source_id_col, {
+        a.source_id: update_intent(state.direction, a) for a in todo if isinstance(a, Update)})
     return _Batch(todo, outcomes, resume)
 
 

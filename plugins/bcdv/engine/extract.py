@@ -35,6 +35,7 @@ from bcdv.engine.staging import (
     write_jsonl,
 )
 from bcdv.engine.transform import side_fields, source_columns
+from bcdv.engine.updates import settle_updates
 from bcdv.engine.values import hash_frame
 from bcdv.mapping.model import Direction, Side, TableMapping
 
@@ -117,6 +118,10 @@ def extract(
         # the run fails (Airflow retries it; BC keeps its job-queue entry Ready likewise).
         ctx.state.finish_job(job_id, status="failed", message=str(exc)[:2000])
         raise
+    if not dry_run:
+        # Updates whose answer was lost are stamped if they landed, before anything is
+        # compared: our own write is never taken for a person's change (engine/updates.py).
+        settle_updates(ctx, mapping, job_id)
     if not dry_run and direction is Direction.TO_DATAVERSE:
         # Before Business Central is read: records made by creates whose answer was lost are
         # coupled to their Dataverse sources, not taken for new records (no duplicate).

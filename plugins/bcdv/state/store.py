@@ -49,6 +49,21 @@ def intent_doc(existing: Any, sent: dict[str, Any], source: dict[str, Any] | Non
                       default=str)
 
 
+UPDATE_INTENT = "update_intent"
+"""The key of an update intent in a coupling's ``synced`` (see record_update_intents)."""
+
+
+def _synced_doc(synced: Any) -> dict[str, Any]:
+    """A coupling's ``synced`` JSON as a dict ({} when empty or not an object)."""
+    if not isinstance(synced, str) or not synced:
+        return {}
+    try:
+        doc = json.loads(synced)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 def intent_of(synced: Any) -> dict[str, Any]:
     """The intent a pending coupling recorded (``sent`` payload, first ``since``), or {}."""
     if not isinstance(synced, str) or not synced:
@@ -174,6 +189,66 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
                     c.bc_id, c.dv_id, c.pending, c.to_dv_result, c.to_bc_result, c.to_dv_job,
                     c.to_bc_job).where(c.mapping == mapping, col.in_(part))).mappings()]
         return out
+
+    def record_update_intents(self, mapping: str, column: str,
+                              intents: dict[str, dict[str, Any]]) -> None:
+        """Before an update batch is sent: keep, on each coupling (``column``, ``bc_id`` or
+        ``dv_id``, is one of the keys), what the update sends and the source record it was
+        made from. A success stamps the coupling and drops it; if the answer is lost or the
+        run dies first, ``settle_updates`` (engine/updates.py) finds whether the update
+        landed, so an update of ours is never taken for a person's change."""
+        if not intents:
+            return
+        c = couplings.c
+        col = c.bc_id if column == "bc_id" else c.dv_id
+
+        def run() -> None:
+            with self._write() as conn:
+                rows = []
+                for part in _parts(list(intents)):
+                    for r in conn.execute(select(c.id, col.label("key"), c.synced).where(
+                            c.mapping == mapping, col.in_(part),
+                            c.pending.is_(False)).with_for_update()):
+                        doc = _synced_doc(r.synced)
+                        doc[UPDATE_INTENT] = intents[str(r.key)]
+                        rows.append({"row_id": r.id, "synced": json.dumps(doc, default=str)})
+                _update_by_id(conn, rows)
+        _retry_on_conflict(run)
+
+    def update_intents(self, mapping: str) -> list[dict[str, Any]]:
+        """Couplings that hold an update intent (few: only after a lost answer or a crash),
+        as rows with ``bc_id``, ``dv_id``, the baselines and the parsed ``intent``."""
+        c = couplings.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(
+                c.id, c.bc_id, c.dv_id, c.bc_modified, c.dv_modified, c.bc_hash, c.dv_hash,
+                c.synced).where(c.mapping == mapping, c.pending.is_(False),
+                                c.synced.like(f'%"{UPDATE_INTENT}"%'))).mappings().all()
+        out = []
+        for r in rows:
+            doc = _synced_doc(r["synced"])
+            if isinstance(doc.get(UPDATE_INTENT), dict):
+                out.append({**dict(r), "intent": doc.pop(UPDATE_INTENT), "synced": doc})
+        return out
+
+    def drop_update_intents(self, mapping: str, row_ids: list[int]) -> None:
+        """Forget the update intents of these couplings (the updates did not land, or were
+        overwritten since: the baselines stand as they are)."""
+        c = couplings.c
+
+        def run() -> None:
+            with self._write() as conn:
+                rows = []
+                for part in _parts(row_ids):
+                    for r in conn.execute(select(c.id, c.synced).where(
+                            c.mapping == mapping, c.id.in_(part)).with_for_update()):
+                        doc = _synced_doc(r.synced)
+                        doc.pop(UPDATE_INTENT, None)
+                        rows.append({"row_id": r.id, "synced": json.dumps(doc, default=str)
+                                     if doc else None})
+                _update_by_id(conn, rows)
+        if row_ids:
+            _retry_on_conflict(run)
 
     def pending_bc_creates(self, mapping: str) -> list[str]:
         """Dataverse ids of unconfirmed Business Central creates (intents without a BC id)."""

@@ -164,3 +164,36 @@ def test_sync_killed_while_the_service_holds_a_write_batch_converges(
           f"lost={len(result['lost'])} missing={len(result['missing'])} "
           f"duplicated={len(result['duplicated'])}")
     assert_converged(result, model)
+
+
+@pytest.mark.parametrize("kill", [
+    pytest.param("after_write:6", id="bc-create-written-uncoupled"),
+    pytest.param("after_write:9", id="bc-update-written-unstamped"),
+])
+def test_people_edit_between_a_killed_sync_and_its_rerun(drill: DrillEnv, tmp_path: Path,
+                                                         kill: str) -> None:
+    """As a user meets it: ``bcdv sync`` dies after a Business Central write and before its
+    coupling; before anyone reruns it, people go on working. One edits every new customer
+    the dead run made (nothing told them its answer was lost); another edits again, in
+    Dataverse, the accounts the dead run was carrying to Business Central. The rerun makes
+    no second record, takes none of its own writes for a person's change (no conflict) and
+    every edit arrives."""
+    model = changing_data(drill)
+    crashed = bcdv_sync(drill, tmp_path, kill=kill)
+    output = crashed.stdout.read() if crashed.stdout else ""
+    assert crashed.returncode == -signal.SIGKILL, f"{kill} never reached:\n{output}"
+    bc, dv = drill.by_name("bc"), drill.by_name("dv")
+    made = [name for name in bc if name.startswith("New DV")]
+    assert made, "the dead run made no customer"
+    for name in made:
+        value = model.value("phoneNumber")
+        drill.bc_edit(bc[name][0]["id"], phoneNumber=value)
+        model.records[name]["phoneNumber"] = value
+    for name in sorted(n for n in model.records if n.startswith("Crash DV"))[-2:]:
+        value = model.value("city")
+        drill.dv_edit(dv[name][0]["accountid"], address1_city=value)
+        model.records[name]["city"] = value
+    drill.tick()
+    result = converge_after(drill, tmp_path, model)
+    assert_converged(result, model)
+    assert drill.state.errors("CUSTOMER") == [], drill.state.errors("CUSTOMER")

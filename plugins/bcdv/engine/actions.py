@@ -3,8 +3,9 @@
 One action per candidate record, each carrying exactly what executing it needs:
 
 - ``Insert``: create the record on the target side (``resume``: an unconfirmed create is sent
-  again; ``look_up_first``: a Business Central create whose answer was lost is first looked
-  for; ``restore``: the coupled counterpart was deleted and is made again).
+  again; ``look_up_first``: a create whose answer was lost is first looked for, and the
+  record it made is coupled rather than written again; ``restore``: the coupled counterpart
+  was deleted and is made again).
 - ``Update``: write only ``payload`` (the fields in ``diff``, old and new in ``changes``),
   with the ``etag`` read.
 - ``Unchanged``: nothing to write; with ``restamp`` the coupling's baselines move.

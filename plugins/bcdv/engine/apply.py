@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
@@ -33,7 +35,13 @@ from bcdv.engine.actions import (
 from bcdv.engine.adapters import BULK_ROWS, WriteItem, Written
 from bcdv.engine.api_errors import ApiErrorDetail, parse_api_error
 from bcdv.engine.context import PassSides, SyncContext, system_title
-from bcdv.engine.lost_creates import Recovered, find_lost_bc_creates, full_rows, recovery_stamp
+from bcdv.engine.lost_creates import (
+    Recovered,
+    find_lost_bc_creates,
+    find_lost_dv_creates,
+    full_rows,
+    recovery_stamp,
+)
 from bcdv.engine.outcome import failure_result, skipped_message
 from bcdv.engine.report import ACTION_RESULT, PassReport, RecordOutcome
 from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
@@ -50,6 +58,9 @@ from bcdv.state.store import Stamp
 after_write_hook: Callable[[dict[str, Any]], None] | None = None
 Stamped = Insert | Update | Unchanged
 DV_FLUSH_ROWS = 5 * BULK_ROWS
+# Dataverse batches of creates a load keeps in flight (see _Writer): enough batches of
+# DV_FLUSH_ROWS for the pace to reach the 52 requests at once a user may have.
+DV_BATCHES_IN_FLIGHT = 10
 COMMIT_ROWS = 5000  # outcomes commit reads (and job records it writes) at a time
 # The max_length rule's message (mapping/rules.py MaxLength): the value is its repr.
 TOO_LONG = re.compile(r"(?P<q>['\"])(?P<value>.*?)(?P=q) has \d+ characters; the destination "
@@ -85,30 +96,34 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
     resumes: list[Insert] = []
     # Every extracted record gets one action: the total while the plan is still being made.
     total, seen = (sum(state.planned.values()) if actions is None else state.extracted), 0
-    for action in read_plan(state.plan_file) if actions is None else actions:
-        seen += 1
-        if progress is not None and seen % 100 == 0:
-            progress(seen, total)
-        if action.source_id in done:
-            continue
-        if isinstance(action, Insert) and action.look_up_first:
-            resumes.append(action)
-        elif isinstance(action, Insert | Update):
-            buffer.append(action)
-            if len(buffer) >= size:
-                resumes.extend(_flush(ctx, mapping, state, sides, buffer))
-                buffer = []
-        else:
-            # Outcomes of actions that write nothing to a service (or are safe to redo)
-            # are staged in groups: one fsync per group, not per record.
-            quiet.append(_apply_one(ctx, mapping, state, sides, action))
-            if len(quiet) >= 500:
-                write_jsonl(state.outcomes_file, quiet, append=True)
-                quiet = []
-    if buffer:
-        resumes.extend(_flush(ctx, mapping, state, sides, buffer))
+    # Dataverse batches of creates overlap with each other and with the state work; every
+    # other batch is written and stamped before the next is sent (see _Writer).
+    with _Writer(ctx, mapping, state, sides) as writer:
+        for action in read_plan(state.plan_file) if actions is None else actions:
+            seen += 1
+            if progress is not None and seen % 100 == 0:
+                progress(seen, total)
+            if action.source_id in done:
+                continue
+            if isinstance(action, Insert) and action.look_up_first:
+                resumes.append(action)
+            elif isinstance(action, Insert | Update):
+                buffer.append(action)
+                if len(buffer) >= size:
+                    resumes.extend(writer.send(buffer))
+                    buffer = []
+            else:
+                # Outcomes of actions that write nothing to a service (or are safe to redo)
+                # are staged in groups: one fsync per group, not per record.
+                quiet.append(_apply_one(ctx, mapping, state, sides, action))
+                if len(quiet) >= 500:
+                    write_jsonl(state.outcomes_file, quiet, append=True)
+                    quiet = []
+        if buffer:
+            resumes.extend(writer.send(buffer))
+        writer.drain()
     if resumes:
-        quiet.extend(_resume_bc_creates(ctx, mapping, state, sides, resumes))
+        quiet.extend(_resume_creates(ctx, mapping, state, sides, resumes))
     write_jsonl(state.outcomes_file, quiet, append=True)
     if progress is not None:
         progress(total, total)
@@ -137,26 +152,67 @@ def _already_applied(state: PassState, sides: PassSides,
             and not m["pending"]}
 
 
-def _unconfirmed_bc_creates(sides: PassSides, actions: list[Insert | Update],
-                           marks: list[dict[str, Any]]) -> set[str]:
-    """Business Central creates an earlier try of this load already sent (their intent was
-    recorded after the plan was made, so the plan could not mark them ``look_up_first``): a
-    try killed after its POST and before its stamp. Sending them again would make a second
-    record; they are resumed instead (found by their values, see lost_creates.py)."""
-    if sides.target_system != "business_central":
-        return set()
+def _unconfirmed_creates(sides: PassSides, actions: list[Insert | Update],
+                         marks: list[dict[str, Any]]) -> set[str]:
+    """Creates an earlier try of this load already sent (their intent was recorded after the
+    plan was made, so the plan could not mark them ``look_up_first``): a try killed after
+    its write and before its stamp. Sent again, a Business Central create would make a
+    second record and a Dataverse upsert would overwrite what a person changed since; they
+    are resumed instead (see lost_creates.py)."""
     inserts = {a.source_id for a in actions if isinstance(a, Insert)}
-    return {str(m["dv_id"]) for m in marks if m["pending"] and str(m["dv_id"]) in inserts}
+    return {str(m[sides.source_id_col]) for m in marks
+            if m["pending"] and str(m[sides.source_id_col]) in inserts}
 
 
-def _flush(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
-           actions: list[Insert | Update]) -> list[Insert]:
-    """Write one batch and stamp it before the next is sent (a failure leaves at most this
-    batch to recover); returns the creates to resume rather than send (see
-    ``_unconfirmed_bc_creates``)."""
-    batch = _prepare(ctx, mapping, state, sides, actions)
-    _finish(ctx, mapping, state, sides, batch, _write(ctx, mapping, sides, batch.todo))
-    return batch.resume
+class _Writer:
+    """Writes a load's batches while the main thread prepares the next ones (plans, records
+    intents); worker threads only talk HTTP. Batches are finished (stamped, staged) in
+    order, each after its answers came.
+
+    What may be in flight at once is what a failure may leave written and not stamped, so
+    only creates overlap: a Dataverse batch of creates only (each recorded by its intent
+    and id before it is sent: a rerun upserts it, never duplicates it) joins up to
+    ``DV_BATCHES_IN_FLIGHT - 1`` others (their requests go through the adapter's pace, which
+    keeps to what the service allows). A batch with updates, and every Business Central
+    batch (whose lost creates are recovered by their values, one batch at a time), is sent
+    only after every batch before it was answered and stamped, so a failure leaves at most
+    one batch of updates for the next run to settle (engine/updates.py). Leaving the block
+    (an error included) waits for the batches in flight; the error then propagates."""
+
+    def __init__(self, ctx: SyncContext, mapping: TableMapping, state: PassState,
+                 sides: PassSides) -> None:
+        self.ctx, self.mapping, self.state, self.sides = ctx, mapping, state, sides
+        self.most = DV_BATCHES_IN_FLIGHT if sides.target_system == "dataverse" else 1
+        self.pool = ThreadPoolExecutor(max_workers=self.most, thread_name_prefix="bcdv-write")
+        self.flights: deque[tuple[_Batch, Future[list[Written | FatalApiError]]]] = deque()
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def send(self, actions: list[Insert | Update]) -> list[Insert]:
+        """Start writing ``actions`` (see the class for when); returns the creates to
+        resume rather than send (see ``_unconfirmed_creates``)."""
+        batch = _prepare(self.ctx, self.mapping, self.state, self.sides, actions)
+        overlaps = self.most > 1 and all(isinstance(a, Insert) for a in batch.todo)
+        # Batches already answered are finished first: a failed one stops the load here.
+        while self.flights and (self.flights[0][1].done() or not overlaps
+                                or len(self.flights) >= self.most):
+            self._finish_oldest()
+        self.flights.append((batch, self.pool.submit(_write, self.ctx, self.mapping,
+                                                     self.sides, batch.todo)))
+        return batch.resume
+
+    def drain(self) -> None:
+        """Finish every batch in flight (wait for its answers, stamp, stage), in order."""
+        while self.flights:
+            self._finish_oldest()
+
+    def _finish_oldest(self) -> None:
+        batch, future = self.flights.popleft()
+        _finish(self.ctx, self.mapping, self.state, self.sides, batch, future.result())
 
 
 @dataclass
@@ -175,7 +231,7 @@ def _prepare(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: P
     marks = ctx.state.coupling_marks(mapping.name, sides.source_id_col,
                                      [a.source_id for a in actions])
     applied = _already_applied(state, sides, marks)
-    unconfirmed = _unconfirmed_bc_creates(sides, actions, marks)
+    unconfirmed = _unconfirmed_creates(sides, actions, marks)
     resume = [a for a in actions if isinstance(a, Insert) and a.source_id in unconfirmed
               and a.source_id not in applied]
     todo = [a for a in actions if a.source_id not in applied and a.source_id not in unconfirmed]
@@ -187,11 +243,12 @@ def _prepare(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: P
         if isinstance(a, Insert):
             if a.restore:
                 ctx.state.remove_coupling(mapping.name, **{sides.source_id_col: a.source_id})
-            # A Business Central create keeps what it sent: the service chooses the id, so
-            # recovery after a lost response must recognise the record by its values.
+            # Every create keeps what it sent and the source it was made from: recovery
+            # couples the record a lost create made with that as its baseline, so a
+            # person's edit made since is a change, not overwritten (see lost_creates.py).
             intents.append((a.source_id if bc_first else None,
                             a.target_id if bc_first else a.source_id,
-                            *(() if bc_first else (a.payload, _source_baseline(a)))))
+                            a.payload, _source_baseline(a)))
     ctx.state.record_intents(mapping.name, intents)
     ctx.state.record_update_intents(mapping.name, sides.source_id_col, {
         a.source_id: update_intent(state.direction, a) for a in todo if isinstance(a, Update)})
@@ -311,6 +368,39 @@ def _source_baseline(action: Insert) -> dict[str, Any]:
             "hash": action.source_hash}
 
 
+def _resume_creates(ctx: SyncContext, mapping: TableMapping, state: PassState,
+                    sides: PassSides, actions: list[Insert]) -> list[dict[str, Any]]:
+    """Creates whose outcome was lost, on either side (see lost_creates.py)."""
+    if sides.target_system == "business_central":
+        return _resume_bc_creates(ctx, mapping, state, sides, actions)
+    found = find_lost_dv_creates(ctx, mapping, sides,
+                                 {a.source_id: str(a.target_id) for a in actions})
+    outcomes: list[dict[str, Any]] = []
+    rest = [a for a in actions if a.source_id not in found]
+    for a in actions:
+        if a.source_id not in found:
+            continue
+        outcome = _outcome(a)
+        try:
+            outcome["target_id"] = _recovered(ctx, mapping, state, sides, a,
+                                              found[a.source_id], found[a.source_id].row)
+        except FatalApiError as exc:
+            outcomes.append(_fail(ctx, mapping, state, sides, a, outcome,
+                                  exc.message or str(exc), exc))
+            continue
+        outcome["message"] = "create resumed after an interruption (no duplicate made)"
+        outcomes.append(outcome)
+    for start in range(0, len(rest), BULK_ROWS):  # never made: created now, with our ids
+        todo: list[Insert | Update] = list(rest[start:start + BULK_ROWS])
+        ctx.state.record_intents(mapping.name, [(a.source_id, a.target_id, a.payload,
+                                                 _source_baseline(a)) for a in rest[
+                                                     start:start + BULK_ROWS]])
+        # _finish stamps and stages these outcomes itself
+        _finish(ctx, mapping, state, sides, _Batch(todo, [], []),
+                _write(ctx, mapping, sides, todo))
+    return outcomes
+
+
 def _resume_bc_creates(ctx: SyncContext, mapping: TableMapping, state: PassState,
                        sides: PassSides, actions: list[Insert]) -> list[dict[str, Any]]:
     """Business Central creates whose outcome was lost (a reset after the server committed,
@@ -360,28 +450,36 @@ def _recovered(ctx: SyncContext, mapping: TableMapping, state: PassState, sides:
     (a field a person changed there is theirs: the pass back carries it)."""
     stamp = recovery_stamp(mapping, sides, action.source_id, found, row)
     ctx.state.stamp_many(mapping.name, state.direction, state.job_id, [stamp])
+    target_id = stamp.bc_id if sides.target_system == "business_central" else stamp.dv_id
     made = json.loads(stamp.synced)[sides.target_system] if stamp.synced else {}
     catch_up = {f: v for f, v in action.payload.items() if f in made and not same(
         v, row.get(f)) and canon(row.get(f)) == made[f]}
     if not catch_up:
-        return stamp.bc_id
+        return target_id
     if after_write_hook is not None:
         after_write_hook(action.to_row())
-    result = ctx.business_central.write_many(sides.target, [WriteItem(
-        "update", stamp.bc_id, catch_up, row.get("@odata.etag"))],
+    result = ctx.adapter(sides.target_system).write_many(sides.target, [WriteItem(
+        "update", target_id, catch_up, row.get("@odata.etag"))],
         select=side_fields(mapping, sides.target_system))[0]
     if isinstance(result, FatalApiError):
         raise result
     fields = side_fields(mapping, sides.target_system)
     after = {**made, **{f: canon(v) for f, v in catch_up.items()}}
     edited = not found.exact
-    ctx.state.stamp_many(mapping.name, state.direction, state.job_id, [dataclasses.replace(
-        stamp, bc_modified=stamp.bc_modified if edited else result.modified,
-        bc_hash=canon_hash(after, fields),
-        dv_modified=parse_datetime(action.source_modified), dv_hash=action.source_hash,
-        synced=json.dumps({sides.source_system: action.source_values,
-                           sides.target_system: after}, default=str))])
-    return stamp.bc_id
+    target_modified = None if edited else result.modified
+    target_hash, source_mod = canon_hash(after, fields), parse_datetime(action.source_modified)
+    synced = json.dumps({sides.source_system: action.source_values,
+                         sides.target_system: after}, default=str)
+    if sides.target_system == "business_central":
+        stamp = dataclasses.replace(stamp, bc_modified=target_modified or stamp.bc_modified,
+                                    bc_hash=target_hash, dv_modified=source_mod,
+                                    dv_hash=action.source_hash, synced=synced)
+    else:
+        stamp = dataclasses.replace(stamp, dv_modified=target_modified or stamp.dv_modified,
+                                    dv_hash=target_hash, bc_modified=source_mod,
+                                    bc_hash=action.source_hash, synced=synced)
+    ctx.state.stamp_many(mapping.name, state.direction, state.job_id, [stamp])
+    return target_id
 
 
 def _ambiguous(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,

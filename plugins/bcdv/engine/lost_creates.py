@@ -21,13 +21,17 @@ change the next passes carry, not lost, and the create's own values are no chang
 
 Used before a pass reads Business Central (``recover_lost_bc_creates``, from extract) and
 when the load stage resumes an unconfirmed create (``find_lost_bc_creates``, from apply).
+
+A Dataverse create carries the id bcdv chose, so its record is read by that id
+(``find_lost_dv_creates``): found, it is coupled the same way, with the create as baseline,
+instead of being upserted again over what a person changed in it since.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bcdv.clients.odata import parse_datetime
@@ -127,6 +131,36 @@ def _pair(sides: PassSides, since: dict[str, datetime],
     return found, ambiguous
 
 
+def find_lost_dv_creates(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
+                         targets: dict[str, str]) -> dict[str, Recovered]:
+    """Which unconfirmed Dataverse creates (source id -> the id recorded before the write)
+    made their record: a Dataverse create carries our id, so the record is read by it. A
+    record found is the create's, whatever a person changed in it since."""
+    if not targets:
+        return {}
+    intents = ctx.state.couplings(mapping.name, bc_ids=list(targets))
+    info = {str(r["bc_id"]): r for r in intents.to_dict("records") if r.get("pending")}
+    key = sides.target.key
+    columns = sorted({key, sides.target.modified_on, *side_fields(mapping,
+                                                                  sides.target_system)})
+    rows = {str(r.get(key)).lower(): r for r in ctx.adapter(sides.target_system).fetch(
+        sides.target, list(targets.values()), columns)}
+    found: dict[str, Recovered] = {}
+    for sid, tid in targets.items():
+        row = rows.get(str(tid).lower())
+        if row is None:
+            continue
+        intent = intent_of(info.get(sid, {}).get("synced"))
+        tried = [a for a in intent.get("attempts") or [] if a.get("sent")]
+        first = parse_datetime(intent.get("since")) if intent.get("since") else None
+        if first is None and sid in info:
+            first = from_db(info[sid]["updated_at"])
+        attempt = _closest(row, tried) if tried else {"sent": {}, "source": None}
+        found[sid] = Recovered(row, attempt, first or datetime.now(timezone.utc),
+                               exact=bool(tried) and all(_agrees(row, attempt["sent"])))
+    return found
+
+
 def recovery_stamp(mapping: TableMapping, sides: PassSides, source_id: str,
                    found: Recovered, row: dict[str, Any]) -> Stamp:
     """The coupling of a recovered pair, with a baseline (see the module). ``row``: the
@@ -142,9 +176,13 @@ def recovery_stamp(mapping: TableMapping, sides: PassSides, source_id: str,
     # time, so the record counts as moved (its hash differs from the baseline's as well).
     modified = parse_datetime(row.get(sides.target.modified_on)) if found.exact else \
         found.since
-    return Stamp(bc_id=str(row[sides.target.key]), dv_id=source_id, bc_modified=modified,
-                 dv_modified=parse_datetime(source.get("modified")),
-                 bc_hash=canon_hash(made, fields), dv_hash=source.get("hash"), synced=synced)
+    target_id, made_hash = str(row[sides.target.key]), canon_hash(made, fields)
+    src_mod, src_hash = parse_datetime(source.get("modified")), source.get("hash")
+    if sides.target_system == "business_central":
+        return Stamp(bc_id=target_id, dv_id=source_id, bc_modified=modified,
+                     dv_modified=src_mod, bc_hash=made_hash, dv_hash=src_hash, synced=synced)
+    return Stamp(bc_id=source_id, dv_id=target_id, bc_modified=src_mod, dv_modified=modified,
+                 bc_hash=src_hash, dv_hash=made_hash, synced=synced)
 
 
 def full_rows(ctx: SyncContext, mapping: TableMapping, sides: PassSides,

@@ -454,10 +454,11 @@ def _plan_uncoupled(ctx: _Pass, rec: _Record, wanted: dict[str, Any]) -> Action:
     pending_target = rec.coupling.get(sides.target_id_col) if pending else None
     target_id = pending_target or (
         None if to_bc else new_target_id(ctx.inputs.id_seed, rec.source_id))
-    # Business Central chooses a new record's id: an unconfirmed create may have made the
-    # record already, so it is looked for before it is sent again (see lost_creates.py).
+    # An unconfirmed create may have made the record already, and a person may have edited
+    # it since: it is looked for before it is sent again (Business Central's by its values,
+    # as BC chooses the id; Dataverse's by the id it carries; see lost_creates.py).
     return Insert(**rec.stamped(), target_id=target_id, payload=_insert_values(ctx, wanted),
-                  resume=pending, look_up_first=pending and to_bc,
+                  resume=pending, look_up_first=pending,
                   reason="resuming an unconfirmed create" if pending else "new record")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from bcdv.clients.business_central import BusinessCentralClient
 from bcdv.clients.dataverse import DataverseClient
@@ -23,6 +24,9 @@ class SyncContext:
     staging: StagingPath  # a local directory, or a UPath for a URL (bcdv.engine.staging)
     # Every mapping, so lookups can resolve through other mappings' couplings.
     mappings: dict[str, TableMapping] = field(default_factory=dict)
+    # Reference tables read during one run of one mapping (runner.sync_mapping), shared by
+    # its passes; None outside such a run (engine/lookups.py).
+    reference_tables: dict[Any, list[dict[str, Any]]] | None = None
 
     @classmethod
     def create(cls, endpoints: Endpoints, state_url: str, staging: str | StagingPath,

@@ -83,17 +83,27 @@ LCY_READ = ("companyInformation", ["currencyCode"])
 Read = tuple[str, str, tuple[str, ...]]  # (system, entity set, columns)
 
 
+def _same_read(key: Read) -> Read:
+    """A read's key whatever the order its columns were asked in."""
+    return key[0], key[1], tuple(sorted(set(key[2])))
+
+
 class _Reads:
     """The reference tables a pass reads, each once, read at the same time: each read is a
-    round trip of its own, and none depends on another."""
+    round trip of its own, and none depends on another.
 
-    def __init__(self, ctx: Any) -> None:
+    Within one run of a mapping (``ctx.reference_tables`` set by runner.sync_mapping), a
+    table the first pass read is not read again by the pass back: nothing in the run writes
+    it. The mapping's own tables are always read (its passes create records in them)."""
+
+    def __init__(self, ctx: Any, own: Sequence[str] = ()) -> None:
         self.ctx = ctx
+        self.own = set(own)
         self.wanted: list[Read] = []
         self.rows: dict[Read, list[dict[str, Any]]] = {}
 
     def want(self, system: str, entity_set: str, columns: Sequence[str]) -> Read:
-        """Ask for a table (a table asked twice is read once)."""
+        """Ask for a table (a table asked twice, its columns in any order, is read once)."""
         key = (system, entity_set, tuple(columns))
         if key not in self.wanted:
             self.wanted.append(key)
@@ -108,19 +118,27 @@ class _Reads:
                       else self.ctx.dataverse).client
             return list(client.list(entity_set, select=list(columns) or None))
 
+        run = getattr(self.ctx, "reference_tables", None)
+        needed = list(dict.fromkeys(_same_read(k) for k in self.wanted))
+        known = {k: run[k] for k in needed if run is not None and k in run}
+        todo = [k for k in needed if k not in known]
         with ThreadPoolExecutor(max_workers=READS_AT_ONCE,
                                 thread_name_prefix="bcdv-lookups") as pool:
             extra = [pool.submit(fn) for fn in also]
-            tables = dict(zip(self.wanted, pool.map(read, self.wanted), strict=True))
+            tables = dict(zip(todo, pool.map(read, todo), strict=True))
             results = [f.result() for f in extra]
-        self.rows.update(tables)
+        if run is not None:
+            run.update({k: v for k, v in tables.items() if k[1] not in self.own})
+        got = {**known, **tables}
+        self.rows.update({k: got[_same_read(k)] for k in self.wanted})
         return results
 
 
 def load_tables(ctx: Any, mapping: TableMapping, direction: Direction) -> Tables:
     """Read the reference data a pass's field mappings need (all of it at once, see
     :class:`_Reads`), then build the tables."""
-    reads = _Reads(ctx)
+    reads = _Reads(ctx, own=(mapping.business_central.entity_set,
+                             mapping.dataverse.entity_set))
     field_reads: dict[str, tuple[Any, Read]] = {}
     lookups: list[tuple[FieldMapping, list[tuple[TableMapping, dict[str, Read]]]]] = []
     for f in mapping.fields_for(direction):

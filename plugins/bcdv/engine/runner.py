@@ -90,6 +90,7 @@ def sync_mapping(ctx: SyncContext, mapping: TableMapping, *, mode: str = "modifi
     with ctx.state.mapping_lock(mapping.name, rid, wait_seconds=lock_wait):
         assumed: list[list[str]] = []
         shared: PreRead | None = None
+        ctx.reference_tables = {}  # read once for both passes (engine/lookups.py)
         try:
             if mode == "full" and couple_first:
                 shared = _shared_read(ctx, mapping, window, rid)
@@ -102,6 +103,7 @@ def sync_mapping(ctx: SyncContext, mapping: TableMapping, *, mode: str = "modifi
                              preread=shared if d is Direction.TO_DATAVERSE else None)
                     for d in mapping.passes()]
         finally:
+            ctx.reference_tables = None
             if shared is not None:
                 location(shared.file).unlink(missing_ok=True)
 

@@ -338,8 +338,10 @@ def test_full_sync_protects_a_destination_change_when_the_source_did_not_move() 
     c = coupling(m, src, dv(modified=T0))
     a = one(m, TO_DV, src, couplings=[c], targets=[dv(modified=T1, phone="person")],
             mode="full")
-    assert isinstance(a, Unchanged) and a.restamp
-    assert a.target_modified is None and a.target_hash is None
+    assert isinstance(a, Unchanged) and a.restamp and a.goes_back
+    # the destination keeps its baselines (time and hash): the change is still seen as one
+    assert a.target_modified == T0
+    assert a.target_hash == c["dv_hash"]
     assert "its change goes back in the next pass" in a.reason
 
 
@@ -392,10 +394,12 @@ def test_business_central_create_is_looked_for_before_it_is_sent_again() -> None
     assert a.reason == "resuming an unconfirmed create"
 
 
-def test_dataverse_create_is_resent_with_the_id_recorded_before() -> None:
+def test_dataverse_create_is_looked_for_by_the_id_recorded_before() -> None:
+    """The record may exist (the answer was lost) and a person may have edited it since:
+    it is read by that id before anything is sent (apply._resume_creates)."""
     intent = {"id": 5, "bc_id": "b9", "dv_id": "d-chosen", "pending": True}
     a = one(mapping(), TO_DV, bc("b9"), couplings=[intent])
-    assert isinstance(a, Insert) and a.resume and not a.look_up_first
+    assert isinstance(a, Insert) and a.resume and a.look_up_first
     assert a.target_id == "d-chosen"
 
 

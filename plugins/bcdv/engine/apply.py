@@ -486,10 +486,10 @@ def _ambiguous(ctx: SyncContext, mapping: TableMapping, state: PassState, sides:
                action: Insert, found: int) -> dict[str, Any]:
     """Recovery cannot tell which lookalike is ours: an error row, the intent stays."""
     message = (f"An earlier create of this record may have succeeded, but {found} "
-               f"{system_title(sides.target_system)} records with the same values were made "
-               "since then, more than the creates that were interrupted; bcdv will not guess "
-               "which one is this record's and will not create another. Couple it by hand "
-               "(bcdv couplings couple) or delete the extra records, then run again.")
+               f"{system_title(sides.target_system)} records with its name were made since "
+               "then and bcdv cannot tell which one, if any, that create made; it will not "
+               "guess and will not create another. Couple it by hand (bcdv couplings couple) "
+               "or delete the extra records, then run again.")
     error_id = ctx.state.record_error(mapping.name, state.direction, state.job_id,
                                       source_id=action.source_id, bc_id=None,
                                       dv_id=action.source_id, message=message,

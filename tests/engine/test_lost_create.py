@@ -145,21 +145,26 @@ def test_lost_create_recovery_will_not_guess_between_two_edited_namesakes(
     assert env.coupling(mapping, dv_id=dv_id)["pending"]
 
 
+@pytest.mark.parametrize("mode", ["modified", "full"])
+@pytest.mark.parametrize("same_second", [False, True], ids=["later", "same-second"])
 def test_lost_dataverse_create_is_coupled_not_upserted_over_a_person_edit(
-        env, crash_after_write) -> None:
-    """The fault drill's case (seed 8): a Dataverse create carries our id, so it used to be
-    upserted again on the rerun, over whatever a person had changed in the new account
-    meanwhile. Now the record is read by its id and coupled with the create as baseline:
-    the edit is a change that reaches Business Central."""
+        env, crash_after_write, mode: str, same_second: bool) -> None:
+    """The fault drill's case (seeds 8 and 50): a Dataverse create carries our id, so it
+    used to be upserted again on the rerun, over whatever a person had changed in the new
+    account meanwhile. Now the record is read by its id and coupled with the create as
+    baseline: the edit is a change that reaches Business Central, also when it was made in
+    the second of the create (Dataverse stamps whole seconds, so the record then reads as
+    older than the create's attempt: the baseline must not be later than it)."""
     mapping = make_mapping(sync_only_coupled=False,  # new accounts pass the Dataverse filter
                            create_values={"dataverse": {"customertypecode": 3}})
     customer = env.bc_new("Upserted Over Ltd", phoneNumber="555-0107", city="Leeds")
     with pytest.raises(WriteCrash):
         env.sync(mapping, run_id="attempt-1")
     [account] = env.dv.list("accounts", filter="name eq 'Upserted Over Ltd'")
-    env.tick()
+    if not same_second:
+        env.tick()
     env.dv_edit(account["accountid"], address1_city="Spokane")  # a person
-    reports = env.sync(mapping, run_id="attempt-2")
+    reports = env.sync(mapping, run_id="attempt-2", mode=mode)
     assert all(r.failed == 0 for r in reports.values()), reports
     assert env.dv_get(account["accountid"])["address1_city"] == "Spokane"
     assert env.bc_get(customer["id"])["city"] == "Spokane"

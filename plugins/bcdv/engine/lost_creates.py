@@ -172,10 +172,13 @@ def recovery_stamp(mapping: TableMapping, sides: PassSides, source_id: str,
     values = source.get("values")
     synced = json.dumps({sides.source_system: values, sides.target_system: made},
                         default=str) if isinstance(values, dict) else None
-    # Unedited, the record's own modified-on is its baseline; edited, the first attempt's
-    # time, so the record counts as moved (its hash differs from the baseline's as well).
-    modified = parse_datetime(row.get(sides.target.modified_on)) if found.exact else \
-        found.since
+    # Unedited, the record's own modified-on is its baseline. Edited, the first attempt's
+    # time, or the record's modified-on if that is earlier: Dataverse stamps whole seconds,
+    # so an edit in the second of the create reads as older than the attempt, and a baseline
+    # later than a record's modified-on hides its change (inputs.flags_of); with a baseline
+    # not later, the differing hash shows it.
+    stored = parse_datetime(row.get(sides.target.modified_on))
+    modified = stored if found.exact else min(d for d in (found.since, stored) if d)
     target_id, made_hash = str(row[sides.target.key]), canon_hash(made, fields)
     src_mod, src_hash = parse_datetime(source.get("modified")), source.get("hash")
     if sides.target_system == "business_central":

@@ -9,7 +9,6 @@ service answers is judged by ``bcdv.engine.outcome``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from collections import deque
@@ -347,19 +346,12 @@ def _make_stamp(sides: PassSides, action: Stamped, target_id: str,
         # The plan decided this write overwrote changes on both sides (see plan.py).
         target_modified -= timedelta(milliseconds=slack)
         target_hash = None
-    bc_first = sides.source_system == "business_central"
     synced = json.dumps({sides.source_system: action.source_values or {},
                          sides.target_system: target_values or action.target_values
                          or {}}, default=str)
-    return Stamp(
-        bc_id=action.source_id if bc_first else target_id,
-        dv_id=target_id if bc_first else action.source_id,
-        bc_modified=src_mod if bc_first else target_modified,
-        dv_modified=target_modified if bc_first else src_mod,
-        bc_hash=action.source_hash if bc_first else target_hash,
-        dv_hash=target_hash if bc_first else action.source_hash,
-        synced=synced,
-    )
+    return sides.stamp(action.source_id, target_id, source_modified=src_mod,
+                       source_hash=action.source_hash, target_modified=target_modified,
+                       target_hash=target_hash, synced=synced)
 
 
 def _source_baseline(action: Insert) -> dict[str, Any]:
@@ -391,10 +383,10 @@ def _resume_creates(ctx: SyncContext, mapping: TableMapping, state: PassState,
         outcome["message"] = "create resumed after an interruption (no duplicate made)"
         outcomes.append(outcome)
     for start in range(0, len(rest), BULK_ROWS):  # never made: created now, with our ids
-        todo: list[Insert | Update] = list(rest[start:start + BULK_ROWS])
+        chunk = rest[start:start + BULK_ROWS]
         ctx.state.record_intents(mapping.name, [(a.source_id, a.target_id, a.payload,
-                                                 _source_baseline(a)) for a in rest[
-                                                     start:start + BULK_ROWS]])
+                                                 _source_baseline(a)) for a in chunk])
+        todo: list[Insert | Update] = list(chunk)
         # _finish stamps and stages these outcomes itself
         _finish(ctx, mapping, state, sides, _Batch(todo, [], []),
                 _write(ctx, mapping, sides, todo))
@@ -450,7 +442,7 @@ def _recovered(ctx: SyncContext, mapping: TableMapping, state: PassState, sides:
     (a field a person changed there is theirs: the pass back carries it)."""
     stamp = recovery_stamp(mapping, sides, action.source_id, found, row)
     ctx.state.stamp_many(mapping.name, state.direction, state.job_id, [stamp])
-    target_id = stamp.bc_id if sides.target_system == "business_central" else stamp.dv_id
+    target_id = str(row[sides.target.key])
     made = json.loads(stamp.synced)[sides.target_system] if stamp.synced else {}
     catch_up = {f: v for f, v in action.payload.items() if f in made and not same(
         v, row.get(f)) and canon(row.get(f)) == made[f]}
@@ -463,22 +455,13 @@ def _recovered(ctx: SyncContext, mapping: TableMapping, state: PassState, sides:
         select=side_fields(mapping, sides.target_system))[0]
     if isinstance(result, FatalApiError):
         raise result
-    fields = side_fields(mapping, sides.target_system)
+    # Now in step with the source as it is; an edited record keeps the create's baseline
+    # time, so a person's change there still counts.
     after = {**made, **{f: canon(v) for f, v in catch_up.items()}}
-    edited = not found.exact
-    target_modified = None if edited else result.modified
-    target_hash, source_mod = canon_hash(after, fields), parse_datetime(action.source_modified)
-    synced = json.dumps({sides.source_system: action.source_values,
-                         sides.target_system: after}, default=str)
-    if sides.target_system == "business_central":
-        stamp = dataclasses.replace(stamp, bc_modified=target_modified or stamp.bc_modified,
-                                    bc_hash=target_hash, dv_modified=source_mod,
-                                    dv_hash=action.source_hash, synced=synced)
-    else:
-        stamp = dataclasses.replace(stamp, dv_modified=target_modified or stamp.dv_modified,
-                                    dv_hash=target_hash, bc_modified=source_mod,
-                                    bc_hash=action.source_hash, synced=synced)
-    ctx.state.stamp_many(mapping.name, state.direction, state.job_id, [stamp])
+    recovered_at = getattr(stamp, sides.target_mod_col)
+    _stamp(ctx, mapping, state, sides, action, target_id,
+           result.modified if found.exact else recovered_at,
+           canon_hash(after, side_fields(mapping, sides.target_system)), after)
     return target_id
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from bcdv.clients.business_central import BusinessCentralClient
@@ -11,7 +12,7 @@ from bcdv.engine.adapters import Adapter, BusinessCentralAdapter, DataverseAdapt
 from bcdv.engine.staging import StagingPath, location
 from bcdv.mapping.model import Direction, Side, TableMapping
 from bcdv.settings import Endpoints
-from bcdv.state.store import StateStore
+from bcdv.state.store import Stamp, StateStore
 
 
 @dataclass
@@ -71,6 +72,18 @@ class PassSides:
             return cls("business_central", "dataverse", mapping.business_central,
                        mapping.dataverse)
         return cls("dataverse", "business_central", mapping.dataverse, mapping.business_central)
+
+    def stamp(self, source_id: str, target_id: str, *, source_modified: datetime | None,
+              source_hash: str | None, target_modified: datetime | None,
+              target_hash: str | None, synced: str | None) -> Stamp:
+        """A coupling's stamp, given as this pass sees the pair (source, target)."""
+        bc_first = self.source_system == "business_central"
+        return Stamp(bc_id=source_id if bc_first else target_id,
+                     dv_id=target_id if bc_first else source_id,
+                     bc_modified=source_modified if bc_first else target_modified,
+                     dv_modified=target_modified if bc_first else source_modified,
+                     bc_hash=source_hash if bc_first else target_hash,
+                     dv_hash=target_hash if bc_first else source_hash, synced=synced)
 
     @property
     def source_id_col(self) -> str:

@@ -179,13 +179,10 @@ def recovery_stamp(mapping: TableMapping, sides: PassSides, source_id: str,
     # not later, the differing hash shows it.
     stored = parse_datetime(row.get(sides.target.modified_on))
     modified = stored if found.exact else min(d for d in (found.since, stored) if d)
-    target_id, made_hash = str(row[sides.target.key]), canon_hash(made, fields)
-    src_mod, src_hash = parse_datetime(source.get("modified")), source.get("hash")
-    if sides.target_system == "business_central":
-        return Stamp(bc_id=target_id, dv_id=source_id, bc_modified=modified,
-                     dv_modified=src_mod, bc_hash=made_hash, dv_hash=src_hash, synced=synced)
-    return Stamp(bc_id=source_id, dv_id=target_id, bc_modified=src_mod, dv_modified=modified,
-                 bc_hash=src_hash, dv_hash=made_hash, synced=synced)
+    return sides.stamp(source_id, str(row[sides.target.key]),
+                       source_modified=parse_datetime(source.get("modified")),
+                       source_hash=source.get("hash"), target_modified=modified,
+                       target_hash=canon_hash(made, fields), synced=synced)
 
 
 def full_rows(ctx: SyncContext, mapping: TableMapping, sides: PassSides,

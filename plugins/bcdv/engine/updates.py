@@ -109,12 +109,9 @@ def _stamp(sides: PassSides, fields: list[str], row: dict[str, Any], intent: dic
     if slack and modified is not None:  # as the plan decided for this write (apply.py)
         modified, target_hash = modified - timedelta(milliseconds=slack), None
     source = intent.get("source") or {}
-    bc_first = sides.source_system == "business_central"
-    src_mod, src_hash = parse_datetime(source.get("modified")), source.get("hash")
-    return Stamp(bc_id=str(row["bc_id"]), dv_id=str(row["dv_id"]),
-                 bc_modified=src_mod if bc_first else modified,
-                 dv_modified=modified if bc_first else src_mod,
-                 bc_hash=src_hash if bc_first else target_hash,
-                 dv_hash=target_hash if bc_first else src_hash,
-                 synced=json.dumps({sides.source_system: source.get("values") or {},
-                                    sides.target_system: made}, default=str))
+    return sides.stamp(str(row[sides.source_id_col]), str(row[sides.target_id_col]),
+                       source_modified=parse_datetime(source.get("modified")),
+                       source_hash=source.get("hash"), target_modified=modified,
+                       target_hash=target_hash,
+                       synced=json.dumps({sides.source_system: source.get("values") or {},
+                                          sides.target_system: made}, default=str))

@@ -66,13 +66,7 @@ def _synced_doc(synced: Any) -> dict[str, Any]:
 
 def intent_of(synced: Any) -> dict[str, Any]:
     """The intent a pending coupling recorded (``sent`` payload, first ``since``), or {}."""
-    if not isinstance(synced, str) or not synced:
-        return {}
-    try:
-        doc = json.loads(synced)
-    except ValueError:
-        return {}
-    intent = doc.get("intent") if isinstance(doc, dict) else None
+    intent = _synced_doc(synced).get("intent")
     return intent if isinstance(intent, dict) else {}
 
 

@@ -64,7 +64,7 @@ def test_a_file_url_is_the_local_directory(tmp_path: Path) -> None:
     write_jsonl(state.outcomes_file, [{"source_id": "1"}])
     on_disk = tmp_path / "staging" / "customer" / "r" / "x"
     assert json.loads((on_disk / "meta.json").read_text())["directory"] == state.directory
-    assert (on_disk / "outcomes.jsonl").read_text() == '{"source_id": "1"}\n'
+    assert json.loads((on_disk / "outcomes.jsonl").read_text()) == {"source_id": "1"}
     assert PassState.load(state.directory) == state
 
 

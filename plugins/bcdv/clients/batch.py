@@ -23,7 +23,6 @@ after a lost response only when repeating cannot duplicate anything.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -32,6 +31,7 @@ from typing import Any
 
 import requests
 
+from bcdv import fastjson
 from bcdv.clients.http import ApiSession, _error_from_response
 
 DV_MAX_PARTS = 1000
@@ -181,7 +181,7 @@ def _dv_request_part(api_url: str, op: BatchOp, content_id: str | None) -> str:
     if op.body is not None and not any(k.lower() == "content-type" for k in hdrs):
         hdrs["Content-Type"] = "application/json; type=entry"
     lines += [f"{k}: {v}" for k, v in hdrs.items()]
-    body = "" if op.body is None else json.dumps(op.body, ensure_ascii=False)
+    body = "" if op.body is None else fastjson.dumps(op.body)
     return CRLF.join(head) + CRLF + CRLF + CRLF.join(lines) + CRLF + CRLF + body
 
 
@@ -254,7 +254,7 @@ def _parse_http_part(raw: str) -> _Part:
     body: Any = None
     if body_text:
         try:
-            body = json.loads(body_text)
+            body = fastjson.loads(body_text)
         except ValueError:
             body = body_text
     cid = mime.get("content-id") or headers.get("content-id")
@@ -468,4 +468,4 @@ def _bc_post(http: ApiSession, api_root: str, chunk: list[tuple[int, BatchOp]],
         "POST", f"{api_root.rstrip('/')}/$batch", json={"requests": requests_json},
         headers=headers, idempotent=all(op_is_idempotent(op) for _, op in chunk),
     )
-    return resp.json()
+    return fastjson.loads(resp.content)

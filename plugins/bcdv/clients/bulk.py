@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bcdv import fastjson
 from bcdv.clients.batch import BatchOp, BatchResult, dv_batch
 from bcdv.clients.http import ApiSession
 from bcdv.errors import FatalApiError
@@ -69,7 +70,7 @@ def _post(http: ApiSession, api_url: str, entity_set: str, message: str,
     url = f"{api_url.rstrip('/')}/{entity_set}/Microsoft.Dynamics.CRM.{message}"
     resp = http.request("POST", url, json=body, headers={"Content-Type": "application/json"},
                         idempotent=idempotent)
-    return resp.json() if resp.content else {}
+    return fastjson.loads(resp.content) if resp.content else {}
 
 
 def create_multiple(http: ApiSession, api_url: str, entity_set: str, logical_name: str,

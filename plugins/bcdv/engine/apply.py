@@ -9,7 +9,6 @@ service answers is judged by ``bcdv.engine.outcome``.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -19,6 +18,7 @@ from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
+from bcdv import fastjson
 from bcdv.clients.odata import parse_datetime
 from bcdv.engine.actions import (
     Action,
@@ -346,9 +346,9 @@ def _make_stamp(sides: PassSides, action: Stamped, target_id: str,
         # The plan decided this write overwrote changes on both sides (see plan.py).
         target_modified -= timedelta(milliseconds=slack)
         target_hash = None
-    synced = json.dumps({sides.source_system: action.source_values or {},
-                         sides.target_system: target_values or action.target_values
-                         or {}}, default=str)
+    synced = fastjson.dumps({sides.source_system: action.source_values or {},
+                             sides.target_system: target_values or action.target_values
+                             or {}})
     return sides.stamp(action.source_id, target_id, source_modified=src_mod,
                        source_hash=action.source_hash, target_modified=target_modified,
                        target_hash=target_hash, synced=synced)
@@ -443,7 +443,7 @@ def _recovered(ctx: SyncContext, mapping: TableMapping, state: PassState, sides:
     stamp = recovery_stamp(mapping, sides, action.source_id, found, row)
     ctx.state.stamp_many(mapping.name, state.direction, state.job_id, [stamp])
     target_id = str(row[sides.target.key])
-    made = json.loads(stamp.synced)[sides.target_system] if stamp.synced else {}
+    made = fastjson.loads(stamp.synced)[sides.target_system] if stamp.synced else {}
     catch_up = {f: v for f, v in action.payload.items() if f in made and not same(
         v, row.get(f)) and canon(row.get(f)) == made[f]}
     if not catch_up:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from bcdv import fastjson
 from bcdv.clients.odata import parse_datetime
 from bcdv.engine.context import PassSides, SyncContext
 from bcdv.engine.transform import side_fields
@@ -170,8 +171,8 @@ def recovery_stamp(mapping: TableMapping, sides: PassSides, source_id: str,
     made = {f: canon(sent[f] if f in sent else row.get(f)) for f in fields}
     source = found.attempt.get("source") or {}
     values = source.get("values")
-    synced = json.dumps({sides.source_system: values, sides.target_system: made},
-                        default=str) if isinstance(values, dict) else None
+    synced = (fastjson.dumps({sides.source_system: values, sides.target_system: made})
+              if isinstance(values, dict) else None)
     # Unedited, the record's own modified-on is its baseline. Edited, the first attempt's
     # time, or the record's modified-on if that is earlier: Dataverse stamps whole seconds,
     # so an edit in the second of the create reads as older than the attempt, and a baseline

@@ -9,10 +9,10 @@ values is a real conflict.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from bcdv import fastjson
 from bcdv.engine.transform import read_key, write_key
 from bcdv.engine.values import same
 from bcdv.mapping.model import TableMapping
@@ -46,7 +46,7 @@ def decide(mapping: TableMapping, source_system: str, synced_json: Any,
     """
     if not isinstance(synced_json, str) or not synced_json:
         return None
-    synced = json.loads(synced_json)
+    synced = fastjson.loads(synced_json)
     target_system = "dataverse" if source_system == "business_central" else "business_central"
     base_src, base_tgt = synced.get(source_system), synced.get(target_system)
     if not isinstance(base_src, dict) or not isinstance(base_tgt, dict):

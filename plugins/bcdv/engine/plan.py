@@ -10,7 +10,6 @@ the table size). A dry run stops here, and the load stage executes exactly this 
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -19,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from bcdv import fastjson
 from bcdv.clients.odata import parse_datetime
 from bcdv.engine import merge
 from bcdv.engine.actions import (
@@ -241,7 +241,7 @@ def _first_pass_view(inputs: PlanInputs, action: Action) -> Action:
 def _synced_part(value: Any, system: str) -> dict[str, Any] | None:
     if not isinstance(value, str) or not value:
         return None
-    part = json.loads(value).get(system)
+    part = fastjson.loads(value).get(system)
     return part if isinstance(part, dict) else None
 
 

@@ -26,8 +26,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from upath import UPath
+
+from bcdv import fastjson
 
 # A staging location: a local Path, or a UPath (an ObjectStoragePath is one) for a URL.
 StagingPath = Path | UPath
@@ -62,16 +63,6 @@ def is_local(path: StagingPath) -> bool:
     return isinstance(path, Path) or getattr(path, "protocol", "") in ("file", "local")
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, float) and value != value:  # NaN
-        return None
-    raise TypeError(f"cannot stage a {type(value).__name__}")
-
-
 def write_jsonl(path: str | os.PathLike[str] | StagingPath, rows: Iterable[dict[str, Any]], *,
                 append: bool = False) -> int:
     """Write rows as JSON lines; returns how many were written.
@@ -93,8 +84,7 @@ def write_jsonl(path: str | os.PathLike[str] | StagingPath, rows: Iterable[dict[
 
 
 def _lines(rows: Iterable[dict[str, Any]]) -> str:
-    return "".join(json.dumps(row, default=_default, ensure_ascii=False) + "\n"
-                   for row in rows)
+    return fastjson.lines(list(rows), strict=True).decode("utf-8")
 
 
 def replace_jsonl(path: str | os.PathLike[str] | StagingPath, rows: Iterable[dict[str, Any]],
@@ -144,7 +134,7 @@ def read_jsonl(path: str | os.PathLike[str] | StagingPath) -> Iterator[dict[str,
     with path.open(encoding="utf-8") as fh:
         for line in fh:
             if line.endswith("\n"):
-                yield json.loads(line)
+                yield fastjson.loads(line)
 
 
 class SeenIds:

@@ -20,11 +20,11 @@ Only couplings with an intent are read: none after a run that ended well.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
+from bcdv import fastjson
 from bcdv.clients.odata import parse_datetime
 from bcdv.engine.actions import Update
 from bcdv.engine.context import PassSides, SyncContext
@@ -113,5 +113,5 @@ def _stamp(sides: PassSides, fields: list[str], row: dict[str, Any], intent: dic
                        source_modified=parse_datetime(source.get("modified")),
                        source_hash=source.get("hash"), target_modified=modified,
                        target_hash=target_hash,
-                       synced=json.dumps({sides.source_system: source.get("values") or {},
-                                          sides.target_system: made}, default=str))
+                       synced=fastjson.dumps({sides.source_system: source.get("values")
+                                              or {}, sides.target_system: made}))

@@ -6,7 +6,6 @@ read-only) and the mapping model; nothing here writes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -15,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
+from bcdv import fastjson
 from bcdv.clients.odata import and_filters, quote
 from bcdv.engine.context import SyncContext
 from bcdv.mapping.model import TableMapping
@@ -37,7 +37,7 @@ def record_name(mapping: TableMapping, row: dict[str, Any]) -> str:
     if not raw:
         return ""
     try:
-        synced = json.loads(raw)
+        synced = fastjson.loads(raw)
     except (TypeError, ValueError):
         return ""
     for system, side in (("business_central", mapping.business_central),
@@ -279,7 +279,7 @@ def records_of_job(store: StateStore, job_id: str, *, action: str | None = None,
         rows = [dict(r) for r in conn.execute(query).mappings().all()]
     for row in rows:
         try:
-            row["changes"] = json.loads(row["changes"]) if row["changes"] else {}
+            row["changes"] = fastjson.loads(row["changes"]) if row["changes"] else {}
         except ValueError:
             row["changes"] = {}
         from_bc = source_system(row["direction"]) == "business_central"

@@ -8,7 +8,6 @@ per mapping live in ``bcdv.state.locks``, the operator views in ``bcdv.state.adm
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import pandas as pd
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from bcdv import fastjson
 from bcdv.state.admin import OperatorViews
 from bcdv.state.db import aware_row, from_db, to_db, upsert_insert, utcnow
 from bcdv.state.errors import error_identity
@@ -44,9 +44,8 @@ def intent_doc(existing: Any, sent: dict[str, Any], source: dict[str, Any] | Non
                 ([{"sent": before["sent"], "source": before.get("source")}]
                  if before.get("sent") else []) if a.get("sent") != sent]
     attempts = [*attempts, {"sent": sent, "source": source}][-INTENT_ATTEMPTS:]
-    return json.dumps({"intent": {"sent": sent, "source": source, "attempts": attempts,
-                                  "since": before.get("since") or moment.isoformat()}},
-                      default=str)
+    return fastjson.dumps({"intent": {"sent": sent, "source": source, "attempts": attempts,
+                                      "since": before.get("since") or moment.isoformat()}})
 
 
 UPDATE_INTENT = "update_intent"
@@ -58,7 +57,7 @@ def _synced_doc(synced: Any) -> dict[str, Any]:
     if not isinstance(synced, str) or not synced:
         return {}
     try:
-        doc = json.loads(synced)
+        doc = fastjson.loads(synced)
     except ValueError:
         return {}
     return doc if isinstance(doc, dict) else {}
@@ -207,7 +206,7 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
                         doc.pop(UPDATE_INTENT, None)
                         # first in the document: update_intents finds it by a prefix
                         doc = {UPDATE_INTENT: intents[str(r.key)], **doc}
-                        rows.append({"row_id": r.id, "synced": json.dumps(doc, default=str)})
+                        rows.append({"row_id": r.id, "synced": fastjson.dumps(doc)})
                 _update_by_id(conn, rows)
         _retry_on_conflict(run)
 
@@ -241,7 +240,7 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
                             c.mapping == mapping, c.id.in_(part)).with_for_update()):
                         doc = _synced_doc(r.synced)
                         doc.pop(UPDATE_INTENT, None)
-                        rows.append({"row_id": r.id, "synced": json.dumps(doc, default=str)
+                        rows.append({"row_id": r.id, "synced": fastjson.dumps(doc)
                                      if doc else None})
                 _update_by_id(conn, rows)
         if row_ids:
@@ -699,7 +698,7 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
         with self.engine.connect() as conn:
             rows = [dict(r) for r in conn.execute(query).mappings().all()]
         for row in rows:
-            row["changes"] = json.loads(row["changes"]) if row["changes"] else {}
+            row["changes"] = fastjson.loads(row["changes"]) if row["changes"] else {}
         return rows
 
 
@@ -710,7 +709,7 @@ def _job_record(job_id: str, mapping: str, direction: str,
             "source_id": str(r["source_id"]), "target_id": r.get("target_id"),
             "name": _cut(safe_text(r.get("name")), 250), "action": r["action"],
             "result": r.get("result"), "message": safe_text(r.get("message")),
-            "changes": json.dumps(r["changes"], default=str) if r.get("changes")
+            "changes": fastjson.dumps(r["changes"]) if r.get("changes")
             else None, "conflict": bool(r.get("conflict"))}
 
 

@@ -194,3 +194,30 @@ def forget_engine(url: str) -> None:
         eng = _ENGINES.pop(normalise_url(url), None)
     if eng is not None:
         eng.dispose()
+
+
+def execute_many(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> None:
+    """``conn.execute(stmt, rows)`` for many rows of one shape (every dict has the same keys).
+
+    On SQLite the statement is compiled once and the rows go to the driver's executemany
+    with the column types' own conversions (SQLAlchemy's ``bind_processor``): SQLAlchemy's
+    per-row parameter building took more time than SQLite's own work on a batch of stamps.
+    PostgreSQL keeps SQLAlchemy's path, whose psycopg2 batching the driver's plain
+    executemany (one round trip per row) would lose.
+    """
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        conn.execute(stmt, rows)
+        return
+    keys = list(rows[0])
+    compiled = stmt.compile(dialect=conn.dialect, column_keys=keys)
+    names = list(compiled.positiontup or ())
+    if sorted(names) != sorted(keys):  # a default or an expression the rows do not fill
+        conn.execute(stmt, rows)
+        return
+    convert = [(name, compiled.binds[name].type.bind_processor(conn.dialect))
+               for name in names]
+    conn.exec_driver_sql(compiled.string, [
+        tuple(proc(row[name]) if proc is not None else row[name] for name, proc in convert)
+        for row in rows])

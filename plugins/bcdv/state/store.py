@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bcdv import fastjson
 from bcdv.state.admin import OperatorViews
-from bcdv.state.db import aware_row, from_db, to_db, upsert_insert, utcnow
+from bcdv.state.db import aware_row, execute_many, from_db, to_db, upsert_insert, utcnow
 from bcdv.state.errors import error_identity
 from bcdv.state.jsonsafe import safe_text
 from bcdv.state.locks import LockHolder, MappingLocks
@@ -326,8 +326,7 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
                                 "to_bc_result": "", "created_at": now, "synced": None,
                                 **values})
         _update_by_id(conn, updates)
-        if inserts:
-            conn.execute(insert(couplings), inserts)
+        execute_many(conn, insert(couplings), inserts)
         return True
 
     def _record_intent(self, mapping: str, *, bc_id: str | None, dv_id: str | None) -> None:
@@ -401,28 +400,42 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
         stale: list[int] = []
         updates: list[dict[str, Any]] = []
         inserts: list[dict[str, Any]] = []
+        result_col, job_col = _result_columns(direction)
+        other_col, other_job = _result_columns(_other(direction))
         for stamp in stamps:
-            matched = {r["id"]: r for r in (*by_bc.get(stamp.bc_id, ()),
-                                            *by_dv.get(stamp.dv_id, ()))}
-            if claimed & matched.keys():
+            at_bc, at_dv = by_bc.get(stamp.bc_id, ()), by_dv.get(stamp.dv_id, ())
+            if len(at_bc) == 1 and len(at_dv) == 1 and at_bc[0] is at_dv[0]:
+                ordered = [at_bc[0]]  # the common case: one row holds both ids
+            else:
+                matched = {r["id"]: r for r in (*at_bc, *at_dv)}
+                ordered = sorted(matched.values(), key=lambda r: (bool(r["pending"]), r["id"]))
+            taken = {r["id"] for r in ordered}
+            if claimed & taken:
                 return False  # one row answers two stamps: keep the in-order semantics
-            claimed |= matched.keys()
-            ordered = sorted(matched.values(), key=lambda r: (bool(r["pending"]), r["id"]))
+            claimed |= taken
             row = ordered[0] if ordered else None
             # Unconfirmed intents that claimed one of the two ids are void now.
             stale += [r["id"] for r in ordered[1:] if r["pending"]]
-            values = _stamped_values(stamp, row, direction, job_id, now)
+            values = {"bc_id": stamp.bc_id, "dv_id": stamp.dv_id, "pending": False,
+                      result_col: "success", job_col: job_id, "updated_at": now,
+                      "bc_hash": stamp.bc_hash, "dv_hash": stamp.dv_hash,
+                      "synced": stamp.synced,
+                      "bc_modified": _later(row["bc_modified"] if row else None,
+                                            stamp.bc_modified),
+                      "dv_modified": _later(row["dv_modified"] if row else None,
+                                            stamp.dv_modified)}
             if row is None:
-                other_col, other_job = _result_columns(_other(direction))
                 inserts.append({"mapping": mapping, "skipped": False, "created_at": now,
                                 other_col: "", other_job: None, **values})
             else:
+                if row["bc_id"] == stamp.bc_id and row["dv_id"] == stamp.dv_id:
+                    # Unchanged ids stay out of the SET: each is a unique index to maintain.
+                    del values["bc_id"], values["dv_id"]
                 updates.append({"row_id": row["id"], **values})
         for part in _parts(stale):
             conn.execute(couplings.delete().where(couplings.c.id.in_(part)))
         _update_by_id(conn, updates)
-        if inserts:
-            conn.execute(insert(couplings), inserts)
+        execute_many(conn, insert(couplings), inserts)
         return True
 
     def _stamp_success(self, mapping: str, direction: str, job_id: str, stamp: Stamp) -> None:
@@ -670,7 +683,7 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
         with self._write() as conn:
             conn.execute(delete(job_records).where(job_records.c.job_id == job_id))
             for start in range(0, len(values), 500):
-                conn.execute(insert(job_records), values[start:start + 500])
+                execute_many(conn, insert(job_records), values[start:start + 500])
         return len(values)
 
     def append_job_records(self, job_id: str, mapping: str, direction: str,
@@ -682,7 +695,7 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
         if values:
             with self._write() as conn:
                 for start in range(0, len(values), 500):
-                    conn.execute(insert(job_records), values[start:start + 500])
+                    execute_many(conn, insert(job_records), values[start:start + 500])
         return len(values)
 
     def job_records(self, job_id: str, *, action: str | None = None,
@@ -736,10 +749,15 @@ def _stamped_values(stamp: Stamp, row: Any, direction: str, job_id: str,
         "bc_hash": stamp.bc_hash, "dv_hash": stamp.dv_hash, "synced": stamp.synced,
     }
     for col, new in (("bc_modified", stamp.bc_modified), ("dv_modified", stamp.dv_modified)):
-        old = from_db(row[col]) if row is not None else None
-        values[col] = to_db(max(v for v in (old, new) if v is not None)) if (
-            old or new) else None
+        values[col] = _later(row[col] if row is not None else None, new)
     return values
+
+
+def _later(stored: datetime | None, new: datetime | None) -> datetime | None:
+    """A baseline kept by MAX: the later of the stored one (naive UTC) and ``new``, for
+    storage."""
+    old = from_db(stored)
+    return to_db(max(v for v in (old, new) if v is not None)) if (old or new) else None
 
 
 def _update_by_id(conn: Any, rows: list[dict[str, Any]]) -> None:
@@ -748,7 +766,8 @@ def _update_by_id(conn: Any, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         groups.setdefault(tuple(sorted(row)), []).append(row)
     for group in groups.values():
-        conn.execute(update(couplings).where(couplings.c.id == bindparam("row_id")), group)
+        execute_many(conn, update(couplings).where(couplings.c.id == bindparam("row_id")),
+                     group)
 
 
 def _other(direction: str) -> str:

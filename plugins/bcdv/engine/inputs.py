@@ -14,7 +14,7 @@ import pandas as pd
 from bcdv.engine.context import PassSides
 from bcdv.engine.lookups import Tables
 from bcdv.engine.transform import side_fields
-from bcdv.engine.values import hash_frame
+from bcdv.engine.values import canon_frame, canon_hash_frame
 from bcdv.mapping.model import Direction, TableMapping
 from bcdv.state.store import COUPLING_COLUMNS
 
@@ -119,6 +119,7 @@ class Flags:
 
     source_hash: pd.Series
     source_modified: pd.Series
+    source_canon: pd.DataFrame  # the source side's mapped fields, canonical (the hash's text)
     coupled: pd.Series
     skipped: pd.Series
     failed_before: pd.Series
@@ -131,7 +132,9 @@ def flags_of(inputs: PlanInputs) -> Flags:
     """What the coupling and the timestamps say about every source record (vectorised)."""
     sides, src, coup = inputs.sides, inputs.source, inputs.couplings
     force = forces(inputs.mapping, inputs.direction, inputs.mode)
-    src_hash = hash_frame(src, side_fields(inputs.mapping, sides.source_system))
+    fields = side_fields(inputs.mapping, sides.source_system)
+    src_canon = canon_frame(src.reindex(columns=fields))
+    src_hash = canon_hash_frame(src_canon, fields)
     src_mod = _utc(src[sides.source.modified_on])
     baseline = _utc(coup[sides.source_mod_col])
     is_coupled = coup["id"].notna() & ~coup["pending"].fillna(False).astype(bool)
@@ -144,7 +147,7 @@ def flags_of(inputs: PlanInputs) -> Flags:
     same_values = src_hash.eq(coup[sides.source_hash_col])
     source_changed = failed_before | (not_older & ~same_values)
     changed = force | source_changed
-    return Flags(src_hash, src_mod, is_coupled, skipped, is_coupled & failed_before,
+    return Flags(src_hash, src_mod, src_canon, is_coupled, skipped, is_coupled & failed_before,
                   source_changed, is_coupled & ~skipped & ~changed & moved,
                   is_coupled & ~skipped & changed)
 

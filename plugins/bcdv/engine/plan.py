@@ -54,7 +54,7 @@ from bcdv.engine.transform import (
     with_binds,
     write_key,
 )
-from bcdv.engine.values import canon, canon_frame, canon_hash, row_hash, same
+from bcdv.engine.values import canon, canon_hash, row_hash, same
 from bcdv.mapping.model import DeletionConflict, Direction, TableMapping, UpdateConflict
 from bcdv.state.jsonsafe import json_safe
 
@@ -118,8 +118,7 @@ def plan_records(inputs: PlanInputs) -> list[Action]:
     src, coup = inputs.source, inputs.couplings
     flags = inputs.flags or flags_of(inputs)
     result = transform(src, mapping, direction, inputs.tables)
-    src_vals = _by_index(canon_frame(src.reindex(columns=side_fields(mapping,
-                                                                     sides.source_system))))
+    src_vals = _by_index(flags.source_canon)
     # Plain Python from here: per-record pandas indexing costs more than the work itself.
     names = (src[sides.source.name_field].astype(str).to_dict()
              if sides.source.name_field in src else {})

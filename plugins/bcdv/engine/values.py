@@ -92,6 +92,16 @@ def canon_hash(canonical: dict[str, str], columns: list[str]) -> str:
 
 def hash_frame(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     """``row_hash`` of every row (order of columns does not matter)."""
+    return _hash_rows(frame, columns, canon)
+
+
+def canon_hash_frame(canonical: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """``hash_frame`` of a frame already in canonical form (``canon_frame``'s), without
+    canonicalising its cells again."""
+    return _hash_rows(canonical, columns, lambda v: "" if v is None else v)
+
+
+def _hash_rows(frame: pd.DataFrame, columns: list[str], text: Any) -> pd.Series:
     if frame.empty:
         return pd.Series([], dtype=object, index=frame.index)
     cols = sorted(columns)
@@ -99,8 +109,8 @@ def hash_frame(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
         return pd.Series([row_hash({}, [])] * len(frame), index=frame.index, dtype=object)
     # Column by column (canon per column, one string join per row), then one digest per
     # row: the same text row_hash builds, without a dict and a generator per row.
-    parts = [[f"{c}={canon(v)}" for v in (frame[c].tolist() if c in frame else
-                                           [None] * len(frame))] for c in cols]
+    parts = [[f"{c}={text(v)}" for v in (frame[c].tolist() if c in frame else
+                                          [None] * len(frame))] for c in cols]
     hashes = [hashlib.blake2b("\x1f".join(texts).encode("utf-8"), digest_size=8).hexdigest()
               for texts in zip(*parts, strict=True)]
     return pd.Series(hashes, index=frame.index, dtype=object)

@@ -126,8 +126,10 @@ def plan_records(inputs: PlanInputs) -> list[Action]:
             for k, v in flags.source_modified.items()}
     coup_rows = _by_index(coup, nulls=True)
     payload_rows = _by_index(result.values)
+    kept = result.keep.any(axis=1) if len(result.keep.columns) else None
     keep_cols = {sid: [c for c, k in row.items() if k]
-                 for sid, row in _by_index(result.keep).items()}
+                 for sid, row in _by_index(result.keep[kept]).items()} if (
+        kept is not None and kept.any()) else {}
     errors = result.errors.to_dict()
     hashes = flags.source_hash.to_dict()
     marks = _by_index(pd.DataFrame({"skipped": flags.skipped, "compare": flags.compare,
@@ -143,7 +145,9 @@ def plan_records(inputs: PlanInputs) -> list[Action]:
     out: list[Action] = []
     for sid in src.index:
         c, f = coup_rows[sid], marks[sid]
-        wanted = {k: v for k, v in payload_rows[sid].items() if k not in keep_cols[sid]}
+        kept_here = keep_cols.get(sid)
+        wanted = ({k: v for k, v in payload_rows[sid].items() if k not in kept_here}
+                  if kept_here else payload_rows[sid])
         try:
             wanted = wanted_values(sides.target.entity_set, wanted, inputs.tables.entity)
         except RuleError as exc:
@@ -157,16 +161,18 @@ def plan_records(inputs: PlanInputs) -> list[Action]:
 
 
 def _by_index(frame: pd.DataFrame, *, nulls: bool = False) -> dict[Any, dict[str, Any]]:
-    """``frame.to_dict("index")`` (with NaN/NaT as None when ``nulls``), built column-wise:
-    pandas' own builds a Series per row, which cost more than the plan's work."""
+    """``frame.to_dict("index")`` (with NaN/NaT as None when ``nulls``), built from column
+    lists: pandas' own builds a Series per row, which cost more than the plan's work."""
     if not frame.index.is_unique:
         raise ValueError("DataFrame index must be unique for orient='index'.")
-    if nulls:
-        frame = frame.astype(object).where(frame.notna(), None)
     cols = list(frame.columns)
-    return {key: dict(zip(cols, values, strict=True))
-            for key, values in zip(frame.index, frame.itertuples(index=False, name=None),
-                                   strict=True)}
+    lists = [frame[c].tolist() for c in cols]
+    if nulls:
+        lists = [[None if v is None or v is pd.NaT or v is pd.NA
+                  or (isinstance(v, float) and v != v) else v for v in values]
+                 for values in lists]
+    return {key: dict(zip(cols, row, strict=True))
+            for key, row in zip(frame.index, zip(*lists, strict=True), strict=True)}
 
 
 def _decide(ctx: _Pass, rec: _Record, f: dict[str, Any], wanted: dict[str, Any],

@@ -44,9 +44,16 @@ couplings = Table(
     Column("pending", Boolean, nullable=False, default=False),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    # Revision 0006: an update in flight (JSON: what it sends, the source it came from) from
+    # before the batch is sent until its stamp (engine/updates.py); null otherwise.
+    Column("update_intent", Text, nullable=True),
     UniqueConstraint("mapping", "bc_id", name="uq_bcdv_couplings_bc"),
     UniqueConstraint("mapping", "dv_id", name="uq_bcdv_couplings_dv"),
 )
+# The few couplings with an update in flight, found without reading the others.
+UPDATE_INTENT_INDEX = Index("ix_bcdv_couplings_update_intent", couplings.c.mapping,
+                            sqlite_where=couplings.c.update_intent.is_not(None),
+                            postgresql_where=couplings.c.update_intent.is_not(None))
 
 # Watermark per mapping and pass direction: records modified at or after it are candidates.
 watermarks = Table(

@@ -48,8 +48,6 @@ def intent_doc(existing: Any, sent: dict[str, Any], source: dict[str, Any] | Non
                                       "since": before.get("since") or moment.isoformat()}})
 
 
-UPDATE_INTENT = "update_intent"
-"""The key of an update intent in a coupling's ``synced`` (see record_update_intents)."""
 
 
 def _synced_doc(synced: Any) -> dict[str, Any]:
@@ -199,50 +197,41 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
             with self._write() as conn:
                 rows = []
                 for part in _parts(list(intents)):
-                    for r in conn.execute(select(c.id, col.label("key"), c.synced).where(
+                    for r in conn.execute(select(c.id, col.label("key")).where(
                             c.mapping == mapping, col.in_(part),
                             c.pending.is_(False)).with_for_update()):
-                        doc = _synced_doc(r.synced)
-                        doc.pop(UPDATE_INTENT, None)
-                        # first in the document: update_intents finds it by a prefix
-                        doc = {UPDATE_INTENT: intents[str(r.key)], **doc}
-                        rows.append({"row_id": r.id, "synced": fastjson.dumps(doc)})
+                        rows.append({"row_id": r.id,
+                                     "update_intent": fastjson.dumps(intents[str(r.key)])})
                 _update_by_id(conn, rows)
         _retry_on_conflict(run)
 
     def update_intents(self, mapping: str) -> list[dict[str, Any]]:
-        """Couplings that hold an update intent (few: only after a lost answer or a crash),
-        as rows with ``bc_id``, ``dv_id``, the baselines and the parsed ``intent``."""
+        """Couplings that hold an update intent (few: only after a lost answer or a crash;
+        found through a partial index), as rows with ``bc_id``, ``dv_id``, the baselines,
+        the parsed ``intent`` and the parsed ``synced`` values."""
         c = couplings.c
         with self.engine.connect() as conn:
             rows = conn.execute(select(
                 c.id, c.bc_id, c.dv_id, c.bc_modified, c.dv_modified, c.bc_hash, c.dv_hash,
-                c.synced).where(c.mapping == mapping, c.pending.is_(False),
-                                # a prefix: a full scan of synced text costs 4x more
-                                c.synced.like(f'{{"{UPDATE_INTENT}"%'))).mappings().all()
+                c.synced, c.update_intent).where(
+                c.mapping == mapping, c.update_intent.is_not(None),
+                c.pending.is_(False))).mappings().all()
         out = []
         for r in rows:
-            doc = _synced_doc(r["synced"])
-            if isinstance(doc.get(UPDATE_INTENT), dict):
-                out.append({**dict(r), "intent": doc.pop(UPDATE_INTENT), "synced": doc})
+            row = dict(r)
+            intent = _synced_doc(row.pop("update_intent"))
+            out.append({**row, "intent": intent, "synced": _synced_doc(r["synced"])})
         return out
 
     def drop_update_intents(self, mapping: str, row_ids: list[int]) -> None:
         """Forget the update intents of these couplings (the updates did not land, or were
         overwritten since: the baselines stand as they are)."""
-        c = couplings.c
-
         def run() -> None:
             with self._write() as conn:
-                rows = []
                 for part in _parts(row_ids):
-                    for r in conn.execute(select(c.id, c.synced).where(
-                            c.mapping == mapping, c.id.in_(part)).with_for_update()):
-                        doc = _synced_doc(r.synced)
-                        doc.pop(UPDATE_INTENT, None)
-                        rows.append({"row_id": r.id, "synced": fastjson.dumps(doc)
-                                     if doc else None})
-                _update_by_id(conn, rows)
+                    conn.execute(update(couplings).where(
+                        couplings.c.mapping == mapping, couplings.c.id.in_(part)).values(
+                        update_intent=None))
         if row_ids:
             _retry_on_conflict(run)
 
@@ -419,7 +408,7 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
             values = {"bc_id": stamp.bc_id, "dv_id": stamp.dv_id, "pending": False,
                       result_col: "success", job_col: job_id, "updated_at": now,
                       "bc_hash": stamp.bc_hash, "dv_hash": stamp.dv_hash,
-                      "synced": stamp.synced,
+                      "synced": stamp.synced, "update_intent": None,
                       "bc_modified": _later(row["bc_modified"] if row else None,
                                             stamp.bc_modified),
                       "dv_modified": _later(row["dv_modified"] if row else None,
@@ -747,6 +736,7 @@ def _stamped_values(stamp: Stamp, row: Any, direction: str, job_id: str,
         "bc_id": stamp.bc_id, "dv_id": stamp.dv_id, "pending": False,
         result_col: "success", job_col: job_id, "updated_at": now,
         "bc_hash": stamp.bc_hash, "dv_hash": stamp.dv_hash, "synced": stamp.synced,
+        "update_intent": None,
     }
     for col, new in (("bc_modified", stamp.bc_modified), ("dv_modified", stamp.dv_modified)):
         values[col] = _later(row[col] if row is not None else None, new)

@@ -144,9 +144,13 @@ KEY_FIELDS = {"customers": "number", "vendors": "number", "contacts": "number",
               "currencies": "code", "paymentTerms": "code", "shipmentMethods": "code",
               "paymentMethods": "code", "salespeoplePurchasers": "code"}
 # SQLite indexes for what writes and common reads look up, so their cost does not grow
-# with the table: the keys above, the contact company link, exchange rates by currency/date.
-INDEXES = {**{s: [("_company", f)] for s, f in KEY_FIELDS.items()},
-           "contacts": [("_company", "number"), ("_company", "companyNumber", "type")],
+# with the table: the keys above, the contact company link, exchange rates by currency/date,
+# and the last-modified time a delta read filters on (a read of the records changed since a
+# watermark costs what it returns, as on a database server, not a walk of every record).
+INDEXES = {**{s: [("_company", f), ("_company", "lastModifiedDateTime")]
+              for s, f in KEY_FIELDS.items()},
+           "contacts": [("_company", "number"), ("_company", "companyNumber", "type"),
+                        ("_company", "lastModifiedDateTime")],
            "currencyExchangeRates": [("_company", "currencyCode", "startingDate")]}
 
 # Single-valued navigation properties usable in $expand: name -> (id property, target set).

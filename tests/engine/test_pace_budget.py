@@ -47,6 +47,18 @@ def test_requests_at_once_keep_to_the_hint_the_service_sends(env: Env) -> None:
     assert env.dv.http.budget is not None and env.dv.http.budget.dop_hint == 2
 
 
+def test_the_first_round_sends_the_hint_s_worth_at_once(env: Env) -> None:
+    """Learn's parallel operations sample reads ``x-ms-dop-hint`` first (a WhoAmI) and then
+    sends that many requests at once. With seconds of latency per request, waiting for the
+    first answers before the hint applies would cost a round: 8,000 creates with a hint of
+    8 go as 8 CreateMultiple requests all in flight together, in one round."""
+    stats = _full_pass(env, 8000, {"dop_hint": 8}, {"rtt_ms": 2000})
+    pace = env.ctx.dataverse.pace
+    assert stats["by_kind"]["CreateMultiple"]["requests"] == 8
+    assert pace.peak == 8
+    assert stats["throttled_429"] == 0
+
+
 class _Blind(Pace):
     """The same pace, deaf to the budget the service states (only 429s slow it)."""
 

@@ -60,7 +60,9 @@ class Pace:
     execution (Learn: api-limits, "HTTP response headers"; see
     :class:`bcdv.clients.http.ServiceBudget`). The pace:
 
-    - starts ``start`` requests at once; once answers tell what a request costs, keeps as
+    - starts ``start`` requests at once, or the hint's worth when the service already
+      stated it with the execution time left (``_first_round``); once answers tell what a
+      request costs, keeps as
       many at once as the hint says (without a hint: one more per answer, doubling each
       round), never more than ``most`` (under the 52 concurrent requests a user may have);
     - keeps no more requests at once than the execution time left in the window pays for,
@@ -76,6 +78,11 @@ class Pace:
 
     Thread-safe: a load's batches may be written from a worker thread.
     """
+
+    # What one bulk request is taken to cost before answers tell: a 1,000-row CreateMultiple
+    # of a busy environment (the emulators' cloud preset: 10 s), so a first round never
+    # asks for more than the window's execution time left.
+    GUESSED_COST = 20.0
 
     def __init__(self, start: int = 4, most: int = 48) -> None:
         self.workers, self.start, self.most = start, start, most
@@ -105,6 +112,17 @@ class Pace:
         return (budget.requests_left is None or budget.requests_left > 0) and \
             (budget.seconds_left is None or budget.seconds_left > 0)
 
+    def _first_round(self, budget: ServiceBudget | None) -> int:
+        """Requests at once before any answer tells what one costs: ``start``, or, once the
+        service stated its hint and the execution time left in the window, as many as that
+        time pays for at ``GUESSED_COST`` seconds each (Learn's parallel operations sample
+        reads the hint first, then sends that many at once). With a latency of seconds per
+        request, waiting for the first answers before the hint applies loses a round."""
+        if budget is None or not budget.dop_hint or budget.seconds_left is None:
+            return self.start
+        return max(self.start, min(budget.dop_hint, int(budget.seconds_left
+                                                        / self.GUESSED_COST)))
+
     def _room(self, budget: ServiceBudget | None) -> int:
         """How many requests at once the budget last stated still pays for, at what the
         recent ones cost (no limit before a cost or a budget is known)."""
@@ -119,7 +137,9 @@ class Pace:
             while True:
                 ceiling = self.ceiling(http.budget)
                 if self.cost is None:  # what a request costs is not known yet
-                    ceiling = min(ceiling, self.start)
+                    ceiling = min(ceiling, self._first_round(http.budget))
+                    if not self._throttled_seen:
+                        self.workers = max(self.workers, ceiling)
                 elif not self._throttled_seen and http.budget is not None and \
                         http.budget.dop_hint:
                     # The service says how many at once: as many as soon as the budget's

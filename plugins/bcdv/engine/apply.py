@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
@@ -173,10 +173,12 @@ class _Writer:
     and id before it is sent: a rerun upserts it, never duplicates it) joins up to
     ``DV_BATCHES_IN_FLIGHT - 1`` others (their requests go through the adapter's pace, which
     keeps to what the service allows). A batch with updates, and every Business Central
-    batch (whose lost creates are recovered by their values, one batch at a time), is sent
-    only after every batch before it was answered and stamped, so a failure leaves at most
-    one batch of updates for the next run to settle (engine/updates.py). Leaving the block
-    (an error included) waits for the batches in flight; the error then propagates."""
+    batch (whose lost creates are recovered by their values), is sent only after every
+    batch before it was answered; those are stamped while it is in flight, so a failure
+    leaves at most two batches for the next run to settle (engine/updates.py) or recover
+    (engine/lost_creates.py), and the state work of one batch overlaps the next one's
+    round trip. Leaving the block (an error included) waits for the batches in flight; the
+    error then propagates."""
 
     def __init__(self, ctx: SyncContext, mapping: TableMapping, state: PassState,
                  sides: PassSides) -> None:
@@ -196,12 +198,20 @@ class _Writer:
         resume rather than send (see ``_unconfirmed_creates``)."""
         batch = _prepare(self.ctx, self.mapping, self.state, self.sides, actions)
         overlaps = self.most > 1 and all(isinstance(a, Insert) for a in batch.todo)
+        if not overlaps:
+            # Sent once every batch before it is answered; those are stamped while this one
+            # is in flight (a failure leaves at most two batches to settle or recover).
+            wait([future for _, future in self.flights])
+            if any(future.exception() is not None for _, future in self.flights):
+                self.drain()  # a batch that could not be written stops the load here
         # Batches already answered are finished first: a failed one stops the load here.
-        while self.flights and (self.flights[0][1].done() or not overlaps
-                                or len(self.flights) >= self.most):
+        while self.flights and overlaps and (self.flights[0][1].done()
+                                             or len(self.flights) >= self.most):
             self._finish_oldest()
         self.flights.append((batch, self.pool.submit(_write, self.ctx, self.mapping,
                                                      self.sides, batch.todo)))
+        while not overlaps and len(self.flights) > 1:
+            self._finish_oldest()
         return batch.resume
 
     def drain(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -178,3 +179,37 @@ def test_two_concurrent_runs_of_a_mapping_never_both_write(env) -> None:
     env.sync(mapping, run_id="after")
     names = [a["name"] for a in env.dv.list("accounts")]
     assert sorted(names) == [f"Concurrent {i}" for i in range(5)]
+
+
+def test_a_crash_while_the_next_batch_is_in_flight_converges(env, monkeypatch) -> None:
+    """Business Central batches go one at a time, but a batch is stamped while the next one
+    is already in flight (apply._Writer): the run dies stamping the first batch once the
+    second has landed, so two batches of creates are left unstamped. The rerun recovers
+    all of them, each once."""
+    from bcdv.engine import apply
+
+    monkeypatch.setenv("BCDV_BATCH_SIZE", "2")
+    mapping = make_mapping(sync_only_coupled=False)
+    names = [f"Two In Flight {i}" for i in range(5)]
+    ids = [env.dv_new(n) for n in names]
+
+    def made() -> list[dict]:
+        return env.bc.list("customers", filter="startswith(displayName,'Two In Flight')")
+
+    def crash(action: dict) -> None:
+        deadline = time.monotonic() + 10
+        while len(made()) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the second batch is in flight: let it land
+        raise WriteCrash(action["source_id"])
+
+    monkeypatch.setattr(apply, "after_write_hook", crash)
+    with pytest.raises(WriteCrash):
+        env.run(mapping, "to_business_central", mode="full", run_id="attempt-1")
+    assert len(made()) == 4  # the first batch, and the second, sent before it was stamped
+    monkeypatch.setattr(apply, "after_write_hook", None)
+    report = env.run(mapping, "to_business_central", mode="full", run_id="attempt-2")
+    assert report.failed == 0
+    rows = made()
+    assert sorted(r["displayName"] for r in rows) == names
+    for dv_id in ids:
+        assert env.coupling(mapping, dv_id=dv_id)["bc_id"] in {r["id"] for r in rows}

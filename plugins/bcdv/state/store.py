@@ -149,18 +149,15 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
         """Couplings of a mapping as a DataFrame (optionally only for some ids); the
         datetime columns are aware UTC."""
         query = select(couplings).where(couplings.c.mapping == mapping)
-        frames = []
+        rows: list[Any] = []
         with self.engine.connect() as conn:
             if bc_ids is None and dv_ids is None:
-                frames.append(pd.DataFrame(conn.execute(query).mappings().all(),
-                                           columns=COUPLING_COLUMNS))
+                rows += conn.execute(query).all()
             for col, ids in ((couplings.c.bc_id, bc_ids), (couplings.c.dv_id, dv_ids)):
-                for start in range(0, len(ids or []), 500):
-                    part = list(ids or [])[start:start + 500]
-                    rows = conn.execute(query.where(col.in_(part))).mappings().all()
-                    frames.append(pd.DataFrame(rows, columns=COUPLING_COLUMNS))
-        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-            columns=COUPLING_COLUMNS)
+                for part in _parts(list(ids or [])):
+                    rows += conn.execute(query.where(col.in_(part))).all()
+        # One frame from plain tuples (a frame per 500 ids and a concat cost more).
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=COUPLING_COLUMNS)
         frame = frame.drop_duplicates(subset=["id"]).reset_index(drop=True)
         for name in DATETIME_COLUMNS:
             frame[name] = pd.to_datetime(frame[name], utc=True)

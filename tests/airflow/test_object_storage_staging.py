@@ -4,6 +4,7 @@ and a pass, its chunks and their merged outcomes go through them."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,7 +46,8 @@ def test_staging_urls_open_as_object_storage_paths(object_storage, tmp_path: Pat
     merge_chunks(url)  # no chunks: the outcomes stay as written
     assert [r["source_id"] for r in staging.read_jsonl(url + "/outcomes.jsonl")] == ["a", "b"]
     on_disk = tmp_path / "shared" / "customer" / "run" / "to_dataverse" / "outcomes.jsonl"
-    assert on_disk.read_text().splitlines() == ['{"source_id": "a"}', '{"source_id": "b"}']
+    assert [json.loads(line) for line in on_disk.read_text().splitlines()] == [
+        {"source_id": "a"}, {"source_id": "b"}]
 
 
 def test_a_scheme_airflow_has_no_filesystem_for_opens_as_a_plain_upath(object_storage) -> None:

@@ -78,3 +78,31 @@ def test_a_stamp_clears_the_intent_and_a_drop_forgets_it(store: StateStore) -> N
         synced = dict(conn.execute(select(couplings.c.bc_id, couplings.c.synced)).all())
     assert json.loads(synced["b1"]) == {"dataverse": {"name": "x"}}  # the intent never there
     assert synced["b2"] is None
+
+
+def test_the_retry_set_is_read_through_its_partial_index(tmp_path) -> None:
+    """The retry set's query states its partial index's condition (schema.RETRY_CANDIDATES),
+    so SQLite reads the few candidates through the index instead of every coupling (0.15 s
+    at 100,000 couplings, a seventh of an incremental run, before revision 0007)."""
+    from bcdv.engine import retry_set
+
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    with store.engine.begin() as conn:
+        conn.execute(insert(couplings), [
+            {"mapping": "CUSTOMER", "bc_id": f"b{n}", "dv_id": f"d{n}", "bc_hash": "h",
+             "dv_hash": None if n == 2 else "h", "to_dv_result": "failure" if n == 1
+             else "success", "to_bc_result": "success", "skipped": False,
+             "pending": n == 3, "created_at": NOW, "updated_at": NOW} for n in range(5)])
+    assert retry_set.retry_source_ids(store, "CUSTOMER", "to_dataverse",
+                                      failed_creates=False) == {"b1", "b3"}
+    assert retry_set.retry_source_ids(store, "CUSTOMER", "to_business_central",
+                                      failed_creates=False) == {"d2", "d3"}
+    for direction, index in (("to_dataverse", "ix_bcdv_couplings_retry_dv"),
+                             ("to_business_central", "ix_bcdv_couplings_retry_bc")):
+        query = retry_set.candidates_query("CUSTOMER", direction)
+        compiled = query.compile(store.engine)
+        with store.engine.connect() as conn:
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + compiled.string,
+                                        tuple(compiled.params[k] for k in
+                                              compiled.positiontup or ())).all()
+        assert any(f"USING INDEX {index}" in str(row[-1]) for row in plan), plan

@@ -17,26 +17,38 @@ A source record is retried when, for the pass's direction:
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
 
-from bcdv.state.schema import couplings, record_errors
+from sqlalchemy import Select, select, text
+
+from bcdv.state.schema import RETRY_CANDIDATES, couplings, record_errors
 from bcdv.state.store import StateStore
 
 
-def retry_source_ids(store: StateStore, mapping: str, direction: str, *,
-                     failed_creates: bool) -> set[str]:
-    """The source ids of ``mapping``'s pass in ``direction`` that must be retried."""
+def candidates_query(mapping: str, direction: str) -> Select[Any]:
+    """The source ids of couplings whose last sync failed (not Skipped), whose create is
+    unconfirmed, or whose source side's values are unknown (not Skipped); a null id is
+    among them when a coupling lacks one."""
     to_dv = direction == "to_dataverse"
     src = couplings.c.bc_id if to_dv else couplings.c.dv_id
     result = couplings.c.to_dv_result if to_dv else couplings.c.to_bc_result
     src_hash = couplings.c.bc_hash if to_dv else couplings.c.dv_hash
     not_skipped = couplings.c.skipped.is_(False)
-    query = select(src).where(
-        couplings.c.mapping == mapping, src.is_not(None),
+    # The partial index's own condition first (schema.RETRY_CANDIDATES): the scan reads the
+    # candidates, not every coupling of the mapping.
+    return select(src).where(
+        couplings.c.mapping == mapping, text(RETRY_CANDIDATES[direction]),
         ((result == "failure") & not_skipped) | couplings.c.pending.is_(True)
         | (src_hash.is_(None) & couplings.c.pending.is_(False) & not_skipped))
+
+
+def retry_source_ids(store: StateStore, mapping: str, direction: str, *,
+                     failed_creates: bool) -> set[str]:
+    """The source ids of ``mapping``'s pass in ``direction`` that must be retried."""
+    src = couplings.c.bc_id if direction == "to_dataverse" else couplings.c.dv_id
     with store.engine.connect() as conn:
-        ids = {str(r[0]) for r in conn.execute(query)}
+        ids = {str(r[0]) for r in conn.execute(candidates_query(mapping, direction))
+               if r[0] is not None}
         if failed_creates:
             coupled = select(src).where(couplings.c.mapping == mapping, src.is_not(None),
                                         couplings.c.pending.is_(False))

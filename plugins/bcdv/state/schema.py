@@ -15,6 +15,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 
 metadata = MetaData()
@@ -50,6 +51,20 @@ couplings = Table(
     UniqueConstraint("mapping", "bc_id", name="uq_bcdv_couplings_bc"),
     UniqueConstraint("mapping", "dv_id", name="uq_bcdv_couplings_dv"),
 )
+# Revision 0007: the couplings a pass's retry set is drawn from (its last sync in that
+# direction failed, a create unconfirmed, or the source side's values unknown), found
+# without reading every coupling: one partial index per direction, whose condition
+# engine/retry_set.py repeats word for word (SQLite uses a partial index only for a query
+# that states its condition).
+RETRY_CANDIDATES = {
+    "to_dataverse": "(to_dv_result = 'failure' OR pending OR bc_hash IS NULL)",
+    "to_business_central": "(to_bc_result = 'failure' OR pending OR dv_hash IS NULL)",
+}
+RETRY_INDEXES = [Index(f"ix_bcdv_couplings_retry_{short}", couplings.c.mapping,
+                       sqlite_where=text(RETRY_CANDIDATES[direction]),
+                       postgresql_where=text(RETRY_CANDIDATES[direction]))
+                 for direction, short in (("to_dataverse", "dv"),
+                                          ("to_business_central", "bc"))]
 # The few couplings with an update in flight, found without reading the others.
 UPDATE_INTENT_INDEX = Index("ix_bcdv_couplings_update_intent", couplings.c.mapping,
                             sqlite_where=couplings.c.update_intent.is_not(None),

@@ -18,29 +18,30 @@ import msgspec
 import numpy as np
 import pandas as pd
 
+_UNKNOWN = object()
+
 
 def _portable(value: Any) -> Any:
+    """``value`` in a type msgspec writes, or ``_UNKNOWN``."""
     if isinstance(value, np.generic):
         return value.item()
     if value is pd.NaT:
         return None
     if isinstance(value, datetime):  # a pandas Timestamp (msgspec takes datetime itself)
         return value.isoformat()
-    raise NotImplementedError
+    return _UNKNOWN
 
 
 def _strict_hook(value: Any) -> Any:
-    try:
-        return _portable(value)
-    except NotImplementedError:
-        raise TypeError(f"cannot write a {type(value).__name__} as JSON") from None
+    out = _portable(value)
+    if out is _UNKNOWN:
+        raise TypeError(f"cannot write a {type(value).__name__} as JSON")
+    return out
 
 
 def _lenient_hook(value: Any) -> Any:
-    try:
-        return _portable(value)
-    except NotImplementedError:
-        return str(value)
+    out = _portable(value)
+    return str(value) if out is _UNKNOWN else out
 
 
 _STRICT = msgspec.json.Encoder(enc_hook=_strict_hook)

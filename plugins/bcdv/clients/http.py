@@ -350,7 +350,6 @@ class ApiSession:
         if json is not None:  # encoded once for every attempt, and faster than requests does
             data = fastjson.dumpb(json)
             headers = {"Content-Type": "application/json", **(headers or {})}
-            json = None
         safe_to_repeat = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
         deadline = time.monotonic() + self.retry.budget_seconds
         attempt = 0
@@ -363,7 +362,7 @@ class ApiSession:
             try:
                 self.request_count += 1
                 resp = self.session.request(
-                    method, url, headers=hdrs, params=params, json=json, data=data,
+                    method, url, headers=hdrs, params=params, data=data,
                     timeout=self.timeout, verify=self.verify,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:

@@ -197,22 +197,26 @@ class _Writer:
         """Start writing ``actions`` (see the class for when); returns the creates to
         resume rather than send (see ``_unconfirmed_creates``)."""
         batch = _prepare(self.ctx, self.mapping, self.state, self.sides, actions)
-        overlaps = self.most > 1 and all(isinstance(a, Insert) for a in batch.todo)
-        if not overlaps:
+        if self.most > 1 and all(isinstance(a, Insert) for a in batch.todo):
+            # Batches already answered are finished first: a failed one stops the load here.
+            while self.flights and (self.flights[0][1].done()
+                                    or len(self.flights) >= self.most):
+                self._finish_oldest()
+            self._submit(batch)
+        else:
             # Sent once every batch before it is answered; those are stamped while this one
             # is in flight (a failure leaves at most two batches to settle or recover).
             wait([future for _, future in self.flights])
             if any(future.exception() is not None for _, future in self.flights):
                 self.drain()  # a batch that could not be written stops the load here
-        # Batches already answered are finished first: a failed one stops the load here.
-        while self.flights and overlaps and (self.flights[0][1].done()
-                                             or len(self.flights) >= self.most):
-            self._finish_oldest()
+            self._submit(batch)
+            while len(self.flights) > 1:
+                self._finish_oldest()
+        return batch.resume
+
+    def _submit(self, batch: _Batch) -> None:
         self.flights.append((batch, self.pool.submit(_write, self.ctx, self.mapping,
                                                      self.sides, batch.todo)))
-        while not overlaps and len(self.flights) > 1:
-            self._finish_oldest()
-        return batch.resume
 
     def drain(self) -> None:
         """Finish every batch in flight (wait for its answers, stamp, stage), in order."""

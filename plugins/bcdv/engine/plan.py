@@ -126,10 +126,9 @@ def plan_records(inputs: PlanInputs) -> list[Action]:
             for k, v in flags.source_modified.items()}
     coup_rows = _by_index(coup, nulls=True)
     payload_rows = _by_index(result.values)
-    kept = result.keep.any(axis=1) if len(result.keep.columns) else None
+    kept = result.keep.any(axis=1)  # only rows with a keep mark list their kept columns
     keep_cols = {sid: [c for c, k in row.items() if k]
-                 for sid, row in _by_index(result.keep[kept]).items()} if (
-        kept is not None and kept.any()) else {}
+                 for sid, row in _by_index(result.keep[kept]).items()}
     errors = result.errors.to_dict()
     hashes = flags.source_hash.to_dict()
     marks = _by_index(pd.DataFrame({"skipped": flags.skipped, "compare": flags.compare,

@@ -60,10 +60,8 @@ class RecordOutcome:
     def to_row(self) -> dict[str, Any]:
         """JSON-ready form (json_safe copies the containers: no deep copy first)."""
         row = {name: getattr(self, name) for name in _OUTCOME_FIELDS}
-        if self.changes:  # the only container; every other field is a JSON scalar
-            row["changes"] = json_safe(self.changes)
-        else:
-            row["changes"] = {}
+        # the only container; every other field is a JSON scalar (from_row made it so)
+        row["changes"] = json_safe(self.changes) if self.changes else {}
         return row
 
 

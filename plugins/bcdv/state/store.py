@@ -386,7 +386,6 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
         stale: list[int] = []
         updates: list[dict[str, Any]] = []
         inserts: list[dict[str, Any]] = []
-        result_col, job_col = _result_columns(direction)
         other_col, other_job = _result_columns(_other(direction))
         for stamp in stamps:
             at_bc, at_dv = by_bc.get(stamp.bc_id, ()), by_dv.get(stamp.dv_id, ())
@@ -402,14 +401,7 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
             row = ordered[0] if ordered else None
             # Unconfirmed intents that claimed one of the two ids are void now.
             stale += [r["id"] for r in ordered[1:] if r["pending"]]
-            values = {"bc_id": stamp.bc_id, "dv_id": stamp.dv_id, "pending": False,
-                      result_col: "success", job_col: job_id, "updated_at": now,
-                      "bc_hash": stamp.bc_hash, "dv_hash": stamp.dv_hash,
-                      "synced": stamp.synced, "update_intent": None,
-                      "bc_modified": _later(row["bc_modified"] if row else None,
-                                            stamp.bc_modified),
-                      "dv_modified": _later(row["dv_modified"] if row else None,
-                                            stamp.dv_modified)}
+            values = _stamped_values(stamp, row, direction, job_id, now)
             if row is None:
                 inserts.append({"mapping": mapping, "skipped": False, "created_at": now,
                                 other_col: "", other_job: None, **values})

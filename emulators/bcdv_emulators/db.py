@@ -176,6 +176,9 @@ class Database:
     def select(self, set_name: str, where: str = "", params: Sequence[Any] = (),
                order: str = "", limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
         """Rows matching an SQL condition."""
+        if where and order and limit is not None and self._narrow(set_name, where, params,
+                                                                  4 * (limit + offset)):
+            order = ", ".join("+" + term.strip() for term in order.split(","))
         sql = f"SELECT * FROM {q(set_name)}"
         if where:
             sql += f" WHERE {where}"
@@ -187,6 +190,25 @@ class Database:
                 sql += f" OFFSET {int(offset)}"
         with self.lock:
             return [dict(r) for r in self.conn.execute(sql, tuple(params))]
+
+    def _narrow(self, set_name: str, where: str, params: Sequence[Any], cap: int) -> bool:
+        """Whether a page's condition has a range on an indexed column (a delta read: a
+        modified-on after a watermark) that matches fewer than ``cap`` rows.
+
+        SQL Server keeps histograms and seeks the modified-on index for a small delta.
+        SQLite's planner has none: it guesses that a range keeps a quarter of the table and
+        walks the key order to spare the sort, reading every row of the table (0.2 s for a
+        delta of 1,000 among 100,000 customers, 40 ms through the index). When the range is
+        narrow (counted through its index, at most ``cap`` rows), the page is ordered by an
+        expression of the key, which no index provides, so the planner seeks the range and
+        sorts what it found; a wide range keeps the key order."""
+        indexed = {cols[-1] for cols in self.indexes.get(set_name, [])}
+        if not any(f'"{c}" >' in where or f'"{c}" <' in where for c in indexed):
+            return False
+        probe = (f"SELECT count(*) FROM (SELECT 1 FROM {q(set_name)} WHERE {where} "
+                 f"LIMIT {int(cap)})")
+        with self.lock:
+            return int(self.conn.execute(probe, tuple(params)).fetchone()[0]) < cap
 
     def count(self, set_name: str, where: str = "", params: Sequence[Any] = ()) -> int:
         """Number of rows matching an SQL condition."""

@@ -16,6 +16,7 @@ import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -127,8 +128,6 @@ def _plan(tmp_path: Path, count: int) -> PassState:
 
 
 def test_split_and_merge_hold_one_chunk_at_a_time(tmp_path: Path) -> None:
-    plans = {n: _plan(tmp_path, n) for n in (SMALL, LARGE)}
-
     def split_and_merge(state: PassState) -> None:
         for d in split_plan(state.directory, 1000):
             part = PassState.load(d)
@@ -136,9 +135,17 @@ def test_split_and_merge_hold_one_chunk_at_a_time(tmp_path: Path) -> None:
                                              for a in read_plan(part.plan_file)))
         merge_chunks(state.directory)
 
-    small = _peak(lambda: split_and_merge(plans[SMALL]))
-    large = _peak(lambda: split_and_merge(plans[LARGE]))
-    assert large - small < ALLOWED, (small, large)
+    # Each size twice, on plans of its own, keeping the lower peak: tracemalloc also counts
+    # what another thread of the test process allocates meanwhile (a pytest-xdist worker
+    # keeps threads of earlier tests), which once put 40 KB over the bound. What grew with
+    # the table would be in both runs.
+    peaks: dict[int, int] = {}
+    for trial in ("a", "b"):
+        plans = {n: _plan(tmp_path / trial, n) for n in (SMALL, LARGE)}
+        for n, state in plans.items():
+            peak = _peak(partial(split_and_merge, state))
+            peaks[n] = min(peaks.get(n, peak), peak)
+    assert peaks[LARGE] - peaks[SMALL] < ALLOWED, peaks
     merged = [r["source_id"] for r in read_jsonl(plans[LARGE].outcomes_file)]
     assert merged == [a.source_id for a in read_plan(plans[LARGE].plan_file)]
     assert not list(Path(plans[LARGE].directory).glob("*.part"))

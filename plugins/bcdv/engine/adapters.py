@@ -274,8 +274,6 @@ class DataverseAdapter:
         self.pace = Pace()
         # Create batches begun and in flight: a batch's creation window holds only its own
         # rows while no other batch creates beside it.
-        self._batches = self._creating = 0
-        self._batch_lock = threading.Lock()
 
     user_id: str | None = None
 
@@ -340,9 +338,7 @@ class DataverseAdapter:
 
         Once every request has started, the rows already created are read back while the
         last requests, started later, are still far from answered; the rest after them
-        (so the read-back is one request when all went at once, two at most). The
-        read-back pages the batch's creation window while no other batch creates beside
-        it (the window then holds only its rows), else reads by id."""
+        (so the read-back is one request when all went at once, two at most), by id."""
         chunks = [creates[s:s + BULK_ROWS] for s in range(0, len(creates), BULK_ROWS)]
         http = self.client.http
         if http.budget is None and len(chunks) > 1:
@@ -366,81 +362,51 @@ class DataverseAdapter:
         def ids(indexes: list[int]) -> list[str]:
             return [str(items[i].record_id) for i in indexes]
 
-        with self._batch_lock:
-            self._batches += 1
-            self._creating += 1
-            mine, alone = self._batches, self._creating == 1
-        since = http.server_now()
-
-        def window() -> datetime | None:
-            with self._batch_lock:
-                return since if alone and self._batches == mine else None
-
         made: list[int] = []
         rest: list[int] = []
         unread: list[int] = []
         back: dict[str, dict[str, Any]] = {}
-        try:
-            with ThreadPoolExecutor(max_workers=min(self.pace.most, len(chunks)) + 1) as pool:
-                futures = {pool.submit(self.pace.run, send, chunk, http): chunk
-                           for chunk in chunks}
-                early: Future[dict[str, dict[str, Any]]] | None = None
-                left = len(futures)
-                for future in as_completed(futures):
-                    left -= 1
-                    chunk = futures[future]
-                    if future.result():
-                        made.extend(chunk)
-                        unread.extend(chunk)
-                    else:
-                        rest.extend(chunk)
-                    cost = self.pace.cost
-                    with lock:
-                        # Worth reading back before the last answers only if those are still
-                        # far off (more than half a request away): requests sent together
-                        # are answered together, and one read-back then does.
-                        far = len(begun) == len(chunks) and cost is not None and \
-                            max(begun) + cost - time.monotonic() > cost / 2
-                    if early is None and unread and left and far:
-                        early = pool.submit(self._read_back, side, ids(unread), cols, window())
-                        unread = []
-                if early is not None:
-                    back.update(early.result())
-            if unread:
-                back.update(self._read_back(side, ids(unread), cols, window()))
-        finally:
-            with self._batch_lock:
-                self._creating -= 1
+        with ThreadPoolExecutor(max_workers=min(self.pace.most, len(chunks)) + 1) as pool:
+            futures = {pool.submit(self.pace.run, send, chunk, http): chunk
+                       for chunk in chunks}
+            early: Future[dict[str, dict[str, Any]]] | None = None
+            left = len(futures)
+            for future in as_completed(futures):
+                left -= 1
+                chunk = futures[future]
+                if future.result():
+                    made.extend(chunk)
+                    unread.extend(chunk)
+                else:
+                    rest.extend(chunk)
+                cost = self.pace.cost
+                with lock:
+                    # Worth reading back before the last answers only if those are still
+                    # far off (more than half a request away): requests sent together
+                    # are answered together, and one read-back then does.
+                    far = len(begun) == len(chunks) and cost is not None and \
+                        max(begun) + cost - time.monotonic() > cost / 2
+                if early is None and unread and left and far:
+                    early = pool.submit(self._read_back, side, ids(unread), cols)
+                    unread = []
+            if early is not None:
+                back.update(early.result())
+        if unread:
+            back.update(self._read_back(side, ids(unread), cols))
         for i in made:
             row = back.get(str(items[i].record_id).lower())
             out[i] = Written(str(items[i].record_id), parse_datetime((row or {}).get(
                 side.modified_on)), (row or {}).get("@odata.etag"), True, row)
         return rest
 
-    def _read_back(self, side: Side, ids: list[str], cols: list[str],
-                   since: datetime | None) -> dict[str, dict[str, Any]]:
-        """The rows just created, by lower-case id: one paged read of the rows created since
-        a little before the creates (the service's clock, as for a signpost), then by id,
-        through ``$batch`` GETs, whatever that read did not return. More rows than a page
-        are read by id at once: a ``$batch`` reads 40,000 (1,000 GETs), a page 5,000."""
-        wanted = {i.lower() for i in ids}
-        found: dict[str, dict[str, Any]] = {}
-        if since is not None and len(ids) <= self.page_size:
-            window = compare("createdon", "ge", since - SIGNPOST_SLACK, milliseconds=False)
-            try:
-                for page in self.client.iter_pages(side.entity_set, filter=window,
-                                                   select=cols, page_size=self.page_size):
-                    for row in page:
-                        key = str(row.get(side.key)).lower()
-                        if key in wanted:
-                            found[key] = row
-            except FatalApiError:
-                found = {}
-        missing = [i for i in ids if i.lower() not in found]
-        if missing:
-            found.update({str(r.get(side.key)).lower(): r for r in self.client.get_many_batched(
-                side.entity_set, side.key, missing, select=cols)})
-        return found
+    def _read_back(self, side: Side, ids: list[str],
+                   cols: list[str]) -> dict[str, dict[str, Any]]:
+        """The rows just created, by lower-case id: one ``$batch`` of GETs by id (40 ids a
+        GET, 1,000 GETs a request), so a batch of 5,000 creates is read back in one request
+        and returns only its own rows. (A read of the creation window returned the rows of
+        every batch created in the slack before it as well: five pages for 5,000 rows.)"""
+        return {str(r.get(side.key)).lower(): r for r in self.client.get_many_batched(
+            side.entity_set, side.key, ids, select=cols)}
 
     def _batch_writes(self, side: Side, items: Sequence[WriteItem],
                       cols: list[str]) -> list[Written | FatalApiError]:

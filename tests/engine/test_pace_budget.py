@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bcdv.clients.http import ServiceBudget
-from bcdv.engine.adapters import Pace, WriteItem, Written
+from bcdv.engine.adapters import Pace, WriteItem, Written, read_back_early
 
 from .conftest import Env, make_mapping
 
@@ -125,3 +125,44 @@ def test_batches_written_at_once_each_read_back_their_own_rows(env: Env) -> None
     kinds = env.admin("dv", "GET", "stats")["by_kind"]
     assert kinds["CreateMultiple"]["requests"] == 4
     assert kinds["batch"]["requests"] == 2 and "get_page" not in kinds
+
+
+def _read_backs(env: Env, pace: Pace, count: int, rtt_ms: int) -> int:
+    """``$batch`` read-backs of ``count`` creates written with ``pace`` (no limits)."""
+    env.admin("dv", "PUT", "latency", {"rtt_ms": rtt_ms})
+    env.admin("dv", "DELETE", "stats")
+    adapter = env.ctx.dataverse
+    adapter.pace = pace
+    items = [WriteItem("insert", str(uuid.uuid4()), {"name": f"Read back {rtt_ms} {i}",
+                                                       "customertypecode": 3})
+             for i in range(count)]
+    written = adapter.write_many(make_mapping().dataverse, items, select=["name"])
+    assert all(isinstance(w, Written) and w.etag and w.modified for w in written)
+    kinds = env.admin("dv", "GET", "stats")["by_kind"]
+    assert kinds["CreateMultiple"]["requests"] == count // 1000
+    return int(kinds["batch"]["requests"])
+
+
+def test_rows_sent_together_are_read_back_once_after_the_last_answer(env: Env) -> None:
+    """Requests sent together are answered together by a service whose time is latency, or
+    one after the other by a busy one (the emulator without latency writes each 1,000 rows
+    under its database lock): either way their rows are read back once, after the last
+    answer, even when a request is taken to cost seconds (a read-back before it would only
+    compete with the writes: one request more, no time saved)."""
+    busy = Pace(start=3, most=3)
+    busy.cost = 2.0  # what earlier requests took, waiting their turn on a busy service
+    assert _read_backs(env, busy, 3000, 0) == 1
+    together = Pace(start=3, most=3)
+    together.cost = 0.6
+    assert _read_backs(env, together, 3000, 600) == 1
+
+
+def test_rows_are_read_back_early_while_a_late_request_is_far_off() -> None:
+    """Two requests started at 0 s and a third, which waited for room, at 1 s; each takes
+    1 s. At 1.1 s the first two are answered and the third is 0.9 s away: their rows are
+    read back now. Not when all three started together, nor once the late one is close,
+    nor before anything tells what a request costs."""
+    assert read_back_early([0.0, 0.0, 1.0], 1.0, 1.1)
+    assert not read_back_early([0.0, 0.0, 0.05], 1.0, 0.3)  # sent together
+    assert not read_back_early([0.0, 0.0, 1.0], 1.0, 1.7)  # the late one is near
+    assert not read_back_early([0.0, 0.0, 1.0], None, 1.1)

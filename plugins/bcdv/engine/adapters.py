@@ -51,6 +51,19 @@ class WriteItem:
     etag: str | None = None
 
 
+def read_back_early(begun: Sequence[float], cost: float | None, now: float) -> bool:
+    """Whether the rows of the requests answered so far are worth reading back before the
+    last answers, every request having started at the ``begun`` times (monotonic seconds),
+    each taking ``cost`` seconds: only if the last requests started late (they waited for
+    room in the pace) and are still far off (each more than half a request). Requests sent
+    together are answered together by a service whose time is latency, or one after the
+    other by a busy one, where a read-back now would only compete with them: one
+    read-back after the last answer then does."""
+    if cost is None or not begun:
+        return False
+    return max(begun) - min(begun) > cost / 2 and max(begun) + cost - now > cost / 2
+
+
 class Pace:
     """How many bulk requests a pass keeps in flight at once, as the service tells it.
 
@@ -337,8 +350,9 @@ class DataverseAdapter:
         that must go by ``$batch`` instead.
 
         Once every request has started, the rows already created are read back while the
-        last requests, started later, are still far from answered; the rest after them
-        (so the read-back is one request when all went at once, two at most), by id."""
+        last requests, started later (waiting for room in the pace), are still far from
+        answered; the rest after them (so the read-back is one request when all went at
+        once, two at most), by id."""
         chunks = [creates[s:s + BULK_ROWS] for s in range(0, len(creates), BULK_ROWS)]
         http = self.client.http
         if http.budget is None and len(chunks) > 1:
@@ -379,13 +393,9 @@ class DataverseAdapter:
                     unread.extend(chunk)
                 else:
                     rest.extend(chunk)
-                cost = self.pace.cost
                 with lock:
-                    # Worth reading back before the last answers only if those are still
-                    # far off (more than half a request away): requests sent together
-                    # are answered together, and one read-back then does.
-                    far = len(begun) == len(chunks) and cost is not None and \
-                        max(begun) + cost - time.monotonic() > cost / 2
+                    far = len(begun) == len(chunks) and read_back_early(
+                        begun, self.pace.cost, time.monotonic())
                 if early is None and unread and left and far:
                     early = pool.submit(self._read_back, side, ids(unread), cols)
                     unread = []

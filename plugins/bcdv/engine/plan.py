@@ -54,7 +54,7 @@ from bcdv.engine.transform import (
     with_binds,
     write_key,
 )
-from bcdv.engine.values import canon, canon_hash, row_hash, same
+from bcdv.engine.values import canon, canon_hash, same
 from bcdv.mapping.model import DeletionConflict, Direction, TableMapping, UpdateConflict
 from bcdv.state.jsonsafe import json_safe
 
@@ -102,6 +102,13 @@ class _Pass:
     renames: dict[str, str]
     targets: dict[str, dict[str, Any]]
     binds: dict[str, str]  # Dataverse lookups written as binds (transform.wire_binds)
+    # Once per pass, not per record: the target's mapped fields (as read), the written
+    # properties of bidirectional fields, whether the opposite pass has fields of its own
+    # (``_has_reverse_only_fields``), and ``renames`` the other way round.
+    target_fields: list[str]
+    bidirectional: frozenset[str]
+    reverse_only: bool
+    back: dict[str, str]  # written property -> column read, where they differ
 
     @property
     def mapping(self) -> TableMapping:
@@ -136,11 +143,17 @@ def plan_records(inputs: PlanInputs) -> list[Action]:
                                     "source_changed": flags.source_changed,
                                     "failed_before": flags.failed_before}))
     tgt = inputs.targets
+    renames = {r: w for w, r in compare_columns(mapping, direction).items() if r != w}
     ctx = _Pass(inputs, sides, forces(mapping, direction, inputs.mode),
-                creates(mapping, inputs.mode),
-                {r: w for w, r in compare_columns(mapping, direction).items() if r != w},
-                _by_index(tgt, nulls=True),
-                wire_binds(mapping, direction, inputs.tables))
+                creates(mapping, inputs.mode), renames, _by_index(tgt, nulls=True),
+                wire_binds(mapping, direction, inputs.tables),
+                side_fields(mapping, sides.target_system),
+                frozenset(key for f in mapping.fields
+                          if f.enabled and f.constant is None
+                          and f.direction is Direction.BIDIRECTIONAL
+                          and (key := write_key(f, sides.target_system))),
+                _has_reverse_only_fields(mapping, sides.target_system),
+                {w: r for r, w in renames.items()})
     out: list[Action] = []
     for sid in src.index:
         c, f = coup_rows[sid], marks[sid]
@@ -320,15 +333,17 @@ def _plan_coupled(ctx: _Pass, rec: _Record, wanted: dict[str, Any], *,
     current = ctx.targets.get(tid)
     if current is None:
         return _deleted_target(ctx, rec, wanted, tid)
-    target_fields = side_fields(mapping, sides.target_system)
+    target_fields = ctx.target_fields
     seen = {ctx.renames.get(k, k): v for k, v in current.items()}
     diff = [col for col, value in wanted.items() if not same(value, seen.get(col))]
-    back = {w: r for r, w in ctx.renames.items()}
-    after = {f: current.get(f) for f in target_fields}
+    back = ctx.back
+    # Each target value canonicalised once: for the values after the write and, below,
+    # for the hash of the values as read (row_hash of ``current``).
+    current_canon = {f: canon(current.get(f)) for f in target_fields}
+    after_canon = dict(current_canon)
     for col, value in wanted.items():
-        if back.get(col, col) in after:
-            after[back.get(col, col)] = value
-    after_canon = {k: canon(v) for k, v in after.items()}
+        if back.get(col, col) in after_canon:
+            after_canon[back.get(col, col)] = canon(value)
     seen_now = {**rec.stamped(), "target_values": after_canon}
     target_modified = _iso(current.get(sides.target.modified_on))
     target_hash = canon_hash(after_canon, target_fields)
@@ -339,12 +354,9 @@ def _plan_coupled(ctx: _Pass, rec: _Record, wanted: dict[str, Any], *,
     stored_hash = coupling.get(sides.target_hash_col)
     target_changed = _target_moved(current.get(sides.target.modified_on),
                                    coupling.get(sides.target_mod_col)) or (
-        stored_hash is not None and row_hash(current, target_fields) != stored_hash)
+        stored_hash is not None and canon_hash(current_canon, target_fields) != stored_hash)
     both = mapping.direction is Direction.BIDIRECTIONAL and target_changed
-    bidirectional = {write_key(f, sides.target_system) for f in mapping.fields
-                     if f.enabled and f.constant is None
-                     and f.direction is Direction.BIDIRECTIONAL}
-    clash = [c for c in diff if c in bidirectional]
+    clash = [c for c in diff if c in ctx.bidirectional]
     update = Update(**seen_now, target_id=tid, payload={c: wanted[c] for c in diff},
                     diff=tuple(diff), changes=_changes(seen, wanted, diff),
                     etag=current.get("@odata.etag"),
@@ -369,7 +381,7 @@ def _plan_coupled(ctx: _Pass, rec: _Record, wanted: dict[str, Any], *,
     force = ctx.force and not protect  # both sides moved: the conflict rule decides
     if force or not both or not clash:
         return replace(update, baseline_slack_ms=_slack(ctx, bool(both)
-                                                         and _has_reverse_only_fields(ctx)))
+                                                         and ctx.reverse_only))
     if mapping.conflicts.update is UpdateConflict.MERGE:
         decision = merge.decide(mapping, sides.source_system, coupling.get("synced"),
                                 rec.source_values, {f: current.get(f) for f in target_fields},
@@ -418,7 +430,7 @@ def _resolve_update_conflict(ctx: _Pass, rec: _Record, update: Update,
     fields = ", ".join(clash)
     if winner == sides.source_system:
         return replace(update, conflict=True,
-                        baseline_slack_ms=_slack(ctx, _has_reverse_only_fields(ctx)),
+                        baseline_slack_ms=_slack(ctx, ctx.reverse_only),
                         reason=f"update conflict on {fields}: {system_title(winner)} wins "
                                "(conflict resolution)")
     if winner is not None:
@@ -430,15 +442,15 @@ def _resolve_update_conflict(ctx: _Pass, rec: _Record, update: Update,
                                               fields=fields), update.target_id, conflict=True)
 
 
-def _has_reverse_only_fields(ctx: _Pass) -> bool:
+def _has_reverse_only_fields(mapping: TableMapping, target_system: str) -> bool:
     """Whether the opposite pass has fields of its own to carry back after an overwrite.
 
     Only then is the overwritten side's baseline set behind (BOTH_MODIFIED_SLACK_MS);
     without such fields there is nothing to carry back and the pair is simply in sync.
     """
-    reverse = (Direction.TO_BUSINESS_CENTRAL if ctx.sides.target_system == "dataverse"
+    reverse = (Direction.TO_BUSINESS_CENTRAL if target_system == "dataverse"
                else Direction.TO_DATAVERSE)
-    return any(f.enabled and f.effective_direction is reverse for f in ctx.mapping.fields)
+    return any(f.enabled and f.effective_direction is reverse for f in mapping.fields)
 
 
 def _insert_values(ctx: _Pass, wanted: dict[str, Any]) -> dict[str, Any]:

@@ -285,8 +285,6 @@ class DataverseAdapter:
         self.client = client
         self.page_size = page_size
         self.pace = Pace()
-        # Create batches begun and in flight: a batch's creation window holds only its own
-        # rows while no other batch creates beside it.
 
     user_id: str | None = None
 

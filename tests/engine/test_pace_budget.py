@@ -69,21 +69,27 @@ class _Blind(Pace):
         return self.most
 
 
-def _creates(env: Env, pace: Pace, count: int) -> tuple[dict[str, Any], float]:
-    """``count`` creates written by the Dataverse adapter with ``pace``, under a window of
-    6 s of execution per 10 s, each 1,000-row request costing 1 s (1 ms a row written);
-    returns the service's statistics with the most execution time the window held."""
-    env.admin("dv", "PUT", "throttling", {"execution_ms": 6000, "window_seconds": 10})
-    env.admin("dv", "PUT", "latency", {"write_row_ms": 1})
+def _write_creates(env: Env, pace: Pace, count: int, label: str) -> dict[str, Any]:
+    """``count`` creates written by the Dataverse adapter with ``pace`` (every one answered
+    with its baseline); returns the service's statistics of the write."""
     env.admin("dv", "DELETE", "stats")
     adapter = env.ctx.dataverse
     adapter.pace = pace
-    items = [WriteItem("insert", str(uuid.uuid4()), {"name": f"{pace.__class__.__name__} {i}",
+    items = [WriteItem("insert", str(uuid.uuid4()), {"name": f"{label} {i}",
                                                        "customertypecode": 3})
              for i in range(count)]
     written = adapter.write_many(make_mapping().dataverse, items, select=["name"])
-    assert all(isinstance(w, Written) and w.etag for w in written)
-    stats = dict(env.admin("dv", "GET", "stats"))
+    assert all(isinstance(w, Written) and w.etag and w.modified for w in written)
+    return dict(env.admin("dv", "GET", "stats"))
+
+
+def _creates(env: Env, pace: Pace, count: int) -> tuple[dict[str, Any], float]:
+    """``count`` creates written with ``pace``, under a window of 6 s of execution per
+    10 s, each 1,000-row request costing 1 s (1 ms a row written); returns the service's
+    statistics with the most execution time the window held."""
+    env.admin("dv", "PUT", "throttling", {"execution_ms": 6000, "window_seconds": 10})
+    env.admin("dv", "PUT", "latency", {"write_row_ms": 1})
+    stats = _write_creates(env, pace, count, pace.__class__.__name__)
     return stats, float(env.admin("dv", "GET", "throttling")["peak_window_execution_s"])
 
 
@@ -130,15 +136,7 @@ def test_batches_written_at_once_each_read_back_their_own_rows(env: Env) -> None
 def _read_backs(env: Env, pace: Pace, count: int, rtt_ms: int) -> int:
     """``$batch`` read-backs of ``count`` creates written with ``pace`` (no limits)."""
     env.admin("dv", "PUT", "latency", {"rtt_ms": rtt_ms})
-    env.admin("dv", "DELETE", "stats")
-    adapter = env.ctx.dataverse
-    adapter.pace = pace
-    items = [WriteItem("insert", str(uuid.uuid4()), {"name": f"Read back {rtt_ms} {i}",
-                                                       "customertypecode": 3})
-             for i in range(count)]
-    written = adapter.write_many(make_mapping().dataverse, items, select=["name"])
-    assert all(isinstance(w, Written) and w.etag and w.modified for w in written)
-    kinds = env.admin("dv", "GET", "stats")["by_kind"]
+    kinds = _write_creates(env, pace, count, f"Read back {rtt_ms}")["by_kind"]
     assert kinds["CreateMultiple"]["requests"] == count // 1000
     return int(kinds["batch"]["requests"])
 

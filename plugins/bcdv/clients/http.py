@@ -25,7 +25,7 @@ import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import requests
@@ -312,15 +312,6 @@ class ApiSession:
                 self.last_server_time = email.utils.parsedate_to_datetime(date).astimezone(
                     timezone.utc
                 )
-                self._server_time_at = time.monotonic()
-
-    def server_now(self) -> datetime | None:
-        """The service's clock now, estimated from the last Date header and the time
-        elapsed here since it came (None before any answer)."""
-        if self.last_server_time is None:
-            return None
-        return self.last_server_time + timedelta(
-            seconds=time.monotonic() - getattr(self, "_server_time_at", time.monotonic()))
 
     def _wait(self, attempt: int, hint: float | None, deadline: float) -> bool:
         """Sleep before the next attempt; False when the budget does not allow it."""

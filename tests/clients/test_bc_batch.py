@@ -9,6 +9,7 @@ import pytest
 
 from bcdv.clients import BusinessCentralClient
 from bcdv.clients.batch import BatchOp, BatchResult
+from bcdv.errors import FatalApiError
 
 from .conftest import faults
 
@@ -138,3 +139,37 @@ def test_throttled_batch_is_retried_by_the_one_retry_layer(
     finally:
         faults(ep, "business_central", None)
     assert _names(bc, tag) == [f"{tag}-1"]
+
+
+def _stats(ep: dict[str, Any], method: str = "GET") -> dict[str, Any]:
+    import requests
+
+    from bcdv_emulators.cli import service_urls
+
+    resp = requests.request(method, f"{service_urls(ep)['business_central']}/_emulator/stats",
+                            verify=ep["ca_bundle"], timeout=30)
+    resp.raise_for_status()
+    return resp.json() if method == "GET" else {}
+
+
+def test_several_tables_are_read_in_one_batch_and_further_pages_follow_their_links(
+        bc: BusinessCentralClient, ep: dict[str, Any]) -> None:
+    """``list_batched``: the first page of each table in one JSON $batch of GETs (Learn:
+    business-central dynamics-batch-requests: a batch holds GET operations, up to 100), the
+    pages after it through the answer's ``@odata.nextLink``, as ``list`` reads them."""
+    reads = [("currencies", ["id", "code"]), ("paymentTerms", None), ("customers", ["id"])]
+    alone = [bc.list(entity_set, select=select) for entity_set, select in reads]
+    assert len(alone[2]) > 3  # the demo data has customers enough for several pages of 3
+    _stats(ep, "DELETE")
+    together = bc.list_batched(reads, page_size=3)
+    kinds = _stats(ep)["by_kind"]
+    assert together == alone
+    pages = -(-len(alone[2]) // 3) - 1 + sum(-(-len(t) // 3) - 1 for t in alone[:2])
+    assert kinds["batch"]["requests"] == 1, kinds
+    assert kinds["get_page"]["requests"] == pages, kinds
+
+
+def test_a_table_the_batch_cannot_read_names_itself(bc: BusinessCentralClient) -> None:
+    with pytest.raises(FatalApiError) as caught:
+        bc.list_batched([("currencies", None), ("nosuchtables", None)])
+    assert caught.value.status == 404 and "nosuchtables" in str(caught.value)

@@ -164,3 +164,40 @@ def test_rows_are_read_back_early_while_a_late_request_is_far_off() -> None:
     assert not read_back_early([0.0, 0.0, 0.05], 1.0, 0.3)  # sent together
     assert not read_back_early([0.0, 0.0, 1.0], 1.0, 1.7)  # the late one is near
     assert not read_back_early([0.0, 0.0, 1.0], None, 1.1)
+
+
+def test_a_read_back_waits_for_room_in_the_pace_and_does_not_set_the_cost() -> None:
+    """A read-back's execution time counts in the service's window like a create's, so it
+    goes through the pace: with the window stated spent and a create in flight, it waits
+    for that create's answer (the flaky bound of the window test above was a read-back
+    sent into a spent window beside the last create). Its own time is not what a create
+    costs: the pace's cost stays the creates'."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    http = SimpleNamespace(budget=ServiceBudget(requests_left=100, seconds_left=0.0,
+                                                dop_hint=8, at=0.0), throttled=0)
+    pace = Pace(start=2, most=2)
+    pace.cost = 1.0
+    create_done = threading.Event()
+    order: list[str] = []
+
+    def create(_: None) -> None:
+        time.sleep(0.3)
+        order.append("create")
+        create_done.set()
+
+    def read_back(_: None) -> None:
+        order.append("read-back")
+        time.sleep(0.05)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(pace.run, create, None, http)  # type: ignore[arg-type]
+        time.sleep(0.05)  # the create is in flight; the window is stated spent
+        second = pool.submit(pace.run, read_back, None, http,  # type: ignore[arg-type]
+                             learn=False)
+        first.result()
+        second.result()
+    assert order == ["create", "read-back"]  # held until the window had room
+    assert 1.0 > pace.cost > 0.3  # the create's 0.3 s moved it; the read-back's did not

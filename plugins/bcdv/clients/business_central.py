@@ -91,6 +91,35 @@ class BusinessCentralClient:
                                 page_size=page_size)
         return [row for page in pages for row in page]
 
+    def list_batched(
+        self, reads: Sequence[tuple[str, Sequence[str] | None]], *,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> builtins.list[builtins.list[dict[str, Any]]]:
+        """Every record of several entity sets (``(entity set, columns)`` each), their first
+        pages read in one JSON ``$batch`` of GETs (Learn: business-central
+        dynamics-batch-requests, up to 100 operations per batch): a pass's small reference
+        tables cost one request instead of one each. An answer with more pages goes on
+        with ``@odata.nextLink`` as :meth:`list` does."""
+        ops = []
+        for entity_set, select in reads:
+            params = query_params(select=select) or {}
+            query = f"?{urlencode(params, quote_via=quote)}" if params else ""
+            ops.append(BatchOp("GET", f"{self.batch_url(entity_set)}{query}", None,
+                               page_size_header(page_size, MAX_PAGE_SIZE)))
+        out: builtins.list[builtins.list[dict[str, Any]]] = []
+        for (entity_set, _), result in zip(reads, self.batch(ops) if ops else [],
+                                           strict=True):
+            if not result.ok or not isinstance(result.body, dict):
+                raise FatalApiError(result.status, result.error_code, result.error_message
+                                    or f"batch GET of {entity_set} failed")
+            rows = list(result.body.get("value", []))
+            link = result.body.get("@odata.nextLink")
+            if link:
+                rows += [r for page in self.http.iter_pages(
+                    link, headers=page_size_header(page_size, MAX_PAGE_SIZE)) for r in page]
+            out.append(rows)
+        return out
+
     def get_many(
         self, entity_set: str, ids: Sequence[str], *, select: Sequence[str] | None = None
     ) -> builtins.list[dict[str, Any]]:

@@ -143,8 +143,13 @@ class Pace:
             return self.most
         return max(1, int(budget.seconds_left / self.cost))
 
-    def run(self, send: Callable[[T], R], job: T, http: ApiSession) -> R:
-        """``send(job)`` once the pace allows another request in flight."""
+    def run(self, send: Callable[[T], R], job: T, http: ApiSession, *,
+            learn: bool = True) -> R:
+        """``send(job)`` once the pace allows another request in flight.
+
+        ``learn=False`` for a request unlike the ones paced (a read-back of the rows they
+        created): it waits for room and counts in flight like them, since its execution
+        time counts in the same window, but its time does not become what they cost."""
         with self._cond:
             waited = False
             while True:
@@ -175,7 +180,7 @@ class Pace:
             ok = True
             return out
         finally:
-            self._done(http, time.monotonic() - started, ok)
+            self._done(http, time.monotonic() - started, ok and learn)
 
     def _done(self, http: ApiSession, seconds: float, ok: bool) -> None:
         with self._cond:
@@ -350,7 +355,8 @@ class DataverseAdapter:
         Once every request has started, the rows already created are read back while the
         last requests, started later (waiting for room in the pace), are still far from
         answered; the rest after them (so the read-back is one request when all went at
-        once, two at most), by id."""
+        once, two at most), by id. A read-back goes through the pace too: its execution
+        time counts in the service's window like a create's."""
         chunks = [creates[s:s + BULK_ROWS] for s in range(0, len(creates), BULK_ROWS)]
         http = self.client.http
         if http.budget is None and len(chunks) > 1:
@@ -370,6 +376,9 @@ class DataverseAdapter:
             except (FatalApiError, RetriableApiError):
                 return False
             return True
+
+        def read_back(record_ids: list[str]) -> dict[str, dict[str, Any]]:
+            return self._read_back(side, record_ids, cols)
 
         def ids(indexes: list[int]) -> list[str]:
             return [str(items[i].record_id) for i in indexes]
@@ -395,12 +404,13 @@ class DataverseAdapter:
                     far = len(begun) == len(chunks) and read_back_early(
                         begun, self.pace.cost, time.monotonic())
                 if early is None and unread and left and far:
-                    early = pool.submit(self._read_back, side, ids(unread), cols)
+                    early = pool.submit(self.pace.run, read_back, ids(unread), http,
+                                        learn=False)
                     unread = []
             if early is not None:
                 back.update(early.result())
         if unread:
-            back.update(self._read_back(side, ids(unread), cols))
+            back.update(self.pace.run(read_back, ids(unread), http, learn=False))
         for i in made:
             row = back.get(str(items[i].record_id).lower())
             out[i] = Written(str(items[i].record_id), parse_datetime((row or {}).get(

@@ -89,8 +89,8 @@ def _same_read(key: Read) -> Read:
 
 
 class _Reads:
-    """The reference tables a pass reads, each once, read at the same time: each read is a
-    round trip of its own, and none depends on another.
+    """The reference tables a pass reads, each once, read at the same time (none depends
+    on another): Business Central's in one ``$batch`` of GETs, the others a request each.
 
     Within one run of a mapping (``ctx.reference_tables`` set by runner.sync_mapping), a
     table the first pass read is not read again by the pass back: nothing in the run writes
@@ -118,14 +118,26 @@ class _Reads:
                       else self.ctx.dataverse).client
             return list(client.list(entity_set, select=list(columns) or None))
 
+        def read_bc(keys: list[Read]) -> list[list[dict[str, Any]]]:
+            client = self.ctx.business_central.client
+            return list(client.list_batched([(k[1], list(k[2]) or None) for k in keys]))
+
         run = getattr(self.ctx, "reference_tables", None)
         needed = list(dict.fromkeys(_same_read(k) for k in self.wanted))
         known = {k: run[k] for k in needed if run is not None and k in run}
         todo = [k for k in needed if k not in known]
+        # Business Central's tables in one $batch of GETs when there are several.
+        together = [k for k in todo if k[0] == "business_central"]
+        if len(together) < 2:
+            together = []
+        alone = [k for k in todo if k not in together]
         with ThreadPoolExecutor(max_workers=READS_AT_ONCE,
                                 thread_name_prefix="bcdv-lookups") as pool:
             extra = [pool.submit(fn) for fn in also]
-            tables = dict(zip(todo, pool.map(read, todo), strict=True))
+            batched = pool.submit(read_bc, together) if together else None
+            tables = dict(zip(alone, pool.map(read, alone), strict=True))
+            if batched is not None:
+                tables.update(zip(together, batched.result(), strict=True))
             results = [f.result() for f in extra]
         if run is not None:
             run.update({k: v for k, v in tables.items() if k[1] not in self.own})

@@ -60,9 +60,8 @@ DV_FLUSH_ROWS = 5 * BULK_ROWS
 # Dataverse batches of creates a load keeps in flight (see _Writer): enough batches of
 # DV_FLUSH_ROWS for the pace to reach the 52 requests at once a user may have.
 DV_BATCHES_IN_FLIGHT = 10
-# Created rows read back in one request (a Dataverse $batch holds 1,000 GETs of 40 ids each,
-# 40,000 rows; half of that keeps the rows held while they are stamped to a few MB).
-READ_BACK_ROWS = 20_000
+# Created rows read back in one request: a Dataverse $batch of 1,000 GETs of 40 ids each.
+READ_BACK_ROWS = 40_000
 COMMIT_ROWS = 5000  # outcomes commit reads (and job records it writes) at a time
 # The max_length rule's message (mapping/rules.py MaxLength): the value is its repr.
 TOO_LONG = re.compile(r"(?P<q>['\"])(?P<value>.*?)(?P=q) has \d+ characters; the destination "
@@ -231,39 +230,34 @@ class _Writer:
             unread))
 
     def _read_back_front(self, at_least: int) -> None:
-        """Send the read-backs of the answered batches at the front that wait for one:
-        their creates in groups of up to ``READ_BACK_ROWS`` rows, one request each, all at
-        once (each goes through the pace); a group holding fewer than ``at_least`` rows
-        waits for more batches to be answered."""
-        groups: list[tuple[list[_Flight], list[str]]] = [([], [])]
+        """Read back, in one request, the creates of the answered batches at the front
+        that wait for it, once they hold ``at_least`` rows (or ``READ_BACK_ROWS``)."""
+        front: list[_Flight] = []
+        rows = 0
         for flight in self.flights:
-            if flight.back is not None or not flight.unread:
-                continue
-            if not flight.written.done() or flight.written.exception() is not None:
+            if not (flight.unread and flight.back is None and flight.written.done()
+                    and flight.written.exception() is None):
                 break
-            ids = [w.record_id for w in flight.written.result() if _unread(w)]
-            front, ids_front = groups[-1]
-            if front and len(ids_front) + len(ids) > READ_BACK_ROWS:
-                groups.append(([], []))
-            groups[-1][0].append(flight)
-            groups[-1][1].extend(ids)
+            count = sum(1 for w in flight.written.result() if _unread(w))
+            if front and rows + count > READ_BACK_ROWS:
+                break
+            front.append(flight)
+            rows += count
+        if not front or rows < min(at_least, READ_BACK_ROWS):
+            return
+        ids = [w.record_id for f in front for w in f.written.result() if _unread(w)]
         adapter = self.ctx.dataverse  # only Dataverse's creates wait for a read-back
-        fields = side_fields(self.mapping, self.sides.target_system)
-        for n, (flights, ids) in enumerate(groups, start=1):
-            # Only the last group may still grow.
-            if not flights or (n == len(groups) and len(ids) < min(at_least, READ_BACK_ROWS)):
-                continue
-            back = self.pool.submit(adapter.read_back, self.sides.target, ids, fields) \
-                if ids else _done_future({})
-            for flight in flights:
-                flight.back = back
+        back = self.pool.submit(adapter.read_back, self.sides.target, ids,
+                                side_fields(self.mapping, self.sides.target_system)) \
+            if ids else None
+        for flight in front:
+            flight.back = back if back is not None else _done_future({})
 
     def drain(self) -> None:
         """Finish every batch in flight (wait for its answers, stamp, stage), in order;
         the creates waiting for a read-back are read back once all are answered (in as
         few requests as ``READ_BACK_ROWS`` allows)."""
         wait([flight.written for flight in self.flights])
-        self._read_back_front(0)
         while self.flights:
             self._finish_oldest()
 

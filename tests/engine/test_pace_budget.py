@@ -17,8 +17,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pytest
-
 from bcdv.clients.http import ServiceBudget
 from bcdv.engine.adapters import Pace, WriteItem, Written, read_back_early
 
@@ -203,27 +201,3 @@ def test_a_read_back_waits_for_room_in_the_pace_and_does_not_set_the_cost() -> N
         second.result()
     assert order == ["create", "read-back"]  # held until the window had room
     assert 1.0 > pace.cost > 0.3  # the create's 0.3 s moved it; the read-back's did not
-
-
-
-@pytest.mark.parametrize(("limit", "read_backs"), [(None, 1), (10_000, 2)])
-def test_a_pass_reads_its_creates_back_together_in_as_few_requests_as_fit(
-        env: Env, monkeypatch: pytest.MonkeyPatch, limit: int | None, read_backs: int) -> None:
-    """The rows of several load batches of creates are read back in one ``$batch`` of GETs
-    (Learn: execute-batch-operations-using-web-api, up to 1,000 requests a batch; 40 ids a
-    GET), not one per batch: 12,000 creates in batches of 5,000 are read back in one
-    request, or in two when a read-back holds 10,000 rows. Every row is stamped with the
-    baseline Dataverse stored: the pass back finds nothing to write, and a second full
-    pass to Dataverse finds every record unchanged."""
-    from bcdv.engine import apply
-
-    if limit is not None:
-        monkeypatch.setattr(apply, "READ_BACK_ROWS", limit)
-    stats = _full_pass(env, 12_000, {}, {})
-    assert stats["by_kind"]["CreateMultiple"]["requests"] == 12
-    assert stats["by_kind"]["batch"]["requests"] == read_backs, stats["by_kind"]
-    back = env.run(make_mapping(), "to_business_central")
-    assert back.modified == back.inserted == back.failed == 0, back.records[:3]
-    again = env.run(make_mapping(), "to_dataverse", mode="full")
-    assert again.modified == again.inserted == again.failed == 0, again.records[:3]
-    assert again.unchanged == 12_000

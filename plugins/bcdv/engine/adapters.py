@@ -64,14 +64,6 @@ def read_back_early(begun: Sequence[float], cost: float | None, now: float) -> b
     return max(begun) - min(begun) > cost / 2 and max(begun) + cost - now > cost / 2
 
 
-def read_as(side: Side, record_id: str, back: dict[str, dict[str, Any]]) -> Written:
-    """A created record as its read-back (:meth:`DataverseAdapter.read_back`) found it:
-    its row, modified-on and etag (none of them when it was not found)."""
-    row = back.get(record_id.lower())
-    return Written(record_id, parse_datetime((row or {}).get(side.modified_on)),
-                   (row or {}).get("@odata.etag"), True, row)
-
-
 class Pace:
     """How many bulk requests a pass keeps in flight at once, as the service tells it.
 
@@ -272,10 +264,8 @@ class BusinessCentralAdapter:
         return rows
 
     def write_many(self, side: Side, items: Sequence[WriteItem],
-                   select: Sequence[str] = (), *,
-                   read_back: bool = True) -> list[Written | FatalApiError]:
-        """Creates and updates through one JSON ``$batch`` per 100 (continue on error);
-        every answer carries its record (``read_back`` is for Dataverse's creates)."""
+                   select: Sequence[str] = ()) -> list[Written | FatalApiError]:
+        """Creates and updates through one JSON ``$batch`` per 100 (continue on error)."""
         ops = [BatchOp("POST", self.client.batch_url(side.entity_set), it.payload)
                if it.kind == "insert" else
                BatchOp("PATCH", self.client.batch_url(side.entity_set, it.record_id),
@@ -326,15 +316,10 @@ class DataverseAdapter:
         return self.client.get_many(side.entity_set, side.key, ids, select=columns)
 
     def write_many(self, side: Side, items: Sequence[WriteItem],
-                   select: Sequence[str] = (), *,
-                   read_back: bool = True) -> list[Written | FatalApiError]:
+                   select: Sequence[str] = ()) -> list[Written | FatalApiError]:
         """Creates through CreateMultiple (1,000 rows a request, our ids in the targets),
         read back in one ``$batch`` of GETs for their baselines; updates with If-Match in
         one ``$batch`` (continue on error), each returning its row.
-
-        ``read_back=False``: the creates made by CreateMultiple come back as ``Written``
-        without a row (nor modified-on, nor etag), for the caller to read back together
-        with other batches' (:meth:`read_back`): one request for up to 40,000 rows.
 
         Updates stay single PATCHes with If-Match: UpdateMultiple carries no per-row
         If-Match in the Web API (Learn: bulk-operations; optimistic concurrency is a
@@ -353,8 +338,7 @@ class DataverseAdapter:
         bulk = set(creates) if logical else set()
         rest = [i for i in range(len(items)) if i not in bulk]
         if logical:
-            rest += self._create_multiple(side, logical, items, creates, cols, out,
-                                          read_back=read_back)
+            rest += self._create_multiple(side, logical, items, creates, cols, out)
         rest.sort()
         for i, result in zip(rest, self._batch_writes(side, [items[i] for i in rest], cols),
                              strict=True):
@@ -363,8 +347,7 @@ class DataverseAdapter:
 
     def _create_multiple(self, side: Side, logical: str, items: Sequence[WriteItem],
                          creates: list[int], cols: list[str],
-                         out: list[Written | FatalApiError | None], *,
-                         read_back: bool = True) -> list[int]:
+                         out: list[Written | FatalApiError | None]) -> list[int]:
         """CreateMultiple per 1,000 of ``items[creates]``, as many at once as the pace
         allows, then the read-back of the new rows; fills ``out`` and returns the indexes
         that must go by ``$batch`` instead.
@@ -394,6 +377,9 @@ class DataverseAdapter:
                 return False
             return True
 
+        def read_back(record_ids: list[str]) -> dict[str, dict[str, Any]]:
+            return self._read_back(side, record_ids, cols)
+
         def ids(indexes: list[int]) -> list[str]:
             return [str(items[i].record_id) for i in indexes]
 
@@ -415,34 +401,30 @@ class DataverseAdapter:
                 else:
                     rest.extend(chunk)
                 with lock:
-                    far = read_back and len(begun) == len(chunks) and read_back_early(
+                    far = len(begun) == len(chunks) and read_back_early(
                         begun, self.pace.cost, time.monotonic())
                 if early is None and unread and left and far:
-                    early = pool.submit(self.read_back, side, ids(unread), cols)
+                    early = pool.submit(self.pace.run, read_back, ids(unread), http,
+                                        learn=False)
                     unread = []
             if early is not None:
                 back.update(early.result())
-        if unread and read_back:
-            back.update(self.read_back(side, ids(unread), cols))
+        if unread:
+            back.update(self.pace.run(read_back, ids(unread), http, learn=False))
         for i in made:
-            out[i] = read_as(side, str(items[i].record_id), back) if read_back else \
-                Written(str(items[i].record_id), None, None, True)
+            row = back.get(str(items[i].record_id).lower())
+            out[i] = Written(str(items[i].record_id), parse_datetime((row or {}).get(
+                side.modified_on)), (row or {}).get("@odata.etag"), True, row)
         return rest
 
-    def read_back(self, side: Side, ids: Sequence[str],
-                  select: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def _read_back(self, side: Side, ids: list[str],
+                   cols: list[str]) -> dict[str, dict[str, Any]]:
         """The rows just created, by lower-case id: one ``$batch`` of GETs by id (40 ids a
-        GET, 1,000 GETs a request, so up to 40,000 rows a request), returning only those
-        rows. (A read of the creation window returned the rows of every batch created in
-        the slack before it as well.) It goes through the pace: its execution time counts
-        in the service's window like a create's."""
-        cols = list(dict.fromkeys([side.key, side.modified_on, *select]))
-
-        def read(record_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-            return {str(r.get(side.key)).lower(): r for r in self.client.get_many_batched(
-                side.entity_set, side.key, record_ids, select=cols)}
-
-        return self.pace.run(read, ids, self.client.http, learn=False)
+        GET, 1,000 GETs a request), so a batch of 5,000 creates is read back in one request
+        and returns only its own rows. (A read of the creation window returned the rows of
+        every batch created in the slack before it as well: five pages for 5,000 rows.)"""
+        return {str(r.get(side.key)).lower(): r for r in self.client.get_many_batched(
+            side.entity_set, side.key, ids, select=cols)}
 
     def _batch_writes(self, side: Side, items: Sequence[WriteItem],
                       cols: list[str]) -> list[Written | FatalApiError]:

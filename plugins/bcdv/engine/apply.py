@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
-from typing import Any, TypeGuard
+from typing import Any
 
 from bcdv import fastjson
 from bcdv.clients.odata import parse_datetime
@@ -31,7 +31,7 @@ from bcdv.engine.actions import (
     read_plan,
     target_of,
 )
-from bcdv.engine.adapters import BULK_ROWS, WriteItem, Written, read_as
+from bcdv.engine.adapters import BULK_ROWS, WriteItem, Written
 from bcdv.engine.api_errors import ApiErrorDetail, parse_api_error
 from bcdv.engine.context import PassSides, SyncContext, system_title
 from bcdv.engine.lost_creates import (
@@ -60,8 +60,6 @@ DV_FLUSH_ROWS = 5 * BULK_ROWS
 # Dataverse batches of creates a load keeps in flight (see _Writer): enough batches of
 # DV_FLUSH_ROWS for the pace to reach the 52 requests at once a user may have.
 DV_BATCHES_IN_FLIGHT = 10
-# Created rows read back in one request: a Dataverse $batch of 1,000 GETs of 40 ids each.
-READ_BACK_ROWS = 40_000
 COMMIT_ROWS = 5000  # outcomes commit reads (and job records it writes) at a time
 # The max_length rule's message (mapping/rules.py MaxLength): the value is its repr.
 TOO_LONG = re.compile(r"(?P<q>['\"])(?P<value>.*?)(?P=q) has \d+ characters; the destination "
@@ -180,22 +178,14 @@ class _Writer:
     leaves at most two batches for the next run to settle (engine/updates.py) or recover
     (engine/lost_creates.py), and the state work of one batch overlaps the next one's
     round trip. Leaving the block (an error included) waits for the batches in flight; the
-    error then propagates.
-
-    The rows a Dataverse batch of creates made are read back (for the baselines as the
-    service stored them) together with the batches answered around it: one request for
-    up to ``READ_BACK_ROWS`` rows, sent once that many are answered, or when a batch must
-    be finished to make room, or at the end (``_read_back_front``). No more batches are
-    left unstamped by it than were in flight before."""
+    error then propagates."""
 
     def __init__(self, ctx: SyncContext, mapping: TableMapping, state: PassState,
                  sides: PassSides) -> None:
         self.ctx, self.mapping, self.state, self.sides = ctx, mapping, state, sides
         self.most = DV_BATCHES_IN_FLIGHT if sides.target_system == "dataverse" else 1
-        # One worker more than batches in flight, for the read-back.
-        self.pool = ThreadPoolExecutor(max_workers=self.most + 1,
-                                       thread_name_prefix="bcdv-write")
-        self.flights: deque[_Flight] = deque()
+        self.pool = ThreadPoolExecutor(max_workers=self.most, thread_name_prefix="bcdv-write")
+        self.flights: deque[tuple[_Batch, Future[list[Written | FatalApiError]]]] = deque()
 
     def __enter__(self) -> _Writer:
         return self
@@ -209,98 +199,33 @@ class _Writer:
         batch = _prepare(self.ctx, self.mapping, self.state, self.sides, actions)
         if self.most > 1 and all(isinstance(a, Insert) for a in batch.todo):
             # Batches already answered are finished first: a failed one stops the load here.
-            self._read_back_front(READ_BACK_ROWS)
-            while self.flights and (self.flights[0].ready() or len(self.flights) >= self.most):
+            while self.flights and (self.flights[0][1].done()
+                                    or len(self.flights) >= self.most):
                 self._finish_oldest()
-            self._submit(batch, unread=True)
+            self._submit(batch)
         else:
             # Sent once every batch before it is answered; those are stamped while this one
             # is in flight (a failure leaves at most two batches to settle or recover).
-            wait([flight.written for flight in self.flights])
-            if any(flight.written.exception() is not None for flight in self.flights):
+            wait([future for _, future in self.flights])
+            if any(future.exception() is not None for _, future in self.flights):
                 self.drain()  # a batch that could not be written stops the load here
-            self._submit(batch, unread=False)
+            self._submit(batch)
             while len(self.flights) > 1:
                 self._finish_oldest()
         return batch.resume
 
-    def _submit(self, batch: _Batch, *, unread: bool) -> None:
-        self.flights.append(_Flight(batch, self.pool.submit(
-            _write, self.ctx, self.mapping, self.sides, batch.todo, read_back=not unread),
-            unread))
-
-    def _read_back_front(self, at_least: int) -> None:
-        """Read back, in one request, the creates of the answered batches at the front
-        that wait for it, once they hold ``at_least`` rows (or ``READ_BACK_ROWS``)."""
-        front: list[_Flight] = []
-        rows = 0
-        for flight in self.flights:
-            if not (flight.unread and flight.back is None and flight.written.done()
-                    and flight.written.exception() is None):
-                break
-            count = sum(1 for w in flight.written.result() if _unread(w))
-            if front and rows + count > READ_BACK_ROWS:
-                break
-            front.append(flight)
-            rows += count
-        if not front or rows < min(at_least, READ_BACK_ROWS):
-            return
-        ids = [w.record_id for f in front for w in f.written.result() if _unread(w)]
-        adapter = self.ctx.dataverse  # only Dataverse's creates wait for a read-back
-        back = self.pool.submit(adapter.read_back, self.sides.target, ids,
-                                side_fields(self.mapping, self.sides.target_system)) \
-            if ids else None
-        for flight in front:
-            flight.back = back if back is not None else _done_future({})
+    def _submit(self, batch: _Batch) -> None:
+        self.flights.append((batch, self.pool.submit(_write, self.ctx, self.mapping,
+                                                     self.sides, batch.todo)))
 
     def drain(self) -> None:
-        """Finish every batch in flight (wait for its answers, stamp, stage), in order;
-        the creates waiting for a read-back are read back once all are answered (in as
-        few requests as ``READ_BACK_ROWS`` allows)."""
-        wait([flight.written for flight in self.flights])
+        """Finish every batch in flight (wait for its answers, stamp, stage), in order."""
         while self.flights:
             self._finish_oldest()
 
     def _finish_oldest(self) -> None:
-        flight = self.flights[0]
-        if flight.unread and flight.back is None:
-            flight.written.result()  # a batch that could not be written stops here
-            self._read_back_front(0)
-        self.flights.popleft()
-        results = flight.written.result()
-        if flight.unread and flight.back is not None:
-            back = flight.back.result()
-            results = [read_as(self.sides.target, w.record_id, back) if _unread(w) else w
-                       for w in results]
-        _finish(self.ctx, self.mapping, self.state, self.sides, flight.batch, results)
-
-
-@dataclass
-class _Flight:
-    """A batch in flight: its writes, and for Dataverse creates sent without a read-back
-    (``unread``) the read-back that holds their rows, once sent."""
-
-    batch: _Batch
-    written: Future[list[Written | FatalApiError]]
-    unread: bool
-    back: Future[dict[str, dict[str, Any]]] | None = None
-
-    def ready(self) -> bool:
-        """Answered, and read back if it waits for that."""
-        return self.written.done() and (not self.unread or (
-            self.back is not None and self.back.done()))
-
-
-def _unread(result: Written | FatalApiError) -> TypeGuard[Written]:
-    """A create answered without its row: it waits for the read-back."""
-    return isinstance(result, Written) and result.created and result.row is None \
-        and result.modified is None
-
-
-def _done_future(value: Any) -> Future[Any]:
-    future: Future[Any] = Future()
-    future.set_result(value)
-    return future
+        batch, future = self.flights.popleft()
+        _finish(self.ctx, self.mapping, self.state, self.sides, batch, future.result())
 
 
 @dataclass
@@ -344,15 +269,12 @@ def _prepare(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: P
 
 
 def _write(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
-           todo: list[Insert | Update], *,
-           read_back: bool = True) -> list[Written | FatalApiError]:
-    """Send a batch's writes (HTTP only: no state store), one answer per action
-    (``read_back=False``: see ``DataverseAdapter.write_many``)."""
+           todo: list[Insert | Update]) -> list[Written | FatalApiError]:
+    """Send a batch's writes (HTTP only: no state store), one answer per action."""
     items = [WriteItem(a.kind, a.target_id, a.payload, a.etag if isinstance(a, Update) else None)
              for a in todo]
     results = ctx.adapter(sides.target_system).write_many(
-        sides.target, items, select=side_fields(mapping, sides.target_system),
-        read_back=read_back) if items else []
+        sides.target, items, select=side_fields(mapping, sides.target_system)) if items else []
     return _confirm_own_updates(ctx, mapping, sides, todo, results)
 
 

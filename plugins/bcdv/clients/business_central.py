@@ -110,8 +110,9 @@ class BusinessCentralClient:
         for (entity_set, _), result in zip(reads, self.batch(ops) if ops else [],
                                            strict=True):
             if not result.ok or not isinstance(result.body, dict):
-                raise FatalApiError(result.status, result.error_code, result.error_message
-                                    or f"batch GET of {entity_set} failed")
+                raise FatalApiError(result.status, result.error_code,
+                                    f"reading {entity_set}: "
+                                    f"{result.error_message or 'the batched GET failed'}")
             rows = list(result.body.get("value", []))
             link = result.body.get("@odata.nextLink")
             if link:

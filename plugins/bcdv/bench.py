@@ -36,6 +36,8 @@ Scenarios (``N`` = ``--size``/``BENCH_N``, default 10,000):
   requests, one per request allowed at once (2,000 were two, which no client can spread
   over 52). It takes about four minutes with its references (the floor sends its 52
   requests at once). ``limit_seconds`` is the least time the limits allow for the records.
+  Then ``latency_cloud_incremental``: a scheduled run after N/20 of those customers changed
+  in Business Central (updates, which Dataverse's ``$batch`` runs one after the other).
 
 Results: bench/results/latest.json, latest.md (a markdown table) and latest.png (a chart);
 ``--readme`` copies the table into README.md between the bench markers.
@@ -699,7 +701,8 @@ LATENCY_SIZE = DV_LIMITS.concurrent * DV_BULK
 
 def latency(work: Path, n: int, sample: int) -> list[Result]:
     """Full BC -> Dataverse with the ``cloud`` latency profile, under Microsoft's service
-    protection limits (both services' defaults, enforced).
+    protection limits (both services' defaults, enforced); then a scheduled run after
+    ``n``/20 customers changed in Business Central (the updates an incremental writes).
 
     ``limit_records`` is the most records Dataverse's limits let through in the sync's
     time (:meth:`DataverseLimits.records`, CreateMultiple requests of 1,000 rows costing
@@ -718,6 +721,14 @@ def latency(work: Path, n: int, sample: int) -> list[Result]:
                    min_requests([Move("to_dataverse", n)], target_reads=1),
                    [Move("to_dataverse", n, read_all=True)])
         window = emu.admin("dataverse", "GET", "throttling")
+        for service in SERVICES:  # a scheduled run comes windows later: they start empty
+            emu.admin(service, "PUT", "throttling", {})
+        _settle()
+        k = max(1, n // 20)
+        change_bc(emu, set(range(1, k + 1)), "+1 555 0142")
+        _settle()
+        s.sync("latency_cloud_incremental", f"cloud latency profile, {k:,} changed among {n:,}",
+               "to_dataverse", "modified", k, min_requests([Move("to_dataverse", k)]), [])
         for service in SERVICES:  # the references' windows start empty
             emu.admin(service, "PUT", "throttling", {})
         per_req_s = (prof["rtt_ms"] + DV_BULK * prof["write_row_ms"]) / 1000

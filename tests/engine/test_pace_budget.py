@@ -201,3 +201,40 @@ def test_a_read_back_waits_for_room_in_the_pace_and_does_not_set_the_cost() -> N
         second.result()
     assert order == ["create", "read-back"]  # held until the window had room
     assert 1.0 > pace.cost > 0.3  # the create's 0.3 s moved it; the read-back's did not
+
+
+def _updates(env: Env, count: int, write_row_ms: float) -> tuple[dict[str, Any], Pace]:
+    """``count`` accounts created, then all updated through the adapter in one call, each
+    operation costing ``write_row_ms``; the service's statistics of the updates."""
+    adapter = env.ctx.dataverse
+    adapter.pace, adapter.op_seconds = Pace(), None
+    side = make_mapping().dataverse
+    made = adapter.write_many(side, [WriteItem("insert", str(uuid.uuid4()), {
+        "name": f"Update me {i}", "customertypecode": 3}) for i in range(count)], ["name"])
+    env.admin("dv", "PUT", "latency", {"write_row_ms": write_row_ms})
+    env.admin("dv", "DELETE", "stats")
+    adapter.pace = Pace()
+    tag = f"Updated at {write_row_ms} ms"
+    done = adapter.write_many(side, [WriteItem("update", w.record_id, {"name": f"{tag} {i}"},
+                                               w.etag) for i, w in enumerate(made)
+                                     if isinstance(w, Written)], ["name"])
+    assert all(isinstance(w, Written) and not w.created for w in done) and len(done) == count
+    rows = env.admin("dv", "GET", "records/accounts")["value"]
+    assert sorted(r["name"] for r in rows if r["name"].startswith(f"{tag} ")) == \
+        sorted(f"{tag} {i}" for i in range(count))
+    return dict(env.admin("dv", "GET", "stats")), adapter.pace
+
+
+def test_updates_to_a_slow_service_go_in_parallel_requests_sized_to_their_cost(
+        env: Env) -> None:
+    """Dataverse runs a ``$batch``'s operations one after the other (Learn:
+    execute-batch-operations-using-web-api) and serves parallel requests at once (Learn:
+    send-parallel-requests). 1,000 updates at 5 ms an operation: the first 100 go alone and
+    time an operation, the other 900 go in requests of about 2 s each (about 400
+    operations), in flight together. Against a fast service the 900 go in one request."""
+    fast, _ = _updates(env, 1000, 0)
+    assert fast["by_kind"]["batch"]["requests"] == 2  # 100 alone, then the other 900
+    slow, pace = _updates(env, 1000, 5)
+    assert slow["by_kind"]["batch"]["requests"] >= 1 + 2, slow["by_kind"]
+    assert slow["by_kind"]["batch"]["ops"] == 1000
+    assert pace.peak >= 2

@@ -37,7 +37,10 @@ Scenarios (``N`` = ``--size``/``BENCH_N``, default 10,000):
   over 52). It takes about four minutes with its references (the floor sends its 52
   requests at once). ``limit_seconds`` is the least time the limits allow for the records.
   Then ``latency_cloud_incremental``: a scheduled run after N/20 of those customers changed
-  in Business Central (updates, which Dataverse's ``$batch`` runs one after the other).
+  in Business Central (updates, which Dataverse's ``$batch`` runs one after the other); and
+  ``latency_cloud_to_bc``: a full Dataverse -> BC pass of N/10 accounts under the same
+  profile (creates in Business Central ``$batch`` requests of 100, which it processes five
+  at once), without references (one request per record would take minutes).
 
 Results: bench/results/latest.json, latest.md (a markdown table) and latest.png (a chart);
 ``--readme`` copies the table into README.md between the bench markers.
@@ -749,7 +752,17 @@ def latency(work: Path, n: int, sample: int) -> list[Result]:
         if r.floor and r.floor["seconds"]:  # the fewest requests, as many at once as allowed
             most = DV_LIMITS.records(r.floor["seconds"], per_req_s)
             r.extra["floor_share_of_limit_throughput"] = round(n / most, 3) if most else None
-        return results
+    m = max(1, n // 10)
+    with emulators(work / "emulators-to-bc", latency="cloud",
+                   throttle=DV_LIMITS.spec()) as emu:
+        emu.admin("dataverse", "POST", "generate", {"entity": "accounts", "count": m})
+        s = Session(emu, work / "to-bc", 0)
+        (work / "to-bc").mkdir(parents=True, exist_ok=True)
+        s.sync("latency_cloud_to_bc", f"cloud latency profile, Dataverse -> BC, {m:,}",
+               "to_business_central", "full", m,
+               min_requests([Move("to_business_central", m)], target_reads=1), [])
+        results += s.close("lat-bc")
+    return results
 
 
 # --- reports -------------------------------------------------------------------------------

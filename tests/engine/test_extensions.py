@@ -181,11 +181,11 @@ def test_two_concurrent_runs_of_a_mapping_never_both_write(env) -> None:
     assert sorted(names) == [f"Concurrent {i}" for i in range(5)]
 
 
-def test_a_crash_while_the_next_batch_is_in_flight_converges(env, monkeypatch) -> None:
-    """Business Central batches go one at a time, but a batch is stamped while the next one
-    is already in flight (apply._Writer): the run dies stamping the first batch once the
-    second has landed, so two batches of creates are left unstamped. The rerun recovers
-    all of them, each once."""
+def test_a_crash_while_the_next_batches_are_in_flight_converges(env, monkeypatch) -> None:
+    """Business Central batches of creates go up to five at once (apply._Writer, Learn:
+    dynamics-rate-limits) and each is stamped once answered: the run dies stamping the
+    first batch once the other two have landed, so three batches of creates are left
+    unstamped. The rerun recovers all of them by their values, each once."""
     from bcdv.engine import apply
 
     monkeypatch.setenv("BCDV_BATCH_SIZE", "2")
@@ -198,14 +198,14 @@ def test_a_crash_while_the_next_batch_is_in_flight_converges(env, monkeypatch) -
 
     def crash(action: dict) -> None:
         deadline = time.monotonic() + 10
-        while len(made()) < 4 and time.monotonic() < deadline:
-            time.sleep(0.05)  # the second batch is in flight: let it land
+        while len(made()) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the later batches are in flight: let them land
         raise WriteCrash(action["source_id"])
 
     monkeypatch.setattr(apply, "after_write_hook", crash)
     with pytest.raises(WriteCrash):
         env.run(mapping, "to_business_central", mode="full", run_id="attempt-1")
-    assert len(made()) == 4  # the first batch, and the second, sent before it was stamped
+    assert len(made()) == 5  # the first batch, and the two sent before it was stamped
     monkeypatch.setattr(apply, "after_write_hook", None)
     report = env.run(mapping, "to_business_central", mode="full", run_id="attempt-2")
     assert report.failed == 0
@@ -213,3 +213,37 @@ def test_a_crash_while_the_next_batch_is_in_flight_converges(env, monkeypatch) -
     assert sorted(r["displayName"] for r in rows) == names
     for dv_id in ids:
         assert env.coupling(mapping, dv_id=dv_id)["bc_id"] in {r["id"] for r in rows}
+
+
+def test_business_central_creates_go_five_batches_at_once(env, monkeypatch) -> None:
+    """Business Central processes five requests of a user at once and queues the rest
+    (Learn: dynamics-rate-limits), and runs a ``$batch``'s operations one after the other:
+    a full pass of 700 accounts into Business Central keeps five batches of 100 creates in
+    flight, never more, and every account arrives once, coupled."""
+    import threading
+
+    env.admin("dv", "POST", "generate", {"entity": "accounts", "count": 700})
+    env.admin("bc", "PUT", "latency", {"rtt_ms": 300})
+    adapter = env.ctx.business_central
+    write_many = adapter.write_many
+    lock = threading.Lock()
+    now = {"in": 0, "peak": 0}
+
+    def counted(*args, **kwargs):
+        with lock:
+            now["in"] += 1
+            now["peak"] = max(now["peak"], now["in"])
+        try:
+            return write_many(*args, **kwargs)
+        finally:
+            with lock:
+                now["in"] -= 1
+
+    monkeypatch.setattr(adapter, "write_many", counted)
+    mapping = make_mapping(sync_only_coupled=False)
+    report = env.run(mapping, "to_business_central", mode="full")
+    assert report.inserted == 700 and report.failed == 0, report.records[:3]
+    assert now["peak"] == 5
+    rows = env.admin("bc", "GET", "records/customers")["value"]
+    assert len(rows) == len({r["displayName"] for r in rows}) == 700
+    assert all(env.coupling(mapping, bc_id=r["id"])["dv_id"] for r in rows)

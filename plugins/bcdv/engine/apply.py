@@ -60,6 +60,9 @@ DV_FLUSH_ROWS = 5 * BULK_ROWS
 # Dataverse batches of creates a load keeps in flight (see _Writer): enough batches of
 # DV_FLUSH_ROWS for the pace to reach the 52 requests at once a user may have.
 DV_BATCHES_IN_FLIGHT = 10
+# Business Central batches of creates a load keeps in flight: the five requests of a user
+# Business Central processes at once (Learn: dynamics-rate-limits).
+BC_BATCHES_IN_FLIGHT = 5
 COMMIT_ROWS = 5000  # outcomes commit reads (and job records it writes) at a time
 # The max_length rule's message (mapping/rules.py MaxLength): the value is its repr.
 TOO_LONG = re.compile(r"(?P<q>['\"])(?P<value>.*?)(?P=q) has \d+ characters; the destination "
@@ -169,21 +172,27 @@ class _Writer:
     order, each after its answers came.
 
     What may be in flight at once is what a failure may leave written and not stamped, so
-    only creates overlap: a Dataverse batch of creates only (each recorded by its intent
-    and id before it is sent: a rerun upserts it, never duplicates it) joins up to
-    ``DV_BATCHES_IN_FLIGHT - 1`` others (their requests go through the adapter's pace, which
-    keeps to what the service allows). A batch with updates, and every Business Central
-    batch (whose lost creates are recovered by their values), is sent only after every
-    batch before it was answered; those are stamped while it is in flight, so a failure
-    leaves at most two batches for the next run to settle (engine/updates.py) or recover
-    (engine/lost_creates.py), and the state work of one batch overlaps the next one's
-    round trip. Leaving the block (an error included) waits for the batches in flight; the
-    error then propagates."""
+    only creates overlap, each recorded by its intent before it is sent:
+    - a Dataverse batch of creates only (their ids chosen: a rerun upserts it, never
+      duplicates it) joins up to ``DV_BATCHES_IN_FLIGHT - 1`` others (their requests go
+      through the adapter's pace, which keeps to what the service allows);
+    - a Business Central batch of creates only (a ``$batch`` of up to 100, whose lost
+      creates the next run recovers by their values, engine/lost_creates.py) joins up to
+      ``BC_BATCHES_IN_FLIGHT - 1`` others: Business Central processes five requests of a
+      user at once and queues the rest (Learn: dynamics-rate-limits), and runs a batch's
+      operations one after the other, so one batch at a time used a fifth of what it
+      serves.
+    A batch with updates is sent only after every batch before it was answered; those are
+    stamped while it is in flight, so a failure leaves at most two batches of updates for
+    the next run to settle (engine/updates.py), and the state work of one batch overlaps
+    the next one's round trip. Leaving the block (an error included) waits for the batches
+    in flight; the error then propagates."""
 
     def __init__(self, ctx: SyncContext, mapping: TableMapping, state: PassState,
                  sides: PassSides) -> None:
         self.ctx, self.mapping, self.state, self.sides = ctx, mapping, state, sides
-        self.most = DV_BATCHES_IN_FLIGHT if sides.target_system == "dataverse" else 1
+        self.most = (DV_BATCHES_IN_FLIGHT if sides.target_system == "dataverse"
+                     else BC_BATCHES_IN_FLIGHT)
         self.pool = ThreadPoolExecutor(max_workers=self.most, thread_name_prefix="bcdv-write")
         self.flights: deque[tuple[_Batch, Future[list[Written | FatalApiError]]]] = deque()
 

@@ -705,7 +705,9 @@ LATENCY_SIZE = DV_LIMITS.concurrent * DV_BULK
 def latency(work: Path, n: int, sample: int) -> list[Result]:
     """Full BC -> Dataverse with the ``cloud`` latency profile, under Microsoft's service
     protection limits (both services' defaults, enforced); then a scheduled run after
-    ``n``/20 customers changed in Business Central (the updates an incremental writes).
+    ``n``/20 customers changed in Business Central (the updates an incremental writes);
+    then, on emulators of its own, a full Dataverse -> BC pass of ``n``/10 accounts (the
+    creates Business Central takes in ``$batch`` requests of 100), without references.
 
     ``limit_records`` is the most records Dataverse's limits let through in the sync's
     time (:meth:`DataverseLimits.records`, CreateMultiple requests of 1,000 rows costing
@@ -756,8 +758,8 @@ def latency(work: Path, n: int, sample: int) -> list[Result]:
     with emulators(work / "emulators-to-bc", latency="cloud",
                    throttle=DV_LIMITS.spec()) as emu:
         emu.admin("dataverse", "POST", "generate", {"entity": "accounts", "count": m})
-        s = Session(emu, work / "to-bc", 0)
         (work / "to-bc").mkdir(parents=True, exist_ok=True)
+        s = Session(emu, work / "to-bc", 0)
         s.sync("latency_cloud_to_bc", f"cloud latency profile, Dataverse -> BC, {m:,}",
                "to_business_central", "full", m,
                min_requests([Move("to_business_central", m)], target_reads=1), [])

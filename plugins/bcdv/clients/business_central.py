@@ -109,12 +109,9 @@ class BusinessCentralClient:
         out: builtins.list[builtins.list[dict[str, Any]]] = []
         for (entity_set, _), result in zip(reads, self.batch(ops) if ops else [],
                                            strict=True):
-            if not result.ok or not isinstance(result.body, dict):
-                raise FatalApiError(result.status, result.error_code,
-                                    f"reading {entity_set}: "
-                                    f"{result.error_message or 'the batched GET failed'}")
-            rows = list(result.body.get("value", []))
-            link = result.body.get("@odata.nextLink")
+            body = _read_answer(result, f"reading {entity_set}: ")
+            rows = list(body.get("value", []))
+            link = body.get("@odata.nextLink")
             if link:
                 rows += [r for page in self.http.iter_pages(
                     link, headers=page_size_header(page_size, MAX_PAGE_SIZE)) for r in page]
@@ -144,13 +141,11 @@ class BusinessCentralClient:
                                       f"{urlencode(params, quote_via=quote)}"))
         rows: builtins.list[dict[str, Any]] = []
         for result in self.batch(ops, continue_on_error=True) if ops else []:
-            if not result.ok or not isinstance(result.body, dict):
-                raise FatalApiError(result.status, result.error_code,
-                                    result.error_message or "batch GET failed")
-            if result.body.get("@odata.nextLink"):
+            body = _read_answer(result)
+            if body.get("@odata.nextLink"):
                 raise FatalApiError(result.status, "PagedBatchGet",
                                     "a batched GET by ids answered more than one page")
-            rows.extend(result.body.get("value", []))
+            rows.extend(body.get("value", []))
         return rows
 
     def get(self, entity_set: str, record_id: str) -> dict[str, Any] | None:
@@ -202,3 +197,12 @@ class BusinessCentralClient:
     def close(self) -> None:
         """Release connections."""
         self.http.close()
+
+
+def _read_answer(result: BatchResult, what: str = "") -> dict[str, Any]:
+    """The body of a batched GET's answer; a refused one raises, its message after
+    ``what``."""
+    if not result.ok or not isinstance(result.body, dict):
+        raise FatalApiError(result.status, result.error_code,
+                            what + (result.error_message or "batch GET failed"))
+    return result.body

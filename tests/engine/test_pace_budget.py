@@ -238,3 +238,58 @@ def test_updates_to_a_slow_service_go_in_parallel_requests_sized_to_their_cost(
     assert slow["by_kind"]["batch"]["requests"] >= 1 + 2, slow["by_kind"]
     assert slow["by_kind"]["batch"]["ops"] == 1000
     assert pace.peak >= 2
+
+
+def test_a_new_run_sizes_its_update_requests_from_what_the_last_run_measured(
+        env: Env, tmp_path) -> None:
+    """What one ``$batch`` write operation took is kept in the state store
+    (``bcdv_service_facts``), so a scheduled run in a new process, with more than 200
+    updates, sends them at once in requests sized to that time, without first sending 100
+    alone to time one (one request and one round trip less)."""
+    from bcdv.clients.batch import BatchOp
+    from bcdv.engine import SyncContext
+    from bcdv.settings import endpoints_from_dict
+
+    mapping = make_mapping()
+    env.admin("bc", "POST", "generate", {"entity": "customers", "count": 300})
+    assert env.run(mapping, "to_dataverse", mode="full").inserted == 300
+    ids = [c["id"] for c in env.bc.list("customers", select=["id"])]
+    assert len(ids) == 300
+
+    def scheduled_run(phone: str) -> list[int]:
+        """Change every customer in BC, then run the pass in a new process's context; the
+        sizes of its ``$batch`` write requests to Dataverse."""
+        env.tick()
+        env.bc.batch([BatchOp("PATCH", env.bc.batch_url("customers", i),
+                              {"phoneNumber": phone}, {"If-Match": "*"}) for i in ids])
+        env.tick()
+        ctx = SyncContext.create(endpoints_from_dict(env.endpoints), env.state.url,
+                                 tmp_path / f"staging-{phone[-4:]}")
+        sizes: list[int] = []
+        batch = ctx.dataverse.client.batch
+
+        def counted(ops: Any, *args: Any, **kwargs: Any) -> Any:
+            if any(op.method == "PATCH" for op in ops):
+                sizes.append(len(ops))
+            return batch(ops, *args, **kwargs)
+
+        ctx.dataverse.client.batch = counted  # type: ignore[method-assign]
+        try:
+            report = run_pass_in(ctx, mapping)
+        finally:
+            ctx.close()
+        assert report.modified == 300 and report.failed == 0, report.records[:3]
+        return sizes
+
+    def run_pass_in(ctx: Any, m: Any) -> Any:
+        from bcdv.engine.runner import run_pass
+        from bcdv.mapping.model import Direction
+
+        return run_pass(ctx, m, Direction.TO_DATAVERSE)
+
+    assert scheduled_run("+1 555 0101") == [100, 200]  # nothing known: 100 alone first
+    service = f"dataverse {env.dv.settings.api_url}"
+    assert env.state.op_seconds(service) is not None
+    assert scheduled_run("+1 555 0102") == [300]  # known from the run before
+    rows = [r["telephone1"] for r in env.admin("dv", "GET", "records/accounts")["value"]]
+    assert rows.count("+1 555 0102") == 300

@@ -12,7 +12,8 @@ from bcdv.engine import sync_mapping
 
 def _count_lists(ctx: Any) -> tuple[Counter[tuple[str, str]], list[list[str]]]:
     """Count every whole-table read each client makes, by entity set, whether alone
-    (``list``) or in a batch (``list_batched``, whose entity sets are also listed per call)."""
+    (``list``) or in a batch (Business Central's ``read_tables``, whose entity sets are also
+    listed per call, and Dataverse's ``whoami_and_tables``)."""
     seen: Counter[tuple[str, str]] = Counter()
     batches: list[list[str]] = []
     for system, client in (("bc", ctx.business_central.client),
@@ -25,15 +26,19 @@ def _count_lists(ctx: Any) -> tuple[Counter[tuple[str, str]], list[list[str]]]:
             return _o(entity_set, *args, **kwargs)
 
         client.list = counted
-    bc = ctx.business_central.client
-    batched = bc.list_batched
+    bc, dv = ctx.business_central.client, ctx.dataverse.client
+    batched, with_whoami = bc.read_tables, dv.whoami_and_tables
 
-    def counted_batch(reads: Any) -> Any:
+    def counted_batch(reads: Any, **kwargs: Any) -> Any:
         batches.append([entity_set for entity_set, _ in reads])
         seen.update(("bc", entity_set) for entity_set, _ in reads)
-        return batched(reads)
+        return batched(reads, **kwargs)
 
-    bc.list_batched = counted_batch
+    def counted_whoami(reads: Any, **kwargs: Any) -> Any:
+        seen.update(("dv", entity_set) for entity_set, _ in reads)
+        return with_whoami(reads, **kwargs)
+
+    bc.read_tables, dv.whoami_and_tables = counted_batch, counted_whoami
     return seen, batches
 
 
@@ -57,3 +62,73 @@ def test_a_run_reads_each_reference_table_once_for_both_passes(ctx, mappings) ->
     assert again == reference
     assert [sorted(b) for b in batches] == [bc_tables]
     assert ctx.reference_tables is None
+
+
+def _requests(client: Any) -> list[tuple[str, str]]:
+    """Record every (method, URL) ``client`` sends."""
+    sent: list[tuple[str, str]] = []
+    original = client.http.request
+
+    def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append((method, url))
+        return original(method, url, *args, **kwargs)
+
+    client.http.request = request
+    return sent
+
+
+def test_a_business_central_pass_takes_its_signpost_from_its_reference_batch(ctx,
+                                                                           mappings) -> None:
+    """The signpost (BC's clock before the first read) is the Date header of the $batch that
+    reads the pass's reference tables, sent before the records: no separate request for it.
+    The records' read is unchanged, so the watermark logic still sees a clock taken before
+    it (the batch is answered before the first page is asked)."""
+    ctx.mappings = mappings
+    bc = ctx.business_central.client
+    sent = _requests(bc)
+    reports = sync_mapping(ctx, mappings["CUSTOMER"], mode="full", run_id="signpost")
+    assert all(r.failed == 0 for r in reports), [r.records for r in reports]
+    assert sent[0][0] == "POST" and sent[0][1].endswith("/$batch"), sent[:3]
+    # The old signpost, a GET of the company itself, is gone.
+    assert not [s for s in sent if s == ("GET", bc.company_url)], sent
+    # The pass's job row has a signpost before its first read of the records.
+    job = ctx.state.job(reports[0].job_id)
+    assert job is not None and job["signpost"] is not None
+
+
+def test_a_dataverse_pass_asks_whoami_and_its_tables_in_one_batch(ctx, mappings) -> None:
+    """A pass whose source is Dataverse sends WhoAmI (its signpost and the app user) and the
+    Dataverse reference tables it needs (transaction currencies for the CUSTOMER mapping) in
+    one $batch (Learn: execute-batch-operations-using-web-api: GET requests in a batch go
+    outside change sets), then reads the records."""
+    from bcdv.engine.runner import run_pass
+    from bcdv.mapping.model import Direction
+
+    ctx.mappings = mappings
+    dv = ctx.dataverse.client
+    sent = _requests(dv)
+    seen, _ = _count_lists(ctx)
+    report = run_pass(ctx, mappings["CUSTOMER"], Direction.TO_BUSINESS_CENTRAL, mode="full",
+                      run_id="dv-signpost")
+    assert report.failed == 0, report.records
+    assert sent[0][0] == "POST" and sent[0][1].endswith("/$batch"), sent[:3]
+    assert not [s for s in sent if s[1].endswith("/WhoAmI")], sent
+    assert seen[("dv", "transactioncurrencies")] == 1, seen
+    assert ctx.dataverse.user_id  # WhoAmI's answer was read from the batch
+
+
+def test_the_plan_stage_uses_the_tables_extract_read(ctx, mappings) -> None:
+    """On Airflow extract and plan are separate tasks: extract stages the tables it read with
+    the signpost in the pass directory, and plan reads them from there, not the service."""
+    from bcdv.engine.extract import REFERENCES_FILE, extract
+    from bcdv.engine.plan import plan
+    from bcdv.mapping.model import Direction
+
+    ctx.mappings = mappings
+    customer = mappings["CUSTOMER"]
+    state = extract(ctx, customer, Direction.TO_DATAVERSE, mode="full", run_id="staged")
+    assert state.extracted > 0 and (state.path / REFERENCES_FILE).exists()
+    seen, batches = _count_lists(ctx)
+    plan(ctx, customer, state)
+    assert batches == [] and not [k for k in seen if k[0] == "bc"], seen
+    assert sum(state.planned.values()) == state.extracted

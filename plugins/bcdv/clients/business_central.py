@@ -100,15 +100,24 @@ class BusinessCentralClient:
         dynamics-batch-requests, up to 100 operations per batch): a pass's small reference
         tables cost one request instead of one each. An answer with more pages goes on
         with ``@odata.nextLink`` as :meth:`list` does."""
+        return self.read_tables(reads, page_size=page_size)[0]
+
+    def read_tables(
+        self, reads: Sequence[tuple[str, Sequence[str] | None]], *,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> tuple[builtins.list[builtins.list[dict[str, Any]]], datetime | None]:
+        """:meth:`list_batched`, and the service's clock when it answered the ``$batch``
+        (its Date header, before any further page): the batch can be a pass's signpost."""
         ops = []
         for entity_set, select in reads:
             params = query_params(select=select) or {}
             query = f"?{urlencode(params, quote_via=quote)}" if params else ""
             ops.append(BatchOp("GET", f"{self.batch_url(entity_set)}{query}", None,
                                page_size_header(page_size, MAX_PAGE_SIZE)))
+        results = self.batch(ops) if ops else []
+        answered = self.server_time()
         out: builtins.list[builtins.list[dict[str, Any]]] = []
-        for (entity_set, _), result in zip(reads, self.batch(ops) if ops else [],
-                                           strict=True):
+        for (entity_set, _), result in zip(reads, results, strict=True):
             body = _read_answer(result, f"reading {entity_set}: ")
             rows = list(body.get("value", []))
             link = body.get("@odata.nextLink")
@@ -116,7 +125,7 @@ class BusinessCentralClient:
                 rows += [r for page in self.http.iter_pages(
                     link, headers=page_size_header(page_size, MAX_PAGE_SIZE)) for r in page]
             out.append(rows)
-        return out
+        return out, answered
 
     def get_many(
         self, entity_set: str, ids: Sequence[str], *, select: Sequence[str] | None = None

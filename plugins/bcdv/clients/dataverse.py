@@ -118,11 +118,38 @@ class DataverseClient:
             ops.append(BatchOp("GET", f"{entity_set}?{urlencode(params, quote_via=quote)}"))
         rows: builtins.list[dict[str, Any]] = []
         for result in self.batch(ops, continue_on_error=True) if ops else []:
-            if not result.ok or not isinstance(result.body, dict):
-                raise FatalApiError(result.status, result.error_code,
-                                    result.error_message or "batch GET failed")
-            rows.extend(result.body.get("value", []))
+            rows.extend(_answer(result, "batch GET").get("value", []))
         return rows
+
+    def whoami_and_tables(
+        self, reads: Sequence[tuple[str, Sequence[str] | None]], *,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> tuple[dict[str, Any], builtins.list[builtins.list[dict[str, Any]]], datetime | None]:
+        """``WhoAmI`` and every row of several entity sets (``(entity set, columns)`` each),
+        their first pages in the same ``$batch`` of GETs (Learn:
+        execute-batch-operations-using-web-api, GET requests go outside change sets), and
+        the service's clock when it answered the batch (its Date header, before any further
+        page): one request is the pass's signpost and reads its reference tables. An
+        answer with more pages goes on with ``@odata.nextLink`` as :meth:`list` does."""
+        headers = page_size_header(page_size, MAX_PAGE_SIZE)
+        ops = [BatchOp("GET", "WhoAmI")]
+        for entity_set, select in reads:
+            params = query_params(select=select) or {}
+            query = f"?{urlencode(params, quote_via=quote)}" if params else ""
+            ops.append(BatchOp("GET", f"{entity_set}{query}", None, headers))
+        results = self.batch(ops, continue_on_error=False)
+        answered = self.server_time()
+        who, *tables = (_answer(r, what) for r, what in zip(
+            results, ["WhoAmI", *(f"reading {e}" for e, _ in reads)], strict=True))
+        out: builtins.list[builtins.list[dict[str, Any]]] = []
+        for body in tables:
+            rows = list(body.get("value", []))
+            link = body.get("@odata.nextLink")
+            if link:
+                rows += [r for page in self.http.iter_pages(link, headers=headers)
+                         for r in page]
+            out.append(rows)
+        return who, out, answered
 
     def get(
         self, entity_set: str, record_id: str, *, select: Sequence[str] | None = None
@@ -216,3 +243,11 @@ class DataverseClient:
     def close(self) -> None:
         """Release connections."""
         self.http.close()
+
+
+def _answer(result: BatchResult, what: str) -> dict[str, Any]:
+    """A batched GET's JSON body, or the error it answered (``what`` names the read)."""
+    if not result.ok or not isinstance(result.body, dict):
+        raise FatalApiError(result.status, result.error_code,
+                            f"{what}: {result.error_message or 'the request failed'}")
+    return result.body

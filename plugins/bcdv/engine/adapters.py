@@ -240,6 +240,17 @@ class BusinessCentralAdapter:
             raise BcdvError("Business Central sent no Date header: no signpost for the pass")
         return now - SIGNPOST_SLACK
 
+    def signpost_with(self, reads: Sequence[tuple[str, Sequence[str] | None]]
+                      ) -> tuple[datetime, list[list[dict[str, Any]]]]:
+        """The signpost and every row of ``reads`` (``(entity set, columns)`` each), in one
+        JSON ``$batch`` of GETs: the pass's reference tables are its first request."""
+        if not reads:
+            return self.signpost(), []
+        tables, now = self.client.read_tables(reads)
+        if now is None:
+            raise BcdvError("Business Central sent no Date header: no signpost for the pass")
+        return now - SIGNPOST_SLACK, tables
+
     def iter_records(self, side: Side, since: datetime | None, columns: Sequence[str],
                      extra_filter: str | None = None) -> Iterator[list[dict[str, Any]]]:
         """Pages of records matching the side's filter, modified at or after ``since``."""
@@ -315,6 +326,18 @@ class DataverseAdapter:
         if now is None:
             raise BcdvError("Dataverse sent no Date header: no signpost for the pass")
         return now - SIGNPOST_SLACK
+
+    def signpost_with(self, reads: Sequence[tuple[str, Sequence[str] | None]]
+                      ) -> tuple[datetime, list[list[dict[str, Any]]]]:
+        """The signpost and every row of ``reads`` (``(entity set, columns)`` each): WhoAmI
+        and the reads in one ``$batch``, the pass's first request."""
+        if not reads:
+            return self.signpost(), []
+        who, tables, now = self.client.whoami_and_tables(reads)
+        self.user_id = who.get("UserId")
+        if now is None:
+            raise BcdvError("Dataverse sent no Date header: no signpost for the pass")
+        return now - SIGNPOST_SLACK, tables
 
     def iter_records(self, side: Side, since: datetime | None, columns: Sequence[str],
                      extra_filter: str | None = None) -> Iterator[list[dict[str, Any]]]:

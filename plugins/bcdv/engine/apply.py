@@ -98,6 +98,7 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
     resumes: list[Insert] = []
     # Every extracted record gets one action: the total while the plan is still being made.
     total, seen = (sum(state.planned.values()) if actions is None else state.extracted), 0
+    recalled = _recall_op_seconds(ctx, sides)
     # Dataverse batches of creates overlap with each other and with the state work; every
     # other batch is written and stamped before the next is sent (see _Writer).
     with _Writer(ctx, mapping, state, sides) as writer:
@@ -124,12 +125,33 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
         if buffer:
             resumes.extend(writer.send(buffer))
         writer.drain()
+    _keep_op_seconds(ctx, sides, recalled)
     if resumes:
         quiet.extend(_resume_creates(ctx, mapping, state, sides, resumes))
     write_jsonl(state.outcomes_file, quiet, append=True)
     if progress is not None:
         progress(total, total)
     return state
+
+
+def _service_key(ctx: SyncContext) -> str:
+    return f"dataverse {ctx.dataverse.client.settings.api_url}"
+
+
+def _recall_op_seconds(ctx: SyncContext, sides: PassSides) -> float | None:
+    """A load into Dataverse starts from what one ``$batch`` write operation took in the last
+    run that measured it, so its update requests are sized (and sent in parallel) at once,
+    without a probe of operations sent alone first (DataverseAdapter._batch_parts)."""
+    if sides.target_system == "dataverse" and ctx.dataverse.op_seconds is None:
+        ctx.dataverse.op_seconds = ctx.state.op_seconds(_service_key(ctx))
+    return ctx.dataverse.op_seconds
+
+
+def _keep_op_seconds(ctx: SyncContext, sides: PassSides, recalled: float | None) -> None:
+    """Remember the time of a ``$batch`` write operation this load measured."""
+    seconds = ctx.dataverse.op_seconds
+    if sides.target_system == "dataverse" and seconds and seconds != recalled:
+        ctx.state.keep_op_seconds(_service_key(ctx), seconds)
 
 
 def _batch_size(sides: PassSides, asked: int | None) -> int:

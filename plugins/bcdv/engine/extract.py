@@ -49,6 +49,37 @@ def pass_directory(staging: StagingPath, mapping: str, run_id: str,
     return staging / mapping.lower() / safe_name(run_id) / direction.value
 
 
+REFERENCES_FILE = "references.jsonl"
+
+
+def signpost_and_references(ctx: SyncContext, mapping: TableMapping, direction: Direction,
+                            source: Adapter, directory: StagingPath) -> datetime:
+    """The pass's signpost, from its first request, which also reads the source system's
+    reference tables the pass needs (lookups.signpost_reads): Business Central's in a JSON
+    ``$batch`` of GETs, Dataverse's in a ``$batch`` with WhoAmI. The tables go to
+    ``references.jsonl`` in the pass directory, where the plan stage finds them
+    (:func:`staged_references`), so that a pass costs one request less. A pass with no
+    such table takes its signpost as before (a cheap GET, or WhoAmI)."""
+    from bcdv.engine.lookups import signpost_reads
+
+    reads = signpost_reads(ctx, mapping, direction, source.system)
+    signpost, tables = source.signpost_with([(k[1], list(k[2]) or None) for k in reads])
+    write_jsonl(location(directory) / REFERENCES_FILE,
+                [{"read": [k[0], k[1], list(k[2])], "rows": rows}
+                 for k, rows in zip(reads, tables, strict=True)])
+    return signpost
+
+
+def staged_references(directory: StagingPath) -> dict[tuple[str, str, tuple[str, ...]],
+                                                       list[dict[str, Any]]]:
+    """The reference tables a pass read with its signpost (empty when there are none)."""
+    path = location(directory) / REFERENCES_FILE
+    if not path.exists():
+        return {}
+    return {(r["read"][0], r["read"][1], tuple(r["read"][2])): r["rows"]
+            for r in read_jsonl(path)}
+
+
 @dataclass(frozen=True)
 class PreRead:
     """Every source record of a full pass, read once before the pass (for match-based
@@ -78,10 +109,10 @@ def pre_read(ctx: SyncContext, mapping: TableMapping, direction: Direction,
     page into ``file``."""
     sides = PassSides.of(mapping, direction)
     source = ctx.adapter(sides.source_system)
-    signpost = source.signpost()
+    path = location(file)
+    signpost = signpost_and_references(ctx, mapping, direction, source, path.parent)
     columns = source_columns(mapping, direction)
     wanted = list(dict.fromkeys([*columns, *extra_columns]))
-    path = location(file)
     path.unlink(missing_ok=True)
     for page in source.iter_records(sides.source, None, wanted):
         write_jsonl(path, page, append=True)
@@ -112,7 +143,8 @@ def extract(
     if mode != "full":
         preread = None
     try:
-        signpost = preread.signpost if preread is not None else source.signpost()
+        signpost = (preread.signpost if preread is not None
+                    else signpost_and_references(ctx, mapping, direction, source, state.path))
     except Exception as exc:
         # The service cannot be reached: nothing was read or written; the job says why and
         # the run fails (Airflow retries it; BC keeps its job-queue entry Ready likewise).
@@ -242,7 +274,7 @@ def extract_window(ctx: SyncContext, mapping: TableMapping, direction: Direction
                       dry_run=dry_run, job_id=job_id, run_id=run_id,
                       directory=str(pass_directory(ctx.staging, mapping.name, run_id, direction)))
     try:
-        signpost = source.signpost()
+        signpost = signpost_and_references(ctx, mapping, direction, source, state.path)
         state.source_file.unlink(missing_ok=True)
         upper = upper_bound_filter(sides.source_system, sides.source.modified_on, until)
         with SeenIds() as seen:

@@ -16,6 +16,7 @@ import pandas as pd
 from bcdv.engine.actions import Insert, Unchanged, Update, read_plan
 from bcdv.engine.context import PassSides, SyncContext
 from bcdv.engine.entity_rules import extra_columns
+from bcdv.engine.extract import staged_references
 from bcdv.engine.inputs import PlanInputs, flags_of, targets_to_read
 from bcdv.engine.lookups import Tables, load_tables
 from bcdv.engine.staging import PassState, location, read_jsonl
@@ -32,7 +33,10 @@ def source_chunks(state: PassState, key: str, size: int) -> Iterator[pd.DataFram
 
 def pass_tables(ctx: SyncContext, mapping: TableMapping, state: PassState) -> Tables:
     """The lookup tables of the pass (none to read when nothing was extracted)."""
-    return load_tables(ctx, mapping, Direction(state.direction)) if state.extracted else Tables()
+    if not state.extracted:
+        return Tables()
+    return load_tables(ctx, mapping, Direction(state.direction),
+                       known=staged_references(state.path))
 
 
 def gather(ctx: SyncContext, mapping: TableMapping, state: PassState, src: pd.DataFrame,

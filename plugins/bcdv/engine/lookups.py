@@ -12,7 +12,7 @@ which also covers the local currency). A lookup to Business Central goes the oth
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,9 +109,11 @@ class _Reads:
             self.wanted.append(key)
         return key
 
-    def fetch(self, *also: Callable[[], Any]) -> list[Any]:
+    def fetch(self, *also: Callable[[], Any],
+              known: Mapping[Read, list[dict[str, Any]]] | None = None) -> list[Any]:
         """Read every wanted table, ``READS_AT_ONCE`` at a time; run ``also`` alongside
-        (other reads of the pass) and return what they returned."""
+        (other reads of the pass) and return what they returned. ``known``: tables the
+        pass read already (with its signpost, see :func:`signpost_reads`)."""
         def read(key: Read) -> list[dict[str, Any]]:
             system, entity_set, columns = key
             client = (self.ctx.business_central if system == "business_central"
@@ -124,7 +126,8 @@ class _Reads:
 
         run = getattr(self.ctx, "reference_tables", None)
         needed = list(dict.fromkeys(_same_read(k) for k in self.wanted))
-        known = {k: run[k] for k in needed if run is not None and k in run}
+        read_before = {k: known[k] for k in needed if known is not None and k in known}
+        known = {**{k: run[k] for k in needed if run is not None and k in run}, **read_before}
         todo = [k for k in needed if k not in known]
         # Business Central's tables in one $batch of GETs when there are several.
         together = [k for k in todo if k[0] == "business_central"]
@@ -140,19 +143,24 @@ class _Reads:
                 tables.update(zip(together, batched.result(), strict=True))
             results = [f.result() for f in extra]
         if run is not None:
-            run.update({k: v for k, v in tables.items() if k[1] not in self.own})
+            run.update({k: v for k, v in {**read_before, **tables}.items()
+                        if k[1] not in self.own})
         got = {**known, **tables}
         self.rows.update({k: got[_same_read(k)] for k in self.wanted})
         return results
 
 
-def load_tables(ctx: Any, mapping: TableMapping, direction: Direction) -> Tables:
-    """Read the reference data a pass's field mappings need (all of it at once, see
-    :class:`_Reads`), then build the tables."""
+_FieldReads = dict[str, tuple[Any, Read]]
+_LookupReads = list[tuple[FieldMapping, list[tuple[TableMapping, dict[str, Read]]]]]
+
+
+def _pass_reads(ctx: Any, mapping: TableMapping,
+                direction: Direction) -> tuple[_Reads, _FieldReads, _LookupReads]:
+    """The reference tables a pass's field mappings need, asked of a :class:`_Reads`."""
     reads = _Reads(ctx, own=(mapping.business_central.entity_set,
                              mapping.dataverse.entity_set))
-    field_reads: dict[str, tuple[Any, Read]] = {}
-    lookups: list[tuple[FieldMapping, list[tuple[TableMapping, dict[str, Read]]]]] = []
+    field_reads: _FieldReads = {}
+    lookups: _LookupReads = []
     for f in mapping.fields_for(direction):
         for rule in f.rules_for(direction):
             if getattr(rule, "type", "") == "field_lookup" and \
@@ -162,7 +170,27 @@ def load_tables(ctx: Any, mapping: TableMapping, direction: Direction) -> Tables
         if f.lookup is not None:
             lookups.append((f, [(ref, _lookup_reads(reads, ref, f))
                                 for ref in _referenced(ctx.mappings, f)]))
-    entity, = reads.fetch(lambda: gather(ctx, mapping, direction))
+    return reads, field_reads, lookups
+
+
+def signpost_reads(ctx: Any, mapping: TableMapping, direction: Direction,
+                   system: str) -> list[Read]:
+    """The reference tables of ``system`` a pass needs and the run has not read yet: the
+    pass's first request reads them and takes the signpost from the same answer (one
+    request instead of two; see extract.signpost_and_references)."""
+    reads, _, _ = _pass_reads(ctx, mapping, direction)
+    run = getattr(ctx, "reference_tables", None) or {}
+    return [k for k in dict.fromkeys(_same_read(k) for k in reads.wanted)
+            if k[0] == system and k not in run]
+
+
+def load_tables(ctx: Any, mapping: TableMapping, direction: Direction,
+                known: Mapping[Read, list[dict[str, Any]]] | None = None) -> Tables:
+    """Read the reference data a pass's field mappings need (all of it at once, see
+    :class:`_Reads`; ``known``: what the pass read with its signpost), then build the
+    tables."""
+    reads, field_reads, lookups = _pass_reads(ctx, mapping, direction)
+    entity, = reads.fetch(lambda: gather(ctx, mapping, direction), known=known)
     tables = Tables(entity=entity)
     for name, (rule, key) in field_reads.items():
         tables.field_lookups[name] = {r[rule.key]: r[rule.field] for r in reads.rows[key]}

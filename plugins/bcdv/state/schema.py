@@ -180,3 +180,15 @@ locks = Table(
     Column("process_start", Float, nullable=True),
     Column("bound", Boolean, nullable=False, default=False, server_default=false()),
 )
+
+# What the engine learned about a service, kept between runs (revision 0008): one row per
+# service (its API URL). ``op_seconds`` is how long one write operation of a Dataverse
+# ``$batch`` took (a moving average): a run that knows it sizes its parallel update requests
+# at once, without first sending a probe of operations alone (engine/adapters.py).
+service_facts = Table(
+    "bcdv_service_facts",
+    metadata,
+    Column("service", String(500), primary_key=True),
+    Column("op_seconds", Float, nullable=True),
+    Column("updated_at", DateTime, nullable=False),
+)

@@ -26,7 +26,14 @@ from bcdv.state.errors import error_identity
 from bcdv.state.jsonsafe import safe_text
 from bcdv.state.locks import LockHolder, MappingLocks
 from bcdv.state.pages import PageQueries
-from bcdv.state.schema import couplings, job_records, jobs, record_errors, watermarks
+from bcdv.state.schema import (
+    couplings,
+    job_records,
+    jobs,
+    record_errors,
+    service_facts,
+    watermarks,
+)
 
 INTENT_ATTEMPTS = 5
 """Distinct payloads a pending create's intent keeps (the lost one may be any of them)."""
@@ -134,6 +141,26 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
                 watermarks.c.mapping == mapping, watermarks.c.direction == direction,
                 or_(watermarks.c.value.is_(None), watermarks.c.value < new),
             ).values(value=new, updated_at=now))
+
+    # -- what the engine learned about a service ---------------------------------------
+    def op_seconds(self, service: str) -> float | None:
+        """How long one ``$batch`` write operation of ``service`` took in the last run that
+        measured it (None if no run has)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(select(service_facts.c.op_seconds).where(
+                service_facts.c.service == service)).scalar_one_or_none()
+        return float(value) if value is not None and value > 0 else None
+
+    def keep_op_seconds(self, service: str, seconds: float) -> None:
+        """Remember what one ``$batch`` write operation of ``service`` took."""
+        if not seconds > 0:
+            return
+        now = to_db(utcnow())
+        with self._write() as conn:
+            conn.execute(upsert_insert(conn, service_facts).values(
+                service=service, op_seconds=seconds, updated_at=now,
+            ).on_conflict_do_update(index_elements=["service"],
+                                    set_={"op_seconds": seconds, "updated_at": now}))
 
     def reset_watermarks(self, mapping: str) -> None:
         """Clear a mapping's watermarks (BC: Synchronize All / full sync)."""

@@ -13,12 +13,20 @@ served (``/_emulator/stats``).
 
 from __future__ import annotations
 
+import math
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bcdv.clients.http import ServiceBudget
-from bcdv.engine.adapters import Pace, WriteItem, Written, read_back_early
+from bcdv.engine.adapters import (
+    MAX_CREATE_ROWS,
+    Pace,
+    WriteItem,
+    Written,
+    read_back_early,
+    rows_per_create,
+)
 
 from .conftest import Env, make_mapping
 
@@ -38,10 +46,11 @@ def _full_pass(env: Env, count: int, limits: dict[str, Any],
 
 def test_requests_at_once_keep_to_the_hint_the_service_sends(env: Env) -> None:
     """A trial environment recommends fewer requests at once than the 52 allowed: with
-    ``x-ms-dop-hint: 2`` no more than two CreateMultiple requests are in flight."""
+    ``x-ms-dop-hint: 2`` no more than two CreateMultiple requests are in flight. The 5,000
+    rows go as two whole rounds of two requests of 1,250 (not 2 + 2 + a round of one)."""
     stats = _full_pass(env, 5000, {"dop_hint": 2}, {"rtt_ms": 800})
     pace = env.ctx.dataverse.pace
-    assert stats["by_kind"]["CreateMultiple"]["requests"] == 5
+    assert stats["by_kind"]["CreateMultiple"]["requests"] == 4
     assert pace.peak == 2 and pace.workers <= 2
     assert stats["throttled_429"] == 0
     assert env.dv.http.budget is not None and env.dv.http.budget.dop_hint == 2
@@ -56,6 +65,39 @@ def test_the_first_round_sends_the_hint_s_worth_at_once(env: Env) -> None:
     pace = env.ctx.dataverse.pace
     assert stats["by_kind"]["CreateMultiple"]["requests"] == 8
     assert pace.peak == 8
+    assert stats["throttled_429"] == 0
+
+
+def test_a_load_past_one_round_of_requests_fills_whole_rounds() -> None:
+    """Dataverse works through a CreateMultiple's rows one after the other, so every request
+    of a round takes about as long; a request that waits for a slot starts a round of its
+    own. 52,000 rows as requests of 1,000 with 48 at once are two rounds (48, then 4); as
+    48 requests of 1,084 they are one. Within one round the requests keep 1,000 rows
+    (Learn: bulk-operations, "around 1,000")."""
+    assert rows_per_create(52_000, 48) == 1084
+    assert rows_per_create(100_000, 48) == 1042  # 96 requests: two whole rounds
+    assert rows_per_create(48_000, 48) == rows_per_create(300, 48) == 1000
+    assert rows_per_create(5_000, 2) == 1250
+    assert rows_per_create(2_000, 2) == 1000
+    for expected in (48_001, 60_001, 61_234, 250_000, 1_000_000):
+        for at_once in (1, 2, 4, 16, 48):
+            rows = rows_per_create(expected, at_once)
+            rounds = math.ceil(math.ceil(expected / rows) / at_once)
+            assert rows <= MAX_CREATE_ROWS
+            if expected > at_once * 1000:
+                # Whole rounds: what the rounds take (rows a request, one after the other)
+                # is an even share of the rows per slot, give or take a row a round.
+                assert rounds * rows < expected / at_once + rounds, (expected, at_once)
+
+
+def test_a_pass_past_one_round_sends_one_round_of_larger_requests(env: Env) -> None:
+    """With ``x-ms-dop-hint: 4`` a full pass of 5,000 customers goes as four CreateMultiple
+    requests of 1,250, all in flight together (one round); as five of 1,000 the fifth would
+    wait for the first to end. Every record arrives once."""
+    stats = _full_pass(env, 5000, {"dop_hint": 4}, {"rtt_ms": 500})
+    assert stats["by_kind"]["CreateMultiple"]["requests"] == 4
+    assert env.ctx.dataverse.pace.peak == 4
+    assert env.ctx.dataverse.create_rows == 1250
     assert stats["throttled_429"] == 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,11 +29,33 @@ R = TypeVar("R")
 # Rows per Dataverse bulk request (Learn: bulk-operations, 1,000 is the recommended batch size
 # for CreateMultiple/UpdateMultiple on standard tables) and per $batch (1,000 requests).
 BULK_ROWS = 1000
+# The most rows a CreateMultiple request carries when a load is sized to whole rounds of
+# requests (see rows_per_create): "around 1,000" (Learn gives no hard limit; payload size
+# and the 2-minute timeout apply).
+MAX_CREATE_ROWS = 1250
 # $batch writes (see DataverseAdapter._batch_parts): the operations sent alone first to time
 # one, the time a request is sized to take, and the fewest operations a request carries.
 PROBE_OPS = 100
 PART_SECONDS = 2.0
 MIN_PART_OPS = 50
+
+
+def rows_per_create(expected: int, at_once: int) -> int:
+    """Rows per CreateMultiple request for a load of about ``expected`` creates, with
+    ``at_once`` requests in flight (the service's ``x-ms-dop-hint``, Learn:
+    send-parallel-requests).
+
+    Every request of a round takes about as long (Dataverse works through a request's rows
+    one after the other), so a load of 52,000 rows sent as 52 requests of 1,000 with 48 at
+    once takes two rounds: 48, then 4 that start only when the first ones end, doubling the
+    time. Past one round of 1,000-row requests the rows are spread over whole rounds
+    instead (52,000 as 48 requests of 1,084: one round), at most ``MAX_CREATE_ROWS`` a
+    request. A load within one round keeps requests of ``BULK_ROWS``."""
+    at_once = max(1, at_once)
+    if expected <= at_once * BULK_ROWS:
+        return BULK_ROWS
+    rounds = math.ceil(expected / (at_once * MAX_CREATE_ROWS))
+    return math.ceil(expected / (rounds * at_once))
 
 
 @dataclass(frozen=True)
@@ -318,6 +341,7 @@ class DataverseAdapter:
 
     user_id: str | None = None
     op_seconds: float | None = None  # what one $batch write operation took (moving average)
+    create_rows: int = BULK_ROWS  # rows per CreateMultiple request (the load sets it)
 
     def signpost(self) -> datetime:
         """The service's 'now' (minus slack), from WhoAmI's Date header."""
@@ -386,7 +410,7 @@ class DataverseAdapter:
     def _create_multiple(self, side: Side, logical: str, items: Sequence[WriteItem],
                          creates: list[int], cols: list[str],
                          out: list[Written | FatalApiError | None]) -> list[int]:
-        """CreateMultiple per 1,000 of ``items[creates]``, as many at once as the pace
+        """CreateMultiple per ``create_rows`` of ``items[creates]``, as many at once as the pace
         allows, then the read-back of the new rows; fills ``out`` and returns the indexes
         that must go by ``$batch`` instead.
 
@@ -395,7 +419,8 @@ class DataverseAdapter:
         answered; the rest after them (so the read-back is one request when all went at
         once, two at most), by id. A read-back goes through the pace too: its execution
         time counts in the service's window like a create's."""
-        chunks = [creates[s:s + BULK_ROWS] for s in range(0, len(creates), BULK_ROWS)]
+        size = self.create_rows
+        chunks = [creates[s:s + size] for s in range(0, len(creates), size)]
         http = self.client.http
         if http.budget is None and len(chunks) > 1:
             # Nothing heard from the service yet: ask for its hint before sending several at

@@ -31,7 +31,7 @@ from bcdv.engine.actions import (
     read_plan,
     target_of,
 )
-from bcdv.engine.adapters import BULK_ROWS, WriteItem, Written
+from bcdv.engine.adapters import BULK_ROWS, WriteItem, Written, rows_per_create
 from bcdv.engine.api_errors import ApiErrorDetail, parse_api_error
 from bcdv.engine.context import PassSides, SyncContext, system_title
 from bcdv.engine.lost_creates import (
@@ -56,9 +56,9 @@ from bcdv.state.store import Stamp
 # it gets the action's plan-file row.
 after_write_hook: Callable[[dict[str, Any]], None] | None = None
 Stamped = Insert | Update | Unchanged
-DV_FLUSH_ROWS = 5 * BULK_ROWS
+DV_FLUSH_REQUESTS = 5  # CreateMultiple requests in a batch of Dataverse creates
 # Dataverse batches of creates a load keeps in flight (see _Writer): enough batches of
-# DV_FLUSH_ROWS for the pace to reach the 52 requests at once a user may have.
+# DV_FLUSH_REQUESTS requests for the pace to reach the 48 requests at once it allows.
 DV_BATCHES_IN_FLIGHT = 10
 # Business Central batches of creates a load keeps in flight: the five requests of a user
 # Business Central processes at once (Learn: dynamics-rate-limits).
@@ -92,7 +92,7 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
         return state
     done = {o["source_id"] for o in read_jsonl(state.outcomes_file)}
     sides = PassSides.of(mapping, Direction(state.direction))
-    size = _batch_size(sides, batch_size)
+    size = _batch_size(sides, batch_size, _create_rows(ctx, sides, state, batch_size))
     buffer: list[Insert | Update] = []
     quiet: list[dict[str, Any]] = []
     resumes: list[Insert] = []
@@ -154,15 +154,34 @@ def _keep_op_seconds(ctx: SyncContext, sides: PassSides, recalled: float | None)
         ctx.state.keep_op_seconds(_service_key(ctx), seconds)
 
 
-def _batch_size(sides: PassSides, asked: int | None) -> int:
+def _chosen_size(asked: int | None) -> bool:
+    """Whether the caller or ``BCDV_BATCH_SIZE`` chose the batch size."""
+    return asked is not None or "batch_size" in load_settings().model_fields_set
+
+
+def _create_rows(ctx: SyncContext, sides: PassSides, state: PassState,
+                 asked: int | None) -> int:
+    """Rows per CreateMultiple request of a load into Dataverse (set on the adapter): whole
+    rounds of the requests the service lets run at once for the records extracted
+    (adapters.rows_per_create), unless a batch size was chosen (then 1,000, as before)."""
+    if sides.target_system != "dataverse":
+        return BULK_ROWS
+    adapter = ctx.dataverse
+    rows = BULK_ROWS if _chosen_size(asked) else rows_per_create(
+        state.extracted, adapter.pace.ceiling(adapter.client.http.budget))
+    adapter.create_rows = rows
+    return rows
+
+
+def _batch_size(sides: PassSides, asked: int | None, create_rows: int = BULK_ROWS) -> int:
     """Records per written batch: Business Central takes 100 operations per ``$batch``.
-    Dataverse takes 1,000 rows per CreateMultiple and 1,000 requests per ``$batch``; unless
-    ``BCDV_BATCH_SIZE`` (or the caller) asks for fewer, a Dataverse batch is 5,000 records
-    (five such requests), whose creates are read back in one request."""
+    Dataverse takes about 1,000 rows per CreateMultiple (``create_rows``) and 1,000 requests
+    per ``$batch``; unless ``BCDV_BATCH_SIZE`` (or the caller) asks for fewer, a Dataverse
+    batch is five such requests, whose creates are read back in one request."""
     cap = 100 if sides.target_system == "business_central" else BULK_ROWS
     settings = load_settings()
-    if asked is None and cap == BULK_ROWS and "batch_size" not in settings.model_fields_set:
-        return DV_FLUSH_ROWS
+    if cap == BULK_ROWS and not _chosen_size(asked):
+        return DV_FLUSH_REQUESTS * create_rows
     return max(1, min(asked or settings.batch_size, cap))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import socket
+import uuid
 from typing import Any
 
 import pytest
@@ -29,7 +30,13 @@ from bcdv.engine.actions import (
 )
 from bcdv.engine.inputs import PlanInputs, targets_to_read
 from bcdv.engine.outcome import failure_result, skipped_message
-from bcdv.engine.plan import CONFLICT_MESSAGE, DELETED_MESSAGE, new_target_id, plan_records
+from bcdv.engine.plan import (
+    CONFLICT_MESSAGE,
+    DELETED_MESSAGE,
+    NEW_ID_NAMESPACE,
+    new_target_id,
+    plan_records,
+)
 from bcdv.engine.transform import side_fields
 from bcdv.engine.values import canon, row_hash
 from bcdv.mapping.model import Direction, TableMapping
@@ -144,6 +151,10 @@ def test_ignore_when_the_mapping_syncs_only_coupled_records() -> None:
 def test_new_ids_are_a_function_of_seed_and_source() -> None:
     assert new_target_id("job-1", "b1") == new_target_id("job-1", "b1")
     assert new_target_id("job-1", "b1") != new_target_id("job-2", "b1")
+    # The version 5 UUID of "seed/source id" (ids chosen by earlier releases stay the same).
+    for source_id in ("b1", "0d7b3e2f-8c11-4c1e-9a57-6f1c2a4e5b0d", "Ünïcödé 10000", ""):
+        assert new_target_id("job-1", source_id) == str(
+            uuid.uuid5(NEW_ID_NAMESPACE, f"job-1/{source_id}"))
 
 
 # -- coupled, compared by hash and timestamps ---------------------------------------------------

@@ -92,7 +92,11 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
         return state
     done = {o["source_id"] for o in read_jsonl(state.outcomes_file)}
     sides = PassSides.of(mapping, Direction(state.direction))
-    size = _batch_size(sides, batch_size, _create_rows(ctx, sides, state, batch_size))
+    size = _batch_size(sides, batch_size)
+    # Dataverse creates are sized once the first one comes (see _create_rows).
+    sized = sides.target_system != "dataverse" or _chosen_size(batch_size)
+    if sides.target_system == "dataverse":
+        ctx.dataverse.create_rows = BULK_ROWS
     buffer: list[Insert | Update] = []
     quiet: list[dict[str, Any]] = []
     resumes: list[Insert] = []
@@ -111,6 +115,9 @@ def load(ctx: SyncContext, mapping: TableMapping, state: PassState, *,
             if isinstance(action, Insert) and action.look_up_first:
                 resumes.append(action)
             elif isinstance(action, Insert | Update):
+                if not sized and isinstance(action, Insert):
+                    size = _batch_size(sides, batch_size, _create_rows(ctx, state))
+                    sized = True
                 buffer.append(action)
                 if len(buffer) >= size:
                     resumes.extend(writer.send(buffer))
@@ -159,18 +166,18 @@ def _chosen_size(asked: int | None) -> bool:
     return asked is not None or "batch_size" in load_settings().model_fields_set
 
 
-def _create_rows(ctx: SyncContext, sides: PassSides, state: PassState,
-                 asked: int | None) -> int:
-    """Rows per CreateMultiple request of a load into Dataverse (set on the adapter): whole
-    rounds of the requests the service lets run at once for the records extracted
-    (adapters.rows_per_create), unless a batch size was chosen (then 1,000, as before)."""
-    if sides.target_system != "dataverse":
-        return BULK_ROWS
+def _create_rows(ctx: SyncContext, state: PassState) -> int:
+    """Rows per CreateMultiple request of a load into Dataverse, set on the adapter when its
+    first create comes: whole rounds of the requests the service lets run at once, for the
+    records extracted (adapters.rows_per_create). The service's hint is on every answer;
+    a load that has heard none yet asks WhoAmI first (as the adapter would before sending
+    several requests at once, following Learn's parallel operations sample)."""
     adapter = ctx.dataverse
-    rows = BULK_ROWS if _chosen_size(asked) else rows_per_create(
-        state.extracted, adapter.pace.ceiling(adapter.client.http.budget))
-    adapter.create_rows = rows
-    return rows
+    http = adapter.client.http
+    if http.budget is None and state.extracted > BULK_ROWS:
+        adapter.client.whoami()
+    adapter.create_rows = rows_per_create(state.extracted, adapter.pace.ceiling(http.budget))
+    return adapter.create_rows
 
 
 def _batch_size(sides: PassSides, asked: int | None, create_rows: int = BULK_ROWS) -> int:

@@ -242,10 +242,16 @@ def run_child(spec: dict[str, Any], work: Path) -> tuple[dict[str, Any], float, 
     """(pass reports, process wall seconds, peak RSS MB) of a sync in a child process; the
     reports carry ``sync_seconds``, the time of ``sync_mapping`` alone (no imports)."""
     out, err = work / "child.out", work / "child.err"
+    # The spec (the emulators' client secret in it) goes in a file only this user reads, not
+    # on the command line, which every user of the machine sees (ps).
+    spec_file = work / "child-spec.json"
+    spec_file.touch(mode=0o600)
+    spec_file.chmod(0o600)
+    spec_file.write_text(json.dumps(spec))
     with out.open("wb") as fo, err.open("wb") as fe:
         started = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "bcdv.bench", "--child",
-                                 json.dumps(spec)], stdout=fo, stderr=fe)
+                                 str(spec_file)], stdout=fo, stderr=fe)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -909,7 +915,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m bcdv.bench [--quick] [--size N] [--sizes a,b] [--only g,h] [--readme]``."""
     args_in = sys.argv[1:] if argv is None else argv
     if args_in[:1] == ["--child"]:
-        print(json.dumps(child_sync(json.loads(args_in[1]))))
+        print(json.dumps(child_sync(json.loads(Path(args_in[1]).read_text()))))
         return 0
     from bcdv.local_emulators import emulators_module
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from bcdv import bench
 
 
@@ -53,3 +55,27 @@ def test_readme_table_is_replaced_between_markers(tmp_path: Path) -> None:
     readme.write_text("no markers\n")
     assert not bench.update_readme("| new |\n", readme)
     assert readme.read_text() == "no markers\n"
+
+
+def test_the_sync_child_gets_its_spec_by_file_not_on_its_command_line(
+        tmp_path: Path, monkeypatch) -> None:
+    """The spec holds the emulators' client secret: a command line is visible to every user
+    of the machine (``ps``), so the child is handed a file only this user may read."""
+    seen: list[list[str]] = []
+
+    class Stop(Exception):
+        pass
+
+    def popen(cmd: list[str], **_: object) -> None:
+        seen.append(cmd)
+        raise Stop
+
+    monkeypatch.setattr(bench.subprocess, "Popen", popen)
+    spec = {"endpoints": {"identity": {"client_secret": "s3cr3t-value"}}}
+    with pytest.raises(Stop):
+        bench.run_child(spec, tmp_path)
+    [cmd] = seen
+    assert not any("s3cr3t-value" in part for part in cmd)
+    spec_file = Path(cmd[-1])
+    assert json.loads(spec_file.read_text()) == spec
+    assert spec_file.stat().st_mode & 0o077 == 0

@@ -154,3 +154,25 @@ def test_a_rejected_batch_raises_the_service_error(dv: DataverseClient) -> None:
         dv.http.request("POST", f"{dv.settings.api_url}/$batch", data=b"--x--",
                         headers={"Content-Type": "multipart/mixed; boundary=y"})
     assert info.value.status == 400
+
+
+def test_whoami_and_tables_come_in_one_batch_with_further_pages_by_their_links(
+        dv: DataverseClient) -> None:
+    """``whoami_and_tables``: WhoAmI and the first page of each table in one ``$batch``
+    (Learn: execute-batch-operations-using-web-api: GET requests go outside change sets;
+    ``Prefer: odata.maxpagesize`` on each), the pages after it by ``@odata.nextLink``; the
+    same rows as ``list`` and the same user as ``whoami``, and the answer's clock."""
+    reads = [("transactioncurrencies", ["transactioncurrencyid", "isocurrencycode"]),
+             ("accounts", ["accountid", "name"])]
+    alone = [dv.list(entity_set, select=select) for entity_set, select in reads]
+    assert len(alone[1]) > 3  # the demo data has accounts enough for several pages of 3
+    who, together, answered = dv.whoami_and_tables(reads, page_size=3)
+    assert who["UserId"] == dv.whoami()["UserId"]
+    assert together == alone
+    assert answered is not None and answered.tzinfo is not None
+
+
+def test_a_table_the_signpost_batch_cannot_read_names_itself(dv: DataverseClient) -> None:
+    with pytest.raises(FatalApiError) as caught:
+        dv.whoami_and_tables([("transactioncurrencies", None), ("nosuchtables", None)])
+    assert caught.value.status == 404 and "reading nosuchtables" in str(caught.value)

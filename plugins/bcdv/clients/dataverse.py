@@ -137,7 +137,9 @@ class DataverseClient:
             params = query_params(select=select) or {}
             query = f"?{urlencode(params, quote_via=quote)}" if params else ""
             ops.append(BatchOp("GET", f"{entity_set}{query}", None, headers))
-        results = self.batch(ops, continue_on_error=False)
+        # Continue on error: each GET is answered on its own (without it, Dataverse answers
+        # a failure alone, and which read it was would be lost).
+        results = self.batch(ops, continue_on_error=True)
         answered = self.server_time()
         who, *tables = (_answer(r, what) for r, what in zip(
             results, ["WhoAmI", *(f"reading {e}" for e, _ in reads)], strict=True))

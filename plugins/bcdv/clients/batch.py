@@ -33,6 +33,7 @@ import requests
 
 from bcdv import fastjson
 from bcdv.clients.http import ApiSession, _error_from_response
+from bcdv.errors import FatalApiError
 
 DV_MAX_PARTS = 1000
 BC_MAX_OPERATIONS = 100
@@ -100,6 +101,16 @@ class BatchResult:
         if isinstance(self.body, dict) and isinstance(self.body.get("id"), str):
             return str(self.body["id"])
         return None
+
+
+def batch_answer(result: BatchResult, what: str = "") -> dict[str, Any]:
+    """The JSON body of a batched GET's answer; a refused one raises with the service's
+    message, after ``what`` (the read it was) when given. Both clients' batched reads."""
+    if not result.ok or not isinstance(result.body, dict):
+        message = result.error_message or "batch GET failed"
+        raise FatalApiError(result.status, result.error_code,
+                            f"{what}: {message}" if what else message)
+    return result.body
 
 
 def op_is_idempotent(op: BatchOp) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from bcdv.clients.auth import TokenProvider
-from bcdv.clients.batch import BatchOp, BatchResult, bc_batch
+from bcdv.clients.batch import BatchOp, BatchResult, batch_answer, bc_batch
 from bcdv.clients.http import ApiSession, RetryPolicy, page_size_header, query_params
 from bcdv.clients.odata import chunks, id_filter, identifier, key_segment
 from bcdv.errors import FatalApiError, NotFoundError
@@ -117,14 +117,10 @@ class BusinessCentralClient:
         results = self.batch(ops) if ops else []
         answered = self.server_time()
         out: builtins.list[builtins.list[dict[str, Any]]] = []
+        headers = page_size_header(page_size, MAX_PAGE_SIZE)
         for (entity_set, _), result in zip(reads, results, strict=True):
-            body = _read_answer(result, f"reading {entity_set}: ")
-            rows = list(body.get("value", []))
-            link = body.get("@odata.nextLink")
-            if link:
-                rows += [r for page in self.http.iter_pages(
-                    link, headers=page_size_header(page_size, MAX_PAGE_SIZE)) for r in page]
-            out.append(rows)
+            out.append(self.http.all_rows(batch_answer(result, f"reading {entity_set}"),
+                                          headers=headers))
         return out, answered
 
     def get_many(
@@ -150,7 +146,7 @@ class BusinessCentralClient:
                                       f"{urlencode(params, quote_via=quote)}"))
         rows: builtins.list[dict[str, Any]] = []
         for result in self.batch(ops, continue_on_error=True) if ops else []:
-            body = _read_answer(result)
+            body = batch_answer(result)
             if body.get("@odata.nextLink"):
                 raise FatalApiError(result.status, "PagedBatchGet",
                                     "a batched GET by ids answered more than one page")
@@ -207,11 +203,3 @@ class BusinessCentralClient:
         """Release connections."""
         self.http.close()
 
-
-def _read_answer(result: BatchResult, what: str = "") -> dict[str, Any]:
-    """The body of a batched GET's answer; a refused one raises, its message after
-    ``what``."""
-    if not result.ok or not isinstance(result.body, dict):
-        raise FatalApiError(result.status, result.error_code,
-                            what + (result.error_message or "batch GET failed"))
-    return result.body

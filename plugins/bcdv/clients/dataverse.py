@@ -12,10 +12,10 @@ from urllib.parse import quote, urlencode
 
 from bcdv.clients import bulk as _bulk
 from bcdv.clients.auth import TokenProvider
-from bcdv.clients.batch import BatchOp, BatchResult, dv_batch
+from bcdv.clients.batch import BatchOp, BatchResult, batch_answer, dv_batch
 from bcdv.clients.http import ApiSession, RetryPolicy, page_size_header, query_params
 from bcdv.clients.odata import chunks, id_filter
-from bcdv.errors import FatalApiError, NotFoundError
+from bcdv.errors import NotFoundError
 from bcdv.settings import DataverseSettings
 
 MAX_PAGE_SIZE = 5000
@@ -118,7 +118,7 @@ class DataverseClient:
             ops.append(BatchOp("GET", f"{entity_set}?{urlencode(params, quote_via=quote)}"))
         rows: builtins.list[dict[str, Any]] = []
         for result in self.batch(ops, continue_on_error=True) if ops else []:
-            rows.extend(_answer(result, "batch GET").get("value", []))
+            rows.extend(batch_answer(result).get("value", []))
         return rows
 
     def whoami_and_tables(
@@ -141,17 +141,9 @@ class DataverseClient:
         # a failure alone, and which read it was would be lost).
         results = self.batch(ops, continue_on_error=True)
         answered = self.server_time()
-        who, *tables = (_answer(r, what) for r, what in zip(
+        who, *tables = (batch_answer(r, what) for r, what in zip(
             results, ["WhoAmI", *(f"reading {e}" for e, _ in reads)], strict=True))
-        out: builtins.list[builtins.list[dict[str, Any]]] = []
-        for body in tables:
-            rows = list(body.get("value", []))
-            link = body.get("@odata.nextLink")
-            if link:
-                rows += [r for page in self.http.iter_pages(link, headers=headers)
-                         for r in page]
-            out.append(rows)
-        return who, out, answered
+        return who, [self.http.all_rows(body, headers=headers) for body in tables], answered
 
     def get(
         self, entity_set: str, record_id: str, *, select: Sequence[str] | None = None
@@ -246,10 +238,3 @@ class DataverseClient:
         """Release connections."""
         self.http.close()
 
-
-def _answer(result: BatchResult, what: str) -> dict[str, Any]:
-    """A batched GET's JSON body, or the error it answered (``what`` names the read)."""
-    if not result.ok or not isinstance(result.body, dict):
-        raise FatalApiError(result.status, result.error_code,
-                            f"{what}: {result.error_message or 'the request failed'}")
-    return result.body

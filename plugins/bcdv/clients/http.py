@@ -419,6 +419,16 @@ class ApiSession:
                 seen.add(link)
             next_url, next_params = link, None
 
+    def all_rows(self, first: Mapping[str, Any], *,
+                 headers: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """The rows of a page already answered (``first``, e.g. a batched GET's body) and of
+        the pages after it, its ``@odata.nextLink`` followed as :meth:`iter_pages` does."""
+        rows = list(first.get("value", []))
+        link = first.get("@odata.nextLink")
+        if link:
+            rows += [r for page in self.iter_pages(link, headers=headers) for r in page]
+        return rows
+
 
 def query_params(*, filter: str | None = None, select: Sequence[str] | None = None,
                  orderby: str | None = None) -> dict[str, str] | None:

@@ -58,6 +58,13 @@ def rows_per_create(expected: int, at_once: int) -> int:
     return math.ceil(expected / (rounds * at_once))
 
 
+def _signpost(now: datetime | None, service: str) -> datetime:
+    """A pass's signpost from the service's clock as its answer stated it (Date header)."""
+    if now is None:
+        raise BcdvError(f"{service} sent no Date header: no signpost for the pass")
+    return now - SIGNPOST_SLACK
+
+
 @dataclass(frozen=True)
 class Written:
     """What a write returned: the record's id, its new modified-on and etag."""
@@ -258,10 +265,7 @@ class BusinessCentralAdapter:
     def signpost(self) -> datetime:
         """The service's 'now' (minus slack), read with a cheap request before extracting."""
         self.client.http.request("GET", self.client.company_url, params={"$select": "id"})
-        now = self.client.server_time()
-        if now is None:
-            raise BcdvError("Business Central sent no Date header: no signpost for the pass")
-        return now - SIGNPOST_SLACK
+        return _signpost(self.client.server_time(), "Business Central")
 
     def signpost_with(self, reads: Sequence[tuple[str, Sequence[str] | None]]
                       ) -> tuple[datetime, list[list[dict[str, Any]]]]:
@@ -270,9 +274,7 @@ class BusinessCentralAdapter:
         if not reads:
             return self.signpost(), []
         tables, now = self.client.read_tables(reads)
-        if now is None:
-            raise BcdvError("Business Central sent no Date header: no signpost for the pass")
-        return now - SIGNPOST_SLACK, tables
+        return _signpost(now, "Business Central"), tables
 
     def iter_records(self, side: Side, since: datetime | None, columns: Sequence[str],
                      extra_filter: str | None = None) -> Iterator[list[dict[str, Any]]]:
@@ -346,10 +348,7 @@ class DataverseAdapter:
     def signpost(self) -> datetime:
         """The service's 'now' (minus slack), from WhoAmI's Date header."""
         self.user_id = self.client.whoami().get("UserId")
-        now = self.client.server_time()
-        if now is None:
-            raise BcdvError("Dataverse sent no Date header: no signpost for the pass")
-        return now - SIGNPOST_SLACK
+        return _signpost(self.client.server_time(), "Dataverse")
 
     def signpost_with(self, reads: Sequence[tuple[str, Sequence[str] | None]]
                       ) -> tuple[datetime, list[list[dict[str, Any]]]]:
@@ -359,9 +358,7 @@ class DataverseAdapter:
             return self.signpost(), []
         who, tables, now = self.client.whoami_and_tables(reads)
         self.user_id = who.get("UserId")
-        if now is None:
-            raise BcdvError("Dataverse sent no Date header: no signpost for the pass")
-        return now - SIGNPOST_SLACK, tables
+        return _signpost(now, "Dataverse"), tables
 
     def iter_records(self, side: Side, since: datetime | None, columns: Sequence[str],
                      extra_filter: str | None = None) -> Iterator[list[dict[str, Any]]]:

@@ -186,10 +186,9 @@ def _batch_size(sides: PassSides, asked: int | None, create_rows: int = BULK_ROW
     per ``$batch``; unless ``BCDV_BATCH_SIZE`` (or the caller) asks for fewer, a Dataverse
     batch is five such requests, whose creates are read back in one request."""
     cap = 100 if sides.target_system == "business_central" else BULK_ROWS
-    settings = load_settings()
     if cap == BULK_ROWS and not _chosen_size(asked):
         return DV_FLUSH_REQUESTS * create_rows
-    return max(1, min(asked or settings.batch_size, cap))
+    return max(1, min(asked or load_settings().batch_size, cap))
 
 
 def _already_applied(state: PassState, sides: PassSides,

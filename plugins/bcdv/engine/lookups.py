@@ -127,8 +127,8 @@ class _Reads:
         run = getattr(self.ctx, "reference_tables", None)
         needed = list(dict.fromkeys(_same_read(k) for k in self.wanted))
         read_before = {k: known[k] for k in needed if known is not None and k in known}
-        known = {**{k: run[k] for k in needed if run is not None and k in run}, **read_before}
-        todo = [k for k in needed if k not in known]
+        have = {**{k: run[k] for k in needed if run is not None and k in run}, **read_before}
+        todo = [k for k in needed if k not in have]
         # Business Central's tables in one $batch of GETs when there are several.
         together = [k for k in todo if k[0] == "business_central"]
         if len(together) < 2:
@@ -145,7 +145,7 @@ class _Reads:
         if run is not None:
             run.update({k: v for k, v in {**read_before, **tables}.items()
                         if k[1] not in self.own})
-        got = {**known, **tables}
+        got = {**have, **tables}
         self.rows.update({k: got[_same_read(k)] for k in self.wanted})
         return results
 

@@ -104,11 +104,8 @@ def test_a_pass_past_one_round_sends_one_round_of_larger_requests(env: Env) -> N
 class _Blind(Pace):
     """The same pace, deaf to the budget the service states (only 429s slow it)."""
 
-    def _affordable(self, budget: ServiceBudget | None) -> bool:
+    def _affordable(self, budget: ServiceBudget | None, *, learn: bool = True) -> bool:
         return True
-
-    def _room(self, budget: ServiceBudget | None) -> int:
-        return self.most
 
 
 def _write_creates(env: Env, pace: Pace, count: int, label: str) -> dict[str, Any]:
@@ -143,13 +140,54 @@ def test_a_window_running_out_slows_the_pace_before_the_service_throttles(env: E
     that reads the budget on each answer keeps no more in flight than the window has left:
     the window ends at most one request past its budget; the same pace deaf to the budget
     runs it further."""
-    informed, told_peak = _creates(env, Pace(), 12_000)
-    _, deaf_peak = _creates(env, _Blind(), 12_000)
+    informed, told_peak = _creates(env, Pace(window_s=10), 12_000)
+    _, deaf_peak = _creates(env, _Blind(window_s=10), 12_000)
     rows = env.admin("dv", "GET", "records/accounts")["value"]
     assert len(rows) == len({r["accountid"] for r in rows}) == 24_000
     told = informed["by_kind"]["CreateMultiple"]
     assert told["requests"] == 12 + told["throttled_429"]
     assert told_peak < 6 + 2 < deaf_peak
+
+
+def _sliding(env: Env, pace: Pace, count: int) -> dict[str, Any]:
+    """``count`` creates written with ``pace`` under 2 s of execution per 5 s sliding window,
+    each 1,000-row request costing 0.5 s: the budget pays for four at a time, and what a
+    request spent leaves the window 5 s after it arrived."""
+    env.admin("dv", "PUT", "throttling", {"execution_ms": 2000, "window_seconds": 5})
+    env.admin("dv", "PUT", "latency", {"write_row_ms": 0.5})
+    label = f"Sliding {type(pace).__name__}"
+    stats = _write_creates(env, pace, count, label)
+    names = [r["name"] for r in env.admin("dv", "GET", "records/accounts")["value"]
+             if r["name"].startswith(label + " ")]
+    assert len(names) == len(set(names)) == count  # every record once, none twice
+    return stats
+
+
+def test_a_pace_held_by_a_spent_window_starts_again_as_its_own_requests_leave_it(
+        env: Env) -> None:
+    """Learn, api-limits: the execution time limit is "combined execution time" within a
+    "5 minute sliding window", and a request arriving while it is spent is answered 429.
+    A pass held back by a spent window need not wait for an answer to say it has room
+    again, nor try and be refused: the pace knows when its own requests were sent, so it
+    starts the next when the oldest leave the window. Ten requests of 0.5 s against 2 s a
+    5 s window: the pace that knows the window is never refused; the same pace keeping no
+    account of its own requests sends into the spent window once nothing is in flight, and
+    is answered 429."""
+    knows = _sliding(env, Pace(window_s=5), 10_000)
+    assert knows["throttled_429"] == 0
+    assert knows["by_kind"]["CreateMultiple"]["requests"] == 10
+    forgets = _sliding(env, _Forgetful(window_s=5), 6_000)
+    assert forgets["throttled_429"] >= 1
+
+
+class _Forgetful(Pace):
+    """The same pace, keeping no account of what its own requests spent (only what the
+    answers state): a spent window holds it until an answer says otherwise."""
+
+    def _done(self, http: Any, started: float, answered: float, ok: bool) -> None:
+        super()._done(http, started, answered, ok)
+        with self._cond:
+            self._spent.clear()
 
 
 def test_batches_written_at_once_each_read_back_their_own_rows(env: Env) -> None:

@@ -179,6 +179,16 @@ def configure_pacing(limit: int, window: float) -> None:
     _LIMITS = (limit, window)
 
 
+def pacing_window() -> float:
+    """The services' sliding window in seconds, as the pacing takes it (``configure_pacing``,
+    else ``BCDV_REQUEST_WINDOW_SECONDS``: Microsoft's 300)."""
+    if _LIMITS is not None:
+        return _LIMITS[1]
+    from bcdv.settings import load_settings
+
+    return float(load_settings().request_window_seconds)
+
+
 def reset_pacers() -> None:
     """Forget every host's pacer (tests, or after changing the limits)."""
     with _PACERS_LOCK:

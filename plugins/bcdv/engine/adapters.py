@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from bcdv.clients.business_central import IDS_PER_FILTER as BC_IDS_PER_FILTER
 from bcdv.clients.business_central import BusinessCentralClient
 from bcdv.clients.dataverse import IDS_PER_FILTER as DV_IDS_PER_FILTER
 from bcdv.clients.dataverse import DataverseClient
-from bcdv.clients.http import ApiSession, ServiceBudget
+from bcdv.clients.http import ApiSession, ServiceBudget, pacing_window
 from bcdv.clients.odata import and_filters, compare, key_segment, parse_datetime
 from bcdv.errors import BcdvError, ConcurrencyError, FatalApiError, RetriableApiError
 from bcdv.mapping.model import Side
@@ -116,10 +117,14 @@ class Pace:
     - keeps no more requests at once than the execution time left in the window pays for,
       each costing what the recent ones took, and starts none into a window stated spent
       while answers are still to come: a window running out slows the pass down before
-      the service throttles it. Learn calls those values debugging aids (each web server
-      counts its own, and bcdv drops the affinity cookie), so they only ever hold requests
-      back, never add one: with nothing in flight the next request goes, and a spent window
-      answers it 429 with Retry-After;
+      the service throttles it. The window slides: what the pace's own requests spent
+      leaves it ``window_s`` after they were sent, so the time left the last answer stated
+      grows by what has left since (``_left``), and a pass held back by a spent window
+      starts again when its oldest requests leave the window, not when an answer next
+      happens to state it. Learn calls those values debugging aids (each web server counts
+      its own, and bcdv drops the affinity cookie), so they only ever hold requests back,
+      never add one: with nothing in flight and nothing of its own about to leave the
+      window, the next request goes, and a spent window answers it 429 with Retry-After;
     - halves what was in flight after a 429 (the HTTP layer waits its Retry-After, holds
       every other request to the host as long, and retries), then grows by one per round of
       answers.
@@ -132,8 +137,13 @@ class Pace:
     # asks for more than the window's execution time left.
     GUESSED_COST = 20.0
 
-    def __init__(self, start: int = 4, most: int = 48) -> None:
+    def __init__(self, start: int = 4, most: int = 48, window_s: float | None = None) -> None:
         self.workers, self.start, self.most = start, start, most
+        # The service's sliding window (Dataverse: 5 minutes), padded: the service counts a
+        # request from its arrival, a little after it was sent.
+        window = pacing_window() if window_s is None else window_s
+        self.window_s = window + max(0.5, window * 0.02)
+        self._spent: deque[tuple[float, float, float]] = deque()  # (sent, answered, seconds)
         self.threshold = most  # past it, one more per round instead of one per answer
         self.held = 0  # starts the budget held back (reports and tests)
         self.peak = 0  # the most requests it had in flight at once
@@ -148,17 +158,52 @@ class Pace:
         hint = budget.dop_hint if budget is not None else None
         return max(1, min(self.most, hint or self.most))
 
-    def _affordable(self, budget: ServiceBudget | None) -> bool:
-        """Whether a request started now is served: the service refuses one only when the
-        window's budget is already spent as it arrives (Learn: api-limits, "you can expect
-        to exceed the number of requests and execution time limits ... before the service
-        protection API limits take effect"). With the window spent as last stated, the
-        answers of the requests in flight say when it has room again; with none in flight,
-        the request goes and a 429 says when (Retry-After)."""
-        if budget is None or self._in_flight == 0:
+    def _left(self, budget: ServiceBudget | None, now: float) -> float | None:
+        """Execution seconds the window has left now, for requests not yet sent: what the
+        last answer stated, plus what the pace's own requests answered before it spent and
+        has left the window since, less what the requests in flight will spend (the service
+        counts a request's time once it is served, from its arrival). None when no answer
+        stated the time left."""
+        if budget is None or budget.seconds_left is None:
+            return None
+        while self._spent and self._spent[0][0] <= now - 2 * self.window_s:
+            self._spent.popleft()
+        gone = sum(seconds for sent, answered, seconds in self._spent
+                   if answered <= budget.at and budget.at - self.window_s < sent
+                   and sent <= now - self.window_s)
+        return budget.seconds_left + gone - self._in_flight * (self.cost or 0.0)
+
+    def _next_leaving(self, budget: ServiceBudget, now: float) -> float | None:
+        """Seconds until the oldest of the pace's requests counted in the time the last
+        answer stated leaves the window (None when none is still in it)."""
+        sent = [s for s, answered, _ in self._spent
+                if answered <= budget.at and s > now - self.window_s]
+        return min(sent) + self.window_s - now if sent else None
+
+    def _affordable(self, budget: ServiceBudget | None, *, learn: bool = True) -> bool:
+        """Whether a request started now is served and keeps the window within its budget.
+
+        The service refuses a request only when the window's budget is already spent as it
+        arrives (Learn: api-limits, "you can expect to exceed the number of requests and
+        execution time limits ... before the service protection API limits take effect"),
+        so the pace itself keeps what is in flight within what is left (``_left``): a
+        paced request goes when the time left pays for it, at what the recent ones cost;
+        another (a read-back) when any is left. With nothing in flight, the request goes
+        unless some of the pace's own spending is about to leave a window stated spent (it
+        waits for that: a 429 would say as much, one request later); otherwise a 429 says
+        when (Retry-After)."""
+        now = time.monotonic()
+        left = self._left(budget, now)
+        if self._in_flight and budget is not None and budget.requests_left is not None \
+                and budget.requests_left <= 0:
+            return False
+        if left is None:
             return True
-        return (budget.requests_left is None or budget.requests_left > 0) and \
-            (budget.seconds_left is None or budget.seconds_left > 0)
+        if self._in_flight == 0:
+            if left > 0 or budget is None:
+                return True
+            return self._next_leaving(budget, now) is None
+        return left >= (self.cost or 0.0) if learn else left > 0
 
     def _first_round(self, budget: ServiceBudget | None) -> int:
         """Requests at once before any answer tells what one costs: ``start``, or, once the
@@ -170,13 +215,6 @@ class Pace:
             return self.start
         return max(self.start, min(budget.dop_hint, int(budget.seconds_left
                                                         / self.GUESSED_COST)))
-
-    def _room(self, budget: ServiceBudget | None) -> int:
-        """How many requests at once the budget last stated still pays for, at what the
-        recent ones cost (no limit before a cost or a budget is known)."""
-        if budget is None or budget.seconds_left is None or not self.cost:
-            return self.most
-        return max(1, int(budget.seconds_left / self.cost))
 
     def run(self, send: Callable[[T], R], job: T, http: ApiSession, *,
             learn: bool = True) -> R:
@@ -193,7 +231,7 @@ class Pace:
             while True:
                 if not learn:
                     if self._in_flight < self.ceiling(http.budget) and \
-                            self._affordable(http.budget):
+                            self._affordable(http.budget, learn=False):
                         break
                     self._cond.wait(timeout=0.5)
                     continue
@@ -207,7 +245,7 @@ class Pace:
                     # The service says how many at once: as many as soon as the budget's
                     # room can be judged (Learn: send-parallel-requests), until it throttles.
                     self.workers = max(self.workers, ceiling)
-                self.workers = min(self.workers, ceiling, self._room(http.budget))
+                self.workers = min(self.workers, ceiling)
                 if self._in_flight < self.workers:
                     if self._affordable(http.budget):
                         break
@@ -224,11 +262,19 @@ class Pace:
             ok = True
             return out
         finally:
-            self._done(http, time.monotonic() - started, ok and learn)
+            self._done(http, started, time.monotonic(), ok and learn)
 
-    def _done(self, http: ApiSession, seconds: float, ok: bool) -> None:
+    def _done(self, http: ApiSession, started: float, answered: float, ok: bool) -> None:
+        seconds = answered - started
+        budget = http.budget
+        if budget is not None and started <= budget.at <= answered:
+            # The budget stated since it was sent counts it (the service states what is left
+            # after the request it answers); its own answer's budget was noted when it came,
+            # before the answer was read.
+            answered = budget.at
         with self._cond:
             self._in_flight -= 1
+            self._spent.append((started, answered, seconds))
             if http.throttled > self._throttled_seen:
                 self._throttled_seen = http.throttled
                 # Half of what was in flight (this request included), not of the ceiling.
@@ -240,8 +286,6 @@ class Pace:
                 if self.workers < self.threshold or self._grown >= self.workers:
                     self.workers = min(self.ceiling(http.budget), self.workers + 1)
                     self._grown = 0
-                # A window running out: no more at once than what is left of it pays for.
-                self.workers = min(self.workers, self._room(http.budget))
             self._cond.notify_all()
 
 

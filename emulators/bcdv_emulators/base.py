@@ -69,6 +69,7 @@ class Req:
         self.body = body
         self.base_url = base_url
         self.claims: dict[str, Any] | None = None
+        self.served_s = 0.0  # execution time counted against the caller's window
         self.query: list[tuple[str, str]] = parse_qsl(query_string, keep_blank_values=True)
 
     def header(self, name: str, default: str | None = None) -> str | None:
@@ -420,7 +421,8 @@ class Service:
             # Latency and stalls count as time in flight, as a slow server's would.
             return await self._faulted_or_handled(req, send)
         finally:
-            self._release(key, entry, time.monotonic() - started)
+            req.served_s = time.monotonic() - started
+            self._release(key, entry, req.served_s)
 
     def _record(self, req: Req, resp: Resp | None) -> None:
         """Count a request in the statistics; say the simulated delay in a header."""
@@ -430,7 +432,7 @@ class Service:
         read, written = rows_of(req.method, resp) if resp.status < 400 or resp.ops else (0, 0)
         rtt_ms, row_ms = resp.delay_ms
         self.state.stats.record(stat_kind(req), resp.status, read, written, resp.ops,
-                                rtt_ms, row_ms)
+                                rtt_ms, row_ms, served_ms=req.served_s * 1000)
         if rtt_ms or row_ms:
             resp.headers.append(("x-bcdv-emulator-delay-ms", f"{rtt_ms + row_ms:.3f}"))
 

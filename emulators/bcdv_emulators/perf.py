@@ -151,7 +151,10 @@ def parse_throttle(spec: str) -> dict[str, Any]:
     return out
 
 
-KIND_FIELDS = ("requests", "rows_read", "rows_written", "ops", "errors", "throttled_429")
+# served_ms: the execution time the service protection window counted (admission to answer,
+# the simulated latency included), in whole milliseconds.
+KIND_FIELDS = ("requests", "rows_read", "rows_written", "ops", "errors", "throttled_429",
+               "served_ms")
 STAT_KINDS = ("get_page", "get", "post", "patch", "delete", "batch", "CreateMultiple",
               "UpdateMultiple", "UpsertMultiple", "DeleteMultiple", "token")
 
@@ -211,13 +214,14 @@ class Stats:
 
     def record(self, kind: str, status: int, read_rows: int = 0, write_rows: int = 0,
                ops: Counter[str] | None = None, rtt_ms: float = 0.0,
-               row_ms: float = 0.0) -> None:
+               row_ms: float = 0.0, served_ms: float = 0.0) -> None:
         """Count one answered request."""
         with self.lock:
             c = self.kinds.setdefault(kind, Counter())
             c["requests"] += 1
             c["rows_read"] += read_rows
             c["rows_written"] += write_rows
+            c["served_ms"] += round(served_ms)
             if status >= 400:
                 c["errors"] += 1
             if status == 429:

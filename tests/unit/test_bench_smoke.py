@@ -46,6 +46,23 @@ def test_bench_full_sync_report_is_consistent(tmp_path: Path) -> None:
     assert (out / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_bench_sustained_run_reports_its_share_of_the_limits(tmp_path: Path) -> None:
+    """The sustained scenario at a tiny size: every record once, and the share of the
+    limits' throughput from the profile's cost and from the time the service counted."""
+    doc = bench.run(0, [], ["sustained"], sample=0, throttled_size=0, limits="",
+                    latency_size=300, out=None, engine="test", log=lambda _: None)
+    [r] = doc["results"]
+    assert r["name"] == "sustained_cloud" and r["passes"][0]["inserted"] == 300
+    x = r["extra"]
+    assert (x["missing"], x["duplicated"], x["share_429"]) == (0, 0, 0.0)
+    assert x["limits"] == bench.SUSTAINED_LIMITS.spec()
+    # A 300-row request costs the round trip and 300 rows: per 1,000 rows at least the
+    # profile's 10 ms a row.
+    assert x["served_request_s"] >= 10.0 and x["request_s"] == 10.1
+    # One request's time at the least (a share needs a run of whole rounds: none here).
+    assert x["limit_seconds"] == 10.1 and x["served_limit_seconds"] >= 10.0
+
+
 def test_readme_table_is_replaced_between_markers(tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{bench.README_START}\nold\n{bench.README_END}\n\nrest\n")

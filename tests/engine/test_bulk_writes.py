@@ -12,9 +12,11 @@ row the lost request made updates it: no duplicate). Updates keep If-Match per r
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from bcdv.clients.odata import parse_datetime
+from bcdv.engine.staging import read_jsonl
 from bcdv.engine.transform import side_fields
 from bcdv.engine.values import row_hash
 
@@ -173,3 +175,49 @@ def test_throttled_create_multiple_requests_back_off(env: Env) -> None:
     assert stats["throttled_429"] == 2
     assert stats["by_kind"]["CreateMultiple"]["requests"] == 3 + 2
     assert env.ctx.dataverse.pace.workers < 4
+
+
+def test_created_accounts_are_stamped_as_the_service_stored_them(tmp_path: Path) -> None:
+    """The shipped CUSTOMER mapping on the demo data writes owner and currency lookups as
+    ``nav@odata.bind``, which Dataverse reads back as ``_nav_value``, and the service fills
+    what a create does not send: a user-owned record created without an owner is owned by
+    the calling user (the emulator does as Dataverse does). The created rows are read back,
+    so each coupling's
+    hash is that of the account as stored, owner included: the values sent would differ,
+    and the pass back would take the engine's own create for a person's change."""
+    from bcdv.engine import SyncContext, sync_mapping
+    from bcdv.mapping import load_mappings
+    from bcdv.mapping.model import Direction
+    from bcdv.settings import endpoints_from_dict
+    from bcdv_emulators.testing import run_emulators
+
+    root = Path(__file__).resolve().parents[2]
+    with run_emulators(tmp_path / "emulators", seed="demo") as endpoints:
+        mappings = load_mappings(root / "include" / "mappings")
+        ctx = SyncContext.create(endpoints_from_dict(endpoints), f"sqlite:///{tmp_path}/s.db",
+                                 tmp_path / "staging", mappings)
+        try:
+            for name in ("SALESPEOPLE", "CURRENCY"):
+                sync_mapping(ctx, mappings[name], mode="full", run_id="setup")
+            customer = mappings["CUSTOMER"]
+            to_dv = customer.model_copy(update={"direction": Direction.TO_DATAVERSE})
+            before = {r["accountid"] for r in ctx.dataverse.client.list("accounts")}
+            [report] = sync_mapping(ctx, to_dv, mode="full", run_id="full")
+            assert report.inserted > 0 and report.failed == 0, report.records[:3]
+            fields = side_fields(customer, "dataverse")
+            rows = {r["accountid"]: r for r in ctx.dataverse.client.list("accounts")}
+            made = [c for c in ctx.state.couplings(customer.name).to_dict("records")
+                    if c["dv_id"] in rows and c["dv_id"] not in before]
+            assert len(made) == report.inserted
+            sent = {a["source_id"]: a for a in read_jsonl(
+                tmp_path / "staging" / "customer" / "full" / "to_dataverse" / "plan.jsonl")
+                if a.get("action") == "insert"}
+            owned_by_default = [c for c in made if "ownerid@odata.bind" not in
+                                sent[c["bc_id"]]["payload"]]
+            assert owned_by_default  # some demo customers have no salesperson
+            for c in made:
+                row = rows[c["dv_id"]]
+                assert row["_ownerid_value"]  # every account has an owner
+                assert c["dv_hash"] == row_hash(row, fields), c["bc_id"]
+        finally:
+            ctx.close()

@@ -616,11 +616,6 @@ def throttled(work: Path, n: int, limits: str, sample: int) -> list[Result]:
         r = s.sync("throttled", f"throttled ({limits}), {n:,}", "to_dataverse", "full", n,
                    min_requests([Move("to_dataverse", n)], target_reads=1),
                    [Move("to_dataverse", n, read_all=True)])
-        names = [a["name"] for a in emu.read_all(
-            "dataverse", f"{emu.dv_api}/accounts?$select=name&$filter=customertypecode eq 3",
-            DV_PAGE)]
-        wanted = {f"{i:07d}" for i in range(1, n + 1)}
-        got = [x.rsplit(" ", 1)[-1] for x in names]
         # The limits let at most per_window requests a service through per window. The least
         # time they allow for the minimum requests of each service, and for the requests the
         # engine did get answered: pace share 1.0 = as fast as the limits let those through
@@ -633,8 +628,7 @@ def throttled(work: Path, n: int, limits: str, sample: int) -> list[Result]:
             """Seconds the limits impose on these request counts."""
             return max(max(0, math.ceil(m / per_window) - 1) * window for m in counts.values())
 
-        r.extra |= {"accounts": len(names), "missing": len(wanted - set(got)),
-                    "duplicated": len(got) - len(set(got)), "limits": limits,
+        r.extra |= {**_landed(emu, n), "limits": limits,
                     "limit_seconds_for_min_requests": paced(least),
                     "limit_seconds_for_requests_sent": paced(served),
                     "share_of_limit_pace": round(paced(served) / r.seconds, 2),
@@ -644,6 +638,18 @@ def throttled(work: Path, n: int, limits: str, sample: int) -> list[Result]:
         # request per record would only measure the limits (4 a window): not run.
         s.pause, s.sample = window, 0
         return s.close("thr")
+
+
+def _landed(emu: Emulators, n: int) -> dict[str, int]:
+    """The generated customers 1..``n`` as accounts in Dataverse: how many accounts, how many
+    customers have none, how many accounts are a second of the same customer."""
+    names = [a["name"] for a in emu.read_all(
+        "dataverse", f"{emu.dv_api}/accounts?$select=name&$filter=customertypecode eq 3",
+        DV_PAGE)]
+    got = [x.rsplit(" ", 1)[-1] for x in names]
+    wanted = {f"{i:07d}" for i in range(1, n + 1)}
+    return {"accounts": len(names), "missing": len(wanted - set(got)),
+            "duplicated": len(got) - len(set(got))}
 
 
 def _limit_window(limits: str) -> tuple[float, int]:
@@ -814,17 +820,11 @@ def sustained(work: Path, n: int) -> list[Result]:
                    f"cloud latency, sustained ({limits.window_s:.0f} s window at Microsoft's "
                    f"rates), {n:,}", "to_dataverse", "full", n,
                    min_requests([Move("to_dataverse", n)], target_reads=1), [])
-        names = [a["name"] for a in emu.read_all(
-            "dataverse", f"{emu.dv_api}/accounts?$select=name&$filter=customertypecode eq 3",
-            DV_PAGE)]
-        got = [x.rsplit(" ", 1)[-1] for x in names]
-        wanted = {f"{i:07d}" for i in range(1, n + 1)}
         nominal = (prof["rtt_ms"] + DV_BULK * prof["write_row_ms"]) / 1000
         served = _served_request_s(emu.stats(), "CreateMultiple") or nominal
         most = limits.records(r.seconds, nominal)
         most_served = limits.records(r.seconds, served)
-        r.extra |= {"limits": limits.spec(), "missing": len(wanted - set(got)),
-                    "duplicated": len(got) - len(set(got)),
+        r.extra |= {"limits": limits.spec(), **_landed(emu, n),
                     "request_s": round(nominal, 2), "served_request_s": round(served, 2),
                     "limit_records": most,
                     "share_of_limit_throughput": round(n / most, 3) if most else None,

@@ -159,15 +159,19 @@ def pacer_for(url: str) -> RequestPacer:
     with _PACERS_LOCK:
         pacer = _PACERS.get(host)
         if pacer is None:
-            if _LIMITS is None:
-                from bcdv.settings import load_settings
-
-                settings = load_settings()
-                limits = (settings.request_limit, settings.request_window_seconds)
-            else:
-                limits = _LIMITS
-            pacer = _PACERS[host] = RequestPacer(*limits)
+            pacer = _PACERS[host] = RequestPacer(*_pacing_limits())
         return pacer
+
+
+def _pacing_limits() -> tuple[int, float]:
+    """(requests, window seconds): ``configure_pacing``'s, else ``BCDV_REQUEST_LIMIT`` per
+    ``BCDV_REQUEST_WINDOW_SECONDS``."""
+    if _LIMITS is not None:
+        return _LIMITS
+    from bcdv.settings import load_settings
+
+    settings = load_settings()
+    return settings.request_limit, float(settings.request_window_seconds)
 
 
 def configure_pacing(limit: int, window: float) -> None:
@@ -182,11 +186,7 @@ def configure_pacing(limit: int, window: float) -> None:
 def pacing_window() -> float:
     """The services' sliding window in seconds, as the pacing takes it (``configure_pacing``,
     else ``BCDV_REQUEST_WINDOW_SECONDS``: Microsoft's 300)."""
-    if _LIMITS is not None:
-        return _LIMITS[1]
-    from bcdv.settings import load_settings
-
-    return float(load_settings().request_window_seconds)
+    return _pacing_limits()[1]
 
 
 def reset_pacers() -> None:

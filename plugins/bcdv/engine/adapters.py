@@ -158,13 +158,13 @@ class Pace:
         hint = budget.dop_hint if budget is not None else None
         return max(1, min(self.most, hint or self.most))
 
-    def _left(self, budget: ServiceBudget | None, now: float) -> float | None:
+    def _left(self, budget: ServiceBudget, now: float) -> float | None:
         """Execution seconds the window has left now, for requests not yet sent: what the
         last answer stated, plus what the pace's own requests answered before it spent and
         has left the window since, less what the requests in flight will spend (the service
         counts a request's time once it is served, from its arrival). None when no answer
         stated the time left."""
-        if budget is None or budget.seconds_left is None:
+        if budget.seconds_left is None:
             return None
         while self._spent and self._spent[0][0] <= now - 2 * self.window_s:
             self._spent.popleft()
@@ -192,17 +192,16 @@ class Pace:
         unless some of the pace's own spending is about to leave a window stated spent (it
         waits for that: a 429 would say as much, one request later); otherwise a 429 says
         when (Retry-After)."""
+        if budget is None:
+            return True
+        if self._in_flight and budget.requests_left is not None and budget.requests_left <= 0:
+            return False
         now = time.monotonic()
         left = self._left(budget, now)
-        if self._in_flight and budget is not None and budget.requests_left is not None \
-                and budget.requests_left <= 0:
-            return False
         if left is None:
             return True
         if self._in_flight == 0:
-            if left > 0 or budget is None:
-                return True
-            return self._next_leaving(budget, now) is None
+            return left > 0 or self._next_leaving(budget, now) is None
         return left >= (self.cost or 0.0) if learn else left > 0
 
     def _first_round(self, budget: ServiceBudget | None) -> int:

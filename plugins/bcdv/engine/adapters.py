@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
@@ -127,15 +128,21 @@ class Pace:
       window, the next request goes, and a spent window answers it 429 with Retry-After;
     - halves what was in flight after a 429 (the HTTP layer waits its Retry-After, holds
       every other request to the host as long, and retries), then grows by one per round of
-      answers.
+      answers;
+    - starts the paced requests in the order they asked (``_wait_for_room``).
 
     Thread-safe: a load's batches may be written from a worker thread.
     """
 
     # What one bulk request is taken to cost before answers tell: a 1,000-row CreateMultiple
-    # of a busy environment (the emulators' cloud preset: 10 s), so a first round never
-    # asks for more than the window's execution time left.
-    GUESSED_COST = 20.0
+    # as Microsoft's bulk operation samples time it (10 ms a row written; the emulators'
+    # cloud preset). A first round that costs more than the window has left is still served
+    # (the service refuses only a request arriving into a spent window), and from its
+    # answers the pace knows the cost and starts nothing more until the window has room. A
+    # guess on the high side instead leaves the first window part unused, and every later
+    # window repeats its shape: 20 s sent five requests of 11 s into a 120 s window, then
+    # five more a round later, and the whole load ran a round late.
+    GUESSED_COST = 10.0
 
     def __init__(self, start: int = 4, most: int = 48, window_s: float | None = None) -> None:
         self.workers, self.start, self.most = start, start, most
@@ -152,6 +159,8 @@ class Pace:
         self._grown = 0
         self._throttled_seen = 0
         self._cond = threading.Condition()
+        self._tickets = itertools.count()  # paced requests start in the order they asked
+        self._queue: deque[int] = deque()  # the tickets of the paced requests waiting
 
     def ceiling(self, budget: ServiceBudget | None) -> int:
         """The most requests at once: the service's hint, within ``most``."""
@@ -226,32 +235,15 @@ class Pace:
         (grown from the answers) does not hold it, and its time does not become what the
         paced requests cost."""
         with self._cond:
-            waited = False
-            while True:
-                if not learn:
-                    if self._in_flight < self.ceiling(http.budget) and \
-                            self._affordable(http.budget, learn=False):
-                        break
-                    self._cond.wait(timeout=0.5)
-                    continue
-                ceiling = self.ceiling(http.budget)
-                if self.cost is None:  # what a request costs is not known yet
-                    ceiling = min(ceiling, self._first_round(http.budget))
-                    if not self._throttled_seen:
-                        self.workers = max(self.workers, ceiling)
-                elif not self._throttled_seen and http.budget is not None and \
-                        http.budget.dop_hint:
-                    # The service says how many at once: as many as soon as the budget's
-                    # room can be judged (Learn: send-parallel-requests), until it throttles.
-                    self.workers = max(self.workers, ceiling)
-                self.workers = min(self.workers, ceiling)
-                if self._in_flight < self.workers:
-                    if self._affordable(http.budget):
-                        break
-                    if not waited:
-                        self.held += 1
-                        waited = True
-                self._cond.wait(timeout=0.5)
+            if learn:
+                ticket = next(self._tickets)
+                self._queue.append(ticket)
+            try:
+                self._wait_for_room(http, learn, ticket if learn else -1)
+            finally:
+                if learn:
+                    self._queue.remove(ticket)
+                    self._cond.notify_all()
             self._in_flight += 1
             self.peak = max(self.peak, self._in_flight)
         started = time.monotonic()
@@ -262,6 +254,38 @@ class Pace:
             return out
         finally:
             self._done(http, started, time.monotonic(), ok and learn)
+
+    def _wait_for_room(self, http: ApiSession, learn: bool, ticket: int) -> None:
+        """Wait (holding ``_cond``) until the request may start: see :meth:`run`. Paced
+        requests start in the order they asked (``ticket``): a load's batches then finish
+        in the order they were sent, and each is stamped while later ones are in flight
+        instead of all together after the last answer."""
+        waited = False
+        while True:
+            if not learn:
+                if self._in_flight < self.ceiling(http.budget) and \
+                        self._affordable(http.budget, learn=False):
+                    return
+                self._cond.wait(timeout=0.5)
+                continue
+            ceiling = self.ceiling(http.budget)
+            if self.cost is None:  # what a request costs is not known yet
+                ceiling = min(ceiling, self._first_round(http.budget))
+                if not self._throttled_seen:
+                    self.workers = max(self.workers, ceiling)
+            elif not self._throttled_seen and http.budget is not None and \
+                    http.budget.dop_hint:
+                # The service says how many at once: as many as soon as the budget's
+                # room can be judged (Learn: send-parallel-requests), until it throttles.
+                self.workers = max(self.workers, ceiling)
+            self.workers = min(self.workers, ceiling)
+            if self._in_flight < self.workers and self._queue[0] == ticket:
+                if self._affordable(http.budget):
+                    return
+                if not waited:
+                    self.held += 1
+                    waited = True
+            self._cond.wait(timeout=0.5)
 
     def _done(self, http: ApiSession, started: float, answered: float, ok: bool) -> None:
         seconds = answered - started

@@ -56,6 +56,9 @@ class Settings(BaseModel):
     request_limit: int = 6000  # BCDV_REQUEST_LIMIT (0: no pacing, only Retry-After)
     request_window_seconds: float = 300.0  # BCDV_REQUEST_WINDOW_SECONDS
     up_port: int = 8080  # BCDV_UP_PORT
+    # glibc malloc arenas of a sync process (bcdv.engine.memory); 0: glibc's default, as
+    # when MALLOC_ARENA_MAX is set (the operator told glibc directly).
+    malloc_arenas: int = 2  # BCDV_MALLOC_ARENAS
     # Test-only fault injection: a load task kills itself after this many writes.
     test_kill_load_after_writes: int = 0  # BCDV_TEST_KILL_LOAD_AFTER_WRITES
     # Alert settings by lower-case name (bcdv_alert_*, bcdv_failed_records_threshold); an
@@ -105,6 +108,7 @@ _NUMBERS: dict[str, tuple[str, type]] = {
     "request_limit": ("BCDV_REQUEST_LIMIT", int),
     "request_window_seconds": ("BCDV_REQUEST_WINDOW_SECONDS", float),
     "up_port": ("BCDV_UP_PORT", int),
+    "malloc_arenas": ("BCDV_MALLOC_ARENAS", int),
     "test_kill_load_after_writes": ("BCDV_TEST_KILL_LOAD_AFTER_WRITES", int),
 }
 
@@ -139,6 +143,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         explicit_mappings_dir=Path(env["BCDV_MAPPINGS_DIR"]).expanduser()
         if env.get("BCDV_MAPPINGS_DIR") else None,
         endpoints_file=Path(env["BCDV_ENDPOINTS"]) if env.get("BCDV_ENDPOINTS") else None)
+    if env.get("MALLOC_ARENA_MAX"):
+        data["malloc_arenas"] = 0
     return Settings.model_validate(data)
 
 

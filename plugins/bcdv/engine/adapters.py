@@ -7,9 +7,9 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -40,6 +40,9 @@ MAX_CREATE_ROWS = 1250
 PROBE_OPS = 100
 PART_SECONDS = 2.0
 MIN_PART_OPS = 50
+# Batches of creates whose rows one read-back shares (see SharedReadBacks): two batches of
+# five requests read back 10,000 rows or so in one $batch (1,000 GETs of 40 ids at most).
+READ_BACK_BATCHES = 2
 
 
 def rows_per_create(expected: int, at_once: int) -> int:
@@ -99,6 +102,74 @@ def read_back_early(begun: Sequence[float], cost: float | None, now: float) -> b
     if cost is None or not begun:
         return False
     return max(begun) - min(begun) > cost / 2 and max(begun) + cost - now > cost / 2
+
+
+@dataclass
+class _ReadGroup:
+    """One read-back that several batches share: their ids and the rows read."""
+
+    ids: list[str]
+    members: int = 1
+    result: Future[dict[str, dict[str, Any]]] = field(default_factory=Future)
+
+
+class SharedReadBacks:
+    """The rows created by batches written at the same time, read back in one request.
+
+    Every batch of creates reads its rows back for their baselines (see
+    ``DataverseAdapter._create_multiple``). With several batches in flight, a batch whose
+    creates are all answered waits for the next batch still creating to end its own, and
+    one request reads back the rows of both (``READ_BACK_BATCHES``): half the read-backs of a
+    full load (a 100,000-row load sent 20), with no more rows held, since a load keeps its
+    batches in flight either way. A batch with nobody else creating (the last one, or a
+    load of one batch) reads back at once; a batch that fails leaves the count, so nobody
+    waits for it. Only batches of the same ``key`` (table and columns read) share.
+    Thread-safe."""
+
+    def __init__(self, batches: int = READ_BACK_BATCHES) -> None:
+        self.batches = batches
+        self.creating: dict[Hashable, int] = {}  # batches whose creates are in flight
+        self._open: dict[Hashable, _ReadGroup] = {}  # the groups still taking members
+        self._cond = threading.Condition()
+
+    def begin(self, key: Hashable) -> None:
+        """A batch starts creating."""
+        with self._cond:
+            self.creating[key] = self.creating.get(key, 0) + 1
+
+    def abandon(self, key: Hashable) -> None:
+        """A batch ends without a read-back (it failed, or created nothing)."""
+        with self._cond:
+            self.creating[key] -= 1
+            self._cond.notify_all()
+
+    def read(self, key: Hashable, ids: list[str],
+             reader: Callable[[list[str]], dict[str, dict[str, Any]]]
+             ) -> dict[str, dict[str, Any]]:
+        """The rows of ``ids`` (a batch whose creates are all answered), read by ``reader``
+        together with the next batches' (see the class); keyed as ``reader`` keys them."""
+        with self._cond:
+            self.creating[key] -= 1
+            group = self._open.get(key)
+            if group is not None and group.members < self.batches:
+                group.ids.extend(ids)
+                group.members += 1
+                self._cond.notify_all()
+                leader = False
+            else:
+                group = self._open[key] = _ReadGroup(list(ids))
+                leader = True
+                while group.members < self.batches and self.creating[key] > 0:
+                    self._cond.wait()
+                if self._open.get(key) is group:  # not one opened since this one filled
+                    del self._open[key]
+        if leader:
+            try:
+                group.result.set_result(reader(group.ids))
+            except BaseException as exc:
+                group.result.set_exception(exc)
+                raise
+        return group.result.result()
 
 
 class Pace:
@@ -407,6 +478,7 @@ class DataverseAdapter:
         self.client = client
         self.page_size = page_size
         self.pace = Pace()
+        self.read_backs = SharedReadBacks()
 
     user_id: str | None = None
     op_seconds: float | None = None  # what one $batch write operation took (moving average)
@@ -514,30 +586,39 @@ class DataverseAdapter:
         rest: list[int] = []
         unread: list[int] = []
         back: dict[str, dict[str, Any]] = {}
-        with ThreadPoolExecutor(max_workers=min(self.pace.most, len(chunks)) + 1) as pool:
-            futures = {pool.submit(self.pace.run, send, chunk, http): chunk
-                       for chunk in chunks}
-            early: Future[dict[str, dict[str, Any]]] | None = None
-            left = len(futures)
-            for future in as_completed(futures):
-                left -= 1
-                chunk = futures[future]
-                if future.result():
-                    made.extend(chunk)
-                    unread.extend(chunk)
-                else:
-                    rest.extend(chunk)
-                with lock:
-                    far = len(begun) == len(chunks) and read_back_early(
-                        begun, self.pace.cost, time.monotonic())
-                if early is None and unread and left and far:
-                    early = pool.submit(self.pace.run, read_back, ids(unread), http,
-                                        learn=False)
-                    unread = []
-            if early is not None:
-                back.update(early.result())
-        if unread:
-            back.update(self.pace.run(read_back, ids(unread), http, learn=False))
+        shared = False  # this batch's last read-back, shared with the batches beside it
+        key = (side.entity_set, tuple(cols))
+        self.read_backs.begin(key)
+        try:
+            with ThreadPoolExecutor(max_workers=min(self.pace.most, len(chunks)) + 1) as pool:
+                futures = {pool.submit(self.pace.run, send, chunk, http): chunk
+                           for chunk in chunks}
+                early: Future[dict[str, dict[str, Any]]] | None = None
+                left = len(futures)
+                for future in as_completed(futures):
+                    left -= 1
+                    chunk = futures[future]
+                    if future.result():
+                        made.extend(chunk)
+                        unread.extend(chunk)
+                    else:
+                        rest.extend(chunk)
+                    with lock:
+                        far = len(begun) == len(chunks) and read_back_early(
+                            begun, self.pace.cost, time.monotonic())
+                    if early is None and unread and left and far:
+                        early = pool.submit(self.pace.run, read_back, ids(unread), http,
+                                            learn=False)
+                        unread = []
+                if early is not None:
+                    back.update(early.result())
+            if unread:
+                shared = True
+                back.update(self.read_backs.read(key, ids(unread), lambda record_ids: (
+                    self.pace.run(read_back, record_ids, http, learn=False))))
+        finally:
+            if not shared:
+                self.read_backs.abandon(key)
         for i in made:
             row = back.get(str(items[i].record_id).lower())
             out[i] = Written(str(items[i].record_id), parse_datetime((row or {}).get(

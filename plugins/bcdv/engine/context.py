@@ -9,6 +9,7 @@ from typing import Any
 from bcdv.clients.business_central import BusinessCentralClient
 from bcdv.clients.dataverse import DataverseClient
 from bcdv.engine.adapters import Adapter, BusinessCentralAdapter, DataverseAdapter
+from bcdv.engine.memory import few_malloc_arenas
 from bcdv.engine.staging import StagingPath, location
 from bcdv.mapping.model import Direction, Side, TableMapping
 from bcdv.settings import Endpoints
@@ -32,7 +33,9 @@ class SyncContext:
     @classmethod
     def create(cls, endpoints: Endpoints, state_url: str, staging: str | StagingPath,
                mappings: dict[str, TableMapping] | None = None) -> SyncContext:
-        """Build clients from settings."""
+        """Build clients from settings (and cap the process's malloc arenas: see
+        ``bcdv.engine.memory``)."""
+        few_malloc_arenas()
         return cls(
             BusinessCentralAdapter(BusinessCentralClient(endpoints.business_central)),
             DataverseAdapter(DataverseClient(endpoints.dataverse)),

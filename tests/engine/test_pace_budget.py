@@ -453,10 +453,10 @@ def test_a_shared_read_back_never_waits_for_a_batch_that_failed_or_another_table
     shared.begin("accounts")
     shared.begin("contacts")
     with ThreadPoolExecutor(max_workers=3) as pool:
-        first = pool.submit(shared.read, "accounts", ["a1", "a2"], reader)
+        first = pool.submit(shared.read, "accounts", ["a1", "a2"], reader, "accounts")
         time.sleep(0.2)
         assert not first.done()  # waits: the second accounts batch is still creating
-        other = pool.submit(shared.read, "contacts", ["c1"], reader)
+        other = pool.submit(shared.read, "contacts", ["c1"], reader, "contacts")
         assert set(other.result(timeout=5)) == {"c1"}  # nobody else creates contacts
         shared.abandon("accounts")  # the second accounts batch failed
         assert set(first.result(timeout=5)) == {"a1", "a2"}
@@ -466,9 +466,44 @@ def test_a_shared_read_back_never_waits_for_a_batch_that_failed_or_another_table
     for _ in range(3):
         shared.begin("accounts")
     with ThreadPoolExecutor(max_workers=3) as pool:
-        one = pool.submit(shared.read, "accounts", ["x1"], reader)
-        two = pool.submit(shared.read, "accounts", ["x2"], reader)
+        one = pool.submit(shared.read, "accounts", ["x1"], reader, "accounts")
+        two = pool.submit(shared.read, "accounts", ["x2"], reader, "accounts")
         assert "x1" in one.result(timeout=5) and "x2" in two.result(timeout=5)
-        three = pool.submit(shared.read, "accounts", ["x3"], reader)
+        three = pool.submit(shared.read, "accounts", ["x3"], reader, "accounts")
         assert set(three.result(timeout=5)) == {"x3"}
     assert reads == [["x1", "x2"], ["x3"]]
+
+
+def test_a_load_reads_back_its_creates_two_batches_at_a_time(env: Env, monkeypatch) -> None:
+    """A full pass of 2,000 customers in batches of 500 (``BCDV_BATCH_SIZE``), each batch
+    planned slowly (half a second, as a mapping with many lookups plans): every batch's
+    creates are answered before the next batch is sent. The load tells the shared
+    read-backs that more batches are coming, so a batch waits for the next one instead of
+    reading back alone: four CreateMultiple requests, two read-backs of 1,000 rows each,
+    every account once and coupled."""
+    import time
+
+    from bcdv.engine import runner
+
+    planned = runner.planned_actions
+
+    def slowly(ctx: Any, mapping: Any, state: Any) -> Any:
+        for i, action in enumerate(planned(ctx, mapping, state, chunk_size=500)):
+            if i and i % 500 == 0:
+                time.sleep(0.5)  # the batch before is sent, and answered meanwhile
+            yield action
+
+    monkeypatch.setattr(runner, "planned_actions", slowly)
+    monkeypatch.setenv("BCDV_BATCH_SIZE", "500")
+    env.admin("bc", "POST", "generate", {"entity": "customers", "count": 2000})
+    env.admin("dv", "DELETE", "stats")
+    report = env.run(make_mapping(), "to_dataverse", mode="full")
+    assert report.inserted == 2000 and report.failed == 0, report.records[:3]
+    kinds = env.admin("dv", "GET", "stats")["by_kind"]
+    assert kinds["CreateMultiple"]["requests"] == 4
+    assert (kinds["batch"]["requests"], kinds["batch"]["rows_read"]) == (2, 2000)
+    assert kinds["batch"]["ops"] == 2 * 1000 // 40  # GETs of 40 ids
+    names = [a["name"] for a in env.admin("dv", "GET", "records/accounts")["value"]]
+    assert len(names) == len(set(names)) == 2000
+    assert not [c for c in env.state.couplings(make_mapping().name).to_dict("records")
+                if not c["dv_id"]]

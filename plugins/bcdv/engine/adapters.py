@@ -121,35 +121,54 @@ class SharedReadBacks:
     creates are all answered waits for the next batch still creating to end its own, and
     one request reads back the rows of both (``READ_BACK_BATCHES``): half the read-backs of a
     full load (a 100,000-row load sent 20), with no more rows held, since a load keeps its
-    batches in flight either way. A batch with nobody else creating (the last one, or a
-    load of one batch) reads back at once; a batch that fails leaves the count, so nobody
-    waits for it. Only batches of the same ``key`` (table and columns read) share.
-    Thread-safe."""
+    batches in flight either way. A batch counts as creating from ``begin`` (a load's
+    writer calls it when it hands the batch to a thread) until its read-back or
+    ``abandon``. A load that has more batches to send says so (``expect``), and a batch
+    answered while the next is still being planned waits for it too; the load settles
+    (``settle``) before it waits for its batches itself, and at its end. A batch with
+    nobody else creating and nothing expected (the last one, or a load of one batch) reads
+    back at once; a batch that fails leaves the count, so nobody waits for it. Only
+    batches of the same table (and columns read) share. Thread-safe."""
 
     def __init__(self, batches: int = READ_BACK_BATCHES) -> None:
         self.batches = batches
-        self.creating: dict[Hashable, int] = {}  # batches whose creates are in flight
+        self.creating: dict[str, int] = {}  # batches whose creates are in flight, by table
+        self.coming: dict[str, int] = {}  # loads with more batches to send, by entity set
         self._open: dict[Hashable, _ReadGroup] = {}  # the groups still taking members
         self._cond = threading.Condition()
 
-    def begin(self, key: Hashable) -> None:
-        """A batch starts creating."""
+    def expect(self, entity_set: str) -> None:
+        """A load will send more batches of creates to ``entity_set``."""
         with self._cond:
-            self.creating[key] = self.creating.get(key, 0) + 1
+            self.coming[entity_set] = self.coming.get(entity_set, 0) + 1
 
-    def abandon(self, key: Hashable) -> None:
+    def settle(self, entity_set: str) -> None:
+        """The load sends nothing more before its batches in flight are answered."""
+        with self._cond:
+            self.coming[entity_set] -= 1
+            self._cond.notify_all()
+
+    def begin(self, entity_set: str) -> None:
+        """A batch of creates to ``entity_set`` is on its way (a load counts it when it
+        hands the batch to a thread, so no batch reads back alone while the next one waits
+        for a thread to start it)."""
+        with self._cond:
+            self.creating[entity_set] = self.creating.get(entity_set, 0) + 1
+
+    def abandon(self, entity_set: str) -> None:
         """A batch ends without a read-back (it failed, or created nothing)."""
         with self._cond:
-            self.creating[key] -= 1
+            self.creating[entity_set] -= 1
             self._cond.notify_all()
 
     def read(self, key: Hashable, ids: list[str],
-             reader: Callable[[list[str]], dict[str, dict[str, Any]]]
+             reader: Callable[[list[str]], dict[str, dict[str, Any]]], entity_set: str
              ) -> dict[str, dict[str, Any]]:
-        """The rows of ``ids`` (a batch whose creates are all answered), read by ``reader``
-        together with the next batches' (see the class); keyed as ``reader`` keys them."""
+        """The rows of ``ids`` (a batch of creates to ``entity_set``, all answered), read by
+        ``reader`` together with the next batches' (see the class); keyed as ``reader``
+        keys them."""
         with self._cond:
-            self.creating[key] -= 1
+            self.creating[entity_set] -= 1
             group = self._open.get(key)
             if group is not None and group.members < self.batches:
                 group.ids.extend(ids)
@@ -159,7 +178,8 @@ class SharedReadBacks:
             else:
                 group = self._open[key] = _ReadGroup(list(ids))
                 leader = True
-                while group.members < self.batches and self.creating[key] > 0:
+                while group.members < self.batches and (
+                        self.creating[entity_set] > 0 or self.coming.get(entity_set, 0) > 0):
                     self._cond.wait()
                 if self._open.get(key) is group:  # not one opened since this one filled
                     del self._open[key]
@@ -514,10 +534,13 @@ class DataverseAdapter:
         return self.client.get_many(side.entity_set, side.key, ids, select=columns)
 
     def write_many(self, side: Side, items: Sequence[WriteItem],
-                   select: Sequence[str] = ()) -> list[Written | FatalApiError]:
+                   select: Sequence[str] = (), *, counted: bool = False
+                   ) -> list[Written | FatalApiError]:
         """Creates through CreateMultiple (1,000 rows a request, our ids in the targets),
-        read back in one ``$batch`` of GETs for their baselines; updates with If-Match in
-        one ``$batch`` (continue on error), each returning its row.
+        read back in one ``$batch`` of GETs for their baselines (shared with the batches
+        beside them: ``SharedReadBacks``; ``counted`` when the caller already counted this
+        batch there with ``begin``); updates with If-Match in one ``$batch`` (continue on
+        error), each returning its row.
 
         Updates stay single PATCHes with If-Match: UpdateMultiple carries no per-row
         If-Match in the Web API (Learn: bulk-operations; optimistic concurrency is a
@@ -536,7 +559,9 @@ class DataverseAdapter:
         bulk = set(creates) if logical else set()
         rest = [i for i in range(len(items)) if i not in bulk]
         if logical:
-            rest += self._create_multiple(side, logical, items, creates, cols, out)
+            rest += self._create_multiple(side, logical, items, creates, cols, out, counted)
+        elif counted:
+            self.read_backs.abandon(side.entity_set)
         rest.sort()
         for i, result in zip(rest, self._batch_writes(side, [items[i] for i in rest], cols),
                              strict=True):
@@ -545,7 +570,8 @@ class DataverseAdapter:
 
     def _create_multiple(self, side: Side, logical: str, items: Sequence[WriteItem],
                          creates: list[int], cols: list[str],
-                         out: list[Written | FatalApiError | None]) -> list[int]:
+                         out: list[Written | FatalApiError | None], counted: bool = False
+                         ) -> list[int]:
         """CreateMultiple per ``create_rows`` of ``items[creates]``, as many at once as the pace
         allows, then the read-back of the new rows; fills ``out`` and returns the indexes
         that must go by ``$batch`` instead.
@@ -555,6 +581,35 @@ class DataverseAdapter:
         answered; the rest after them (so the read-back is one request when all went at
         once, two at most), by id. A read-back goes through the pace too: its execution
         time counts in the service's window like a create's."""
+        if not counted:
+            self.read_backs.begin(side.entity_set)
+        try:
+            made, rest, unread, back = self._create_in_bulk(side, logical, items, creates, cols)
+        except BaseException:
+            self.read_backs.abandon(side.entity_set)
+            raise
+        http = self.client.http
+        if unread:
+            # The last read-back, shared with the batches beside this one.
+            back.update(self.read_backs.read(
+                (side.entity_set, tuple(cols)), [str(items[i].record_id) for i in unread],
+                lambda record_ids: self.pace.run(
+                    lambda some: self._read_back(side, some, cols), record_ids, http,
+                    learn=False),
+                side.entity_set))
+        else:
+            self.read_backs.abandon(side.entity_set)
+        for i in made:
+            row = back.get(str(items[i].record_id).lower())
+            out[i] = Written(str(items[i].record_id), parse_datetime((row or {}).get(
+                side.modified_on)), (row or {}).get("@odata.etag"), True, row)
+        return rest
+
+    def _create_in_bulk(self, side: Side, logical: str, items: Sequence[WriteItem],
+                        creates: list[int], cols: list[str]
+                        ) -> tuple[list[int], list[int], list[int], dict[str, dict[str, Any]]]:
+        """The CreateMultiple requests of ``_create_multiple`` and its early read-back:
+        (created, to send by ``$batch``, created and not read back yet, rows read back)."""
         size = self.create_rows
         chunks = [creates[s:s + size] for s in range(0, len(creates), size)]
         http = self.client.http
@@ -586,44 +641,29 @@ class DataverseAdapter:
         rest: list[int] = []
         unread: list[int] = []
         back: dict[str, dict[str, Any]] = {}
-        shared = False  # this batch's last read-back, shared with the batches beside it
-        key = (side.entity_set, tuple(cols))
-        self.read_backs.begin(key)
-        try:
-            with ThreadPoolExecutor(max_workers=min(self.pace.most, len(chunks)) + 1) as pool:
-                futures = {pool.submit(self.pace.run, send, chunk, http): chunk
-                           for chunk in chunks}
-                early: Future[dict[str, dict[str, Any]]] | None = None
-                left = len(futures)
-                for future in as_completed(futures):
-                    left -= 1
-                    chunk = futures[future]
-                    if future.result():
-                        made.extend(chunk)
-                        unread.extend(chunk)
-                    else:
-                        rest.extend(chunk)
-                    with lock:
-                        far = len(begun) == len(chunks) and read_back_early(
-                            begun, self.pace.cost, time.monotonic())
-                    if early is None and unread and left and far:
-                        early = pool.submit(self.pace.run, read_back, ids(unread), http,
-                                            learn=False)
-                        unread = []
-                if early is not None:
-                    back.update(early.result())
-            if unread:
-                shared = True
-                back.update(self.read_backs.read(key, ids(unread), lambda record_ids: (
-                    self.pace.run(read_back, record_ids, http, learn=False))))
-        finally:
-            if not shared:
-                self.read_backs.abandon(key)
-        for i in made:
-            row = back.get(str(items[i].record_id).lower())
-            out[i] = Written(str(items[i].record_id), parse_datetime((row or {}).get(
-                side.modified_on)), (row or {}).get("@odata.etag"), True, row)
-        return rest
+        with ThreadPoolExecutor(max_workers=min(self.pace.most, len(chunks)) + 1) as pool:
+            futures = {pool.submit(self.pace.run, send, chunk, http): chunk
+                       for chunk in chunks}
+            early: Future[dict[str, dict[str, Any]]] | None = None
+            left = len(futures)
+            for future in as_completed(futures):
+                left -= 1
+                chunk = futures[future]
+                if future.result():
+                    made.extend(chunk)
+                    unread.extend(chunk)
+                else:
+                    rest.extend(chunk)
+                with lock:
+                    far = len(begun) == len(chunks) and read_back_early(
+                        begun, self.pace.cost, time.monotonic())
+                if early is None and unread and left and far:
+                    early = pool.submit(self.pace.run, read_back, ids(unread), http,
+                                        learn=False)
+                    unread = []
+            if early is not None:
+                back.update(early.result())
+        return made, rest, unread, back
 
     def _read_back(self, side: Side, ids: list[str],
                    cols: list[str]) -> dict[str, dict[str, Any]]:

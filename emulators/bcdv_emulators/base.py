@@ -70,6 +70,7 @@ class Req:
         self.base_url = base_url
         self.claims: dict[str, Any] | None = None
         self.served_s = 0.0  # execution time counted against the caller's window
+        self.queued_s = 0.0  # time it waited behind other requests in this one process
         self.query: list[tuple[str, str]] = parse_qsl(query_string, keep_blank_values=True)
 
     def header(self, name: str, default: str | None = None) -> str | None:
@@ -302,6 +303,39 @@ class ServiceState:
         return time.time() + self.offset
 
 
+class QueueingLock:
+    """The emulator's database lock (re-entrant), which tells each thread how long it
+    waited for it.
+
+    One emulator process serves a service's requests one at a time; the real service
+    serves parallel requests at once (Learn: send-parallel-requests). The time a request
+    waits here behind another is not execution time of its own, so the service protection
+    window does not count it (see ``Service._admitted``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._local = threading.local()
+
+    def __enter__(self) -> QueueingLock:
+        if not self._lock.acquire(blocking=False):
+            asked = time.monotonic()
+            self._lock.acquire()
+            self._local.waited = self.waited() + time.monotonic() - asked
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    def waited(self) -> float:
+        """Seconds this thread waited for the lock since :meth:`take_waited`."""
+        return float(getattr(self._local, "waited", 0.0))
+
+    def take_waited(self) -> float:
+        """Seconds this thread waited for the lock since the last call; starts again."""
+        waited, self._local.waited = self.waited(), 0.0
+        return waited
+
+
 class Service:
     """Base ASGI service. Subclasses implement :meth:`handle` and the data hooks."""
 
@@ -310,7 +344,7 @@ class Service:
     def __init__(self, settings: Settings, throttling: Throttling) -> None:
         self.settings = settings
         self.state = ServiceState(throttling)
-        self.db_lock = threading.RLock()
+        self.db_lock = QueueingLock()
         self._semaphore: asyncio.Semaphore | None = None
 
     # --- hooks --------------------------------------------------------------------------
@@ -418,10 +452,11 @@ class Service:
             return entry
         started = time.monotonic()
         try:
-            # Latency and stalls count as time in flight, as a slow server's would.
+            # Latency and stalls count as time in flight, as a slow server's would; waiting
+            # behind this process's other requests does not (see QueueingLock).
             return await self._faulted_or_handled(req, send)
         finally:
-            req.served_s = time.monotonic() - started
+            req.served_s = max(0.0, time.monotonic() - started - req.queued_s)
             self._release(key, entry, req.served_s)
 
     def _record(self, req: Req, resp: Resp | None) -> None:
@@ -471,10 +506,10 @@ class Service:
             if self._semaphore is None:
                 self._semaphore = asyncio.Semaphore(self.state.throttling.processing)
             async with self._semaphore:
-                resp = await asyncio.to_thread(self._guarded, req)
+                resp = await self._in_thread(req)
                 row_s = await self._row_cost(st.stats, lat, req, resp)
         else:
-            resp = await asyncio.to_thread(self._guarded, req)
+            resp = await self._in_thread(req)
             row_s = await self._row_cost(st.stats, lat, req, resp)
         resp.delay_ms = (lat.rtt_ms, row_s * 1000)
         self._count(req.method, resp.entity, resp.status)
@@ -571,13 +606,23 @@ class Service:
         transport.abort()
         return True
 
-    def _guarded(self, req: Req) -> Resp:
+    async def _in_thread(self, req: Req) -> Resp:
+        """``handle`` in a worker thread; the time spent waiting for a thread and for the
+        database lock is the request's ``queued_s``."""
+        return await asyncio.to_thread(self._guarded, req, time.monotonic())
+
+    def _guarded(self, req: Req, asked: float | None = None) -> Resp:
+        if asked is not None:
+            req.queued_s += time.monotonic() - asked
+        self.db_lock.take_waited()
         try:
             return self.handle(req)
         except Exception as exc:  # a bug of ours, never a client mistake: still JSON
             import traceback
             traceback.print_exc()
             return self.error(500, "0x80040216", f"Emulator internal error: {exc!r}")
+        finally:
+            req.queued_s += self.db_lock.take_waited()
 
     def _count(self, method: str, entity: str, status: int) -> None:
         with self.state.lock:

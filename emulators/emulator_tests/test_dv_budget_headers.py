@@ -14,6 +14,7 @@ first request of the window counted).
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -85,3 +86,36 @@ def test_a_spent_window_says_when_its_budget_is_back(dv: Api, ep: dict[str, Any]
     assert int(r.headers["Retry-After"]) >= 28  # the slow request's arrival + 30 s
     peak = admin(ep, "dataverse", "GET", "throttling").json()["peak_window_execution_s"]
     assert peak >= 1.2
+
+
+def test_waiting_behind_another_request_is_not_execution_time(dv: Api,
+                                                              fresh_window: None) -> None:
+    """One emulator process serves a user's requests one at a time, where Dataverse serves
+    parallel requests at once (Learn: send-parallel-requests). A quick request that
+    arrives while a slow one is being served waits for it here; the window counts only
+    what each request took to serve, or a load that keeps several requests in flight would
+    see its budget spent many times over and be held back by a limit the service would
+    not have reached."""
+    first = _budget(dv.get("WhoAmI"))
+    targets = [{"@odata.type": "Microsoft.Dynamics.CRM.account", "name": f"Queue {i}"}
+               for i in range(8000)]
+    slow: dict[str, float] = {}
+
+    def create() -> None:
+        began = time.monotonic()
+        r = dv.post("accounts/Microsoft.Dynamics.CRM.CreateMultiple", json={"Targets": targets})
+        slow["seconds"] = time.monotonic() - began
+        assert r.status_code == 200, r.text
+
+    thread = threading.Thread(target=create)
+    thread.start()
+    time.sleep(0.15)  # the CreateMultiple is being served
+    began = time.monotonic()
+    dv.get("WhoAmI")
+    waited = time.monotonic() - began
+    thread.join()
+    last = _budget(dv.get("WhoAmI"))
+    assert waited > 0.3, "the WhoAmI did not wait behind the CreateMultiple"
+    spent = first[1] - last[1]
+    # The CreateMultiple's own time, and the WhoAmI's milliseconds; not the WhoAmI's wait.
+    assert spent <= slow["seconds"] + 0.2, (spent, slow, waited)

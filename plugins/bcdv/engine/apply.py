@@ -41,6 +41,7 @@ from bcdv.engine.lost_creates import (
     full_rows,
     recovery_stamp,
 )
+from bcdv.engine.memory import give_back_free_memory
 from bcdv.engine.outcome import failure_result, skipped_message
 from bcdv.engine.report import ACTION_RESULT, PassReport, RecordOutcome
 from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
@@ -314,6 +315,7 @@ class _Writer:
         if not future.done():
             self._expect(False)  # no batch waits for one this writer cannot send now
         _finish(self.ctx, self.mapping, self.state, self.sides, batch, future.result())
+        give_back_free_memory()  # what the batch held, freed among the next ones' memory
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Keep a sync's memory to what it holds: few glibc malloc arenas.
+"""Keep a sync's memory to what it holds: few glibc malloc arenas, and their free pages
+given back as a load goes.
 
 A load writes from several threads at once (batches of creates, their read-backs, the
 pace's requests). glibc gives each thread that allocates while another holds the heap an
@@ -19,11 +20,26 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import platform
+import time
 
 from bcdv.settings import load_settings
 
 _M_ARENA_MAX = -8  # glibc's malloc.h
+TRIM_EVERY_S = 1.0  # the most often give_back_free_memory trims
 _done = False
+_last_trim = float("-inf")
+_libc: ctypes.CDLL | None = None
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """The C library, when it is glibc (None elsewhere or when it cannot be loaded)."""
+    global _libc
+    if _libc is None and platform.libc_ver()[0] == "glibc":
+        try:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        except OSError:
+            return None
+    return _libc
 
 
 def few_malloc_arenas() -> bool:
@@ -31,11 +47,35 @@ def few_malloc_arenas() -> bool:
     set."""
     global _done
     arenas = load_settings().malloc_arenas
-    if _done or arenas <= 0 or platform.libc_ver()[0] != "glibc":
+    libc = _glibc()
+    if _done or arenas <= 0 or libc is None:
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         _done = bool(libc.mallopt(_M_ARENA_MAX, arenas))
-    except (OSError, AttributeError):
+    except AttributeError:
         return False
     return _done
+
+
+def give_back_free_memory(every: float = TRIM_EVERY_S) -> bool:
+    """Return the free pages inside glibc's arenas to the system (``malloc_trim``), at most
+    once per ``every`` seconds of the process; True if it ran and gave any back.
+
+    glibc hands back only the free memory at the top of its heap on its own; what is freed
+    below a chunk still in use stays resident. A load frees a batch's payloads, answers and
+    read-back rows after each batch, while the next batches' are still held, so without
+    this the free space left behind grows with the length of the load: a 1,000,000-row
+    full load peaked at 390 MB (77 MB of it free inside the arenas) against 295 MB at
+    100,000; trimmed after each batch, 362 MB. A trim takes a few milliseconds; the
+    interval keeps loads of many small batches (Business Central's 100 operations) from
+    paying it per batch."""
+    global _last_trim
+    libc = _glibc()
+    now = time.monotonic()
+    if libc is None or now - _last_trim < every:
+        return False
+    _last_trim = now
+    try:
+        return bool(libc.malloc_trim(0))
+    except AttributeError:
+        return False

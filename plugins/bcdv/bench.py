@@ -234,13 +234,32 @@ def child_sync(spec: dict[str, Any]) -> dict[str, Any]:
     return {"passes": [{"direction": r.direction, "extracted": r.extracted, **r.counters()}
                        for r in reports],
             "summaries": [r.summary() for r in reports], "sync_seconds": seconds,
+            "peak_rss_mb": own_peak_rss_mb(),
             "engine_path": str(Path(sys.modules[SyncContext.__module__].__file__ or "")
                                .parents[2])}
 
 
+def own_peak_rss_mb() -> float | None:
+    """This process's own peak RSS in MB: Linux's ``VmHWM``, the high-water mark of the
+    memory it has had since it started its program (None where there is no /proc).
+
+    Not ``ru_maxrss``: Linux carries the parent's high-water mark into a child's across the
+    fork and exec that start it, so a child started by a bench process holding a million
+    floor rows reported that process's 634 MB, whatever it used itself."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return None
+
+
 def run_child(spec: dict[str, Any], work: Path) -> tuple[dict[str, Any], float, float]:
     """(pass reports, process wall seconds, peak RSS MB) of a sync in a child process; the
-    reports carry ``sync_seconds``, the time of ``sync_mapping`` alone (no imports)."""
+    reports carry ``sync_seconds``, the time of ``sync_mapping`` alone (no imports), and the
+    child's own peak RSS (``own_peak_rss_mb``)."""
     out, err = work / "child.out", work / "child.err"
     # The spec (the emulators' client secret in it) goes in a file only this user reads, not
     # on the command line, which every user of the machine sees (ps).
@@ -258,7 +277,9 @@ def run_child(spec: dict[str, Any], work: Path) -> tuple[dict[str, Any], float, 
     if proc.returncode != 0:
         raise RuntimeError(f"sync child failed ({proc.returncode}): "
                            f"{err.read_text()[-3000:]}")
-    return json.loads(out.read_text()), seconds, usage.ru_maxrss / 1024  # KB on Linux
+    report = json.loads(out.read_text())
+    # The child's own peak; ru_maxrss (KB on Linux) only where it cannot tell.
+    return report, seconds, report.get("peak_rss_mb") or usage.ru_maxrss / 1024
 
 
 # --- data set-up (not measured) ----------------------------------------------------------

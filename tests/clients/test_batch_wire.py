@@ -111,3 +111,28 @@ def test_bc_request_shape_and_headers() -> None:
     assert call["headers"]["Isolation"] == "snapshot" and "Prefer" not in call["headers"]
     assert call["headers"]["Accept"] == "application/json"
     assert res[0].ok and res[0].status == 204
+
+
+def test_a_batch_answer_is_read_from_its_bytes_with_either_line_break() -> None:
+    """The answer's parts are found in its bytes (RFC 2046: a delimiter line ``--boundary``
+    at a line's start, the last ``--boundary--``), with CRLF as Dataverse sends
+    (Learn: execute-batch-operations-using-web-api, "Batch responses") or bare LF; a line
+    that only begins with the boundary belongs to the body it is in; a body that is not
+    JSON stays text."""
+    from bcdv.clients.batch import parse_dv_batch
+
+    rows = json.dumps({"value": [{"name": "Ünïcode", "accountid": "1"}]})
+    crlf = _multipart(
+        _part("200 OK", rows, cid="1"),
+        "Content-Type: multipart/mixed; boundary=cs_1\r\n\r\n--cs_1\r\n"
+        + _part("204 No Content", cid="2") + "\r\n--cs_1--",
+        _part("500 Internal Server Error", "oops\r\n--b_longer line of text"),
+        boundary="b")
+    for answer in (crlf, crlf.replace(b"\r\n", b"\n")):
+        first, change_set, text = parse_dv_batch(answer, "multipart/mixed; boundary=b")
+        assert not isinstance(first, list) and isinstance(change_set, list)
+        assert not isinstance(text, list)
+        assert (first.status, first.content_id, first.body) == (200, "1", json.loads(rows))
+        assert [(p.status, p.content_id, p.body) for p in change_set] == [(204, "2", None)]
+        assert text.status == 500 and text.body.splitlines() == ["oops",
+                                                                 "--b_longer line of text"]

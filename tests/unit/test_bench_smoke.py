@@ -96,3 +96,18 @@ def test_the_sync_child_gets_its_spec_by_file_not_on_its_command_line(
     spec_file = Path(cmd[-1])
     assert json.loads(spec_file.read_text()) == spec
     assert spec_file.stat().st_mode & 0o077 == 0
+
+
+def test_a_sync_child_s_peak_memory_is_its_own_not_the_bench_process_s() -> None:
+    """The bench process holds every floor row it read (a million at the top of the memory
+    curve); the sync children it starts afterwards must not report that as their peak
+    (Linux carries a parent's high-water mark into ``ru_maxrss`` across fork and exec)."""
+    import subprocess
+    import sys
+
+    held = b"x" * (400 << 20)  # the bench process, big
+    done = subprocess.run([sys.executable, "-c", "from bcdv.bench import own_peak_rss_mb; "
+                           "print(own_peak_rss_mb())"], capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert len(held) == 400 << 20
+    assert 10 < float(done.stdout) < 250  # a Python with bcdv.bench imported, no more

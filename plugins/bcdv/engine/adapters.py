@@ -11,6 +11,7 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from bcdv.clients.batch import BatchOp, BatchResult
@@ -139,26 +140,26 @@ class SharedReadBacks:
 
     def expect(self, entity_set: str) -> None:
         """A load will send more batches of creates to ``entity_set``."""
-        with self._cond:
-            self.coming[entity_set] = self.coming.get(entity_set, 0) + 1
+        self._count(self.coming, entity_set, 1)
 
     def settle(self, entity_set: str) -> None:
         """The load sends nothing more before its batches in flight are answered."""
-        with self._cond:
-            self.coming[entity_set] -= 1
-            self._cond.notify_all()
+        self._count(self.coming, entity_set, -1)
 
     def begin(self, entity_set: str) -> None:
         """A batch of creates to ``entity_set`` is on its way (a load counts it when it
         hands the batch to a thread, so no batch reads back alone while the next one waits
         for a thread to start it)."""
-        with self._cond:
-            self.creating[entity_set] = self.creating.get(entity_set, 0) + 1
+        self._count(self.creating, entity_set, 1)
 
     def abandon(self, entity_set: str) -> None:
         """A batch ends without a read-back (it failed, or created nothing)."""
+        self._count(self.creating, entity_set, -1)
+
+    def _count(self, counts: dict[str, int], entity_set: str, step: int) -> None:
+        """One of the counts up or down; a batch waiting on them looks again."""
         with self._cond:
-            self.creating[entity_set] -= 1
+            counts[entity_set] = counts.get(entity_set, 0) + step
             self._cond.notify_all()
 
     def read(self, key: Hashable, ids: list[str],
@@ -588,14 +589,13 @@ class DataverseAdapter:
         except BaseException:
             self.read_backs.abandon(side.entity_set)
             raise
-        http = self.client.http
         if unread:
             # The last read-back, shared with the batches beside this one.
+            read_back = partial(self._read_back, side, cols)
             back.update(self.read_backs.read(
-                (side.entity_set, tuple(cols)), [str(items[i].record_id) for i in unread],
-                lambda record_ids: self.pace.run(
-                    lambda some: self._read_back(side, some, cols), record_ids, http,
-                    learn=False),
+                (side.entity_set, tuple(cols)), unread,
+                lambda record_ids: self.pace.run(read_back, record_ids, self.client.http,
+                                                 learn=False),
                 side.entity_set))
         else:
             self.read_backs.abandon(side.entity_set)
@@ -607,9 +607,10 @@ class DataverseAdapter:
 
     def _create_in_bulk(self, side: Side, logical: str, items: Sequence[WriteItem],
                         creates: list[int], cols: list[str]
-                        ) -> tuple[list[int], list[int], list[int], dict[str, dict[str, Any]]]:
+                        ) -> tuple[list[int], list[int], list[str], dict[str, dict[str, Any]]]:
         """The CreateMultiple requests of ``_create_multiple`` and its early read-back:
-        (created, to send by ``$batch``, created and not read back yet, rows read back)."""
+        (created, to send by ``$batch``, ids created and not read back yet, rows read
+        back)."""
         size = self.create_rows
         chunks = [creates[s:s + size] for s in range(0, len(creates), size)]
         http = self.client.http
@@ -631,15 +632,9 @@ class DataverseAdapter:
                 return False
             return True
 
-        def read_back(record_ids: list[str]) -> dict[str, dict[str, Any]]:
-            return self._read_back(side, record_ids, cols)
-
-        def ids(indexes: list[int]) -> list[str]:
-            return [str(items[i].record_id) for i in indexes]
-
         made: list[int] = []
         rest: list[int] = []
-        unread: list[int] = []
+        unread: list[str] = []
         back: dict[str, dict[str, Any]] = {}
         with ThreadPoolExecutor(max_workers=min(self.pace.most, len(chunks)) + 1) as pool:
             futures = {pool.submit(self.pace.run, send, chunk, http): chunk
@@ -651,22 +646,22 @@ class DataverseAdapter:
                 chunk = futures[future]
                 if future.result():
                     made.extend(chunk)
-                    unread.extend(chunk)
+                    unread.extend(str(items[i].record_id) for i in chunk)
                 else:
                     rest.extend(chunk)
                 with lock:
                     far = len(begun) == len(chunks) and read_back_early(
                         begun, self.pace.cost, time.monotonic())
                 if early is None and unread and left and far:
-                    early = pool.submit(self.pace.run, read_back, ids(unread), http,
-                                        learn=False)
+                    early = pool.submit(self.pace.run, partial(self._read_back, side, cols),
+                                        unread, http, learn=False)
                     unread = []
             if early is not None:
                 back.update(early.result())
         return made, rest, unread, back
 
-    def _read_back(self, side: Side, ids: list[str],
-                   cols: list[str]) -> dict[str, dict[str, Any]]:
+    def _read_back(self, side: Side, cols: list[str],
+                   ids: list[str]) -> dict[str, dict[str, Any]]:
         """The rows just created, by lower-case id: one ``$batch`` of GETs by id (40 ids a
         GET, 1,000 GETs a request), so a batch of 5,000 creates is read back in one request
         and returns only its own rows. (A read of the creation window returned the rows of

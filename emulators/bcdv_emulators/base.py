@@ -611,9 +611,8 @@ class Service:
         database lock is the request's ``queued_s``."""
         return await asyncio.to_thread(self._guarded, req, time.monotonic())
 
-    def _guarded(self, req: Req, asked: float | None = None) -> Resp:
-        if asked is not None:
-            req.queued_s += time.monotonic() - asked
+    def _guarded(self, req: Req, asked: float) -> Resp:
+        req.queued_s += time.monotonic() - asked  # waiting for a worker thread
         self.db_lock.take_waited()
         try:
             return self.handle(req)

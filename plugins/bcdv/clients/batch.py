@@ -289,13 +289,11 @@ def _parse_http_part(raw: bytes) -> _Part:
     return _Part(status, headers, body, cid)
 
 
-def parse_dv_batch(data: bytes | str, content_type: str) -> list[_Part | list[_Part]]:
+def parse_dv_batch(data: bytes, content_type: str) -> list[_Part | list[_Part]]:
     """Parse a ``multipart/mixed`` batch response: a list of parts or change-set lists."""
     m = _BOUNDARY_RE.search(content_type)
     if not m:
         raise ValueError(f"batch response without a multipart boundary ({content_type!r})")
-    if isinstance(data, str):
-        data = data.encode("utf-8")
     out: list[_Part | list[_Part]] = []
     for raw in _split_multipart(data, m.group(1)):
         mime_block, rest = _head_and_rest(raw)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import platform
 import time
 
@@ -28,18 +29,18 @@ _M_ARENA_MAX = -8  # glibc's malloc.h
 TRIM_EVERY_S = 1.0  # the most often give_back_free_memory trims
 _done = False
 _last_trim = float("-inf")
-_libc: ctypes.CDLL | None = None
 
 
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
-    """The C library, when it is glibc (None elsewhere or when it cannot be loaded)."""
-    global _libc
-    if _libc is None and platform.libc_ver()[0] == "glibc":
-        try:
-            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        except OSError:
-            return None
-    return _libc
+    """The C library, when it is glibc (None elsewhere or when it cannot be loaded); looked
+    up once (``platform.libc_ver`` reads the interpreter's binary)."""
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
 
 
 def few_malloc_arenas() -> bool:

@@ -12,8 +12,8 @@ from bcdv.engine import sync_mapping
 
 def _count_lists(ctx: Any) -> tuple[Counter[tuple[str, str]], list[list[str]]]:
     """Count every whole-table read each client makes, by entity set, whether alone
-    (``list``) or in a batch (Business Central's ``read_tables``, whose entity sets are also
-    listed per call, and Dataverse's ``whoami_and_tables``)."""
+    (``list``) or in a batch (Business Central's ``_read_tables``, whose entity sets are also
+    listed per call, and Dataverse's ``_whoami_and_tables``)."""
     seen: Counter[tuple[str, str]] = Counter()
     batches: list[list[str]] = []
     for system, client in (("bc", ctx.business_central.client),
@@ -27,18 +27,21 @@ def _count_lists(ctx: Any) -> tuple[Counter[tuple[str, str]], list[list[str]]]:
 
         client.list = counted
     bc, dv = ctx.business_central.client, ctx.dataverse.client
-    batched, with_whoami = bc.read_tables, dv.whoami_and_tables
+    # Every batched table read of either client goes through these two (with the first
+    # page of the records, or the rows compared with, as further operations).
+    batched, with_whoami = bc._read_tables, dv._whoami_and_tables
 
-    def counted_batch(reads: Any, **kwargs: Any) -> Any:
-        batches.append([entity_set for entity_set, _ in reads])
+    def counted_batch(reads: Any, more: Any, **kwargs: Any) -> Any:
+        if reads:
+            batches.append([entity_set for entity_set, _ in reads])
         seen.update(("bc", entity_set) for entity_set, _ in reads)
-        return batched(reads, **kwargs)
+        return batched(reads, more, **kwargs)
 
-    def counted_whoami(reads: Any, **kwargs: Any) -> Any:
+    def counted_whoami(reads: Any, more: Any, **kwargs: Any) -> Any:
         seen.update(("dv", entity_set) for entity_set, _ in reads)
-        return with_whoami(reads, **kwargs)
+        return with_whoami(reads, more, **kwargs)
 
-    bc.read_tables, dv.whoami_and_tables = counted_batch, counted_whoami
+    bc._read_tables, dv._whoami_and_tables = counted_batch, counted_whoami
     return seen, batches
 
 
@@ -79,10 +82,11 @@ def _requests(client: Any) -> list[tuple[str, str]]:
 
 def test_a_business_central_pass_takes_its_signpost_from_its_reference_batch(ctx,
                                                                            mappings) -> None:
-    """The signpost (BC's clock before the first read) is the Date header of the $batch that
-    reads the pass's reference tables, sent before the records: no separate request for it.
-    The records' read is unchanged, so the watermark logic still sees a clock taken before
-    it (the batch is answered before the first page is asked)."""
+    """The signpost (BC's clock before the first read) comes from the $batch that reads the
+    pass's reference tables and the first page of its records: no separate request for it.
+    It is the batch's Date header less the request's round trip, so the watermark logic
+    still sees a clock taken before the page was read (tests/engine/test_first_request.py).
+    """
     ctx.mappings = mappings
     bc = ctx.business_central.client
     sent = _requests(bc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 # The clients have a method called ``list``: annotations after it in the class body would
 # name the method, so they spell the builtin ``builtins.list``.
 import builtins
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -12,7 +13,15 @@ from urllib.parse import quote, urlencode
 
 from bcdv.clients.auth import TokenProvider
 from bcdv.clients.batch import BatchOp, BatchResult, batch_answer, bc_batch
-from bcdv.clients.http import ApiSession, RetryPolicy, page_size_header, query_params
+from bcdv.clients.http import (
+    ApiSession,
+    FirstRead,
+    PageQuery,
+    RetryPolicy,
+    page_size_header,
+    query_params,
+    served_from,
+)
 from bcdv.clients.odata import chunks, id_filter, identifier, key_segment
 from bcdv.errors import FatalApiError, NotFoundError
 from bcdv.settings import BusinessCentralSettings
@@ -108,20 +117,50 @@ class BusinessCentralClient:
     ) -> tuple[builtins.list[builtins.list[dict[str, Any]]], datetime | None]:
         """:meth:`list_batched`, and the service's clock when it answered the ``$batch``
         (its Date header, before any further page): the batch can be a pass's signpost."""
+        tables, answered, _ = self._read_tables(reads, [], page_size=page_size)
+        return tables, answered
+
+    def _read_tables(
+        self, reads: Sequence[tuple[str, Sequence[str] | None]], more: Sequence[BatchOp], *,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> tuple[builtins.list[builtins.list[dict[str, Any]]], datetime | None,
+               builtins.list[BatchResult]]:
+        """:meth:`read_tables` with the operations ``more`` after the tables' GETs in the
+        same ``$batch``; their results come back as answered."""
         ops = []
+        headers = page_size_header(page_size, MAX_PAGE_SIZE)
         for entity_set, select in reads:
             params = query_params(select=select) or {}
             query = f"?{urlencode(params, quote_via=quote)}" if params else ""
-            ops.append(BatchOp("GET", f"{self.batch_url(entity_set)}{query}", None,
-                               page_size_header(page_size, MAX_PAGE_SIZE)))
-        results = self.batch(ops) if ops else []
+            ops.append(BatchOp("GET", f"{self.batch_url(entity_set)}{query}", None, headers))
+        results = self.batch([*ops, *more]) if ops or more else []
         answered = self.server_time()
         out: builtins.list[builtins.list[dict[str, Any]]] = []
-        headers = page_size_header(page_size, MAX_PAGE_SIZE)
-        for (entity_set, _), result in zip(reads, results, strict=True):
+        for (entity_set, _), result in zip(reads, results, strict=False):
             out.append(self.http.all_rows(batch_answer(result, f"reading {entity_set}"),
                                           headers=headers))
-        return out, answered
+        return out, answered, results[len(ops):]
+
+    def first_read(self, reads: Sequence[tuple[str, Sequence[str] | None]],
+                   page: PageQuery) -> FirstRead:
+        """A pass's first request: the reference tables of ``reads`` and the first page of
+        ``page`` in one JSON ``$batch`` of GETs (the page alone when there are no tables),
+        so a pass that reads reference tables costs one request less. The page's answer
+        is not followed before the caller consumes ``pages``."""
+        began = time.monotonic()
+        headers = page_size_header(page.page_size, MAX_PAGE_SIZE)
+        if not reads:
+            body = self.http.get_json(self.url(page.entity_set), params=page.params(),
+                                      headers=headers)
+            return FirstRead([], self.http.pages_from(body, headers=headers),
+                             served_from(self.server_time(), began))
+        params = page.params() or {}
+        query = f"?{urlencode(params, quote_via=quote)}" if params else ""
+        op = BatchOp("GET", f"{self.batch_url(page.entity_set)}{query}", None, headers)
+        tables, answered, (result,) = self._read_tables(reads, [op])
+        body = batch_answer(result, f"reading {page.entity_set}")
+        return FirstRead(tables, self.http.pages_from(body, headers=headers),
+                         served_from(answered, began))
 
     def get_many(
         self, entity_set: str, ids: Sequence[str], *, select: Sequence[str] | None = None
@@ -139,13 +178,33 @@ class BusinessCentralClient:
         ids) go 100 to a JSON ``$batch`` request (Learn: business-central
         dynamics-batch-requests, up to 100 operations per batch), so 4,000 records cost one
         request instead of 100."""
+        ops = self._by_id_ops(entity_set, ids, select)
+        return self._by_id_rows(self.batch(ops, continue_on_error=True) if ops else [])
+
+    def tables_and_rows(
+        self, reads: Sequence[tuple[str, Sequence[str] | None]], entity_set: str,
+        ids: Sequence[str], *, select: Sequence[str] | None = None,
+    ) -> tuple[builtins.list[builtins.list[dict[str, Any]]], builtins.list[dict[str, Any]]]:
+        """:meth:`list_batched` of ``reads`` and :meth:`get_many_batched` of ``ids`` in one
+        JSON ``$batch`` (a pass's reference tables and the records its first chunk compares
+        with: one request instead of two). The caller keeps within the batch's 100
+        operations (``len(reads) + ceil(len(ids) / IDS_PER_FILTER)``)."""
+        tables, _, results = self._read_tables(reads, self._by_id_ops(entity_set, ids, select))
+        return tables, self._by_id_rows(results)
+
+    def _by_id_ops(self, entity_set: str, ids: Sequence[str],
+                   select: Sequence[str] | None) -> builtins.list[BatchOp]:
         ops = []
         for group in chunks(ids, IDS_PER_FILTER):
             params = query_params(filter=id_filter("id", group), select=select) or {}
             ops.append(BatchOp("GET", f"{self.batch_url(entity_set)}?"
                                       f"{urlencode(params, quote_via=quote)}"))
+        return ops
+
+    @staticmethod
+    def _by_id_rows(results: Sequence[BatchResult]) -> builtins.list[dict[str, Any]]:
         rows: builtins.list[dict[str, Any]] = []
-        for result in self.batch(ops, continue_on_error=True) if ops else []:
+        for result in results:
             body = batch_answer(result)
             if body.get("@odata.nextLink"):
                 raise FatalApiError(result.status, "PagedBatchGet",

@@ -25,7 +25,7 @@ import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import requests
@@ -414,30 +414,71 @@ class ApiSession:
 
         Raises FatalApiError if the service hands back a link it already gave (a paging loop).
         """
+        body = fastjson.loads(self.request("GET", url, params=params, headers=headers).content)
+        yield from self.pages_from(body, headers=headers)
+
+    def pages_from(self, first: Mapping[str, Any], *,
+                   headers: Mapping[str, str] | None = None) -> Iterator[list[dict[str, Any]]]:
+        """The ``value`` of a page already answered (``first``: a GET's body, or a batched
+        GET's) and of each page after it, ``@odata.nextLink`` followed verbatim.
+
+        Raises FatalApiError if the service hands back a link it already gave (a paging loop).
+        """
         seen: set[str] = set()
-        next_url: str | None = url
-        next_params = params
-        while next_url:
-            body = fastjson.loads(self.request("GET", next_url, params=next_params,
-                                               headers=headers).content)
+        body = first
+        while True:
             yield list(body.get("value", []))
             link = body.get("@odata.nextLink")
-            if link and link in seen:
+            if not link:
+                return
+            if link in seen:
                 raise FatalApiError(0, "PagingLoop",
                                     f"the service returned the same nextLink twice: {link}")
-            if link:
-                seen.add(link)
-            next_url, next_params = link, None
+            seen.add(link)
+            body = fastjson.loads(self.request("GET", link, headers=headers).content)
 
     def all_rows(self, first: Mapping[str, Any], *,
                  headers: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """The rows of a page already answered (``first``, e.g. a batched GET's body) and of
         the pages after it, its ``@odata.nextLink`` followed as :meth:`iter_pages` does."""
-        rows = list(first.get("value", []))
-        link = first.get("@odata.nextLink")
-        if link:
-            rows += [r for page in self.iter_pages(link, headers=headers) for r in page]
-        return rows
+        return [r for page in self.pages_from(first, headers=headers) for r in page]
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """The first page of a paged read (an entity set, its filter and columns, rows a page),
+    to send as one operation of a pass's first request (see the clients' ``first_read``)."""
+
+    entity_set: str
+    filter: str | None
+    select: Sequence[str] | None
+    page_size: int
+
+    def params(self) -> dict[str, str] | None:
+        """Its ``$filter``/``$select`` query options."""
+        return query_params(filter=self.filter, select=self.select)
+
+
+@dataclass
+class FirstRead:
+    """What a pass's first request read: the reference tables (every row of each), the
+    first page of the records with the pages after it (``pages``: the nextLinks are
+    followed as they are consumed), and ``served_from``: the service's clock when it began
+    serving the request, at the latest (its Date header less the request's round trip,
+    which the serving fits in), so no record changed after the page's snapshot can be
+    older than it."""
+
+    tables: list[list[dict[str, Any]]]
+    pages: Iterator[list[dict[str, Any]]]
+    served_from: datetime | None
+
+
+def served_from(answered: datetime | None, began: float) -> datetime | None:
+    """``answered`` (a Date header) less the time since ``began`` (monotonic seconds, taken
+    before the request was sent)."""
+    if answered is None:
+        return None
+    return answered - timedelta(seconds=time.monotonic() - began)
 
 
 def query_params(*, filter: str | None = None, select: Sequence[str] | None = None,

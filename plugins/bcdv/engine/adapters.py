@@ -19,7 +19,7 @@ from bcdv.clients.business_central import IDS_PER_FILTER as BC_IDS_PER_FILTER
 from bcdv.clients.business_central import BusinessCentralClient
 from bcdv.clients.dataverse import IDS_PER_FILTER as DV_IDS_PER_FILTER
 from bcdv.clients.dataverse import DataverseClient
-from bcdv.clients.http import ApiSession, ServiceBudget, pacing_window
+from bcdv.clients.http import ApiSession, PageQuery, ServiceBudget, pacing_window
 from bcdv.clients.odata import and_filters, compare, key_segment, parse_datetime
 from bcdv.errors import BcdvError, ConcurrencyError, FatalApiError, RetriableApiError
 from bcdv.mapping.model import Side
@@ -435,13 +435,41 @@ class BusinessCentralAdapter:
         tables, now = self.client.read_tables(reads)
         return _signpost(now, "Business Central"), tables
 
+    def first_read(self, reads: Sequence[tuple[str, Sequence[str] | None]], page: PageQuery
+                   ) -> tuple[datetime, list[list[dict[str, Any]]],
+                              Iterator[list[dict[str, Any]]]]:
+        """:meth:`signpost_with` whose request also reads the first page of ``page`` (from
+        :meth:`page_query`): the signpost, the tables and the pages. The signpost is taken
+        from before the request was served, since the page in it is read while serving."""
+        read = self.client.first_read(reads, page)
+        return _signpost(read.served_from, "Business Central"), read.tables, read.pages
+
+    def tables_and_rows(self, reads: Sequence[tuple[str, Sequence[str] | None]], side: Side,
+                        ids: Sequence[str], columns: Sequence[str]
+                        ) -> tuple[list[list[dict[str, Any]]], list[dict[str, Any]]]:
+        """Every row of ``reads`` and the records ``ids`` (as :meth:`fetch`) in one
+        ``$batch``, when :meth:`fits` says they do."""
+        return self.client.tables_and_rows(reads, side.entity_set, ids, select=columns)
+
+    @staticmethod
+    def fits(tables: int, ids: int) -> bool:
+        """Whether ``tables`` reads and the GETs of ``ids`` records fit one ``$batch`` (100
+        operations, Learn: dynamics-batch-requests)."""
+        return tables + math.ceil(ids / BC_IDS_PER_FILTER) <= 100
+
+    def page_query(self, side: Side, since: datetime | None, columns: Sequence[str],
+                   extra_filter: str | None = None) -> PageQuery:
+        """The read of :meth:`iter_records`, to send as part of another request."""
+        wm = compare(side.modified_on, "ge", since, milliseconds=True) if since else None
+        return PageQuery(side.entity_set, and_filters(side.filter, wm, extra_filter),
+                         list(columns), self.page_size)
+
     def iter_records(self, side: Side, since: datetime | None, columns: Sequence[str],
                      extra_filter: str | None = None) -> Iterator[list[dict[str, Any]]]:
         """Pages of records matching the side's filter, modified at or after ``since``."""
-        wm = compare(side.modified_on, "ge", since, milliseconds=True) if since else None
-        yield from self.client.iter_pages(
-            side.entity_set, filter=and_filters(side.filter, wm, extra_filter),
-            select=columns, page_size=self.page_size)
+        q = self.page_query(side, since, columns, extra_filter)
+        yield from self.client.iter_pages(q.entity_set, filter=q.filter, select=q.select,
+                                          page_size=q.page_size)
 
     def fetch(self, side: Side, ids: Sequence[str], columns: Sequence[str]) -> list[dict[str, Any]]:
         """Records by id, ignoring the side filter (many ids: their GETs in ``$batch``)."""
@@ -520,13 +548,47 @@ class DataverseAdapter:
         self.user_id = who.get("UserId")
         return _signpost(now, "Dataverse"), tables
 
+    def first_read(self, reads: Sequence[tuple[str, Sequence[str] | None]], page: PageQuery
+                   ) -> tuple[datetime, list[list[dict[str, Any]]],
+                              Iterator[list[dict[str, Any]]]]:
+        """:meth:`signpost_with` whose ``$batch`` also reads the first page of ``page``
+        (from :meth:`page_query`): the signpost, the tables and the pages. The signpost is
+        taken from before the request was served, since the page in it is read while
+        serving."""
+        who, read = self.client.whoami_and_first_read(reads, page)
+        self.user_id = who.get("UserId")
+        return _signpost(read.served_from, "Dataverse"), read.tables, read.pages
+
+    def tables_and_rows(self, reads: Sequence[tuple[str, Sequence[str] | None]], side: Side,
+                        ids: Sequence[str], columns: Sequence[str]
+                        ) -> tuple[list[list[dict[str, Any]]], list[dict[str, Any]]]:
+        """Every row of ``reads`` and the rows ``ids`` (as :meth:`fetch`) in one ``$batch``
+        with WhoAmI (the integration user, for a pass back's echo filter), when
+        :meth:`fits` says they do."""
+        who, tables, rows = self.client.whoami_tables_and_rows(reads, side.entity_set,
+                                                               side.key, ids, select=columns)
+        self.user_id = who.get("UserId")
+        return tables, rows
+
+    @staticmethod
+    def fits(tables: int, ids: int) -> bool:
+        """Whether WhoAmI, ``tables`` reads and the GETs of ``ids`` rows fit one ``$batch``
+        (1,000 requests, Learn: execute-batch-operations-using-web-api)."""
+        return 1 + tables + math.ceil(ids / DV_IDS_PER_FILTER) <= 1000
+
+    def page_query(self, side: Side, since: datetime | None, columns: Sequence[str],
+                   extra_filter: str | None = None) -> PageQuery:
+        """The read of :meth:`iter_records`, to send as part of another request."""
+        wm = compare(side.modified_on, "ge", since, milliseconds=False) if since else None
+        return PageQuery(side.entity_set, and_filters(side.filter, wm, extra_filter),
+                         list(columns), self.page_size)
+
     def iter_records(self, side: Side, since: datetime | None, columns: Sequence[str],
                      extra_filter: str | None = None) -> Iterator[list[dict[str, Any]]]:
         """Pages of rows matching the side's filter, modified at or after ``since``."""
-        wm = compare(side.modified_on, "ge", since, milliseconds=False) if since else None
-        yield from self.client.iter_pages(
-            side.entity_set, filter=and_filters(side.filter, wm, extra_filter),
-            select=columns, page_size=self.page_size)
+        q = self.page_query(side, since, columns, extra_filter)
+        yield from self.client.iter_pages(q.entity_set, filter=q.filter, select=q.select,
+                                          page_size=q.page_size)
 
     def fetch(self, side: Side, ids: Sequence[str], columns: Sequence[str]) -> list[dict[str, Any]]:
         """Rows by id, ignoring the side filter (many ids: their GETs in ``$batch``)."""

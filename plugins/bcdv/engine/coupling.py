@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bcdv.engine.context import SyncContext
+from bcdv.engine.lookups import keep_for_run, run_reads
 from bcdv.engine.staging import (
     StagingPath,
     read_jsonl,
@@ -26,7 +27,7 @@ from bcdv.engine.staging import (
     write_jsonl,
 )
 from bcdv.engine.values import canon_frame
-from bcdv.mapping.model import TableMapping
+from bcdv.mapping.model import Direction, TableMapping
 
 PAGE_ROWS = 5000  # Business Central records looked at (and coupled ids looked up) at a time
 
@@ -177,7 +178,17 @@ def _match(ctx: SyncContext, mapping: TableMapping, groups: list, report: Coupli
     def free(frame: pd.DataFrame, column: str) -> pd.DataFrame:
         return _uncoupled(ctx, mapping, frame, column) if any_coupled else frame
 
-    dv_pages = ctx.dataverse.iter_records(dv_side, None, [dv_side.key, *dv_cols])
+    dv_query = ctx.dataverse.page_query(dv_side, None, [dv_side.key, *dv_cols])
+    # The Dataverse reference tables the pass to Dataverse needs come with the first page
+    # (one request less; the run keeps them for the pass).
+    reads = (run_reads(ctx, mapping, Direction.TO_DATAVERSE, "dataverse")
+             if mapping.direction.includes(Direction.TO_DATAVERSE) else [])
+    if reads:
+        _, tables, dv_pages = ctx.dataverse.first_read(
+            [(k[1], list(k[2]) or None) for k in reads], dv_query)
+        keep_for_run(ctx, reads, tables)
+    else:
+        dv_pages = ctx.dataverse.iter_records(dv_side, None, dv_query.select or [])
     dv = pd.concat([free(_frame(page, dv_side.key, dv_cols), "dv_id") for page in dv_pages]
                    or [_frame([], dv_side.key, dv_cols)])
     dv_values = [{b: set(_keys(dv, [d], group.case_sensitive)[d]) for b, d in pairs}

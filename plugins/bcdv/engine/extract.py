@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from bcdv.clients.http import PageQuery
 from bcdv.clients.odata import Guid, chunks, compare, id_filter, parse_datetime
 from bcdv.engine.actions import Insert, read_plan
 from bcdv.engine.adapters import Adapter
@@ -60,14 +61,44 @@ def signpost_and_references(ctx: SyncContext, mapping: TableMapping, direction: 
     ``references.jsonl`` in the pass directory, where the plan stage finds them
     (:func:`staged_references`), so that a pass costs one request less. A pass with no
     such table takes its signpost as before (a cheap GET, or WhoAmI)."""
+    reads = _signpost_reads(ctx, mapping, direction, source)
+    signpost, tables = source.signpost_with([(k[1], list(k[2]) or None) for k in reads])
+    _stage_references(directory, reads, tables)
+    return signpost
+
+
+def signpost_and_first_page(ctx: SyncContext, mapping: TableMapping, direction: Direction,
+                            source: Adapter, directory: StagingPath, page: PageQuery
+                            ) -> tuple[datetime, Iterator[list[dict[str, Any]]]]:
+    """:func:`signpost_and_references` whose request also reads the first page of the
+    pass's records (``page``): one request for the signpost, the reference tables and the
+    first 20,000 records (Business Central) or 5,000 rows (Dataverse), so an incremental
+    pass with few changes reads its source in one request. The pages after it are read as
+    the caller consumes them.
+
+    The signpost is the service's clock when it began serving that request (its Date
+    header less the request's round trip) less the usual slack: the page is read while
+    serving, and a record changed after its snapshot must not be older than the signpost
+    (the next pass reads from there)."""
+    reads = _signpost_reads(ctx, mapping, direction, source)
+    signpost, tables, pages = source.first_read([(k[1], list(k[2]) or None) for k in reads],
+                                                page)
+    _stage_references(directory, reads, tables)
+    return signpost, pages
+
+
+def _signpost_reads(ctx: SyncContext, mapping: TableMapping, direction: Direction,
+                    source: Adapter) -> list[tuple[str, str, tuple[str, ...]]]:
     from bcdv.engine.lookups import signpost_reads
 
-    reads = signpost_reads(ctx, mapping, direction, source.system)
-    signpost, tables = source.signpost_with([(k[1], list(k[2]) or None) for k in reads])
+    return signpost_reads(ctx, mapping, direction, source.system)
+
+
+def _stage_references(directory: StagingPath, reads: list[tuple[str, str, tuple[str, ...]]],
+                      tables: list[list[dict[str, Any]]]) -> None:
     write_jsonl(location(directory) / REFERENCES_FILE,
                 [{"read": [k[0], k[1], list(k[2])], "rows": rows}
                  for k, rows in zip(reads, tables, strict=True)])
-    return signpost
 
 
 def staged_references(directory: StagingPath) -> dict[tuple[str, str, tuple[str, ...]],
@@ -110,11 +141,12 @@ def pre_read(ctx: SyncContext, mapping: TableMapping, direction: Direction,
     sides = PassSides.of(mapping, direction)
     source = ctx.adapter(sides.source_system)
     path = location(file)
-    signpost = signpost_and_references(ctx, mapping, direction, source, path.parent)
     columns = source_columns(mapping, direction)
     wanted = list(dict.fromkeys([*columns, *extra_columns]))
+    signpost, pages = signpost_and_first_page(ctx, mapping, direction, source, path.parent,
+                                              source.page_query(sides.source, None, wanted))
     path.unlink(missing_ok=True)
-    for page in source.iter_records(sides.source, None, wanted):
+    for page in pages:
         write_jsonl(path, page, append=True)
     return PreRead(signpost, str(file), columns)
 
@@ -142,9 +174,22 @@ def extract(
                       assumed_pairs=[list(p) for p in assumed_pairs or []])
     if mode != "full":
         preread = None
+    since = None if mode == "full" else ctx.state.get_watermark(mapping.name, direction.value)
+    columns = source_columns(mapping, direction)
+    key, modified_col = sides.source.key, sides.source.modified_on
+    extra = _echo_filter(mapping, direction, mode, source)
+    first: Iterator[list[dict[str, Any]]] | None = None
     try:
-        signpost = (preread.signpost if preread is not None
-                    else signpost_and_references(ctx, mapping, direction, source, state.path))
+        if preread is not None:
+            signpost = preread.signpost
+        elif mode == "record" or (extra is None and _needs_user(mapping, direction, mode)):
+            # Records by id; or a Dataverse pass whose echo filter names the integration
+            # user, not known before this request's WhoAmI answers: the read comes after.
+            signpost = signpost_and_references(ctx, mapping, direction, source, state.path)
+        else:
+            signpost, first = signpost_and_first_page(
+                ctx, mapping, direction, source, state.path,
+                source.page_query(sides.source, since, columns, extra_filter=extra))
     except Exception as exc:
         # The service cannot be reached: nothing was read or written; the job says why and
         # the run fails (Airflow retries it; BC keeps its job-queue entry Ready likewise).
@@ -158,10 +203,6 @@ def extract(
         # Before Business Central is read: records made by creates whose answer was lost are
         # coupled to their Dataverse sources, not taken for new records (no duplicate).
         recover_lost_bc_creates(ctx, mapping, job_id)
-    since = None if mode == "full" else ctx.state.get_watermark(mapping.name, direction.value)
-    columns = source_columns(mapping, direction)
-    key, modified_col = sides.source.key, sides.source.modified_on
-
     latest: datetime | None = None
     state.source_file.unlink(missing_ok=True)
     if mode == "record":
@@ -171,8 +212,10 @@ def extract(
         state.signpost = signpost.isoformat()
         state.save()
         return state
-    extra = _echo_filter(mapping, direction, mode, source)
-    pages = (source.iter_records(sides.source, since, columns, extra_filter=extra)
+    if first is None:
+        extra = _echo_filter(mapping, direction, mode, source)
+    pages = (first if first is not None
+             else source.iter_records(sides.source, since, columns, extra_filter=extra)
              if preread is None else preread.pages())
     drop_echoes = mode == "modified"
     with SeenIds() as seen:  # on disk: a full pass sees every id of the table
@@ -274,13 +317,14 @@ def extract_window(ctx: SyncContext, mapping: TableMapping, direction: Direction
                       dry_run=dry_run, job_id=job_id, run_id=run_id,
                       directory=str(pass_directory(ctx.staging, mapping.name, run_id, direction)))
     try:
-        signpost = signpost_and_references(ctx, mapping, direction, source, state.path)
-        state.source_file.unlink(missing_ok=True)
         upper = upper_bound_filter(sides.source_system, sides.source.modified_on, until)
+        signpost, pages = signpost_and_first_page(
+            ctx, mapping, direction, source, state.path,
+            source.page_query(sides.source, since, source_columns(mapping, direction),
+                              extra_filter=upper))
+        state.source_file.unlink(missing_ok=True)
         with SeenIds() as seen:
-            for page in source.iter_records(sides.source, since,
-                                            source_columns(mapping, direction),
-                                            extra_filter=upper):
+            for page in pages:
                 write_jsonl(state.source_file, seen.fresh(page, sides.source.key), append=True)
             state.extracted = len(seen)
     except Exception as exc:
@@ -345,14 +389,18 @@ def _echo_filter(mapping: TableMapping, direction: Direction, mode: str,
     """BC's echo suppression: a scheduled Dataverse -> BC pass of a bidirectional mapping
     with no field mapped only towards BC skips rows last modified by the integration user
     (our own writes). Full and single-record runs see every row."""
-    if (direction is not Direction.TO_BUSINESS_CENTRAL or mode != "modified"
-            or mapping.direction is not Direction.BIDIRECTIONAL):
-        return None
-    if any(f.enabled and f.effective_direction is Direction.TO_BUSINESS_CENTRAL
-           for f in mapping.fields):
+    if not _needs_user(mapping, direction, mode):
         return None
     user_id = getattr(source, "user_id", None)
     return compare("_modifiedby_value", "ne", Guid(user_id)) if user_id else None
+
+
+def _needs_user(mapping: TableMapping, direction: Direction, mode: str) -> bool:
+    """Whether the pass's read has BC's echo filter (see :func:`_echo_filter`)."""
+    return (direction is Direction.TO_BUSINESS_CENTRAL and mode == "modified"
+            and mapping.direction is Direction.BIDIRECTIONAL
+            and not any(f.enabled and f.effective_direction is Direction.TO_BUSINESS_CENTRAL
+                        for f in mapping.fields))
 
 
 def _fetch_in_filter(source: Adapter, side: Side, ids: list[str],

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from itertools import islice
+from typing import Any
 
 import pandas as pd
 
@@ -18,7 +19,7 @@ from bcdv.engine.context import PassSides, SyncContext
 from bcdv.engine.entity_rules import extra_columns
 from bcdv.engine.extract import staged_references
 from bcdv.engine.inputs import PlanInputs, flags_of, targets_to_read
-from bcdv.engine.lookups import Tables, load_tables
+from bcdv.engine.lookups import RowsById, Tables, load_tables_and_rows
 from bcdv.engine.staging import PassState, location, read_jsonl
 from bcdv.engine.transform import compare_columns, side_fields
 from bcdv.mapping.model import Direction, TableMapping
@@ -31,17 +32,38 @@ def source_chunks(state: PassState, key: str, size: int) -> Iterator[pd.DataFram
         yield pd.DataFrame(batch)
 
 
-def pass_tables(ctx: SyncContext, mapping: TableMapping, state: PassState) -> Tables:
-    """The lookup tables of the pass (none to read when nothing was extracted)."""
-    if not state.extracted:
-        return Tables()
-    return load_tables(ctx, mapping, Direction(state.direction),
-                       known=staged_references(state.path))
-
-
 def gather(ctx: SyncContext, mapping: TableMapping, state: PassState, src: pd.DataFrame,
            tables: Tables, first_pass: dict[str, str | None]) -> PlanInputs:
     """The plan's inputs for one chunk of staged source records."""
+    sides = PassSides.of(mapping, Direction(state.direction))
+    inputs = _marked(ctx, mapping, state, src, tables, first_pass)
+    return replace(inputs, targets=_target_rows(ctx, mapping, sides, targets_to_read(inputs)))
+
+
+def gather_first(ctx: SyncContext, mapping: TableMapping, state: PassState,
+                 src: pd.DataFrame, first_pass: dict[str, str | None]
+                 ) -> tuple[Tables, PlanInputs]:
+    """The pass's lookup tables (none to read when nothing was extracted) and the plan's
+    inputs for its first chunk, the target rows that chunk compares with read in the same
+    request as the tables of the target's system (an incremental pass with a few changes
+    reads both in one request instead of two; the marks that say which rows to read do not
+    use the tables)."""
+    direction = Direction(state.direction)
+    sides = PassSides.of(mapping, direction)
+    inputs = _marked(ctx, mapping, state, src, Tables(), first_pass)
+    tables, rows = Tables(), list[dict[str, Any]]()
+    if state.extracted:
+        tables, rows = load_tables_and_rows(
+            ctx, mapping, direction, known=staged_references(state.path),
+            by_id=RowsById(ctx.adapter(sides.target_system), sides.target,
+                           targets_to_read(inputs), _target_columns(mapping, sides)))
+    return tables, replace(inputs, tables=tables,
+                           targets=_target_frame(rows, _target_columns(mapping, sides), sides))
+
+
+def _marked(ctx: SyncContext, mapping: TableMapping, state: PassState, src: pd.DataFrame,
+            tables: Tables, first_pass: dict[str, str | None]) -> PlanInputs:
+    """A chunk's inputs with their per-record marks (``flags_of``), targets not read."""
     direction = Direction(state.direction)
     sides = PassSides.of(mapping, direction)
     ids = list(dict.fromkeys(src[sides.source.key].astype(str))) if len(src) else []
@@ -50,8 +72,7 @@ def gather(ctx: SyncContext, mapping: TableMapping, state: PassState, src: pd.Da
         couplings=_couplings(ctx, mapping, sides, ids, state.assumed_pairs), tables=tables,
         prior_errors=ctx.state.last_errors(mapping.name, state.direction, ids),
         first_pass=first_pass, id_seed=state.job_id)
-    inputs = replace(inputs, flags=flags_of(inputs))
-    return replace(inputs, targets=_target_rows(ctx, mapping, sides, targets_to_read(inputs)))
+    return replace(inputs, flags=flags_of(inputs))
 
 
 def _couplings(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
@@ -69,15 +90,26 @@ def _couplings(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
 
 def _target_rows(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
                  wanted: list[str]) -> pd.DataFrame:
+    cols = _target_columns(mapping, sides)
+    rows = ctx.adapter(sides.target_system).fetch(sides.target, wanted, cols) if wanted else []
+    return _target_frame(rows, cols, sides)
+
+
+def _target_columns(mapping: TableMapping, sides: PassSides) -> list[str]:
+    """The target columns the plan compares with."""
     direction = (Direction.TO_DATAVERSE if sides.target_system == "dataverse"
                  else Direction.TO_BUSINESS_CENTRAL)
-    cols = list(dict.fromkeys([sides.target.key, sides.target.modified_on,
+    return list(dict.fromkeys([sides.target.key, sides.target.modified_on,
                                *side_fields(mapping, sides.target_system),
                                *compare_columns(mapping, direction).values(),
                                *extra_columns(sides.target.entity_set)]))
-    if not wanted:
+
+
+def _target_frame(rows: list[dict[str, Any]], cols: list[str],
+                  sides: PassSides) -> pd.DataFrame:
+    """The target rows read, by id (empty with the columns when none were)."""
+    if not rows:
         return pd.DataFrame(columns=[*cols, "@odata.etag"])
-    rows = ctx.adapter(sides.target_system).fetch(sides.target, wanted, cols)
     frame = pd.DataFrame(rows, columns=list(dict.fromkeys([*cols, "@odata.etag"])))
     frame.index = frame[sides.target.key].astype(str)
     return frame

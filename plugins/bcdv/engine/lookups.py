@@ -20,7 +20,7 @@ from typing import Any
 from bcdv.engine.entity_rules import EntityFacts, gather
 from bcdv.engine.values import canon
 from bcdv.errors import ConfigError
-from bcdv.mapping.model import Direction, FieldMapping, TableMapping
+from bcdv.mapping.model import Direction, FieldMapping, Side, TableMapping
 
 
 @dataclass
@@ -101,6 +101,7 @@ class _Reads:
         self.own = set(own)
         self.wanted: list[Read] = []
         self.rows: dict[Read, list[dict[str, Any]]] = {}
+        self.by_id: list[dict[str, Any]] = []
 
     def want(self, system: str, entity_set: str, columns: Sequence[str]) -> Read:
         """Ask for a table (a table asked twice, its columns in any order, is read once)."""
@@ -110,10 +111,13 @@ class _Reads:
         return key
 
     def fetch(self, *also: Callable[[], Any],
-              known: Mapping[Read, list[dict[str, Any]]] | None = None) -> list[Any]:
+              known: Mapping[Read, list[dict[str, Any]]] | None = None,
+              by_id: RowsById | None = None) -> list[Any]:
         """Read every wanted table, ``READS_AT_ONCE`` at a time; run ``also`` alongside
         (other reads of the pass) and return what they returned. ``known``: tables the
-        pass read already (with its signpost, see :func:`signpost_reads`)."""
+        pass read already (with its signpost, see :func:`signpost_reads`). ``by_id``: rows
+        read in the same request as its system's tables when they fit one (else alone),
+        into ``self.by_id``."""
         def read(key: Read) -> list[dict[str, Any]]:
             system, entity_set, columns = key
             client = (self.ctx.business_central if system == "business_central"
@@ -129,18 +133,38 @@ class _Reads:
         read_before = {k: known[k] for k in needed if known is not None and k in known}
         have = {**{k: run[k] for k in needed if run is not None and k in run}, **read_before}
         todo = [k for k in needed if k not in have]
+        # The tables of the system ``by_id`` reads go in the same $batch as its rows.
+        with_rows = [k for k in todo if by_id is not None and by_id.ids
+                     and k[0] == by_id.adapter.system]
+        if by_id is not None and not by_id.adapter.fits(len(with_rows), len(by_id.ids)):
+            with_rows = []
+        todo = [k for k in todo if k not in with_rows]
         # Business Central's tables in one $batch of GETs when there are several.
         together = [k for k in todo if k[0] == "business_central"]
         if len(together) < 2:
             together = []
         alone = [k for k in todo if k not in together]
+
+        def read_by_id(rows: RowsById) -> list[list[dict[str, Any]]]:
+            if with_rows:
+                tables, self.by_id = rows.adapter.tables_and_rows(
+                    [(k[1], list(k[2]) or None) for k in with_rows], rows.side, rows.ids,
+                    rows.columns)
+                return tables
+            self.by_id = rows.adapter.fetch(rows.side, rows.ids, rows.columns) \
+                if rows.ids else []
+            return []
+
         with ThreadPoolExecutor(max_workers=READS_AT_ONCE,
                                 thread_name_prefix="bcdv-lookups") as pool:
             extra = [pool.submit(fn) for fn in also]
             batched = pool.submit(read_bc, together) if together else None
+            by_rows = pool.submit(read_by_id, by_id) if by_id is not None else None
             tables = dict(zip(alone, pool.map(read, alone), strict=True))
             if batched is not None:
                 tables.update(zip(together, batched.result(), strict=True))
+            if by_rows is not None:
+                tables.update(zip(with_rows, by_rows.result(), strict=True))
             results = [f.result() for f in extra]
         if run is not None:
             run.update({k: v for k, v in {**read_before, **tables}.items()
@@ -184,20 +208,61 @@ def signpost_reads(ctx: Any, mapping: TableMapping, direction: Direction,
             if k[0] == system and k not in run]
 
 
+def run_reads(ctx: Any, mapping: TableMapping, direction: Direction,
+              system: str) -> list[Read]:
+    """The reference tables of ``system`` a pass needs that the run has not read and may
+    keep for it (``ctx.reference_tables``; not the mapping's own tables, which its passes
+    write): an earlier request of the run to ``system`` can read them (see
+    :func:`keep_for_run`) and the pass will not read them again."""
+    if getattr(ctx, "reference_tables", None) is None:
+        return []
+    own = {mapping.business_central.entity_set, mapping.dataverse.entity_set}
+    return [k for k in signpost_reads(ctx, mapping, direction, system) if k[1] not in own]
+
+
+def keep_for_run(ctx: Any, reads: Sequence[Read], tables: Sequence[list[dict[str, Any]]]
+                 ) -> None:
+    """Tables of :func:`run_reads`, read, for the run's passes."""
+    run = getattr(ctx, "reference_tables", None)
+    if run is not None:
+        run.update(zip(reads, tables, strict=True))
+
+
 def load_tables(ctx: Any, mapping: TableMapping, direction: Direction,
                 known: Mapping[Read, list[dict[str, Any]]] | None = None) -> Tables:
     """Read the reference data a pass's field mappings need (all of it at once, see
     :class:`_Reads`; ``known``: what the pass read with its signpost), then build the
     tables."""
+    return load_tables_and_rows(ctx, mapping, direction, known)[0]
+
+
+@dataclass(frozen=True)
+class RowsById:
+    """Records of one side by id (``adapter.fetch``), to read with the pass's reference
+    tables of that side's system: the target rows the first chunk compares with."""
+
+    adapter: Any
+    side: Side
+    ids: list[str]
+    columns: list[str]
+
+
+def load_tables_and_rows(ctx: Any, mapping: TableMapping, direction: Direction,
+                         known: Mapping[Read, list[dict[str, Any]]] | None = None,
+                         by_id: RowsById | None = None
+                         ) -> tuple[Tables, list[dict[str, Any]]]:
+    """:func:`load_tables`, and the rows of ``by_id`` read in the same request as the
+    tables of their system when they fit one (a pass with few changes then reads the
+    reference tables and the rows it compares with in one request instead of two)."""
     reads, field_reads, lookups = _pass_reads(ctx, mapping, direction)
-    entity, = reads.fetch(lambda: gather(ctx, mapping, direction), known=known)
+    entity, = reads.fetch(lambda: gather(ctx, mapping, direction), known=known, by_id=by_id)
     tables = Tables(entity=entity)
     for name, (rule, key) in field_reads.items():
         tables.field_lookups[name] = {r[rule.key]: r[rule.field] for r in reads.rows[key]}
     for f, refs in lookups:
         tables.lookups[f.label] = _merged([_lookup_table(ctx, ref, f, reads.rows, wanted)
                                            for ref, wanted in refs])
-    return tables
+    return tables, reads.by_id
 
 
 def _merged(parts: list[LookupTable]) -> LookupTable:

@@ -45,6 +45,7 @@ from bcdv.engine.inputs import (
     flags_of,
     forces,
 )
+from bcdv.engine.lookups import Tables
 from bcdv.engine.outcome import failure_result
 from bcdv.engine.staging import PassState
 from bcdv.engine.transform import (
@@ -510,16 +511,20 @@ def planned_actions(ctx: SyncContext, mapping: TableMapping, state: PassState, *
     """``plan`` as it goes: each chunk's actions are yielded once they are in the plan file,
     so that a load in the same process writes one chunk while the next is planned. The
     pass's counts are saved after the last chunk."""
-    from bcdv.engine.gather import first_pass_writes, gather, pass_tables, source_chunks
+    from bcdv.engine.gather import first_pass_writes, gather, gather_first, source_chunks
 
     direction = Direction(state.direction)
     sides = PassSides.of(mapping, direction)
     write_plan(state.plan_file, plan_header(mapping.name, state.direction))
-    tables = pass_tables(ctx, mapping, state)
     written = first_pass_writes(state, sides.source.name_field)
     counts: dict[str, int] = {}
+    tables: Tables | None = None
     for src in source_chunks(state, sides.source.key, chunk_size):
-        actions = plan_records(gather(ctx, mapping, state, src, tables, written))
+        if tables is None:  # the pass's tables come with the first chunk's target rows
+            tables, inputs = gather_first(ctx, mapping, state, src, written)
+        else:
+            inputs = gather(ctx, mapping, state, src, tables, written)
+        actions = plan_records(inputs)
         append_actions(state.plan_file, actions)
         for a in actions:
             counts[a.kind] = counts.get(a.kind, 0) + 1

@@ -296,6 +296,7 @@ def _updates(env: Env, count: int, write_row_ms: float) -> tuple[dict[str, Any],
     side = make_mapping().dataverse
     made = adapter.write_many(side, [WriteItem("insert", str(uuid.uuid4()), {
         "name": f"Update me {i}", "customertypecode": 3}) for i in range(count)], ["name"])
+    adapter.op_seconds = None  # what the creates' rows took is not the cost asked for here
     env.admin("dv", "PUT", "latency", {"write_row_ms": write_row_ms})
     env.admin("dv", "DELETE", "stats")
     adapter.pace = Pace()
@@ -330,7 +331,8 @@ def test_a_new_run_sizes_its_update_requests_from_what_the_last_run_measured(
     """What one ``$batch`` write operation took is kept in the state store
     (``bcdv_service_facts``), so a scheduled run in a new process, with more than 200
     updates, sends them at once in requests sized to that time, without first sending 100
-    alone to time one (one request and one round trip less)."""
+    alone to time one (one request and one round trip less). After a full load, before any
+    update was timed, a CreateMultiple row's time stands for it."""
     from bcdv.clients.batch import BatchOp
     from bcdv.engine import SyncContext
     from bcdv.settings import endpoints_from_dict
@@ -372,12 +374,49 @@ def test_a_new_run_sizes_its_update_requests_from_what_the_last_run_measured(
 
         return run_pass(ctx, m, Direction.TO_DATAVERSE)
 
-    assert scheduled_run("+1 555 0101") == [100, 200]  # nothing known: 100 alone first
     service = f"dataverse {env.dv.settings.api_url}"
-    assert env.state.op_seconds(service) is not None
+    # The full load timed its CreateMultiple rows; that is kept for the next run until a
+    # $batch write is timed.
+    seeded = env.state.op_seconds(service)
+    assert seeded is not None and seeded > 0
+    assert scheduled_run("+1 555 0101") == [300]  # sized at once, no 100 alone first
+    assert env.state.op_seconds(service) not in (None, seeded)  # now a $batch write's time
     assert scheduled_run("+1 555 0102") == [300]  # known from the run before
     rows = [r["telephone1"] for r in env.admin("dv", "GET", "records/accounts")["value"]]
     assert rows.count("+1 555 0102") == 300
+
+
+def test_without_any_time_known_the_first_updates_time_a_hundred_alone(env: Env,
+                                                                         tmp_path) -> None:
+    """A first run that only updates (couplings made by hand or by match, nothing created
+    and nothing kept from an earlier run) sends 100 operations alone to time one."""
+    from bcdv.clients.batch import BatchOp
+
+    mapping = make_mapping()
+    env.admin("bc", "POST", "generate", {"entity": "customers", "count": 300})
+    assert env.run(mapping, "to_dataverse", mode="full").inserted == 300
+    env.ctx.dataverse.op_seconds = None
+    with env.state.engine.begin() as conn:  # forget what the full load kept
+        from bcdv.state.schema import service_facts
+
+        conn.execute(service_facts.delete())
+    ids = [c["id"] for c in env.bc.list("customers", select=["id"])]
+    env.tick()
+    env.bc.batch([BatchOp("PATCH", env.bc.batch_url("customers", i),
+                          {"phoneNumber": "+1 555 0103"}, {"If-Match": "*"}) for i in ids])
+    env.tick()
+    sizes: list[int] = []
+    batch = env.dv.batch
+
+    def counted(ops: Any, *args: Any, **kwargs: Any) -> Any:
+        if any(op.method == "PATCH" for op in ops):
+            sizes.append(len(ops))
+        return batch(ops, *args, **kwargs)
+
+    env.dv.batch = counted  # type: ignore[method-assign]
+    report = env.run(mapping, "to_dataverse")
+    assert report.modified == 300 and report.failed == 0, report.records[:3]
+    assert sizes == [100, 200]
 
 
 def test_paced_requests_start_in_the_order_they_asked() -> None:

@@ -79,3 +79,9 @@ class NotFoundError(FatalApiError):
 
 class SafetyStopError(BcdvError):
     """A safety valve stopped a run (e.g. another run of the same mapping holds the lock)."""
+
+
+def error_text(exc: BaseException) -> str:
+    """What a failed job's message says about the exception that ended it."""
+    text = str(exc).strip()
+    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:2000]

@@ -75,8 +75,9 @@ def test_a_pass_that_raises_leaves_its_job_failed_with_the_error(
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(f"{stage} exploded: connection reset")
 
-    if stage == "extract":  # after the job is opened, while reading the records
-        monkeypatch.setattr(ctx.business_central, "iter_records", boom)
+    if stage == "extract":  # after the job is opened, while reading the records (the
+        # first page comes in the pass's first request)
+        monkeypatch.setattr(ctx.business_central, "first_read", boom)
     else:
         monkeypatch.setattr(runner, stage, boom)
     with pytest.raises(RuntimeError):

@@ -38,6 +38,7 @@ from bcdv.engine.staging import (
 from bcdv.engine.transform import side_fields, source_columns
 from bcdv.engine.updates import settle_updates
 from bcdv.engine.values import hash_frame
+from bcdv.errors import error_text
 from bcdv.mapping.model import Direction, Side, TableMapping
 
 MODES = ("modified", "full", "record")
@@ -193,7 +194,7 @@ def extract(
     except Exception as exc:
         # The service cannot be reached: nothing was read or written; the job says why and
         # the run fails (Airflow retries it; BC keeps its job-queue entry Ready likewise).
-        ctx.state.finish_job(job_id, status="failed", message=str(exc)[:2000])
+        ctx.state.finish_job(job_id, status="failed", message=error_text(exc))
         raise
     if not dry_run:
         # Updates whose answer was lost are stamped if they landed, before anything is
@@ -328,7 +329,7 @@ def extract_window(ctx: SyncContext, mapping: TableMapping, direction: Direction
                 write_jsonl(state.source_file, seen.fresh(page, sides.source.key), append=True)
             state.extracted = len(seen)
     except Exception as exc:
-        ctx.state.finish_job(job_id, status="failed", message=str(exc)[:2000])
+        ctx.state.finish_job(job_id, status="failed", message=error_text(exc))
         raise
     state.signpost = signpost.isoformat()
     state.latest_modified = None  # a backfill never moves the watermark

@@ -15,6 +15,7 @@ from bcdv.engine.extract import PreRead, extract, extract_window, pass_directory
 from bcdv.engine.plan import plan, planned_actions
 from bcdv.engine.report import PassReport
 from bcdv.engine.staging import location
+from bcdv.errors import error_text
 from bcdv.mapping.model import Direction, TableMapping
 
 
@@ -49,12 +50,6 @@ def run_pass(ctx: SyncContext, mapping: TableMapping, direction: Direction, *,
             load(ctx, mapping, state, progress=progress,
                  actions=planned_actions(ctx, mapping, state))
         return commit(ctx, mapping, state)
-
-
-def error_text(exc: BaseException) -> str:
-    """What a failed job's message says about the exception that ended it."""
-    text = str(exc).strip()
-    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:2000]
 
 
 @contextmanager

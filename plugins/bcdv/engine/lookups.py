@@ -228,14 +228,6 @@ def keep_for_run(ctx: Any, reads: Sequence[Read], tables: Sequence[list[dict[str
         run.update(zip(reads, tables, strict=True))
 
 
-def load_tables(ctx: Any, mapping: TableMapping, direction: Direction,
-                known: Mapping[Read, list[dict[str, Any]]] | None = None) -> Tables:
-    """Read the reference data a pass's field mappings need (all of it at once, see
-    :class:`_Reads`; ``known``: what the pass read with its signpost), then build the
-    tables."""
-    return load_tables_and_rows(ctx, mapping, direction, known)[0]
-
-
 @dataclass(frozen=True)
 class RowsById:
     """Records of one side by id (``adapter.fetch``), to read with the pass's reference
@@ -251,9 +243,11 @@ def load_tables_and_rows(ctx: Any, mapping: TableMapping, direction: Direction,
                          known: Mapping[Read, list[dict[str, Any]]] | None = None,
                          by_id: RowsById | None = None
                          ) -> tuple[Tables, list[dict[str, Any]]]:
-    """:func:`load_tables`, and the rows of ``by_id`` read in the same request as the
-    tables of their system when they fit one (a pass with few changes then reads the
-    reference tables and the rows it compares with in one request instead of two)."""
+    """Read the reference data a pass's field mappings need (all of it at once, see
+    :class:`_Reads`; ``known``: what the pass read with its signpost), then build the
+    tables; and the rows of ``by_id``, read in the same request as the tables of their
+    system when they fit one (a pass with few changes then reads the reference tables and
+    the rows it compares with in one request instead of two)."""
     reads, field_reads, lookups = _pass_reads(ctx, mapping, direction)
     entity, = reads.fetch(lambda: gather(ctx, mapping, direction), known=known, by_id=by_id)
     tables = Tables(entity=entity)

@@ -201,8 +201,10 @@ def extract(
         # compared: our own write is never taken for a person's change (engine/updates.py).
         settle_updates(ctx, mapping, job_id)
     if not dry_run and direction is Direction.TO_DATAVERSE:
-        # Before Business Central is read: records made by creates whose answer was lost are
-        # coupled to their Dataverse sources, not taken for new records (no duplicate).
+        # Before the records read are staged (their first page came with the signpost, the
+        # others are read below): records made by creates whose answer was lost are coupled
+        # to their Dataverse sources, so they are dropped as the engine's own writes, not
+        # taken for new records (no duplicate).
         recover_lost_bc_creates(ctx, mapping, job_id)
     latest: datetime | None = None
     state.source_file.unlink(missing_ok=True)

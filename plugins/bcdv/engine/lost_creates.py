@@ -201,8 +201,9 @@ def full_rows(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
 def recover_lost_bc_creates(ctx: SyncContext, mapping: TableMapping, job_id: str) -> int:
     """Couple the records that unconfirmed Business Central creates made, before a pass
     stages the Business Central records it read: otherwise the pass to Dataverse would take
-    them for new records and create them in Dataverse a second time. The couplings name ``job_id`` (the pass that
-    recovered them), so the job log accounts for them. Returns how many were recovered."""
+    them for new records and create them in Dataverse a second time. The couplings name
+    ``job_id`` (the pass that recovered them), so the job log accounts for them. Returns
+    how many were recovered."""
     if not mapping.direction.includes(Direction.TO_BUSINESS_CENTRAL):
         return 0
     sources = ctx.state.pending_bc_creates(mapping.name)

@@ -242,7 +242,11 @@ class Pace:
         # request from its arrival, a little after it was sent.
         window = pacing_window() if window_s is None else window_s
         self.window_s = window + max(0.5, window * 0.02)
+        self._window = window
         self._spent: deque[tuple[float, float, float]] = deque()  # (sent, answered, seconds)
+        # The window's execution budget, as the last answer that stated room implies it
+        # (that room plus the pace's own spending in the window then; see _left).
+        self.limit_s: float | None = None
         self.threshold = most  # past it, one more per round instead of one per answer
         self.held = 0  # starts the budget held back (reports and tests)
         self.peak = 0  # the most requests it had in flight at once
@@ -272,7 +276,22 @@ class Pace:
         gone = sum(seconds for sent, answered, seconds in self._spent
                    if answered <= budget.at and budget.at - self.window_s < sent
                    and sent <= now - self.window_s)
-        return budget.seconds_left + gone - self._in_flight * (self.cost or 0.0)
+        coming = self._in_flight * (self.cost or 0.0)
+        left = budget.seconds_left + gone - coming
+        if self.limit_s is not None:
+            # The service states the time left as 0 at the least: a round that overspent
+            # the window (the first one may, see GUESSED_COST) leaves a deficit no answer
+            # shows, and adding what left the window to a stated 0 took it for room (a
+            # read-back was answered 429 so, the window 3 s over). The pace's own spending
+            # in the window against the budget shows the deficit.
+            left = min(left, self.limit_s - self._own_spent(now) - coming)
+        return left
+
+    def _own_spent(self, at: float) -> float:
+        """Execution seconds of the pace's own answered requests sent in the window (as
+        the service counts it, unpadded) that ends at ``at``."""
+        return sum(seconds for sent, answered, seconds in self._spent
+                   if answered <= at and sent > at - self._window)
 
     def _next_leaving(self, budget: ServiceBudget, now: float) -> float | None:
         """Seconds until the oldest of the pace's requests counted in the time the last
@@ -390,6 +409,8 @@ class Pace:
         with self._cond:
             self._in_flight -= 1
             self._spent.append((started, answered, seconds))
+            if budget is not None and budget.seconds_left and budget.seconds_left > 0:
+                self.limit_s = budget.seconds_left + self._own_spent(budget.at)
             if http.throttled > self._throttled_seen:
                 self._throttled_seen = http.throttled
                 # Half of what was in flight (this request included), not of the ceiling.

@@ -64,6 +64,15 @@ def rows_per_create(expected: int, at_once: int) -> int:
     return math.ceil(expected / (rounds * at_once))
 
 
+def _page_query(side: Side, since: datetime | None, columns: Sequence[str],
+                extra_filter: str | None, page_size: int, *, milliseconds: bool) -> PageQuery:
+    """A side's records modified at or after ``since`` (the watermark in the precision the
+    service's filter takes), within its filter and ``extra_filter``."""
+    wm = compare(side.modified_on, "ge", since, milliseconds=milliseconds) if since else None
+    return PageQuery(side.entity_set, and_filters(side.filter, wm, extra_filter),
+                     list(columns), page_size)
+
+
 def _signpost(now: datetime | None, service: str) -> datetime:
     """A pass's signpost from the service's clock as its answer stated it (Date header)."""
     if now is None:
@@ -481,9 +490,8 @@ class BusinessCentralAdapter:
     def page_query(self, side: Side, since: datetime | None, columns: Sequence[str],
                    extra_filter: str | None = None) -> PageQuery:
         """The read of :meth:`iter_records`, to send as part of another request."""
-        wm = compare(side.modified_on, "ge", since, milliseconds=True) if since else None
-        return PageQuery(side.entity_set, and_filters(side.filter, wm, extra_filter),
-                         list(columns), self.page_size)
+        return _page_query(side, since, columns, extra_filter, self.page_size,
+                           milliseconds=True)
 
     def iter_records(self, side: Side, since: datetime | None, columns: Sequence[str],
                      extra_filter: str | None = None) -> Iterator[list[dict[str, Any]]]:
@@ -600,9 +608,8 @@ class DataverseAdapter:
     def page_query(self, side: Side, since: datetime | None, columns: Sequence[str],
                    extra_filter: str | None = None) -> PageQuery:
         """The read of :meth:`iter_records`, to send as part of another request."""
-        wm = compare(side.modified_on, "ge", since, milliseconds=False) if since else None
-        return PageQuery(side.entity_set, and_filters(side.filter, wm, extra_filter),
-                         list(columns), self.page_size)
+        return _page_query(side, since, columns, extra_filter, self.page_size,
+                           milliseconds=False)
 
     def iter_records(self, side: Side, since: datetime | None, columns: Sequence[str],
                      extra_filter: str | None = None) -> Iterator[list[dict[str, Any]]]:

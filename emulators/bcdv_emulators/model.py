@@ -22,6 +22,7 @@ lookup      Dataverse ``_x_value`` GUID  TEXT (column ``_x_value``)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 EDM = {"guid": "Edm.Guid", "string": "Edm.String", "code": "Edm.String", "memo": "Edm.String",
@@ -60,9 +61,10 @@ class Prop:
     """Dataverse RequiredLevel (None, ApplicationRequired, SystemRequired)."""
     display: str = ""
 
-    @property
+    @cached_property
     def column(self) -> str:
-        """SQLite column name (Dataverse lookups are stored as their ``_x_value``)."""
+        """SQLite column name (Dataverse lookups are stored as their ``_x_value``); computed
+        once (a property is never changed after it is built), as every served cell asks it."""
         return f"_{self.name}_value" if self.kind == "lookup" else self.name
 
     @property

@@ -514,7 +514,7 @@ class Compiler:
 def parse_select(text: str, resolve: Callable[[str], Prop | None],
                  type_name: str) -> list[Prop]:
     """$select -> properties (raises QueryError for unknown names)."""
-    out = []
+    out, seen = [], set()  # a property named twice is served once
     for raw in text.split(","):
         name = raw.strip()
         if name == "*":
@@ -523,7 +523,8 @@ def parse_select(text: str, resolve: Callable[[str], Prop | None],
         if p is None:
             raise QueryError("unknown_property", f"Could not find a property named '{name}' on "
                                                  f"type '{type_name}'.")
-        if p not in out:
+        if p.column not in seen:
+            seen.add(p.column)
             out.append(p)
     return out
 

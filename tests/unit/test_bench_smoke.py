@@ -112,3 +112,22 @@ def test_a_sync_child_s_peak_memory_is_its_own_not_the_bench_process_s() -> None
                           check=True, timeout=120)
     assert len(held) == 400 << 20
     assert 10 < float(done.stdout) < 250  # a Python with bcdv.bench imported, no more
+
+
+def test_the_incremental_scenario_is_the_median_of_three_runs_of_its_own_changes(
+        tmp_path: Path) -> None:
+    """A scheduled run of 1 % takes about a second, which moves by a fifth from one run to
+    the next on a shared machine: the table takes the median of three, each run with
+    changes of its own (each writes exactly its 1 %, so none re-reads another's as new)."""
+    doc = bench.run(100, [], ["chain"], sample=0, throttled_size=0, limits="",
+                    latency_size=0, out=tmp_path / "results", engine="test",
+                    log=lambda _: None)
+    [inc] = [r for r in doc["results"] if r["name"] == "incremental_1pct"]
+    runs = inc["extra"]["runs_seconds"]
+    assert len(runs) == bench.INCREMENTAL_RUNS == 3
+    assert inc["seconds"] == sorted(runs)[1]
+    [p] = inc["passes"]
+    assert (p["direction"], p["modified"], p["failed"]) == ("to_dataverse", 1, 0)
+    assert inc["requests"]["total"] >= inc["min_requests"] == 2
+    assert inc["floor"]["planned_requests"] == 2
+    assert [r["name"] for r in doc["results"]].count("incremental_1pct") == 1

@@ -14,8 +14,11 @@ served (``/_emulator/stats``).
 from __future__ import annotations
 
 import math
+import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 from typing import Any
 
 from bcdv.clients.http import ServiceBudget
@@ -257,9 +260,6 @@ def test_a_read_back_waits_for_room_in_the_pace_and_does_not_set_the_cost() -> N
     for that create's answer (the flaky bound of the window test above was a read-back
     sent into a spent window beside the last create). Its own time is not what a create
     costs: the pace's cost stays the creates'."""
-    import threading
-    import time
-    from types import SimpleNamespace
 
     http = SimpleNamespace(budget=ServiceBudget(requests_left=100, seconds_left=0.0,
                                                 dop_hint=8, at=0.0), throttled=0)
@@ -426,9 +426,6 @@ def test_paced_requests_start_in_the_order_they_asked() -> None:
     batches ended together after the last answer and were all stamped then (2.9 s of a
     52,000-row load's end, against 0.8 s in order). One request at a time here: eight ask
     while a ninth holds the slot, and start one after the other in their order."""
-    import threading
-    import time
-    from types import SimpleNamespace
 
     http = SimpleNamespace(budget=None, throttled=0)
     pace = Pace(start=1, most=1)
@@ -479,7 +476,6 @@ def test_a_shared_read_back_never_waits_for_a_batch_that_failed_or_another_table
     ended without a read-back (its creates failed: ``abandon``), nor for a batch of another
     table; a third batch, with the first two paired, reads alone. Every batch gets the rows
     it asked for, read by one call of the reader per group."""
-    import time
 
     reads: list[list[str]] = []
 
@@ -520,7 +516,6 @@ def test_a_load_reads_back_its_creates_two_batches_at_a_time(env: Env, monkeypat
     read-backs that more batches are coming, so a batch waits for the next one instead of
     reading back alone: four CreateMultiple requests, two read-backs of 1,000 rows each,
     every account once and coupled."""
-    import time
 
     from bcdv.engine import runner
 
@@ -563,7 +558,6 @@ class _Window:
         return sum(d for arrived, d in self.entries if arrived > now - self.window)
 
     def serve(self, seconds: float) -> None:
-        import time
 
         now = time.monotonic()
         if self.spent(now) >= self.limit:
@@ -586,9 +580,6 @@ def test_a_window_stated_spent_after_an_overspent_round_holds_a_read_back() -> N
     window still 3 s over, answered 429. Here (1 s of execution per 2 s window): a 0.3 s
     read-back, then two 0.6 s creates at once (1.2 s: over), then a read-back: it waits
     until the creates leave the window, and the service refuses nothing."""
-    import threading
-    import time
-    from types import SimpleNamespace
 
     http = SimpleNamespace(budget=None, throttled=0)
     service = _Window(http, limit=1.0, window=2.0)

@@ -3,11 +3,11 @@ the ids the engine chose in the targets.
 
 Learn, "Use bulk operation messages" (power-apps/developer/data-platform/bulk-operations):
 CreateMultiple creates records of one table in one request and answers with their ``Ids``;
-on standard tables one bad target fails the whole request. So the engine reads the new rows
-back (one ``$batch`` of GETs, Learn: webapi/execute-batch-operations-using-web-api) for
-their baselines, sends a refused request again as single upserts so only the bad row fails
-with the service's message, and treats a lost answer the same way (an upsert by our id of a
-row the lost request made updates it: no duplicate). Updates keep If-Match per record.
+on standard tables one bad target fails the whole request. The engine does not read the new
+rows back: the first read that meets a created row settles its baseline
+(engine/created.py). It sends a refused request again as single upserts so only the bad row
+fails with the service's message, and treats a lost answer the same way (an upsert by our id
+of a row the lost request made updates it: no duplicate). Updates keep If-Match per record.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from bcdv.clients.odata import parse_datetime
+from bcdv.engine.created import UNREAD
 from bcdv.engine.staging import read_jsonl
 from bcdv.engine.transform import side_fields
 from bcdv.engine.values import row_hash
@@ -46,15 +49,13 @@ def test_a_full_pass_creates_through_create_multiple_and_stamps_what_dataverse_s
     assert stats["by_kind"]["CreateMultiple"]["rows_written"] == len(NAMES)
     assert "patch" not in stats["by_kind"] and "post" not in stats["by_kind"]
     assert set(stats["batch_ops"]) <= {"GET"}  # nothing written by $batch
-    assert stats["requests"] <= 1 + 1 + 1  # CreateMultiple, the read-back, the lookups
-    fields = side_fields(mapping, "dataverse")
+    assert stats["requests"] <= 1 + 1  # CreateMultiple and the lookups: no read-back
     rows = {r["accountid"]: r for r in _accounts(env)}
     assert len(rows) == len(NAMES)
     for coupling in env.state.couplings(mapping.name).to_dict("records"):
-        row = env.dv_get(coupling["dv_id"])
-        assert row is not None and coupling["pending"] is False
-        assert coupling["dv_modified"] == parse_datetime(row["modifiedon"])
-        assert coupling["dv_hash"] == row_hash(row, fields)
+        assert coupling["dv_id"] in rows and coupling["pending"] is False
+        # No baseline yet: the first read that meets the row takes it (engine/created.py).
+        assert coupling["dv_hash"] == UNREAD and pd.isna(coupling["dv_modified"])
     back = env.run(mapping, "to_business_central")
     assert (back.inserted, back.modified, back.failed) == (0, 0, 0), back.records
 
@@ -177,17 +178,21 @@ def test_throttled_create_multiple_requests_back_off(env: Env) -> None:
     assert env.ctx.dataverse.pace.workers < 4
 
 
-def test_created_accounts_are_stamped_as_the_service_stored_them(tmp_path: Path) -> None:
+def test_created_accounts_take_the_baseline_the_service_stored_from_the_first_read(
+        tmp_path: Path) -> None:
     """The shipped CUSTOMER mapping on the demo data writes owner and currency lookups as
     ``nav@odata.bind``, which Dataverse reads back as ``_nav_value``, and the service fills
     what a create does not send: a user-owned record created without an owner is owned by
-    the calling user (the emulator does as Dataverse does). The created rows are read back,
-    so each coupling's
-    hash is that of the account as stored, owner included: the values sent would differ,
-    and the pass back would take the engine's own create for a person's change."""
+    the calling user (the emulator does as Dataverse does). So the values sent are not the
+    baseline; the created rows are not read back, and the first read that meets them takes
+    the row as stored (``modifiedon`` equal to ``createdon``: nobody changed it since),
+    owner included. Here that read is a full synchronisation's pass back: it finds nothing
+    to carry, and the pass after a change in Business Central updates the account without
+    a conflict.
+    Were the values sent taken as the baseline, the pass back would take the engine's own
+    create for a person's change."""
     from bcdv.engine import SyncContext, sync_mapping
     from bcdv.mapping import load_mappings
-    from bcdv.mapping.model import Direction
     from bcdv.settings import endpoints_from_dict
     from bcdv_emulators.testing import run_emulators
 
@@ -200,24 +205,49 @@ def test_created_accounts_are_stamped_as_the_service_stored_them(tmp_path: Path)
             for name in ("SALESPEOPLE", "CURRENCY"):
                 sync_mapping(ctx, mappings[name], mode="full", run_id="setup")
             customer = mappings["CUSTOMER"]
-            to_dv = customer.model_copy(update={"direction": Direction.TO_DATAVERSE})
             before = {r["accountid"] for r in ctx.dataverse.client.list("accounts")}
-            [report] = sync_mapping(ctx, to_dv, mode="full", run_id="full")
+            # A full synchronisation: the pass to Dataverse creates the accounts, the pass
+            # back (not forced) reads every account, ours included.
+            report, back = sync_mapping(ctx, customer, mode="full", run_id="full")
             assert report.inserted > 0 and report.failed == 0, report.records[:3]
+            assert back.failed == 0 and back.conflicts == 0, back.records[:3]
             fields = side_fields(customer, "dataverse")
-            rows = {r["accountid"]: r for r in ctx.dataverse.client.list("accounts")}
             made = [c for c in ctx.state.couplings(customer.name).to_dict("records")
-                    if c["dv_id"] in rows and c["dv_id"] not in before]
+                    if c["dv_id"] not in before]
             assert len(made) == report.inserted
-            sent = {a["source_id"]: a for a in read_jsonl(
-                tmp_path / "staging" / "customer" / "full" / "to_dataverse" / "plan.jsonl")
-                if a.get("action") == "insert"}
+            staged = tmp_path / "staging" / "customer" / "full"
+            sent = {a["source_id"]: a for a in read_jsonl(staged / "to_dataverse" / "plan.jsonl")
+                    if a.get("action") == "insert"}
             owned_by_default = [c for c in made if "ownerid@odata.bind" not in
                                 sent[c["bc_id"]]["payload"]]
             assert owned_by_default  # some demo customers have no salesperson
-            for c in made:
-                row = rows[c["dv_id"]]
-                assert row["_ownerid_value"]  # every account has an owner
-                assert c["dv_hash"] == row_hash(row, fields), c["bc_id"]
+            ours = {c["dv_id"] for c in made}
+            planned = {a["source_id"]: a for a in read_jsonl(
+                staged / "to_business_central" / "plan.jsonl") if a.get("source_id") in ours}
+            assert set(planned) == ours
+            # Unchanged since the last synchronization: not compared as changed rows (with
+            # the values sent as baseline, every one would have been, owner and all).
+            assert {a["action"] for a in planned.values()} == {"unchanged"}
+            assert {a["reason"] for a in planned.values()} == {
+                "no mapped field changed since the last synchronization"}
+
+            # A change in Business Central: the account is compared with the row as stored
+            # (owner filled by the service), not with what was sent: an update, no conflict.
+            bc_id = owned_by_default[0]["bc_id"]
+            bc = ctx.business_central.client
+            current = bc.get("customers", bc_id)
+            assert current is not None
+            bc.update("customers", bc_id, {"phoneNumber": "+47 555 0199"},
+                      etag=current["@odata.etag"])
+            again, _ = sync_mapping(ctx, customer, mode="modified", run_id="again")
+            assert (again.modified, again.conflicts, again.failed) == (1, 0, 0), \
+                again.records[:3]
+            rows = {r["accountid"]: r for r in ctx.dataverse.client.list("accounts")}
+            settled = next(c for c in ctx.state.couplings(customer.name).to_dict("records")
+                           if c["bc_id"] == bc_id)
+            row = rows[settled["dv_id"]]
+            assert row["telephone1"] == "+47 555 0199"
+            assert settled["dv_hash"] == row_hash(row, fields)
+            assert settled["dv_modified"] == parse_datetime(row["modifiedon"])
         finally:
             ctx.close()

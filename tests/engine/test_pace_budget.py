@@ -25,10 +25,8 @@ from bcdv.clients.http import ServiceBudget
 from bcdv.engine.adapters import (
     MAX_CREATE_ROWS,
     Pace,
-    SharedReadBacks,
     WriteItem,
     Written,
-    read_back_early,
     rows_per_create,
 )
 
@@ -108,13 +106,13 @@ def test_a_pass_past_one_round_sends_one_round_of_larger_requests(env: Env) -> N
 class _Blind(Pace):
     """The same pace, deaf to the budget the service states (only 429s slow it)."""
 
-    def _affordable(self, budget: ServiceBudget | None, *, learn: bool = True) -> bool:
+    def _affordable(self, budget: ServiceBudget | None) -> bool:
         return True
 
 
 def _write_creates(env: Env, pace: Pace, count: int, label: str) -> dict[str, Any]:
     """``count`` creates written by the Dataverse adapter with ``pace`` (every one answered
-    with its baseline); returns the service's statistics of the write."""
+    with its id); returns the service's statistics of the write."""
     env.admin("dv", "DELETE", "stats")
     adapter = env.ctx.dataverse
     adapter.pace = pace
@@ -122,7 +120,8 @@ def _write_creates(env: Env, pace: Pace, count: int, label: str) -> dict[str, An
                                                        "customertypecode": 3})
              for i in range(count)]
     written = adapter.write_many(make_mapping().dataverse, items, select=["name"])
-    assert all(isinstance(w, Written) and w.etag and w.modified for w in written)
+    assert [w.record_id for w in written if isinstance(w, Written) and w.created] == \
+        [it.record_id for it in items]
     return dict(env.admin("dv", "GET", "stats"))
 
 
@@ -194,13 +193,12 @@ class _Forgetful(Pace):
             self._spent.clear()
 
 
-def test_batches_written_at_once_share_one_read_back_and_each_gets_its_own_rows(
-        env: Env) -> None:
-    """Two load batches in flight together share the pace and one read-back: the batch
-    whose creates are answered first waits for the other's, and one ``$batch`` of GETs by
-    id reads the rows of both (a 100,000-row load read back 20 times, now 10). Each batch
-    is answered with its own rows only, in its own order, every row with the baseline
-    Dataverse stored."""
+def test_batches_of_creates_written_at_once_are_not_read_back(env: Env) -> None:
+    """Two load batches in flight together share the pace, and nothing reads their rows
+    back: a CreateMultiple answers with the ids only (Learn: bulk-operations), and the
+    baseline of a created row is taken by the first read that meets it (engine/created.py).
+    Each batch is answered with its own ids, in its own order, with no baseline; the rows
+    are in Dataverse with the ids we chose."""
     env.admin("dv", "PUT", "latency", {"rtt_ms": 1000})
     env.admin("dv", "DELETE", "stats")
     adapter = env.ctx.dataverse
@@ -214,78 +212,13 @@ def test_batches_written_at_once_share_one_read_back_and_each_gets_its_own_rows(
     for items, written in zip(batches, results, strict=True):
         assert [w.record_id for w in written if isinstance(w, Written)] == \
             [it.record_id for it in items]
-        assert all(isinstance(w, Written) and w.etag and w.modified for w in written)
+        assert all(isinstance(w, Written) and w.created and w.modified is None
+                   and w.etag is None and w.row is None for w in written)
     kinds = env.admin("dv", "GET", "stats")["by_kind"]
     assert kinds["CreateMultiple"]["requests"] == 4
-    assert kinds["batch"]["requests"] == 1 and "get_page" not in kinds
-    assert kinds["batch"]["ops"] == 2 * 2000 // 40  # 40 ids a GET
-
-
-def _read_backs(env: Env, pace: Pace, count: int, rtt_ms: int) -> int:
-    """``$batch`` read-backs of ``count`` creates written with ``pace`` (no limits)."""
-    env.admin("dv", "PUT", "latency", {"rtt_ms": rtt_ms})
-    kinds = _write_creates(env, pace, count, f"Read back {rtt_ms}")["by_kind"]
-    assert kinds["CreateMultiple"]["requests"] == count // 1000
-    return int(kinds["batch"]["requests"])
-
-
-def test_rows_sent_together_are_read_back_once_after_the_last_answer(env: Env) -> None:
-    """Requests sent together are answered together by a service whose time is latency, or
-    one after the other by a busy one (the emulator without latency writes each 1,000 rows
-    under its database lock): either way their rows are read back once, after the last
-    answer, even when a request is taken to cost seconds (a read-back before it would only
-    compete with the writes: one request more, no time saved)."""
-    busy = Pace(start=3, most=3)
-    busy.cost = 2.0  # what earlier requests took, waiting their turn on a busy service
-    assert _read_backs(env, busy, 3000, 0) == 1
-    together = Pace(start=3, most=3)
-    together.cost = 0.6
-    assert _read_backs(env, together, 3000, 600) == 1
-
-
-def test_rows_are_read_back_early_while_a_late_request_is_far_off() -> None:
-    """Two requests started at 0 s and a third, which waited for room, at 1 s; each takes
-    1 s. At 1.1 s the first two are answered and the third is 0.9 s away: their rows are
-    read back now. Not when all three started together, nor once the late one is close,
-    nor before anything tells what a request costs."""
-    assert read_back_early([0.0, 0.0, 1.0], 1.0, 1.1)
-    assert not read_back_early([0.0, 0.0, 0.05], 1.0, 0.3)  # sent together
-    assert not read_back_early([0.0, 0.0, 1.0], 1.0, 1.7)  # the late one is near
-    assert not read_back_early([0.0, 0.0, 1.0], None, 1.1)
-
-
-def test_a_read_back_waits_for_room_in_the_pace_and_does_not_set_the_cost() -> None:
-    """A read-back's execution time counts in the service's window like a create's, so it
-    goes through the pace: with the window stated spent and a create in flight, it waits
-    for that create's answer (the flaky bound of the window test above was a read-back
-    sent into a spent window beside the last create). Its own time is not what a create
-    costs: the pace's cost stays the creates'."""
-
-    http = SimpleNamespace(budget=ServiceBudget(requests_left=100, seconds_left=0.0,
-                                                dop_hint=8, at=0.0), throttled=0)
-    pace = Pace(start=2, most=2)
-    pace.cost = 1.0
-    create_done = threading.Event()
-    order: list[str] = []
-
-    def create(_: None) -> None:
-        time.sleep(0.3)
-        order.append("create")
-        create_done.set()
-
-    def read_back(_: None) -> None:
-        order.append("read-back")
-        time.sleep(0.05)
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        first = pool.submit(pace.run, create, None, http)  # type: ignore[arg-type]
-        time.sleep(0.05)  # the create is in flight; the window is stated spent
-        second = pool.submit(pace.run, read_back, None, http,  # type: ignore[arg-type]
-                             learn=False)
-        first.result()
-        second.result()
-    assert order == ["create", "read-back"]  # held until the window had room
-    assert 1.0 > pace.cost > 0.3  # the create's 0.3 s moved it; the read-back's did not
+    assert "batch" not in kinds and "get_page" not in kinds
+    stored = {a["accountid"] for a in env.admin("dv", "GET", "records/accounts")["value"]}
+    assert {it.record_id for items in batches for it in items} <= stored
 
 
 def _updates(env: Env, count: int, write_row_ms: float) -> tuple[dict[str, Any], Pace]:
@@ -471,78 +404,6 @@ def test_a_first_round_spends_the_window_it_is_told_of() -> None:
                                            dop_hint=48, at=0.0)) == pace.start
 
 
-def test_a_shared_read_back_never_waits_for_a_batch_that_failed_or_another_table() -> None:
-    """The batch answered first waits for the next batch still creating, not for one that
-    ended without a read-back (its creates failed: ``abandon``), nor for a batch of another
-    table; a third batch, with the first two paired, reads alone. Every batch gets the rows
-    it asked for, read by one call of the reader per group."""
-
-    reads: list[list[str]] = []
-
-    def reader(ids: list[str]) -> dict[str, dict[str, Any]]:
-        reads.append(sorted(ids))
-        return {i: {"id": i} for i in ids}
-
-    shared = SharedReadBacks()
-    shared.begin("accounts")
-    shared.begin("accounts")
-    shared.begin("contacts")
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        first = pool.submit(shared.read, "accounts", ["a1", "a2"], reader, "accounts")
-        time.sleep(0.2)
-        assert not first.done()  # waits: the second accounts batch is still creating
-        other = pool.submit(shared.read, "contacts", ["c1"], reader, "contacts")
-        assert set(other.result(timeout=5)) == {"c1"}  # nobody else creates contacts
-        shared.abandon("accounts")  # the second accounts batch failed
-        assert set(first.result(timeout=5)) == {"a1", "a2"}
-    assert reads == [["c1"], ["a1", "a2"]]
-
-    reads.clear()
-    for _ in range(3):
-        shared.begin("accounts")
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        one = pool.submit(shared.read, "accounts", ["x1"], reader, "accounts")
-        two = pool.submit(shared.read, "accounts", ["x2"], reader, "accounts")
-        assert "x1" in one.result(timeout=5) and "x2" in two.result(timeout=5)
-        three = pool.submit(shared.read, "accounts", ["x3"], reader, "accounts")
-        assert set(three.result(timeout=5)) == {"x3"}
-    assert reads == [["x1", "x2"], ["x3"]]
-
-
-def test_a_load_reads_back_its_creates_two_batches_at_a_time(env: Env, monkeypatch) -> None:
-    """A full pass of 2,000 customers in batches of 500 (``BCDV_BATCH_SIZE``), each batch
-    planned slowly (half a second, as a mapping with many lookups plans): every batch's
-    creates are answered before the next batch is sent. The load tells the shared
-    read-backs that more batches are coming, so a batch waits for the next one instead of
-    reading back alone: four CreateMultiple requests, two read-backs of 1,000 rows each,
-    every account once and coupled."""
-
-    from bcdv.engine import runner
-
-    planned = runner.planned_actions
-
-    def slowly(ctx: Any, mapping: Any, state: Any) -> Any:
-        for i, action in enumerate(planned(ctx, mapping, state, chunk_size=500)):
-            if i and i % 500 == 0:
-                time.sleep(0.5)  # the batch before is sent, and answered meanwhile
-            yield action
-
-    monkeypatch.setattr(runner, "planned_actions", slowly)
-    monkeypatch.setenv("BCDV_BATCH_SIZE", "500")
-    env.admin("bc", "POST", "generate", {"entity": "customers", "count": 2000})
-    env.admin("dv", "DELETE", "stats")
-    report = env.run(make_mapping(), "to_dataverse", mode="full")
-    assert report.inserted == 2000 and report.failed == 0, report.records[:3]
-    kinds = env.admin("dv", "GET", "stats")["by_kind"]
-    assert kinds["CreateMultiple"]["requests"] == 4
-    assert (kinds["batch"]["requests"], kinds["batch"]["rows_read"]) == (2, 2000)
-    assert kinds["batch"]["ops"] == 2 * 1000 // 40  # GETs of 40 ids
-    names = [a["name"] for a in env.admin("dv", "GET", "records/accounts")["value"]]
-    assert len(names) == len(set(names)) == 2000
-    assert not [c for c in env.state.couplings(make_mapping().name).to_dict("records")
-                if not c["dv_id"]]
-
-
 class _Window:
     """A service protection window as the Dataverse emulator keeps it (and Learn: api-limits
     describes it): each request counts from its arrival, its execution time added when it
@@ -572,14 +433,14 @@ class _Window:
                                                           - self.spent(answered)))
 
 
-def test_a_window_stated_spent_after_an_overspent_round_holds_a_read_back() -> None:
+def test_a_window_stated_spent_after_an_overspent_round_holds_the_next_request() -> None:
     """A first round may spend more than the window has left (the service serves what
     arrives before the window is spent), and the service then states 0 left, not the
-    deficit. Seen in the sustained benchmark: when the pace's own read-back of the round
-    before left the window, the pace took its 1.7 s as room and sent a read-back into a
+    deficit. Seen in the sustained benchmark: when the pace's own request of the round
+    before left the window, the pace took its 1.7 s as room and sent a request into a
     window still 3 s over, answered 429. Here (1 s of execution per 2 s window): a 0.3 s
-    read-back, then two 0.6 s creates at once (1.2 s: over), then a read-back: it waits
-    until the creates leave the window, and the service refuses nothing."""
+    request, then two 0.6 s creates at once (1.2 s: over), then another: it waits until
+    the creates leave the window, and the service refuses nothing."""
 
     http = SimpleNamespace(budget=None, throttled=0)
     service = _Window(http, limit=1.0, window=2.0)
@@ -587,7 +448,7 @@ def test_a_window_stated_spent_after_an_overspent_round_holds_a_read_back() -> N
                                 at=time.monotonic())
     pace = Pace(start=2, most=2, window_s=2.0)
     began = time.monotonic()
-    pace.run(lambda _: service.serve(0.3), None, http, learn=False)  # type: ignore[arg-type]
+    pace.run(lambda _: service.serve(0.3), None, http)  # type: ignore[arg-type]
     time.sleep(max(0.0, began + 1.0 - time.monotonic()))
     creates = [threading.Thread(target=pace.run, args=(lambda _: service.serve(0.6), None,
                                                        http)) for _ in range(2)]
@@ -597,8 +458,8 @@ def test_a_window_stated_spent_after_an_overspent_round_holds_a_read_back() -> N
         t.join()
     assert service.spent(time.monotonic()) > service.limit  # the round overspent it
     assert http.budget.seconds_left == 0.0
-    pace.run(lambda _: service.serve(0.1), None, http, learn=False)  # type: ignore[arg-type]
+    pace.run(lambda _: service.serve(0.1), None, http)  # type: ignore[arg-type]
     assert service.refused == 0
-    # It went once the creates (sent 1 s in) left the window, not when the first read-back
+    # It went once the creates (sent 1 s in) left the window, not when the first request
     # did (2.5 s in, with the pace's padding).
     assert service.entries[-1][0] - began > 2.9

@@ -226,7 +226,7 @@ def _split_multipart(data: bytes, boundary: str) -> Iterator[bytes]:
     """The parts of a ``multipart/mixed`` body (RFC 2046: a delimiter line ``--boundary``
     at the start of a line, the last one ``--boundary--``), each without its delimiter
     line and the line break that ends it. Works on the answer's bytes, one part copied at a
-    time: a read-back of 10,000 rows is a ``$batch`` answer of several MB, which decoding,
+    time: a read of 10,000 rows by id is a ``$batch`` answer of several MB, which decoding,
     normalising line breaks and splitting into lines copied four times over, in every
     thread reading one at once."""
     delimiter = b"--" + boundary.encode("latin-1")

@@ -7,11 +7,10 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any, TypeVar
 
 from bcdv.clients.batch import BatchOp, BatchResult
@@ -41,9 +40,6 @@ MAX_CREATE_ROWS = 1250
 PROBE_OPS = 100
 PART_SECONDS = 2.0
 MIN_PART_OPS = 50
-# Batches of creates whose rows one read-back shares (see SharedReadBacks): two batches of
-# five requests read back 10,000 rows or so in one $batch (1,000 GETs of 40 ids at most).
-READ_BACK_BATCHES = 2
 
 
 def rows_per_create(expected: int, at_once: int) -> int:
@@ -99,107 +95,6 @@ class WriteItem:
     record_id: str | None
     payload: dict[str, Any]
     etag: str | None = None
-
-
-def read_back_early(begun: Sequence[float], cost: float | None, now: float) -> bool:
-    """Whether the rows of the requests answered so far are worth reading back before the
-    last answers, every request having started at the ``begun`` times (monotonic seconds),
-    each taking ``cost`` seconds: only if the last requests started late (they waited for
-    room in the pace) and are still far off (each more than half a request). Requests sent
-    together are answered together by a service whose time is latency, or one after the
-    other by a busy one, where a read-back now would only compete with them: one
-    read-back after the last answer then does."""
-    if cost is None or not begun:
-        return False
-    return max(begun) - min(begun) > cost / 2 and max(begun) + cost - now > cost / 2
-
-
-@dataclass
-class _ReadGroup:
-    """One read-back that several batches share: their ids and the rows read."""
-
-    ids: list[str]
-    members: int = 1
-    result: Future[dict[str, dict[str, Any]]] = field(default_factory=Future)
-
-
-class SharedReadBacks:
-    """The rows created by batches written at the same time, read back in one request.
-
-    Every batch of creates reads its rows back for their baselines (see
-    ``DataverseAdapter._create_multiple``). With several batches in flight, a batch whose
-    creates are all answered waits for the next batch still creating to end its own, and
-    one request reads back the rows of both (``READ_BACK_BATCHES``): half the read-backs of a
-    full load (a 100,000-row load sent 20), with no more rows held, since a load keeps its
-    batches in flight either way. A batch counts as creating from ``begin`` (a load's
-    writer calls it when it hands the batch to a thread) until its read-back or
-    ``abandon``. A load that has more batches to send says so (``expect``), and a batch
-    answered while the next is still being planned waits for it too; the load settles
-    (``settle``) before it waits for its batches itself, and at its end. A batch with
-    nobody else creating and nothing expected (the last one, or a load of one batch) reads
-    back at once; a batch that fails leaves the count, so nobody waits for it. Only
-    batches of the same table (and columns read) share. Thread-safe."""
-
-    def __init__(self, batches: int = READ_BACK_BATCHES) -> None:
-        self.batches = batches
-        self.creating: dict[str, int] = {}  # batches whose creates are in flight, by table
-        self.coming: dict[str, int] = {}  # loads with more batches to send, by entity set
-        self._open: dict[Hashable, _ReadGroup] = {}  # the groups still taking members
-        self._cond = threading.Condition()
-
-    def expect(self, entity_set: str) -> None:
-        """A load will send more batches of creates to ``entity_set``."""
-        self._count(self.coming, entity_set, 1)
-
-    def settle(self, entity_set: str) -> None:
-        """The load sends nothing more before its batches in flight are answered."""
-        self._count(self.coming, entity_set, -1)
-
-    def begin(self, entity_set: str) -> None:
-        """A batch of creates to ``entity_set`` is on its way (a load counts it when it
-        hands the batch to a thread, so no batch reads back alone while the next one waits
-        for a thread to start it)."""
-        self._count(self.creating, entity_set, 1)
-
-    def abandon(self, entity_set: str) -> None:
-        """A batch ends without a read-back (it failed, or created nothing)."""
-        self._count(self.creating, entity_set, -1)
-
-    def _count(self, counts: dict[str, int], entity_set: str, step: int) -> None:
-        """One of the counts up or down; a batch waiting on them looks again."""
-        with self._cond:
-            counts[entity_set] = counts.get(entity_set, 0) + step
-            self._cond.notify_all()
-
-    def read(self, key: Hashable, ids: list[str],
-             reader: Callable[[list[str]], dict[str, dict[str, Any]]], entity_set: str
-             ) -> dict[str, dict[str, Any]]:
-        """The rows of ``ids`` (a batch of creates to ``entity_set``, all answered), read by
-        ``reader`` together with the next batches' (see the class); keyed as ``reader``
-        keys them."""
-        with self._cond:
-            self.creating[entity_set] -= 1
-            group = self._open.get(key)
-            if group is not None and group.members < self.batches:
-                group.ids.extend(ids)
-                group.members += 1
-                self._cond.notify_all()
-                leader = False
-            else:
-                group = self._open[key] = _ReadGroup(list(ids))
-                leader = True
-                while group.members < self.batches and (
-                        self.creating[entity_set] > 0 or self.coming.get(entity_set, 0) > 0):
-                    self._cond.wait()
-                if self._open.get(key) is group:  # not one opened since this one filled
-                    del self._open[key]
-        if leader:
-            try:
-                group.result.set_result(reader(group.ids))
-            except BaseException as exc:
-                group.result.set_exception(exc)
-                raise
-        return group.result.result()
 
 
 class Pace:
@@ -291,7 +186,7 @@ class Pace:
             # The service states the time left as 0 at the least: a round that overspent
             # the window (the first one may, see GUESSED_COST) leaves a deficit no answer
             # shows, and adding what left the window to a stated 0 took it for room (a
-            # read-back was answered 429 so, the window 3 s over). The pace's own spending
+            # request was answered 429 so, the window 3 s over). The pace's own spending
             # in the window against the budget shows the deficit.
             left = min(left, self.limit_s - self._own_spent(now) - coming)
         return left
@@ -309,15 +204,15 @@ class Pace:
                 if answered <= budget.at and s > now - self.window_s]
         return min(sent) + self.window_s - now if sent else None
 
-    def _affordable(self, budget: ServiceBudget | None, *, learn: bool = True) -> bool:
+    def _affordable(self, budget: ServiceBudget | None) -> bool:
         """Whether a request started now is served and keeps the window within its budget.
 
         The service refuses a request only when the window's budget is already spent as it
         arrives (Learn: api-limits, "you can expect to exceed the number of requests and
         execution time limits ... before the service protection API limits take effect"),
         so the pace itself keeps what is in flight within what is left (``_left``): a
-        paced request goes when the time left pays for it, at what the recent ones cost;
-        another (a read-back) when any is left. With nothing in flight, the request goes
+        request goes when the time left pays for it, at what the recent ones cost. With
+        nothing in flight, the request goes
         unless some of the pace's own spending is about to leave a window stated spent (it
         waits for that: a 429 would say as much, one request later); otherwise a 429 says
         when (Retry-After)."""
@@ -331,7 +226,7 @@ class Pace:
             return True
         if self._in_flight == 0:
             return left > 0 or self._next_leaving(budget, now) is None
-        return left >= (self.cost or 0.0) if learn else left > 0
+        return left >= (self.cost or 0.0)
 
     def _first_round(self, budget: ServiceBudget | None) -> int:
         """Requests at once before any answer tells what one costs: ``start``, or, once the
@@ -344,26 +239,16 @@ class Pace:
         return max(self.start, min(budget.dop_hint, int(budget.seconds_left
                                                         / self.GUESSED_COST)))
 
-    def run(self, send: Callable[[T], R], job: T, http: ApiSession, *,
-            learn: bool = True) -> R:
-        """``send(job)`` once the pace allows another request in flight.
-
-        ``learn=False`` for a request unlike the ones paced (a read-back of the rows they
-        created): its execution time counts in the same window and it is one more request
-        at once, so it waits while the window is stated spent and answers are to come, or
-        while as many requests as the hint says are in flight; but the pace's own limit
-        (grown from the answers) does not hold it, and its time does not become what the
-        paced requests cost."""
+    def run(self, send: Callable[[T], R], job: T, http: ApiSession) -> R:
+        """``send(job)`` once the pace allows another request in flight."""
         with self._cond:
-            if learn:
-                ticket = next(self._tickets)
-                self._queue.append(ticket)
+            ticket = next(self._tickets)
+            self._queue.append(ticket)
             try:
-                self._wait_for_room(http, learn, ticket if learn else -1)
+                self._wait_for_room(http, ticket)
             finally:
-                if learn:
-                    self._queue.remove(ticket)
-                    self._cond.notify_all()
+                self._queue.remove(ticket)
+                self._cond.notify_all()
             self._in_flight += 1
             self.peak = max(self.peak, self._in_flight)
         started = time.monotonic()
@@ -373,21 +258,15 @@ class Pace:
             ok = True
             return out
         finally:
-            self._done(http, started, time.monotonic(), ok and learn)
+            self._done(http, started, time.monotonic(), ok)
 
-    def _wait_for_room(self, http: ApiSession, learn: bool, ticket: int) -> None:
+    def _wait_for_room(self, http: ApiSession, ticket: int) -> None:
         """Wait (holding ``_cond``) until the request may start: see :meth:`run`. Paced
         requests start in the order they asked (``ticket``): a load's batches then finish
         in the order they were sent, and each is stamped while later ones are in flight
         instead of all together after the last answer."""
         waited = False
         while True:
-            if not learn:
-                if self._in_flight < self.ceiling(http.budget) and \
-                        self._affordable(http.budget, learn=False):
-                    return
-                self._cond.wait(timeout=0.5)
-                continue
             ceiling = self.ceiling(http.budget)
             if self.cost is None:  # what a request costs is not known yet
                 ceiling = min(ceiling, self._first_round(http.budget))
@@ -556,7 +435,6 @@ class DataverseAdapter:
         self.client = client
         self.page_size = page_size
         self.pace = Pace()
-        self.read_backs = SharedReadBacks()
 
     user_id: str | None = None
     op_seconds: float | None = None  # what one $batch write operation took (moving average)
@@ -625,13 +503,10 @@ class DataverseAdapter:
         return self.client.get_many(side.entity_set, side.key, ids, select=columns)
 
     def write_many(self, side: Side, items: Sequence[WriteItem],
-                   select: Sequence[str] = (), *, counted: bool = False
-                   ) -> list[Written | FatalApiError]:
+                   select: Sequence[str] = ()) -> list[Written | FatalApiError]:
         """Creates through CreateMultiple (1,000 rows a request, our ids in the targets),
-        read back in one ``$batch`` of GETs for their baselines (shared with the batches
-        beside them: ``SharedReadBacks``; ``counted`` when the caller already counted this
-        batch there with ``begin``); updates with If-Match in one ``$batch`` (continue on
-        error), each returning its row.
+        not read back: their baseline is the first read's (engine/created.py); updates with
+        If-Match in one ``$batch`` (continue on error), each returning its row.
 
         Updates stay single PATCHes with If-Match: UpdateMultiple carries no per-row
         If-Match in the Web API (Learn: bulk-operations; optimistic concurrency is a
@@ -650,9 +525,7 @@ class DataverseAdapter:
         bulk = set(creates) if logical else set()
         rest = [i for i in range(len(items)) if i not in bulk]
         if logical:
-            rest += self._create_multiple(side, logical, items, creates, cols, out, counted)
-        elif counted:
-            self.read_backs.abandon(side.entity_set)
+            rest += self._create_multiple(side, logical, items, creates, out)
         rest.sort()
         for i, result in zip(rest, self._batch_writes(side, [items[i] for i in rest], cols),
                              strict=True):
@@ -660,47 +533,11 @@ class DataverseAdapter:
         return [r for r in out if r is not None]
 
     def _create_multiple(self, side: Side, logical: str, items: Sequence[WriteItem],
-                         creates: list[int], cols: list[str],
-                         out: list[Written | FatalApiError | None], counted: bool = False
+                         creates: list[int], out: list[Written | FatalApiError | None]
                          ) -> list[int]:
-        """CreateMultiple per ``create_rows`` of ``items[creates]``, as many at once as the pace
-        allows, then the read-back of the new rows; fills ``out`` and returns the indexes
-        that must go by ``$batch`` instead.
-
-        Once every request has started, the rows already created are read back while the
-        last requests, started later (waiting for room in the pace), are still far from
-        answered; the rest after them (so the read-back is one request when all went at
-        once, two at most), by id. A read-back goes through the pace too: its execution
-        time counts in the service's window like a create's."""
-        if not counted:
-            self.read_backs.begin(side.entity_set)
-        try:
-            made, rest, unread, back = self._create_in_bulk(side, logical, items, creates, cols)
-        except BaseException:
-            self.read_backs.abandon(side.entity_set)
-            raise
-        if unread:
-            # The last read-back, shared with the batches beside this one.
-            read_back = partial(self._read_back, side, cols)
-            back.update(self.read_backs.read(
-                (side.entity_set, tuple(cols)), unread,
-                lambda record_ids: self.pace.run(read_back, record_ids, self.client.http,
-                                                 learn=False),
-                side.entity_set))
-        else:
-            self.read_backs.abandon(side.entity_set)
-        for i in made:
-            row = back.get(str(items[i].record_id).lower())
-            out[i] = Written(str(items[i].record_id), parse_datetime((row or {}).get(
-                side.modified_on)), (row or {}).get("@odata.etag"), True, row)
-        return rest
-
-    def _create_in_bulk(self, side: Side, logical: str, items: Sequence[WriteItem],
-                        creates: list[int], cols: list[str]
-                        ) -> tuple[list[int], list[int], list[str], dict[str, dict[str, Any]]]:
-        """The CreateMultiple requests of ``_create_multiple`` and its early read-back:
-        (created, to send by ``$batch``, ids created and not read back yet, rows read
-        back)."""
+        """CreateMultiple per ``create_rows`` of ``items[creates]``, as many at once as the
+        pace allows; fills ``out`` (the ids, no baseline) and returns the indexes that must
+        go by ``$batch`` instead."""
         size = self.create_rows
         chunks = [creates[s:s + size] for s in range(0, len(creates), size)]
         http = self.client.http
@@ -708,12 +545,8 @@ class DataverseAdapter:
             # Nothing heard from the service yet: ask for its hint before sending several at
             # once, as Learn's parallel operations sample does (a WhoAmI, the cheapest call).
             self.client.whoami()
-        begun: list[float] = []  # when each request started
-        lock = threading.Lock()
 
         def send(chunk: list[int]) -> bool:
-            with lock:
-                begun.append(time.monotonic())
             rows = [{**items[i].payload, side.key: items[i].record_id} for i in chunk]
             began = time.monotonic()
             try:  # the targets carry our ids, which Dataverse keeps (ids answered: the same)
@@ -728,42 +561,18 @@ class DataverseAdapter:
                 self.op_seconds = (time.monotonic() - began) / len(rows)
             return True
 
-        made: list[int] = []
         rest: list[int] = []
-        unread: list[str] = []
-        back: dict[str, dict[str, Any]] = {}
-        with ThreadPoolExecutor(max_workers=min(self.pace.most, len(chunks)) + 1) as pool:
+        with ThreadPoolExecutor(max_workers=min(self.pace.most, len(chunks)) or 1) as pool:
             futures = {pool.submit(self.pace.run, send, chunk, http): chunk
                        for chunk in chunks}
-            early: Future[dict[str, dict[str, Any]]] | None = None
-            left = len(futures)
             for future in as_completed(futures):
-                left -= 1
                 chunk = futures[future]
-                if future.result():
-                    made.extend(chunk)
-                    unread.extend(str(items[i].record_id) for i in chunk)
-                else:
+                if not future.result():
                     rest.extend(chunk)
-                with lock:
-                    far = len(begun) == len(chunks) and read_back_early(
-                        begun, self.pace.cost, time.monotonic())
-                if early is None and unread and left and far:
-                    early = pool.submit(self.pace.run, partial(self._read_back, side, cols),
-                                        unread, http, learn=False)
-                    unread = []
-            if early is not None:
-                back.update(early.result())
-        return made, rest, unread, back
-
-    def _read_back(self, side: Side, cols: list[str],
-                   ids: list[str]) -> dict[str, dict[str, Any]]:
-        """The rows just created, by lower-case id: one ``$batch`` of GETs by id (40 ids a
-        GET, 1,000 GETs a request), so a batch of 5,000 creates is read back in one request
-        and returns only its own rows. (A read of the creation window returned the rows of
-        every batch created in the slack before it as well: five pages for 5,000 rows.)"""
-        return {str(r.get(side.key)).lower(): r for r in self.client.get_many_batched(
-            side.entity_set, side.key, ids, select=cols)}
+                    continue
+                for i in chunk:
+                    out[i] = Written(str(items[i].record_id), None, None, True, None)
+        return rest
 
     def _batch_parts(self, ops: list[BatchOp]) -> list[BatchResult]:
         """Run write operations through ``$batch`` (continue on error), one result per

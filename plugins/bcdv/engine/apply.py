@@ -34,6 +34,7 @@ from bcdv.engine.actions import (
 from bcdv.engine.adapters import BULK_ROWS, WriteItem, Written, rows_per_create
 from bcdv.engine.api_errors import ApiErrorDetail, parse_api_error
 from bcdv.engine.context import PassSides, SyncContext, system_title
+from bcdv.engine.created import UNREAD, sent_values
 from bcdv.engine.lost_creates import (
     Recovered,
     find_lost_bc_creates,
@@ -57,9 +58,7 @@ from bcdv.state.store import Stamp
 # it gets the action's plan-file row.
 after_write_hook: Callable[[dict[str, Any]], None] | None = None
 Stamped = Insert | Update | Unchanged
-# CreateMultiple requests in a batch of Dataverse creates, whose rows are read back in one
-# request. (Ten, with five batches in flight, read back half as often: 114 requests for
-# 100,000 creates instead of 124, but the peak RSS went from 293 MB to 426 MB.)
+# CreateMultiple requests in a batch of Dataverse creates (what a load stamps at once).
 DV_FLUSH_REQUESTS = 5
 # Dataverse batches of creates a load keeps in flight (see _Writer): enough batches of
 # DV_FLUSH_REQUESTS requests for the pace to reach the 48 requests at once it allows.
@@ -188,7 +187,7 @@ def _batch_size(sides: PassSides, asked: int | None, create_rows: int = BULK_ROW
     """Records per written batch: Business Central takes 100 operations per ``$batch``.
     Dataverse takes about 1,000 rows per CreateMultiple (``create_rows``) and 1,000 requests
     per ``$batch``; unless ``BCDV_BATCH_SIZE`` (or the caller) asks for fewer, a Dataverse
-    batch is five such requests, whose creates are read back in one request."""
+    batch is five such requests."""
     cap = 100 if sides.target_system == "business_central" else BULK_ROWS
     if cap == BULK_ROWS and not _chosen_size(asked):
         return DV_FLUSH_REQUESTS * create_rows
@@ -246,30 +245,12 @@ class _Writer:
                      else BC_BATCHES_IN_FLIGHT)
         self.pool = ThreadPoolExecutor(max_workers=self.most, thread_name_prefix="bcdv-write")
         self.flights: deque[tuple[_Batch, Future[list[Written | FatalApiError]]]] = deque()
-        # Dataverse batches of creates share read-backs with the next batch, sent or still
-        # to come (adapters.SharedReadBacks): the writer says while more may come.
-        self.shared = ctx.dataverse.read_backs if sides.target_system == "dataverse" else None
-        self.expecting = False
-        self._expect(True)
 
     def __enter__(self) -> _Writer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for batch, future in self.flights:
-            if future.cancel() and batch.counted and self.shared is not None:
-                self.shared.abandon(self.sides.target.entity_set)  # never started
-        self._expect(False)
         self.pool.shutdown(wait=True, cancel_futures=True)
-
-    def _expect(self, more: bool) -> None:
-        """Tell the shared read-backs whether batches may still come (``more``), so none
-        waits for a batch while this writer waits for it."""
-        if self.shared is None or more == self.expecting:
-            return
-        self.expecting = more
-        entity_set = self.sides.target.entity_set
-        (self.shared.expect if more else self.shared.settle)(entity_set)
 
     def send(self, actions: list[Insert | Update]) -> list[Insert]:
         """Start writing ``actions`` (see the class for when); returns the creates to
@@ -280,40 +261,29 @@ class _Writer:
             while self.flights and (self.flights[0][1].done()
                                     or len(self.flights) >= self.most):
                 self._finish_oldest()
-            self._expect(True)
             self._submit(batch)
         else:
             # Sent once every batch before it is answered; those are stamped while this one
             # is in flight (a failure leaves at most two batches to settle or recover).
-            self._expect(False)
             wait([future for _, future in self.flights])
             if any(future.exception() is not None for _, future in self.flights):
                 self.drain()  # a batch that could not be written stops the load here
             self._submit(batch)
             while len(self.flights) > 1:
                 self._finish_oldest()
-            self._expect(True)
         return batch.resume
 
     def _submit(self, batch: _Batch) -> None:
-        if self.shared is not None and any(isinstance(a, Insert) for a in batch.todo):
-            # Counted from now, not from when a thread starts it: a batch answered in the
-            # meantime waits for it rather than reading back alone.
-            self.shared.begin(self.sides.target.entity_set)
-            batch.counted = True
         self.flights.append((batch, self.pool.submit(_write, self.ctx, self.mapping,
-                                                     self.sides, batch.todo, batch.counted)))
+                                                     self.sides, batch.todo)))
 
     def drain(self) -> None:
         """Finish every batch in flight (wait for its answers, stamp, stage), in order."""
-        self._expect(False)
         while self.flights:
             self._finish_oldest()
 
     def _finish_oldest(self) -> None:
         batch, future = self.flights.popleft()
-        if not future.done():
-            self._expect(False)  # no batch waits for one this writer cannot send now
         _finish(self.ctx, self.mapping, self.state, self.sides, batch, future.result())
         give_back_free_memory()  # what the batch held, freed among the next ones' memory
 
@@ -325,7 +295,6 @@ class _Batch:
     todo: list[Insert | Update]
     outcomes: list[dict[str, Any]]
     resume: list[Insert]
-    counted: bool = False  # in the shared read-backs' count of batches creating
 
 
 def _prepare(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
@@ -360,17 +329,13 @@ def _prepare(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: P
 
 
 def _write(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
-           todo: list[Insert | Update], counted: bool = False) -> list[Written | FatalApiError]:
-    """Send a batch's writes (HTTP only: no state store), one answer per action; ``counted``:
-    a Dataverse batch already counted in the shared read-backs (``_Writer._submit``)."""
+           todo: list[Insert | Update]) -> list[Written | FatalApiError]:
+    """Send a batch's writes (HTTP only: no state store), one answer per action."""
     items = [WriteItem(a.kind, a.target_id, a.payload, a.etag if isinstance(a, Update) else None)
              for a in todo]
     select = side_fields(mapping, sides.target_system)
-    if counted:
-        results = ctx.dataverse.write_many(sides.target, items, select=select, counted=True)
-    else:
-        results = ctx.adapter(sides.target_system).write_many(
-            sides.target, items, select=select) if items else []
+    results = ctx.adapter(sides.target_system).write_many(
+        sides.target, items, select=select) if items else []
     return _confirm_own_updates(ctx, mapping, sides, todo, results)
 
 
@@ -603,6 +568,13 @@ def _written(mapping: TableMapping, sides: PassSides, action: Insert | Update,
         values = {f: written.row[f] for f in fields}
     elif isinstance(action, Insert):
         values = action.payload
+        if sides.target_system == "dataverse" and written.row is None:
+            # A CreateMultiple's rows: their baseline is the first read's (created.py),
+            # which checks them against what was sent.
+            return UNREAD, sent_values(values, {
+                str(write_key(f, "dataverse")): str(read_key(f, "dataverse"))
+                for f in mapping.fields if f.enabled and f.constant is None
+                and write_key(f, "dataverse") and read_key(f, "dataverse")})
     else:
         return action.target_hash, None
     canonical = {f: canon(values.get(f)) for f in fields}

@@ -22,6 +22,7 @@ from bcdv.clients.odata import Guid, chunks, compare, id_filter, parse_datetime
 from bcdv.engine.actions import Insert, read_plan
 from bcdv.engine.adapters import Adapter
 from bcdv.engine.context import PassSides, SyncContext
+from bcdv.engine.created import settle_frame
 from bcdv.engine.inputs import TOLERANCE
 from bcdv.engine.lost_creates import recover_lost_bc_creates
 from bcdv.engine.matches import matches
@@ -272,16 +273,23 @@ def own_echoes(ctx: SyncContext, mapping: TableMapping, direction: Direction,
     if coup.empty:
         return set()
     coup = coup[~coup["pending"].astype(bool) & ~coup["skipped"].astype(bool)
-                & coup[sides.result_col].ne("failure") & coup[sides.source_mod_col].notna()]
+                & coup[sides.result_col].ne("failure")]
     coup.index = coup[sides.source_id_col].astype(str)
     frame = frame[frame.index.isin(coup.index)]
     if frame.empty or sides.source.modified_on not in frame:
         return set()
     coup = coup.loc[frame.index]
-    hashes = hash_frame(frame, side_fields(mapping, sides.source_system))
+    fields = side_fields(mapping, sides.source_system)
+    hashes = hash_frame(frame, fields)
+    if sides.source_system == "dataverse":  # rows our creates made (engine/created.py)
+        coup = settle_frame(coup, frame, id_col=sides.source_id_col,
+                            mod_col=sides.source_mod_col, hash_col=sides.source_hash_col,
+                            modified_on=sides.source.modified_on, fields=fields,
+                            hashes=hashes)
     modified = pd.to_datetime(frame[sides.source.modified_on], utc=True, errors="coerce",
                               format="ISO8601")
     echo = (hashes.eq(coup[sides.source_hash_col]) & modified.notna()
+            & coup[sides.source_mod_col].notna().to_numpy()
             & ((modified - coup[sides.source_mod_col]) <= TOLERANCE))
     found = set(frame.index[echo.to_numpy()])
     return found - set(ctx.state.last_errors(mapping.name, direction.value, sorted(found)))

@@ -16,6 +16,7 @@ import pandas as pd
 
 from bcdv.engine.actions import Insert, Unchanged, Update, read_plan
 from bcdv.engine.context import PassSides, SyncContext
+from bcdv.engine.created import CREATED_ON, settle_frame
 from bcdv.engine.entity_rules import extra_columns
 from bcdv.engine.extract import staged_references
 from bcdv.engine.inputs import PlanInputs, flags_of, targets_to_read
@@ -37,7 +38,8 @@ def gather(ctx: SyncContext, mapping: TableMapping, state: PassState, src: pd.Da
     """The plan's inputs for one chunk of staged source records."""
     sides = PassSides.of(mapping, Direction(state.direction))
     inputs = _marked(ctx, mapping, state, src, tables, first_pass)
-    return replace(inputs, targets=_target_rows(ctx, mapping, sides, targets_to_read(inputs)))
+    return _with_targets(mapping, sides, inputs,
+                         _target_rows(ctx, mapping, sides, targets_to_read(inputs)))
 
 
 def gather_first(ctx: SyncContext, mapping: TableMapping, state: PassState,
@@ -57,8 +59,21 @@ def gather_first(ctx: SyncContext, mapping: TableMapping, state: PassState,
             ctx, mapping, direction, known=staged_references(state.path),
             by_id=RowsById(ctx.adapter(sides.target_system), sides.target,
                            targets_to_read(inputs), _target_columns(mapping, sides)))
-    return tables, replace(inputs, tables=tables,
-                           targets=_target_frame(rows, _target_columns(mapping, sides), sides))
+    return tables, _with_targets(mapping, sides, replace(inputs, tables=tables),
+                                 _target_frame(rows, _target_columns(mapping, sides), sides))
+
+
+def _with_targets(mapping: TableMapping, sides: PassSides, inputs: PlanInputs,
+                  targets: pd.DataFrame) -> PlanInputs:
+    """``inputs`` with the target rows read, and the Dataverse baselines of the rows our
+    creates made that these rows settle (engine/created.py)."""
+    couplings = inputs.couplings
+    if sides.target_system == "dataverse":
+        couplings = settle_frame(couplings, targets, id_col=sides.target_id_col,
+                                 mod_col=sides.target_mod_col, hash_col=sides.target_hash_col,
+                                 modified_on=sides.target.modified_on,
+                                 fields=side_fields(mapping, sides.target_system))
+    return replace(inputs, targets=targets, couplings=couplings)
 
 
 def _marked(ctx: SyncContext, mapping: TableMapping, state: PassState, src: pd.DataFrame,
@@ -99,10 +114,11 @@ def _target_columns(mapping: TableMapping, sides: PassSides) -> list[str]:
     """The target columns the plan compares with."""
     direction = (Direction.TO_DATAVERSE if sides.target_system == "dataverse"
                  else Direction.TO_BUSINESS_CENTRAL)
+    created = [CREATED_ON] if sides.target_system == "dataverse" else []
     return list(dict.fromkeys([sides.target.key, sides.target.modified_on,
                                *side_fields(mapping, sides.target_system),
                                *compare_columns(mapping, direction).values(),
-                               *extra_columns(sides.target.entity_set)]))
+                               *extra_columns(sides.target.entity_set), *created]))
 
 
 def _target_frame(rows: list[dict[str, Any]], cols: list[str],

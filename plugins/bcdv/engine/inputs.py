@@ -12,6 +12,7 @@ from typing import Any, TypeAlias
 import pandas as pd
 
 from bcdv.engine.context import PassSides
+from bcdv.engine.created import settle_frame
 from bcdv.engine.lookups import Tables
 from bcdv.engine.transform import side_fields
 from bcdv.engine.values import canon_frame, canon_hash_frame
@@ -136,6 +137,11 @@ def flags_of(inputs: PlanInputs) -> Flags:
     src_canon = canon_frame(src.reindex(columns=fields))
     src_hash = canon_hash_frame(src_canon, fields)
     src_mod = _utc(src[sides.source.modified_on])
+    if sides.source_system == "dataverse":  # rows our creates made (engine/created.py)
+        coup = settle_frame(coup, src, id_col=sides.source_id_col, mod_col=sides.source_mod_col,
+                            hash_col=sides.source_hash_col,
+                            modified_on=sides.source.modified_on, fields=fields,
+                            hashes=src_hash)
     baseline = _utc(coup[sides.source_mod_col])
     is_coupled = coup["id"].notna() & ~coup["pending"].fillna(False).astype(bool)
     skipped = is_coupled & coup["skipped"].fillna(False).astype(bool)

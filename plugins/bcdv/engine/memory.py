@@ -1,11 +1,11 @@
 """Keep a sync's memory to what it holds: few glibc malloc arenas, and their free pages
 given back as a load goes.
 
-A load writes from several threads at once (batches of creates, their read-backs, the
-pace's requests). glibc gives each thread that allocates while another holds the heap an
+A load writes from several threads at once (batches of creates and updates, the pace's
+requests). glibc gives each thread that allocates while another holds the heap an
 arena of its own, up to eight per core, and memory freed in one arena is kept for it: the
-large, short-lived buffers of HTTP answers (a read-back of 10,000 rows is several MB of
-text, then its rows) then leave each arena at its own high-water mark. A 100,000-row full
+large, short-lived buffers of HTTP bodies (a CreateMultiple of 1,000 rows, a page of
+5,000) then leave each arena at its own high-water mark. A 100,000-row full
 load held 387 MB at its peak with glibc's default and 299 MB with two arenas, in the same
 time (41.9 s against 40.7 s, in process against the emulators). Two is the value commonly
 set for threaded services through glibc's ``MALLOC_ARENA_MAX`` tunable; ``mallopt`` sets the
@@ -63,8 +63,8 @@ def give_back_free_memory(every: float = TRIM_EVERY_S) -> bool:
     once per ``every`` seconds of the process; True if it ran and gave any back.
 
     glibc hands back only the free memory at the top of its heap on its own; what is freed
-    below a chunk still in use stays resident. A load frees a batch's payloads, answers and
-    read-back rows after each batch, while the next batches' are still held, so without
+    below a chunk still in use stays resident. A load frees a batch's payloads and answers
+    after each batch, while the next batches' are still held, so without
     this the free space left behind grows with the length of the load: a 1,000,000-row
     full load peaked at 390 MB (77 MB of it free inside the arenas) against 295 MB at
     100,000; trimmed after each batch, 362 MB. A trim takes a few milliseconds; the

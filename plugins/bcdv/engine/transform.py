@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from bcdv.clients.odata import key_segment
+from bcdv.engine.created import CREATED_ON
 from bcdv.engine.lookups import Tables
 from bcdv.engine.values import NULL_GUID, canon
 from bcdv.mapping.model import Direction, FieldMapping, OnFailure, TableMapping
@@ -59,13 +60,16 @@ def _target_system(direction: Direction) -> str:
 
 
 def source_columns(mapping: TableMapping, direction: Direction) -> list[str]:
-    """Source-side columns a pass must read: key, modified-on, name and every mapped field."""
+    """Source-side columns a pass must read: key, modified-on, name, every mapped field and,
+    on Dataverse, ``createdon``."""
     system = _source_system(direction)
     side = mapping.side(system)
     cols = [side.key, side.modified_on]
     if side.name_field:
         cols.append(side.name_field)
     cols.extend(side_fields(mapping, system))
+    if system == "dataverse":
+        cols.append(CREATED_ON)  # settles the baseline of rows our creates made (created.py)
     return list(dict.fromkeys(cols))
 
 

@@ -46,7 +46,7 @@ from bcdv.engine.memory import give_back_free_memory
 from bcdv.engine.outcome import failure_result, skipped_message
 from bcdv.engine.report import ACTION_RESULT, PassReport, RecordOutcome
 from bcdv.engine.staging import PassState, read_jsonl, write_jsonl
-from bcdv.engine.transform import read_key, side_fields, write_key
+from bcdv.engine.transform import read_names, side_fields, write_key
 from bcdv.engine.updates import update_intent
 from bcdv.engine.values import canon, canon_hash, same
 from bcdv.errors import ConcurrencyError, FatalApiError
@@ -378,9 +378,7 @@ def _confirm_own_updates(ctx: SyncContext, mapping: TableMapping, sides: PassSid
         return results
     key, modified_on = sides.target.key, sides.target.modified_on
     system = sides.target_system
-    # A Dataverse lookup is written as nav@odata.bind and read back as _lookup_value.
-    read_as = {str(write_key(f, system)): str(read_key(f, system)) for f in mapping.fields
-               if write_key(f, system) and read_key(f, system)}
+    read_as = read_names(mapping, system)
     columns = sorted({key, modified_on, *side_fields(mapping, system)})
     ids = [str(todo[i].target_id) for i in stale]
     rows = {str(r.get(key)): r for r in ctx.adapter(sides.target_system).fetch(
@@ -572,9 +570,7 @@ def _written(mapping: TableMapping, sides: PassSides, action: Insert | Update,
             # A CreateMultiple's rows: their baseline is the first read's (created.py),
             # which checks them against what was sent.
             return UNREAD, sent_values(values, {
-                str(write_key(f, "dataverse")): str(read_key(f, "dataverse"))
-                for f in mapping.fields if f.enabled and f.constant is None
-                and write_key(f, "dataverse") and read_key(f, "dataverse")})
+                w: r for w, r in read_names(mapping, "dataverse").items() if r in fields})
     else:
         return action.target_hash, None
     canonical = {f: canon(values.get(f)) for f in fields}

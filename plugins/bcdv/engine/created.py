@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from bcdv import fastjson
+from bcdv.engine.values import canon, hash_frame
 
 UNREAD = "created"  # the Dataverse hash of a coupling whose row no read has met since our create
 CREATED_ON = "createdon"
@@ -44,16 +45,13 @@ _BEFORE = pd.Timedelta(seconds=1)
 
 def settle_frame(coup: pd.DataFrame, rows: pd.DataFrame, *, id_col: str, mod_col: str,
                  hash_col: str, modified_on: str, fields: list[str],
-                 hashes: pd.Series | None = None, synced_col: str = "synced"
-                 ) -> pd.DataFrame:
+                 hashes: pd.Series | None = None) -> pd.DataFrame:
     """``coup`` with the baselines of its ``UNREAD`` couplings whose rows are in ``rows``
     (indexed by Dataverse id, with ``modified_on`` and ``createdon``): the row as read
     (its modified-on, the hash of its mapped ``fields``, or ``hashes`` when the caller
     has them, same index as ``rows``) when unchanged since the create, else a second before
     the create and no hash. Other couplings, and marked ones whose row is not here, are returned
     as they are; times as aware UTC, as the state store gives them."""
-    from bcdv.engine.values import hash_frame
-
     if coup.empty or hash_col not in coup or rows.empty:
         return coup
     marked = coup[hash_col].eq(UNREAD)
@@ -73,7 +71,7 @@ def settle_frame(coup: pd.DataFrame, rows: pd.DataFrame, *, id_col: str, mod_col
     unchanged = ((modified - created).abs() <= _SAME).to_numpy().copy()
     digests = (hashes.iloc[[r for _, r in pairs]] if hashes is not None
                else hash_frame(met, fields)).to_numpy()
-    unchanged &= _as_sent(coup[synced_col].iloc[at_coup].tolist() if synced_col in coup
+    unchanged &= _as_sent(coup["synced"].iloc[at_coup].tolist() if "synced" in coup
                           else [None] * len(at_coup), met)
     at = modified.where(unchanged, created - _BEFORE)
     out = coup.copy()
@@ -87,8 +85,6 @@ def settle_frame(coup: pd.DataFrame, rows: pd.DataFrame, *, id_col: str, mod_col
 def _as_sent(synced: list[Any], met: pd.DataFrame) -> np.ndarray:
     """Per met row: whether every value its create sent (the Dataverse part of the
     coupling's synced values, as ``sent_values`` kept it) reads back the same."""
-    from bcdv.engine.values import canon
-
     out = np.zeros(len(met), dtype=bool)
     columns: dict[str, list[Any]] = {}
     for i, text in enumerate(synced):
@@ -121,8 +117,6 @@ def sent_values(payload: dict[str, Any], read_as: dict[str, str]) -> dict[str, s
     them (``read_as``: written property -> column read; a lookup's ``nav@odata.bind`` of
     ``/set(id)`` reads back as ``_nav_value`` holding the id). Only what was sent: the
     service fills the rest (an owner), which the first read takes as it is."""
-    from bcdv.engine.values import canon
-
     out: dict[str, str] = {}
     for written, column in read_as.items():
         if written not in payload:

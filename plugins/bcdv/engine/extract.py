@@ -289,7 +289,6 @@ def own_echoes(ctx: SyncContext, mapping: TableMapping, direction: Direction,
     modified = pd.to_datetime(frame[sides.source.modified_on], utc=True, errors="coerce",
                               format="ISO8601")
     echo = (hashes.eq(coup[sides.source_hash_col]) & modified.notna()
-            & coup[sides.source_mod_col].notna().to_numpy()
             & ((modified - coup[sides.source_mod_col]) <= TOLERANCE))
     found = set(frame.index[echo.to_numpy()])
     return found - set(ctx.state.last_errors(mapping.name, direction.value, sorted(found)))

@@ -83,6 +83,13 @@ def side_fields(mapping: TableMapping, system: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def read_names(mapping: TableMapping, system: str) -> dict[str, str]:
+    """Written property -> column a read returns, on ``system``, for every field with both
+    (a Dataverse lookup is written as ``nav@odata.bind`` and read back as ``_nav_value``)."""
+    return {str(write_key(f, system)): str(read_key(f, system)) for f in mapping.fields
+            if write_key(f, system) and read_key(f, system)}
+
+
 def compare_columns(mapping: TableMapping, direction: Direction) -> dict[str, str]:
     """Written property -> column read back, for the target of a pass."""
     system = _target_system(direction)

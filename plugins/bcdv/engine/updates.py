@@ -28,7 +28,7 @@ from bcdv import fastjson
 from bcdv.clients.odata import parse_datetime
 from bcdv.engine.actions import Update
 from bcdv.engine.context import PassSides, SyncContext
-from bcdv.engine.transform import read_key, side_fields, write_key
+from bcdv.engine.transform import read_names, side_fields
 from bcdv.engine.values import canon, canon_hash, same
 from bcdv.mapping.model import Direction, TableMapping
 from bcdv.state.db import from_db
@@ -76,8 +76,7 @@ def _settle(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
             rows: list[dict[str, Any]], drop: list[int]) -> list[Stamp]:
     system, key = sides.target_system, sides.target.key
     fields = side_fields(mapping, system)
-    read_as = {str(write_key(f, system)): str(read_key(f, system)) for f in mapping.fields
-               if write_key(f, system) and read_key(f, system)}
+    read_as = read_names(mapping, system)
     ids = [str(r[sides.target_id_col]) for r in rows]
     columns = sorted({key, sides.target.modified_on, *fields})
     current = {str(r.get(key)).lower(): r

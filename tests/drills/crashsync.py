@@ -6,6 +6,8 @@
 - ``mid_transform``: inside the plan stage, while the mapping's transform runs;
 - ``after_write``: a write was answered, its coupling not yet committed (the engine's
   ``after_write_hook``, made for this);
+- ``after_create``: the same, counting only creates (a pass writes its actions in the order
+  its source read returned them, so the nth write can be a create one run and an update the next);
 - ``before_watermark``: every write and coupling of the pass committed, the watermark not.
 
 Killing between two write batches is done from outside (the emulators hold the nth batch and
@@ -64,11 +66,11 @@ def install(point: str, nth: int) -> None:
             return real_transform(*args, **kwargs)
 
         plan.transform = transform
-    elif point == "after_write":
+    elif point in ("after_write", "after_create"):
         from bcdv.engine import apply
 
         def hook(action: dict[str, Any]) -> None:
-            if reached():
+            if (point == "after_write" or action["action"] == "insert") and reached():
                 _die()
 
         apply.after_write_hook = hook

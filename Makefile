@@ -5,7 +5,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PYTEST_WORKERS ?= 2
+# One pytest worker more than cores: the Airflow, Celery and browser tests spend most of their
+# time waiting on polls and whole-second ticks (12.5 min for the suite with 3 workers on 2
+# cores on 2026-12-07; 2 workers took 17 to 25 min in earlier runs on this kind of machine).
+PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 
 .PHONY: venv browser node demo lint test soak bench contract up clean help
 

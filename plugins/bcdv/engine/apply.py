@@ -344,6 +344,7 @@ def _finish(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pa
     """Stamp a written batch's successes, record its failures, stage its outcomes."""
     todo, outcomes = batch.todo, batch.outcomes
     fields = side_fields(mapping, sides.target_system)
+    sent_as = _sent_as(mapping, fields)  # once a batch: a CreateMultiple's rows need it each
     stamps = []
     for action, result in zip(todo, results, strict=True):
         outcome = _outcome(action)
@@ -353,7 +354,8 @@ def _finish(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pa
             continue
         if after_write_hook is not None:
             after_write_hook(action.to_row())
-        target_hash, target_values = _written(mapping, sides, action, result, fields)
+        target_hash, target_values = _written(mapping, sides, action, result, fields,
+                                              sent_as)
         stamps.append(_make_stamp(sides, action, result.record_id, result.modified,
                                   target_hash, target_values))
         if isinstance(action, Insert) and not result.created:
@@ -555,12 +557,18 @@ def _ambiguous(ctx: SyncContext, mapping: TableMapping, state: PassState, sides:
     return outcome
 
 
+def _sent_as(mapping: TableMapping, fields: list[str]) -> dict[str, str]:
+    """Written Dataverse property -> column a read returns, for the mapped ``fields``."""
+    return {w: r for w, r in read_names(mapping, "dataverse").items() if r in fields}
+
+
 def _written(mapping: TableMapping, sides: PassSides, action: Insert | Update,
-             written: Written, fields: list[str] | None = None
+             written: Written, fields: list[str] | None = None,
+             sent_as: dict[str, str] | None = None
              ) -> tuple[str | None, dict[str, Any] | None]:
     """Hash and canonical values of the target's mapped fields as the service stored them
     (it may normalise, e.g. Business Central upper-cases Code fields), else as we sent them.
-    ``fields``: the target's mapped fields, when the caller already has them."""
+    ``fields`` and ``sent_as`` (:func:`_sent_as`): when the caller already has them."""
     fields = fields if fields is not None else side_fields(mapping, sides.target_system)
     if written.row is not None and all(f in written.row for f in fields):
         values = {f: written.row[f] for f in fields}
@@ -569,8 +577,8 @@ def _written(mapping: TableMapping, sides: PassSides, action: Insert | Update,
         if sides.target_system == "dataverse" and written.row is None:
             # A CreateMultiple's rows: their baseline is the first read's (created.py),
             # which checks them against what was sent.
-            return UNREAD, sent_values(values, {
-                w: r for w, r in read_names(mapping, "dataverse").items() if r in fields})
+            return UNREAD, sent_values(values, sent_as if sent_as is not None
+                                       else _sent_as(mapping, fields))
     else:
         return action.target_hash, None
     canonical = {f: canon(values.get(f)) for f in fields}

@@ -94,6 +94,12 @@ class Emulators:
         self.company = str(bc["company_id"])
         self.bc_customers = f"{self.bc_root}/companies({self.company})/customers"
         self.dv_api = str(endpoints["dataverse"]["api_url"])
+        self.pid: int | None = None  # the emulators' process, for its CPU time
+
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds the emulators' process has used so far (user + system, all its
+        threads; None where there is no /proc)."""
+        return process_cpu_seconds(self.pid) if self.pid else None
 
     def origin(self, service: str) -> str:
         """scheme://host:port of a service."""
@@ -179,6 +185,7 @@ def emulators(data_dir: Path, latency: str | None = None,
             if endpoints.exists():
                 try:
                     emu = Emulators(json.loads(endpoints.read_text()))
+                    emu.pid = proc.pid
                     emu.admin("dataverse", "GET", "health")
                     break
                 except (ValueError, requests.RequestException):
@@ -193,6 +200,19 @@ def emulators(data_dir: Path, latency: str | None = None,
             proc.kill()
             proc.wait()
         log.close()
+
+
+def _spent(before: float | None, after: float | None) -> float | None:
+    return round(after - before, 3) if before is not None and after is not None else None
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process (``/proc/<pid>/stat``, fields 14 and 15)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- the engine in a child process ---------------------------------------------------------
@@ -221,7 +241,7 @@ def child_sync(spec: dict[str, Any]) -> dict[str, Any]:
     ctx = SyncContext.create(endpoints_from_dict(spec["endpoints"]), spec["state_url"],
                              spec["staging"], mappings)
     try:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         profile = spec.get("profile")  # --profile: a directory, one .prof per sync
         if profile:
             import cProfile
@@ -233,12 +253,13 @@ def child_sync(spec: dict[str, Any]) -> dict[str, Any]:
         else:
             reports = sync_mapping(ctx, mapping, mode=spec["mode"], run_id=spec["run_id"])
         seconds = time.perf_counter() - started
+        cpu_seconds = time.process_time() - cpu_started
     finally:
         ctx.close()
     return {"passes": [{"direction": r.direction, "extracted": r.extracted, **r.counters()}
                        for r in reports],
             "summaries": [r.summary() for r in reports], "sync_seconds": seconds,
-            "peak_rss_mb": own_peak_rss_mb(),
+            "sync_cpu_seconds": cpu_seconds, "peak_rss_mb": own_peak_rss_mb(),
             "engine_path": str(Path(sys.modules[SyncContext.__module__].__file__ or "")
                                .parents[2])}
 
@@ -353,6 +374,7 @@ def floor(emu: Emulators, moves: list[Move], tag: str, at_once: int = 1) -> dict
     """The fewest requests: read at the largest page, bulk writes (``at_once`` Dataverse
     bulk requests at a time), no transform, no state."""
     emu.reset_stats()
+    emu_cpu = emu.cpu_seconds()
     started = time.perf_counter()
     requests_ = 0
     for move in moves:
@@ -361,7 +383,8 @@ def floor(emu: Emulators, moves: list[Move], tag: str, at_once: int = 1) -> dict
         requests_ += _bulk_write(emu, move.direction, rows, tag, at_once)
     seconds = time.perf_counter() - started
     served = _total_requests(emu.stats())
-    return {"seconds": round(seconds, 3), "requests": served, "planned_requests": requests_}
+    return {"seconds": round(seconds, 3), "requests": served, "planned_requests": requests_,
+            "emulator_cpu_seconds": _spent(emu_cpu, emu.cpu_seconds())}
 
 
 def per_record(emu: Emulators, moves: list[Move], tag: str, sample: int) -> dict[str, Any]:
@@ -549,15 +572,23 @@ class Session:
                 "run_id": f"bench__{name}_{self.runs}", "request_limit": self.request_limit,
                 "profile": Session.profile}
         self.emu.reset_stats()
+        emu_cpu = self.emu.cpu_seconds()
         report, process_s, rss = run_child(spec, self.work)
+        emu_cpu = _spent(emu_cpu, self.emu.cpu_seconds())
         stats = self.emu.stats()
         seconds = float(report["sync_seconds"])
+        # Where the time went: the sync's own CPU (all its threads) and the emulators'; on
+        # two cores the pass cannot take less than the larger of the two.
+        cpu = report.get("sync_cpu_seconds")
         result = Result(name, title, records, round(seconds, 3), round(rss, 1),
                         requests_by_kind(stats), minimum, report["passes"],
                         extra={"process_seconds": round(process_s, 3),
+                               "sync_cpu_seconds": round(cpu, 3) if cpu is not None else None,
+                               "emulator_cpu_seconds": emu_cpu,
                                "engine_path": report["engine_path"]})
         print(f"  {title}: {seconds:.1f} s, {result.requests['total']} requests, "
-              f"RSS {rss:.0f} MB | " + " / ".join(report["summaries"]), flush=True)
+              f"RSS {rss:.0f} MB, CPU sync {cpu or 0:.1f} s emulators {emu_cpu or 0:.1f} s | "
+              + " / ".join(report["summaries"]), flush=True)
         if keep:
             self.keep(result, moves)
         return result

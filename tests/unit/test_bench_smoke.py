@@ -41,6 +41,13 @@ def test_bench_full_sync_report_is_consistent(tmp_path: Path) -> None:
     assert r["floor"]["requests"] == r["floor"]["planned_requests"] == 2
     assert r["per_record"]["requests"] == 1 + 200
     assert r["per_record"]["sampled_writes"] == 10
+    # Where the time went: the sync's own CPU and the emulators' (their process's /proc
+    # times), for the sync and for the floor; neither more than the wall time allows
+    # (two cores: twice it, and the child's CPU counts its threads).
+    x = r["extra"]
+    assert 0 < x["sync_cpu_seconds"] <= 2 * r["seconds"] + 0.05
+    assert 0 < x["emulator_cpu_seconds"] <= 2 * x["process_seconds"] + 0.05
+    assert 0 < r["floor"]["emulator_cpu_seconds"] <= 2 * r["floor"]["seconds"] + 0.05
     table = (out / "latest.md").read_text()
     assert table.startswith("| scenario | records | seconds |")
     assert "| full sync BC -> Dataverse, 200 | 200 |" in table

@@ -6,7 +6,8 @@ per second, HTTP requests by kind (from the emulators' ``/_emulator/stats``), th
 number of requests the scenario needs (its reads at the largest page and its writes in the
 fewest requests; a full pass also reads the other side once for match-based coupling, and
 a pass of changes to coupled records reads their targets once: see :class:`Move`), 429
-answers, and the peak RSS of the child (``wait4`` rusage; no tracemalloc). Two references
+answers, the sync's CPU seconds and the emulators', and the peak RSS of the child (its own
+``VmHWM``, :func:`own_peak_rss_mb`; no tracemalloc). Two references
 are measured in the same run against the same emulator process:
 
 - the floor: read at the largest page (Business Central 20,000 rows, Dataverse 5,000) and

@@ -32,12 +32,11 @@ import numpy as np
 import pandas as pd
 
 from bcdv import fastjson
-from bcdv.engine.values import canon, hash_frame
+from bcdv.engine.values import TOLERANCE, canon, hash_frame, utc_times
 
 UNREAD = "created"  # the Dataverse hash of a coupling whose row no read has met since our create
 CREATED_ON = "createdon"
 _BIND = re.compile(r"^/[^(]+\(([^)]*)\)$")  # /entityset(id)
-_SAME = pd.Timedelta(milliseconds=10)  # inputs.TOLERANCE (BC's Type Helper)
 # A changed row's baseline: this much before its creation, so that every rule sees it moved
 # (Dataverse stamps whole seconds: an edit in the create's second keeps its modifiedon).
 _BEFORE = pd.Timedelta(seconds=1)
@@ -66,9 +65,9 @@ def settle_frame(coup: pd.DataFrame, rows: pd.DataFrame, *, id_col: str, mod_col
         return coup
     at_coup = [c for c, _ in pairs]
     met = rows.iloc[[r for _, r in pairs]]
-    modified = _utc(met[modified_on])
-    created = _utc(met[CREATED_ON])
-    unchanged = ((modified - created).abs() <= _SAME).to_numpy().copy()
+    modified = utc_times(met[modified_on])
+    created = utc_times(met[CREATED_ON])
+    unchanged = ((modified - created).abs() <= TOLERANCE).to_numpy().copy()
     digests = (hashes.iloc[[r for _, r in pairs]] if hashes is not None
                else hash_frame(met, fields)).to_numpy()
     unchanged &= _as_sent(coup["synced"].iloc[at_coup].tolist() if "synced" in coup
@@ -127,7 +126,3 @@ def sent_values(payload: dict[str, Any], read_as: dict[str, str]) -> dict[str, s
             value = bound.group(1) if bound else value
         out[column] = canon(value)
     return out
-
-
-def _utc(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")

@@ -23,7 +23,6 @@ from bcdv.engine.actions import Insert, read_plan
 from bcdv.engine.adapters import Adapter
 from bcdv.engine.context import PassSides, SyncContext
 from bcdv.engine.created import settle_frame
-from bcdv.engine.inputs import TOLERANCE
 from bcdv.engine.lost_creates import recover_lost_bc_creates
 from bcdv.engine.matches import matches
 from bcdv.engine.retry_set import retry_source_ids
@@ -38,7 +37,7 @@ from bcdv.engine.staging import (
 )
 from bcdv.engine.transform import side_fields, source_columns
 from bcdv.engine.updates import settle_updates
-from bcdv.engine.values import hash_frame
+from bcdv.engine.values import TOLERANCE, hash_frame, utc_times
 from bcdv.errors import error_text
 from bcdv.mapping.model import Direction, Side, TableMapping
 
@@ -286,8 +285,7 @@ def own_echoes(ctx: SyncContext, mapping: TableMapping, direction: Direction,
                             mod_col=sides.source_mod_col, hash_col=sides.source_hash_col,
                             modified_on=sides.source.modified_on, fields=fields,
                             hashes=hashes)
-    modified = pd.to_datetime(frame[sides.source.modified_on], utc=True, errors="coerce",
-                              format="ISO8601")
+    modified = utc_times(frame[sides.source.modified_on])
     echo = (hashes.eq(coup[sides.source_hash_col]) & modified.notna()
             & ((modified - coup[sides.source_mod_col]) <= TOLERANCE))
     found = set(frame.index[echo.to_numpy()])

@@ -15,12 +15,10 @@ from bcdv.engine.context import PassSides
 from bcdv.engine.created import settle_frame
 from bcdv.engine.lookups import Tables
 from bcdv.engine.transform import side_fields
-from bcdv.engine.values import canon_frame, canon_hash_frame
+from bcdv.engine.values import TOLERANCE, canon_frame, canon_hash_frame, utc_times
 from bcdv.mapping.model import Direction, TableMapping
 from bcdv.state.store import COUPLING_COLUMNS
 
-# BC's Type Helper treats timestamps less than 10 ms apart as equal.
-TOLERANCE = pd.Timedelta(milliseconds=10)
 FORCING_MODES = ("full", "record")
 Rows: TypeAlias = pd.DataFrame | Sequence[Mapping[str, Any]]
 
@@ -110,10 +108,6 @@ def creates(mapping: TableMapping, mode: str) -> bool:
     return mode in FORCING_MODES or not mapping.sync_only_coupled
 
 
-def _utc(series: pd.Series) -> pd.Series:
-    return pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
-
-
 @dataclass(frozen=True)
 class Flags:
     """Per source record: what the coupling and the timestamps say (vectorised)."""
@@ -136,13 +130,13 @@ def flags_of(inputs: PlanInputs) -> Flags:
     fields = side_fields(inputs.mapping, sides.source_system)
     src_canon = canon_frame(src.reindex(columns=fields))
     src_hash = canon_hash_frame(src_canon, fields)
-    src_mod = _utc(src[sides.source.modified_on])
+    src_mod = utc_times(src[sides.source.modified_on])
     if sides.source_system == "dataverse":  # rows our creates made (engine/created.py)
         coup = settle_frame(coup, src, id_col=sides.source_id_col, mod_col=sides.source_mod_col,
                             hash_col=sides.source_hash_col,
                             modified_on=sides.source.modified_on, fields=fields,
                             hashes=src_hash)
-    baseline = _utc(coup[sides.source_mod_col])
+    baseline = utc_times(coup[sides.source_mod_col])
     is_coupled = coup["id"].notna() & ~coup["pending"].fillna(False).astype(bool)
     skipped = is_coupled & coup["skipped"].fillna(False).astype(bool)
     failed_before = coup[sides.result_col].eq("failure")

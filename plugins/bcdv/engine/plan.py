@@ -39,7 +39,6 @@ from bcdv.engine.actions import (
 from bcdv.engine.context import PassSides, SyncContext, system_title
 from bcdv.engine.entity_rules import RuleError, complete_insert, wanted_values
 from bcdv.engine.inputs import (
-    TOLERANCE,
     PlanInputs,
     creates,
     flags_of,
@@ -56,7 +55,7 @@ from bcdv.engine.transform import (
     with_binds,
     write_key,
 )
-from bcdv.engine.values import canon, canon_hash, same
+from bcdv.engine.values import TOLERANCE, canon, canon_hash, same
 from bcdv.mapping.model import DeletionConflict, Direction, TableMapping, UpdateConflict
 from bcdv.state.jsonsafe import json_safe
 

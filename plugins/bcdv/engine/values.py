@@ -20,6 +20,15 @@ _GUID = re.compile(r"^\{?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-
                    r"[0-9a-fA-F]{12})\}?$")
 
 
+# BC's Type Helper treats timestamps less than 10 ms apart as equal.
+TOLERANCE = pd.Timedelta(milliseconds=10)
+
+
+def utc_times(values: pd.Series) -> pd.Series:
+    """ISO 8601 times (texts or timestamps) as aware UTC times, NaT for anything else."""
+    return pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+
+
 def canon(value: Any) -> str:
     """The canonical text of one value ("" for every spelling of nothing)."""
     if value is None:

@@ -707,7 +707,7 @@ def commit(ctx: SyncContext, mapping: TableMapping, state: PassState) -> PassRep
         for rec in records:
             report.add(rec)
         ctx.state.append_job_records(state.job_id, mapping.name, state.direction,
-                                     [r.to_row() for r in records if r.listed])
+                                     [r.job_row() for r in records if r.listed])
         if not state.dry_run:
             ctx.state.resolve_errors(mapping.name, state.direction, [
                 r.source_id for r in records

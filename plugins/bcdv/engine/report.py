@@ -57,6 +57,13 @@ class RecordOutcome:
         return self.action not in ("unchanged", "ignore") or self.conflict or (
             self.result not in ("unchanged", None))
 
+    def job_row(self) -> dict[str, Any]:
+        """What the job's record list stores of it (state store ``append_job_records``);
+        its values are JSON-safe already (from_row made them so)."""
+        return {"source_id": self.source_id, "target_id": self.target_id, "name": self.name,
+                "action": self.action, "result": self.result, "message": self.message,
+                "changes": self.changes, "conflict": self.conflict}
+
     def to_row(self) -> dict[str, Any]:
         """JSON-ready form (json_safe copies the containers: no deep copy first)."""
         row = {name: getattr(self, name) for name in _OUTCOME_FIELDS}

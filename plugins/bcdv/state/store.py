@@ -660,11 +660,20 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
     def resolve_errors(self, mapping: str, direction: str, source_ids: Iterable[str]) -> None:
         """Mark the errors of records that synced successfully as resolved."""
         ids = list(source_ids)
+        if not ids:
+            return
         with self._write() as conn:
-            for start in range(0, len(ids), 500):
+            # The open errors of the pass's direction first (usually none, or few next to
+            # the records of a pass): only the records among them are updated, not every
+            # record a full sync wrote, 500 at a time.
+            open_ids = set(conn.execute(select(record_errors.c.source_id).where(
+                record_errors.c.mapping == mapping, record_errors.c.direction == direction,
+                record_errors.c.resolved.is_(False))).scalars())
+            hit = [i for i in ids if str(i) in open_ids]
+            for part in _parts(hit):
                 conn.execute(update(record_errors).where(
                     record_errors.c.mapping == mapping, record_errors.c.direction == direction,
-                    record_errors.c.source_id.in_(ids[start:start + 500]),
+                    record_errors.c.source_id.in_(part),
                     record_errors.c.resolved.is_(False)).values(resolved=True))
 
     def errors(self, mapping: str | None = None, *, include_resolved: bool = False,
@@ -725,10 +734,15 @@ def _job_record(job_id: str, mapping: str, direction: str,
     """A ``job_records`` row from a record outcome's row."""
     return {"job_id": job_id, "mapping": mapping, "direction": direction,
             "source_id": str(r["source_id"]), "target_id": r.get("target_id"),
-            "name": _cut(safe_text(r.get("name")), 250), "action": r["action"],
-            "result": r.get("result"), "message": safe_text(r.get("message")),
+            "name": _cut(_text(r.get("name")), 250), "action": r["action"],
+            "result": r.get("result"), "message": _text(r.get("message")),
             "changes": fastjson.dumps(r["changes"]) if r.get("changes")
             else None, "conflict": bool(r.get("conflict"))}
+
+
+def _text(value: Any) -> str | None:
+    """``safe_text`` with the common cases (text, nothing) first."""
+    return value if value is None or type(value) is str else safe_text(value)
 
 
 def _cut(text: str | None, size: int) -> str | None:

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 from bcdv.engine import apply, runner
-from bcdv.engine.staging import PassState, location
+from bcdv.engine.extract import pass_directory, pre_read
+from bcdv.engine.staging import PassState, location, read_jsonl
+from bcdv.mapping.model import Direction
 
 from .conftest import Env, make_mapping
 
@@ -65,16 +67,53 @@ def test_full_sync_spills_the_shared_read_and_matches_from_it_row_by_row(
     def watch(ctx: Any, m: Any, **kw: Any) -> Any:
         rows = kw["bc_rows"]
         seen["iterator"] = isinstance(rows, Iterator)
-        files = list(location(ctx.staging).rglob("preread.jsonl"))
-        seen["lines"] = [len(f.read_text().splitlines()) for f in files]
+        files = list(location(ctx.staging).rglob("*.jsonl"))
+        seen["lines"] = [len(f.read_text().splitlines()) for f in files
+                         if f.name in ("preread.jsonl", "source.jsonl")]
         return real(ctx, m, **kw)
 
+    real_read = runner._shared_read
+
+    def shared(*args: Any) -> Any:
+        read = real_read(*args)
+        # The read was staged for the pass as it came: its match columns are among the
+        # pass's, so the file match-based coupling reads is the pass's own source file.
+        seen["read_file"] = location(read.file).name
+        return read
+
+    monkeypatch.setattr(runner, "_shared_read", shared)
     monkeypatch.setattr(runner, "match_couple", watch)
     reports = env.sync(mapping, mode="full")
-    assert seen == {"iterator": True, "lines": [len(NAMES)]}
+    assert seen == {"iterator": True, "read_file": "source.jsonl", "lines": [len(NAMES)]}
     forward = reports["to_dataverse"]
     assert (forward.inserted, forward.modified, forward.failed) == (len(NAMES) - 1, 1, 0)
     assert env.coupling(mapping, dv_id=existing) is not None
     # The spilled read is gone once the passes ran; the pass's own staged files stay.
     assert not list(location(env.ctx.staging).rglob("preread.jsonl"))
     assert list(location(env.ctx.staging).rglob("source.jsonl"))
+
+
+
+def test_a_shared_read_with_a_column_the_pass_does_not_read_stages_the_pass_apart(
+        env: Env) -> None:
+    # Match criteria are mapped fields, which the pass reads anyway; a read asked for one
+    # more column (website) keeps it in its own file, and the pass's source file has the
+    # pass's columns only, as the pass's own read would have them.
+    mapping = make_mapping(sync_only_coupled=False, direction="to_dataverse")
+    for name in NAMES:
+        env.bc_new(name, city="Oslo", website="example.com")
+    directory = pass_directory(env.ctx.staging, mapping.name, "shared-read",
+                               Direction.TO_DATAVERSE)
+    read = pre_read(env.ctx, mapping, Direction.TO_DATAVERSE, ["id", "website"],
+                    file=directory / "preread.jsonl")
+    assert location(read.file).name == "preread.jsonl"
+    assert all(row["website"] == "example.com" for row in read.rows())
+    staged = list(read_jsonl(directory / "source.jsonl"))
+    assert sorted(r["displayName"] for r in staged) == NAMES
+    assert not any("website" in row for row in staged)
+    report = env.run(mapping, "to_dataverse", mode="full", run_id="shared-read",
+                     preread=read)
+    assert (report.extracted, report.inserted, report.failed) == (len(NAMES), len(NAMES), 0)
+    read.discard()
+    assert not location(read.file).exists()
+    assert (directory / "source.jsonl").exists()

@@ -79,12 +79,13 @@ class BusinessCentralClient:
         select: Sequence[str] | None = None,
         orderby: str | None = None,
         page_size: int = MAX_PAGE_SIZE,
+        prefetch: bool = False,
     ) -> Iterator[list[dict[str, Any]]]:
         """Yield pages of records, using server-driven paging (``odata.maxpagesize``)."""
         yield from self.http.iter_pages(
             self.url(entity_set), params=query_params(filter=filter, select=select,
                                                       orderby=orderby),
-            headers=page_size_header(page_size, MAX_PAGE_SIZE))
+            headers=page_size_header(page_size, MAX_PAGE_SIZE), prefetch=prefetch)
 
     def list(
         self,
@@ -152,14 +153,14 @@ class BusinessCentralClient:
         if not reads:
             body = self.http.get_json(self.url(page.entity_set), params=page.params(),
                                       headers=headers)
-            return FirstRead([], self.http.pages_from(body, headers=headers),
+            return FirstRead([], self.http.pages_from(body, headers=headers, prefetch=True),
                              served_from(self.server_time(), began))
         params = page.params() or {}
         query = f"?{urlencode(params, quote_via=quote)}" if params else ""
         op = BatchOp("GET", f"{self.batch_url(page.entity_set)}{query}", None, headers)
         tables, answered, (result,) = self._read_tables(reads, [op])
         body = batch_answer(result, f"reading {page.entity_set}")
-        return FirstRead(tables, self.http.pages_from(body, headers=headers),
+        return FirstRead(tables, self.http.pages_from(body, headers=headers, prefetch=True),
                          served_from(answered, began))
 
     def get_many(

@@ -80,12 +80,13 @@ class DataverseClient:
         select: Sequence[str] | None = None,
         orderby: str | None = None,
         page_size: int = MAX_PAGE_SIZE,
+        prefetch: bool = False,
     ) -> Iterator[list[dict[str, Any]]]:
         """Yield pages of rows (``Prefer: odata.maxpagesize``; nextLink followed verbatim)."""
         yield from self.http.iter_pages(
             self.url(entity_set), params=query_params(filter=filter, select=select,
                                                       orderby=orderby),
-            headers=page_size_header(page_size, MAX_PAGE_SIZE))
+            headers=page_size_header(page_size, MAX_PAGE_SIZE), prefetch=prefetch)
 
     def list(
         self,
@@ -165,7 +166,8 @@ class DataverseClient:
         op = BatchOp("GET", f"{page.entity_set}{query}", None, headers)
         who, tables, answered, (body,) = self._whoami_and_tables(
             reads, [(op, f"reading {page.entity_set}")])
-        return who, FirstRead(tables, self.http.pages_from(body, headers=headers),
+        return who, FirstRead(tables, self.http.pages_from(body, headers=headers,
+                                                           prefetch=True),
                               served_from(answered, began))
 
     def _whoami_and_tables(

@@ -376,8 +376,10 @@ class BusinessCentralAdapter:
                      extra_filter: str | None = None) -> Iterator[list[dict[str, Any]]]:
         """Pages of records matching the side's filter, modified at or after ``since``."""
         q = self.page_query(side, since, columns, extra_filter)
+        # Every page is read (the engine's readers consume them all): the next one is
+        # asked for while the caller works on the one before (clients/http.py).
         yield from self.client.iter_pages(q.entity_set, filter=q.filter, select=q.select,
-                                          page_size=q.page_size)
+                                          page_size=q.page_size, prefetch=True)
 
     def fetch(self, side: Side, ids: Sequence[str], columns: Sequence[str]) -> list[dict[str, Any]]:
         """Records by id, ignoring the side filter (many ids: their GETs in ``$batch``)."""
@@ -493,8 +495,10 @@ class DataverseAdapter:
                      extra_filter: str | None = None) -> Iterator[list[dict[str, Any]]]:
         """Pages of rows matching the side's filter, modified at or after ``since``."""
         q = self.page_query(side, since, columns, extra_filter)
+        # Every page is read (the engine's readers consume them all): the next one is
+        # asked for while the caller works on the one before (clients/http.py).
         yield from self.client.iter_pages(q.entity_set, filter=q.filter, select=q.select,
-                                          page_size=q.page_size)
+                                          page_size=q.page_size, prefetch=True)
 
     def fetch(self, side: Side, ids: Sequence[str], columns: Sequence[str]) -> list[dict[str, Any]]:
         """Rows by id, ignoring the side filter (many ids: their GETs in ``$batch``)."""

@@ -116,11 +116,20 @@ def staged_references(directory: StagingPath) -> dict[tuple[str, str, tuple[str,
 class PreRead:
     """Every source record of a full pass, read once before the pass (for match-based
     coupling too) and spilled to a staging file (so no pass holds them all in memory), with
-    the source's clock taken before that read (the signpost)."""
+    the source's clock taken before that read (the signpost).
+
+    The pass's own staging is done during the read, while the service makes the next page:
+    ``staged`` is the pass's source file (the records once each, a page the service shifted
+    returning one twice; the pass's columns), ``seen`` their ids and ``latest`` the latest
+    modified-on among them. When the pass reads no column more than the pass's own, ``file``
+    is that same file."""
 
     signpost: datetime
     file: str
     columns: list[str]
+    staged: str | None = None
+    seen: SeenIds | None = None
+    latest: datetime | None = None
 
     def rows(self) -> Iterator[dict[str, Any]]:
         """The records as read, one at a time from the file."""
@@ -133,12 +142,20 @@ class PreRead:
         while page := list(islice(rows, size)):
             yield _only(page, self.columns)
 
+    def discard(self) -> None:
+        """Close the ids and remove the read's own file (not the pass's source file)."""
+        if self.seen is not None:
+            self.seen.close()
+        if self.file != self.staged:
+            location(self.file).unlink(missing_ok=True)
+
 
 def pre_read(ctx: SyncContext, mapping: TableMapping, direction: Direction,
              extra_columns: Sequence[str] = (), *,
              file: str | os.PathLike[str] | StagingPath) -> PreRead:
     """Read a full pass's source records now (its columns plus ``extra_columns``), page by
-    page into ``file``."""
+    page into ``file``, and stage them for the pass in its directory (``source.jsonl``,
+    the file's directory) as they come: see :class:`PreRead`."""
     sides = PassSides.of(mapping, direction)
     source = ctx.adapter(sides.source_system)
     path = location(file)
@@ -146,10 +163,35 @@ def pre_read(ctx: SyncContext, mapping: TableMapping, direction: Direction,
     wanted = list(dict.fromkeys([*columns, *extra_columns]))
     signpost, pages = signpost_and_first_page(ctx, mapping, direction, source, path.parent,
                                               source.page_query(sides.source, None, wanted))
-    path.unlink(missing_ok=True)
-    for page in pages:
-        write_jsonl(path, page, append=True)
-    return PreRead(signpost, str(file), columns)
+    staged = path.parent / "source.jsonl"
+    own = set(wanted) == set(columns)  # no other column: the pass's file is the read's
+    key, modified_col = sides.source.key, sides.source.modified_on
+    latest: datetime | None = None
+    seen = SeenIds()
+    try:
+        staged.unlink(missing_ok=True)
+        if not own:
+            path.unlink(missing_ok=True)
+        for page in pages:
+            if not own:
+                write_jsonl(path, page, append=True)
+            fresh = seen.fresh(page, key)
+            latest = _latest(fresh, modified_col, latest)
+            write_jsonl(staged, fresh if own else _only(fresh, columns), append=True)
+    except BaseException:
+        seen.close()
+        raise
+    return PreRead(signpost, str(staged if own else file), columns, str(staged), seen, latest)
+
+
+def _latest(rows: list[dict[str, Any]], modified_col: str,
+            latest: datetime | None) -> datetime | None:
+    """The latest modified-on of ``rows`` and ``latest``."""
+    for row in rows:
+        ts = parse_datetime(row.get(modified_col))
+        if ts and (latest is None or ts > latest):
+            latest = ts
+    return latest
 
 
 def extract(
@@ -207,7 +249,10 @@ def extract(
         # taken for new records (no duplicate).
         recover_lost_bc_creates(ctx, mapping, job_id)
     latest: datetime | None = None
-    state.source_file.unlink(missing_ok=True)
+    adopt = preread is not None and preread.seen is not None and preread.staged is not None \
+        and location(preread.staged) == state.source_file
+    if not adopt:
+        state.source_file.unlink(missing_ok=True)
     if mode == "record":
         rows = source.fetch(sides.source, sorted(set(record_ids or [])), columns)
         write_jsonl(state.source_file, rows, append=True)
@@ -221,13 +266,15 @@ def extract(
              else source.iter_records(sides.source, since, columns, extra_filter=extra)
              if preread is None else preread.pages())
     drop_echoes = mode == "modified"
-    with SeenIds() as seen:  # on disk: a full pass sees every id of the table
+    # On disk: a full pass sees every id of the table. A shared read staged the pass's
+    # records as it read them (PreRead): its file and ids are the pass's.
+    with (preread.seen if adopt and preread is not None and preread.seen is not None
+          else SeenIds()) as seen:
+        if adopt and preread is not None:
+            pages, latest = iter(()), preread.latest
         for page in pages:
             fresh = seen.fresh(page, key)
-            for row in fresh:
-                ts = parse_datetime(row.get(modified_col))
-                if ts and (latest is None or ts > latest):
-                    latest = ts
+            latest = _latest(fresh, modified_col, latest)
             if drop_echoes:
                 echoes = own_echoes(ctx, mapping, direction, fresh)
                 state.echoes += len(echoes)

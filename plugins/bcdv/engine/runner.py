@@ -14,7 +14,6 @@ from bcdv.engine.coupling import match_columns, match_couple
 from bcdv.engine.extract import PreRead, extract, extract_window, pass_directory, pre_read
 from bcdv.engine.plan import plan, planned_actions
 from bcdv.engine.report import PassReport
-from bcdv.engine.staging import location
 from bcdv.errors import error_text
 from bcdv.mapping.model import Direction, TableMapping
 
@@ -100,7 +99,7 @@ def sync_mapping(ctx: SyncContext, mapping: TableMapping, *, mode: str = "modifi
         finally:
             ctx.reference_tables = None
             if shared is not None:
-                location(shared.file).unlink(missing_ok=True)
+                shared.discard()
 
 
 def _shared_read(ctx: SyncContext, mapping: TableMapping,

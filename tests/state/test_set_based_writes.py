@@ -95,3 +95,45 @@ def test_record_intents_in_one_batch_keep_the_first_send_time(store: StateStore)
         row = store.coupling("CUSTOMER", bc_id=bc_id)
         assert row["dv_id"] == dv_id and row["pending"] is True
     assert store.coupling_count("CUSTOMER") == 0 and len(store.couplings("CUSTOMER")) == 5
+
+
+def test_stamps_of_fresh_intents_leave_the_rows_the_usual_stamps_leave(
+        store: StateStore) -> None:
+    # A full sync's Dataverse creates: record_intents names the intents it made as new rows
+    # (both ids ours), and stamp_many confirms those by their ids without a SELECT (on
+    # SQLite); the rows end as the usual stamps leave them, on every backend.
+    pairs = [("b1", "x1", {"name": "A"}), ("b2", "x2", {"name": "B"})]
+    for m in ("ONE", "MANY"):
+        store.couple(m, "b3", "x3")                       # a coupling: not fresh
+        store.record_intent(m, bc_id="b4", dv_id="x4")    # an earlier run's intent: not fresh
+    fresh = store.record_intents("MANY", [*pairs, ("b3", "x3"), ("b4", "x4")])
+    store.record_intents("ONE", [*pairs, ("b3", "x3"), ("b4", "x4")])
+    assert fresh == {("b1", "x1"), ("b2", "x2")}
+    stamps = [_stamp(b, d, T0) for b, d in (("b1", "x1"), ("b2", "x2"), ("b3", "x3"),
+                                             ("b4", "x4"))]
+    for s in stamps:
+        store.stamp_success("ONE", TO_DV, "job", s)
+    store.stamp_many("MANY", TO_DV, "job", stamps, fresh=fresh)
+    assert _rows(store, "MANY") == _rows(store, "ONE")
+    assert not any(r["pending"] for r in _rows(store, "MANY"))
+    assert store.coupling("MANY", bc_id="b1")["bc_modified"] == T0
+
+
+def test_a_fresh_intent_that_is_not_where_it_was_is_stamped_the_usual_way(
+        store: StateStore) -> None:
+    # Between intent and stamp the row of one fresh intent was confirmed already (a stamp
+    # applied twice) and another's was removed: the fast UPDATE does not find them all, and
+    # every stamp goes the usual way, as stamp_success would leave the rows.
+    fresh = store.record_intents("MANY", [("b1", "x1"), ("b2", "x2"), ("b3", "x3")])
+    store.record_intents("ONE", [("b1", "x1"), ("b2", "x2"), ("b3", "x3")])
+    for m in ("ONE", "MANY"):
+        store.stamp_success(m, TO_DV, "earlier", _stamp("b1", "x1", T0 + timedelta(hours=1)))
+        store.remove_coupling(m, bc_id="b2")
+    stamps = [_stamp(b, d, T0) for b, d in (("b1", "x1"), ("b2", "x2"), ("b3", "x3"))]
+    for s in stamps:
+        store.stamp_success("ONE", TO_DV, "job", s)
+    store.stamp_many("MANY", TO_DV, "job", stamps, fresh=fresh)
+    assert _rows(store, "MANY") == _rows(store, "ONE")
+    # The baseline a stamp set before is kept by MAX, not overwritten by the fast path.
+    assert store.coupling("MANY", bc_id="b1")["bc_modified"] == T0 + timedelta(hours=1)
+    assert store.coupling("MANY", bc_id="b2")["pending"] is False

@@ -13,7 +13,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
@@ -295,6 +295,8 @@ class _Batch:
     todo: list[Insert | Update]
     outcomes: list[dict[str, Any]]
     resume: list[Insert]
+    # (bc_id, dv_id) of the creates whose intents are new rows (StateStore.record_intents)
+    fresh: set[tuple[str, str]] = field(default_factory=set)
 
 
 def _prepare(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: PassSides,
@@ -322,10 +324,10 @@ def _prepare(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: P
             intents.append((a.source_id if bc_first else None,
                             a.target_id if bc_first else a.source_id,
                             a.payload, _source_baseline(a)))
-    ctx.state.record_intents(mapping.name, intents)
+    fresh = ctx.state.record_intents(mapping.name, intents)
     ctx.state.record_update_intents(mapping.name, sides.source_id_col, {
         a.source_id: update_intent(state.direction, a) for a in todo if isinstance(a, Update)})
-    return _Batch(todo, outcomes, resume)
+    return _Batch(todo, outcomes, resume, fresh)
 
 
 def _write(ctx: SyncContext, mapping: TableMapping, sides: PassSides,
@@ -362,7 +364,8 @@ def _finish(ctx: SyncContext, mapping: TableMapping, state: PassState, sides: Pa
             outcome["message"] = "create resumed after an interruption (no duplicate made)"
         outcome["target_id"] = result.record_id
         outcomes.append(outcome)
-    ctx.state.stamp_many(mapping.name, state.direction, state.job_id, stamps)
+    ctx.state.stamp_many(mapping.name, state.direction, state.job_id, stamps,
+                         fresh=batch.fresh)
     write_jsonl(state.outcomes_file, outcomes, append=True)
 
 

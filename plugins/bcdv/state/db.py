@@ -197,7 +197,7 @@ def forget_engine(url: str) -> None:
         eng.dispose()
 
 
-def execute_many(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> None:
+def execute_many(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> int:
     """``conn.execute(stmt, rows)`` for many rows of one shape (every dict has the same keys).
 
     On SQLite the statement is compiled once and the rows go to the driver's executemany
@@ -205,18 +205,19 @@ def execute_many(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> Non
     per-row parameter building took more time than SQLite's own work on a batch of stamps.
     PostgreSQL keeps SQLAlchemy's path, whose psycopg2 batching the driver's plain
     executemany (one round trip per row) would lose.
+
+    Returns the rows the statement changed as the driver counts them (SQLite: the sum over
+    the rows; PostgreSQL's batched executemany may not count: -1).
     """
     if not rows:
-        return
+        return 0
     if conn.dialect.name != "sqlite":
-        conn.execute(stmt, rows)
-        return
+        return int(conn.execute(stmt, rows).rowcount)
     keys = list(rows[0])
     compiled = stmt.compile(dialect=conn.dialect, column_keys=keys)
     names = list(compiled.positiontup or ())
     if sorted(names) != sorted(keys):  # a default or an expression the rows do not fill
-        conn.execute(stmt, rows)
-        return
+        return int(conn.execute(stmt, rows).rowcount)
     procs = [(i, proc) for i, name in enumerate(names)
              if (proc := compiled.binds[name].type.bind_processor(conn.dialect)) is not None]
     # The row's values in statement order by one C call (itemgetter), then only the columns
@@ -230,4 +231,4 @@ def execute_many(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> Non
             for i, proc in procs:
                 converted[i] = proc(converted[i])
             params[n] = tuple(converted)
-    conn.exec_driver_sql(compiled.string, params)
+    return int(conn.exec_driver_sql(compiled.string, params).rowcount)

@@ -9,7 +9,7 @@ per mapping live in ``bcdv.state.locks``, the operator views in ``bcdv.state.adm
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -283,7 +283,8 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
         """
         _retry_on_conflict(lambda: self._record_intent(mapping, bc_id=bc_id, dv_id=dv_id))
 
-    def record_intents(self, mapping: str, pairs: list[tuple[Any, ...]]) -> None:
+    def record_intents(self, mapping: str, pairs: list[tuple[Any, ...]]
+                       ) -> set[tuple[str, str]]:
         """``record_intent`` for many (bc_id, dv_id[, sent payload[, source baseline]]) in
         one transaction.
 
@@ -291,26 +292,38 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
         keeps what was sent, the source record as it was then and when it was first sent
         (``intent_doc``), so that recovery after a lost response finds the record that
         create made and couples it with a baseline (see engine/lost_creates.py).
+
+        Returns the (bc_id, dv_id) of the intents made as new rows with both ids (a
+        Dataverse create, whose id is ours): no other row holds either id, which lets
+        ``stamp_many`` confirm them without looking them up (its ``fresh``).
         """
+        fresh: set[tuple[str, str]] = set()
+
         def run() -> None:
+            fresh.clear()
             with self._write() as conn:
-                if not self._intent_rows(conn, mapping, pairs):
+                made = self._intent_rows(conn, mapping, pairs)
+                if made is None:
                     for pair in pairs:
                         self._intent_row(conn, mapping, *pair)
+                else:
+                    fresh.update(made)
         if pairs:
             _retry_on_conflict(run)
+        return fresh
 
-    def _intent_rows(self, conn: Any, mapping: str, pairs: list[tuple[Any, ...]]) -> bool:
+    def _intent_rows(self, conn: Any, mapping: str, pairs: list[tuple[Any, ...]]
+                     ) -> set[tuple[str, str]] | None:
         """``_intent_row`` for a whole batch in a few statements: one SELECT of the rows
-        the batch names, one executemany UPDATE and one INSERT. Returns False (nothing
-        done) when two pairs name the same record, which the row-by-row path handles in
-        order."""
+        the batch names, one executemany UPDATE and one INSERT. Returns the (bc_id, dv_id)
+        of the rows it inserted with both ids, or None (nothing done) when two pairs name
+        the same record, which the row-by-row path handles in order."""
         keys = [(p[0] or None, p[1] or None) for p in pairs]
         by_bc = [bc for bc, _ in keys if bc]
         by_dv = [dv for bc, dv in keys if not bc and dv]
         if len(set(by_bc)) != len(by_bc) or len(set(by_dv)) != len(by_dv) or (
                 len(by_bc) + len(by_dv) != len(keys)):
-            return False
+            return None
         found: dict[tuple[str, str], Any] = {}
         for col, name, ids in ((couplings.c.bc_id, "bc", by_bc), (couplings.c.dv_id, "dv",
                                                                   by_dv)):
@@ -340,7 +353,8 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
                                 **values})
         _update_by_id(conn, updates)
         execute_many(conn, insert(couplings), inserts)
-        return True
+        return {(str(r["bc_id"]), str(r["dv_id"])) for r in inserts
+                if r["bc_id"] and r["dv_id"]}
 
     def _record_intent(self, mapping: str, *, bc_id: str | None, dv_id: str | None) -> None:
         with self._write() as conn:
@@ -371,15 +385,48 @@ class StateStore(MappingLocks, OperatorViews, PageQueries):
         _retry_on_conflict(lambda: self._stamp_success(mapping, direction, job_id, stamp))
 
     def stamp_many(self, mapping: str, direction: str, job_id: str,
-                   stamps: list[Stamp]) -> None:
-        """``stamp_success`` for many pairs in one transaction."""
+                   stamps: list[Stamp], fresh: Collection[tuple[str, str]] = ()) -> None:
+        """``stamp_success`` for many pairs in one transaction.
+
+        ``fresh``: (bc_id, dv_id) of intents this pass made as new rows
+        (``record_intents``'s answer). Their stamps are one executemany UPDATE of the
+        pending row holding both ids, with no SELECT: the row has no baseline to keep by
+        MAX and no other row can hold either id. Should one not be found so, every stamp
+        goes the usual way (a stamp applied twice changes nothing). SQLite only, whose
+        executemany counts the rows it updated."""
         def run() -> None:
             with self._write() as conn:
-                if not self._stamp_rows(conn, mapping, direction, job_id, stamps):
-                    for stamp in stamps:
+                rest = stamps
+                if fresh and conn.dialect.name == "sqlite":
+                    rest = self._stamp_fresh(conn, mapping, direction, job_id, stamps, fresh)
+                if rest and not self._stamp_rows(conn, mapping, direction, job_id, rest):
+                    for stamp in rest:
                         self._stamp_row(conn, mapping, direction, job_id, stamp)
         if stamps:
             _retry_on_conflict(run)
+
+    def _stamp_fresh(self, conn: Any, mapping: str, direction: str, job_id: str,
+                     stamps: list[Stamp], fresh: Collection[tuple[str, str]]
+                     ) -> list[Stamp]:
+        """The stamps of ``fresh`` intents as one UPDATE by their ids; returns the stamps
+        left to the usual way (all of them when a fresh row was not where it should be)."""
+        mine = [s for s in stamps if (s.bc_id, s.dv_id) in fresh]
+        if not mine:
+            return stamps
+        now = to_db(utcnow())
+        rows = []
+        for stamp in mine:
+            values = _stamped_values(stamp, None, direction, job_id, now)
+            del values["bc_id"], values["dv_id"]  # the row's own: keys of the WHERE
+            rows.append({"m_": mapping, "b_": stamp.bc_id, "d_": stamp.dv_id, **values})
+        c = couplings.c
+        stmt = update(couplings).where(
+            c.mapping == bindparam("m_"), c.bc_id == bindparam("b_"),
+            c.dv_id == bindparam("d_"), c.pending.is_(True))
+        done = execute_many(conn, stmt, rows)
+        if done != len(mine):
+            return stamps
+        return [s for s in stamps if (s.bc_id, s.dv_id) not in fresh]
 
     def _stamp_rows(self, conn: Any, mapping: str, direction: str, job_id: str,
                     stamps: list[Stamp]) -> bool:

@@ -133,7 +133,10 @@ def plan_records(inputs: PlanInputs) -> list[Action]:
              if sides.source.name_field in src else {})
     mods = {k: (v.isoformat() if pd.notna(v) else None)
             for k, v in flags.source_modified.items()}
-    coup_rows = _by_index(coup, nulls=True)
+    # Rows only for the records with a coupling: the others (every record of a first full
+    # synchronisation) share one row of nothing, as _by_index would have made each of them.
+    coup_rows = _by_index(coup[coup[sides.source_id_col].notna()], nulls=True)
+    no_coupling: dict[str, Any] = dict.fromkeys(coup.columns)
     payload_rows = _by_index(result.values)
     kept = result.keep.any(axis=1)  # only rows with a keep mark list their kept columns
     keep_cols = {sid: [c for c, k in row.items() if k]
@@ -158,7 +161,7 @@ def plan_records(inputs: PlanInputs) -> list[Action]:
                 {w: r for r, w in renames.items()})
     out: list[Action] = []
     for sid in src.index:
-        c, f = coup_rows[sid], marks[sid]
+        c, f = coup_rows.get(sid, no_coupling), marks[sid]
         kept_here = keep_cols.get(sid)
         wanted = ({k: v for k, v in payload_rows[sid].items() if k not in kept_here}
                   if kept_here else payload_rows[sid])

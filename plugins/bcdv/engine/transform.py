@@ -19,7 +19,7 @@ import pandas as pd
 from bcdv.clients.odata import key_segment
 from bcdv.engine.created import CREATED_ON
 from bcdv.engine.lookups import Tables
-from bcdv.engine.values import NULL_GUID, canon
+from bcdv.engine.values import NULL_GUID, canon, is_blank
 from bcdv.mapping.model import Direction, FieldMapping, OnFailure, TableMapping
 
 
@@ -134,7 +134,7 @@ def _column(src: pd.DataFrame, mapping: TableMapping, f: FieldMapping, direction
     col = src[name].astype(object) if name in src.columns else pd.Series(
         [None] * len(src), index=src.index, dtype=object)
     # Every spelling of "nothing" (BC's null GUID and blank enum, NaN) is None to the rules.
-    col = _omap(col, lambda v: None if canon(v) == "" else v)
+    col = _omap(col, lambda v: None if is_blank(v) else v)
     rules: list[Any] = [lambda c, r=rule: _omap(c, _safe(lambda v: r.apply(
         v, tables.field_lookups))) for rule in f.rules_for(direction)]
     maps: list[Any] = []

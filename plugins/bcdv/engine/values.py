@@ -54,6 +54,16 @@ def canon(value: Any) -> str:
     return "" if text in _BLANKS else text
 
 
+def is_blank(value: Any) -> bool:
+    """``canon(value) == ""`` (every spelling of nothing), text first without a GUID match:
+    the only blank GUID is the null one, whose digits have no case."""
+    if type(value) is str:
+        text = str.strip(value)
+        return text in _BLANKS or (len(text) == 38 and text[0] == "{" and text[-1] == "}"
+                                   and text[1:-1] in _BLANKS)
+    return value is None or canon(value) == ""
+
+
 def same(a: Any, b: Any) -> bool:
     """Whether two values of one field, read from either system, are the same value.
 

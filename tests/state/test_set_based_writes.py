@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bcdv.state import Stamp, StateStore
-from bcdv.state.store import intent_of
+from bcdv.state.store import intent_attempts, intent_of
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
 TO_DV, TO_BC = "to_dataverse", "to_business_central"
@@ -84,7 +84,7 @@ def test_record_intents_in_one_batch_keep_the_first_send_time(store: StateStore)
     intent = intent_of(store.coupling("CUSTOMER", dv_id="d1")["synced"])
     assert intent["sent"] == {"displayName": "A2"} and intent["since"] == first
     # Both attempts are kept: the lost create may be the first, made from older values.
-    assert [a["sent"] for a in intent["attempts"]] == [{"displayName": "A"},
+    assert [a["sent"] for a in intent_attempts(intent)] == [{"displayName": "A"},
                                                        {"displayName": "A2"}]
     assert intent_of(store.coupling("CUSTOMER", dv_id="d2")["synced"])["sent"] == {
         "displayName": "B"}
@@ -137,3 +137,26 @@ def test_a_fresh_intent_that_is_not_where_it_was_is_stamped_the_usual_way(
     # The baseline a stamp set before is kept by MAX, not overwritten by the fast path.
     assert store.coupling("MANY", bc_id="b1")["bc_modified"] == T0 + timedelta(hours=1)
     assert store.coupling("MANY", bc_id="b2")["pending"] is False
+
+
+def test_an_intent_stores_its_payload_once_and_reads_those_stored_before() -> None:
+    from types import SimpleNamespace
+
+    from bcdv.state.store import intent_doc
+
+    sent, source = {"name": "A2"}, {"values": {"name": "A2"}, "modified": None, "hash": "h"}
+    # An intent as stored before 'earlier' (every attempt in 'attempts', the last one too).
+    old = json.dumps({"intent": {"sent": {"name": "A"}, "source": None, "since": "T0",
+                                 "attempts": [{"sent": {"name": "A"}, "source": None}]}})
+    doc = intent_doc(SimpleNamespace(synced=old, pending=True), sent, source, T0)
+    intent = intent_of(doc)
+    assert intent_attempts(intent) == [{"sent": {"name": "A"}, "source": None},
+                                       {"sent": sent, "source": source}]
+    assert intent["since"] == "T0" and doc.count('"A2"') == 2  # sent and source, once each
+    # A resend of the same payload is one attempt; at most five are kept, oldest dropped.
+    for i in range(7):
+        doc = intent_doc(SimpleNamespace(synced=doc, pending=True), {"name": f"v{i}"},
+                         None, T0)
+    doc = intent_doc(SimpleNamespace(synced=doc, pending=True), {"name": "v6"}, None, T0)
+    assert [a["sent"]["name"] for a in intent_attempts(intent_of(doc))] == [
+        "v2", "v3", "v4", "v5", "v6"]

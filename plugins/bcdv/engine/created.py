@@ -112,15 +112,18 @@ def _dataverse_part(text: Any) -> dict[str, Any] | None:
 
 
 def sent_values(payload: dict[str, Any], read_as: dict[str, str]) -> dict[str, str]:
-    """The mapped values a Dataverse create sent, canonical and named as a read returns
+    """The mapped values a Dataverse create made, canonical and named as a read returns
     them (``read_as``: written property -> column read; a lookup's ``nav@odata.bind`` of
-    ``/set(id)`` reads back as ``_nav_value`` holding the id). Only what was sent: the
-    service fills the rest (an owner), which the first read takes as it is."""
+    ``/set(id)`` reads back as ``_nav_value`` holding the id). A mapped column the create
+    left out (its value was empty: creates send no nulls) is kept empty: a person who fills
+    it in the very second of the create changed the row, which its modified-on cannot tell.
+    A lookup left out is not kept: the service fills some (the owner, the currency), and
+    the first read takes them as they are."""
     out: dict[str, str] = {}
     for written, column in read_as.items():
-        if written not in payload:
+        if written not in payload and written.endswith("@odata.bind"):
             continue
-        value = payload[written]
+        value = payload.get(written)
         if isinstance(value, str) and written.endswith("@odata.bind"):
             bound = _BIND.match(value)
             value = bound.group(1) if bound else value

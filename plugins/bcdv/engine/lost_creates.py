@@ -40,7 +40,7 @@ from bcdv.engine.context import PassSides, SyncContext
 from bcdv.engine.transform import side_fields
 from bcdv.engine.values import canon, canon_hash, same
 from bcdv.mapping.model import Direction, TableMapping
-from bcdv.state.store import Stamp, from_db, intent_of
+from bcdv.state.store import Stamp, from_db, intent_attempts, intent_of
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,8 @@ def find_lost_bc_creates(ctx: SyncContext, mapping: TableMapping, sides: PassSid
     since: dict[str, datetime] = {}
     for sid in sources:
         intent = intent_of(info.get(sid, {}).get("synced"))
-        tried = [a for a in intent.get("attempts") or
-                 [{"sent": intent.get("sent") or payloads.get(sid), "source": None}]
+        tried = [a for a in intent_attempts(intent) or
+                 [{"sent": payloads.get(sid), "source": None}]
                  if a.get("sent")]
         first = parse_datetime(intent.get("since")) if intent.get("since") else None
         if first is None and sid in info:
@@ -152,7 +152,7 @@ def find_lost_dv_creates(ctx: SyncContext, mapping: TableMapping, sides: PassSid
         if row is None:
             continue
         intent = intent_of(info.get(sid, {}).get("synced"))
-        tried = [a for a in intent.get("attempts") or [] if a.get("sent")]
+        tried = [a for a in intent_attempts(intent) if a.get("sent")]
         first = parse_datetime(intent.get("since")) if intent.get("since") else None
         if first is None and sid in info:
             first = from_db(info[sid]["updated_at"])

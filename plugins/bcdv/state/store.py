@@ -42,19 +42,31 @@ INTENT_ATTEMPTS = 5
 def intent_doc(existing: Any, sent: dict[str, Any], source: dict[str, Any] | None,
                moment: datetime) -> str:
     """A pending create's ``synced``: the payload sent, the source record's baseline when it
-    was sent (values, modified-on, hash), when it was first sent, and the last distinct
+    was sent (values, modified-on, hash), when it was first sent, and the earlier distinct
     attempts (a resend keeps the first time: the lost create may be the first one, made
-    from values the source has changed since). ``existing``: the coupling row, if any."""
+    from values the source has changed since). ``existing``: the coupling row, if any.
+
+    The last attempt is ``sent`` and ``source`` themselves; ``earlier`` holds the ones
+    before it (up to ``INTENT_ATTEMPTS`` in all: :func:`intent_attempts`), so a create's
+    payload and source are stored once, not twice (a full sync writes one per record)."""
     before = intent_of(existing.synced if existing is not None and existing.pending
                        else None)
-    attempts = [a for a in before.get("attempts") or
-                ([{"sent": before["sent"], "source": before.get("source")}]
-                 if before.get("sent") else []) if a.get("sent") != sent]
-    attempts = [*attempts, {"sent": sent, "source": source}][-INTENT_ATTEMPTS:]
-    return fastjson.dumps({"intent": {"sent": sent, "source": source, "attempts": attempts,
+    earlier = [a for a in intent_attempts(before) if a.get("sent") != sent]
+    return fastjson.dumps({"intent": {"sent": sent, "source": source,
+                                      "earlier": earlier[-(INTENT_ATTEMPTS - 1):],
                                       "since": before.get("since") or moment.isoformat()}})
 
 
+def intent_attempts(intent: dict[str, Any]) -> list[dict[str, Any]]:
+    """The attempts of a pending create's intent, oldest first, each ``{"sent", "source"}``:
+    its ``earlier`` ones and the last (``sent``, ``source``); an intent stored before
+    ``earlier`` existed lists every attempt in ``attempts``. [] when none was sent."""
+    if "attempts" in intent:
+        return list(intent.get("attempts") or [])
+    if not intent.get("sent"):
+        return []
+    return [*(intent.get("earlier") or []),
+            {"sent": intent["sent"], "source": intent.get("source")}]
 
 
 def _synced_doc(synced: Any) -> dict[str, Any]:
@@ -75,7 +87,7 @@ def intent_of(synced: Any) -> dict[str, Any]:
 
 
 __all__ = ["COUNTERS", "LockHolder", "Stamp", "StateStore", "default_state_url", "from_db",
-           "intent_of",
+           "intent_attempts", "intent_of",
            "to_db", "utcnow"]
 
 COUNTERS = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed",

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -131,7 +132,11 @@ def start(data_dir: str | Path, seed: str = "empty", host: str = "127.0.0.1",
         _profile(svc, options)
     services: dict[str, Service] = {"identity": ident, "business_central": bc, "dataverse": dv}
     endpoints = endpoints_document(settings, bc.company_id())
-    (ddir / "endpoints.json").write_text(json.dumps(endpoints, indent=2))
+    # Atomically (a temporary file renamed into place): a client waiting for the file may
+    # read it the moment it exists, never half written.
+    tmp = ddir / f".endpoints.json.{os.getpid()}"
+    tmp.write_text(json.dumps(endpoints, indent=2))
+    os.replace(tmp, ddir / "endpoints.json")
     emu = Emulators(settings, endpoints, services)
     ssl_ctx_args = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
     try:

@@ -14,6 +14,9 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime, timezone
+from typing import Any
+
+import pytest
 
 from bcdv.engine.adapters import SIGNPOST_SLACK
 
@@ -24,7 +27,8 @@ from .conftest import Env, make_mapping
 READ_ROW_MS = 30
 
 
-def test_a_signpost_is_not_later_than_a_slow_first_page_read(env: Env) -> None:
+def test_a_signpost_is_not_later_than_a_slow_first_page_read(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     mapping = make_mapping(sync_only_coupled=False)
     env.admin("bc", "POST", "generate", {"entity": "customers", "count": 120})
     late = env.bc_new("Late Change Ltd", phoneNumber="+1 555 0100")
@@ -39,7 +43,17 @@ def test_a_signpost_is_not_later_than_a_slow_first_page_read(env: Env) -> None:
         env.bc_edit(late["id"], phoneNumber="+1 555 0199")
         edited.set()
 
-    before = datetime.now(timezone.utc)
+    # When the pass sends its first request (the engine's own start before it takes its
+    # time on a loaded machine): the signpost may not be later, less the slack.
+    sent: list[datetime] = []
+    client = env.ctx.business_central.client
+    first_read = client.first_read
+
+    def timed_first_read(*args: Any, **kwargs: Any) -> Any:
+        sent.append(datetime.now(timezone.utc))
+        return first_read(*args, **kwargs)
+
+    monkeypatch.setattr(client, "first_read", timed_first_read)
     person = threading.Thread(target=edit_while_the_page_is_served)
     person.start()
     first = env.run(mapping, "to_dataverse")
@@ -54,7 +68,7 @@ def test_a_signpost_is_not_later_than_a_slow_first_page_read(env: Env) -> None:
         signpost = signpost.replace(tzinfo=timezone.utc)
     # No later than the request was sent, less the slack (the Date alone, less the slack,
     # would be about 1.6 s after the page was read).
-    assert signpost <= before - SIGNPOST_SLACK, (signpost, before)
+    assert len(sent) == 1 and signpost <= sent[0] - SIGNPOST_SLACK, (signpost, sent)
 
     env.tick()
     second = env.run(mapping, "to_dataverse")

@@ -249,9 +249,12 @@ def extract(
         # taken for new records (no duplicate).
         recover_lost_bc_creates(ctx, mapping, job_id)
     latest: datetime | None = None
-    adopt = preread is not None and preread.seen is not None and preread.staged is not None \
-        and location(preread.staged) == state.source_file
-    if not adopt:
+    # A shared read that staged this pass's records as it read them (PreRead): its file and
+    # ids are the pass's.
+    adopted = preread if (preread is not None and preread.seen is not None
+                          and preread.staged is not None
+                          and location(preread.staged) == state.source_file) else None
+    if adopted is None:
         state.source_file.unlink(missing_ok=True)
     if mode == "record":
         rows = source.fetch(sides.source, sorted(set(record_ids or [])), columns)
@@ -266,12 +269,11 @@ def extract(
              else source.iter_records(sides.source, since, columns, extra_filter=extra)
              if preread is None else preread.pages())
     drop_echoes = mode == "modified"
-    # On disk: a full pass sees every id of the table. A shared read staged the pass's
-    # records as it read them (PreRead): its file and ids are the pass's.
-    with (preread.seen if adopt and preread is not None and preread.seen is not None
+    # On disk: a full pass sees every id of the table.
+    with (adopted.seen if adopted is not None and adopted.seen is not None
           else SeenIds()) as seen:
-        if adopt and preread is not None:
-            pages, latest = iter(()), preread.latest
+        if adopted is not None:
+            pages, latest = iter(()), adopted.latest
         for page in pages:
             fresh = seen.fresh(page, key)
             latest = _latest(fresh, modified_col, latest)

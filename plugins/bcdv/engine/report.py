@@ -40,12 +40,12 @@ class RecordOutcome:
         result = ACTION_RESULT[row["action"]] if dry_run else row.get("result")
         # A staged row holds the record's own values (a nameless account's name is NaN):
         # they are made JSON-safe here, so no value can fail the report, XCom or the log.
-        message = _text(row.get("message")) or _text(row.get("reason")) or ""
+        message = safe_text(row.get("message")) or safe_text(row.get("reason")) or ""
         changes = row.get("changes")
         changes = json_safe(changes) if changes else {}
         error_id = row.get("error_id")
-        return cls(str(row["source_id"]), _text(row.get("target_id")),
-                   _text(row.get("name")) or "", row["action"], result, message,
+        return cls(str(row["source_id"]), safe_text(row.get("target_id")),
+                   safe_text(row.get("name")) or "", row["action"], result, message,
                    bool(json_safe(row.get("conflict"))),
                    changes if isinstance(changes, dict) else {},
                    int(error_id) if error_id is not None else None)
@@ -73,11 +73,6 @@ class RecordOutcome:
 
 
 _OUTCOME_FIELDS = tuple(f.name for f in fields(RecordOutcome))
-
-
-def _text(value: Any) -> str | None:
-    """``safe_text`` with the common cases (text, nothing) first."""
-    return value if value is None or type(value) is str else safe_text(value)
 
 
 @dataclass

@@ -48,6 +48,8 @@ def json_safe(value: Any) -> Any:
 def safe_text(value: Any) -> str | None:
     """A text field of the bookkeeping (a name, a message): None for a missing value,
     else the value as text."""
+    if value is None or type(value) is str:  # the common cases, as json_safe keeps them
+        return value
     clean = json_safe(value)
     if clean is None or isinstance(clean, str):
         return clean

@@ -793,15 +793,10 @@ def _job_record(job_id: str, mapping: str, direction: str,
     """A ``job_records`` row from a record outcome's row."""
     return {"job_id": job_id, "mapping": mapping, "direction": direction,
             "source_id": str(r["source_id"]), "target_id": r.get("target_id"),
-            "name": _cut(_text(r.get("name")), 250), "action": r["action"],
-            "result": r.get("result"), "message": _text(r.get("message")),
+            "name": _cut(safe_text(r.get("name")), 250), "action": r["action"],
+            "result": r.get("result"), "message": safe_text(r.get("message")),
             "changes": fastjson.dumps(r["changes"]) if r.get("changes")
             else None, "conflict": bool(r.get("conflict"))}
-
-
-def _text(value: Any) -> str | None:
-    """``safe_text`` with the common cases (text, nothing) first."""
-    return value if value is None or type(value) is str else safe_text(value)
 
 
 def _cut(text: str | None, size: int) -> str | None:
